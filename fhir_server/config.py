@@ -1,0 +1,34 @@
+"""Server settings: command line first, then environment, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    # Unset means: start the embedded MongoDB-wire-compatible store under data_dir.
+    mongodb_url: str | None = field(default_factory=lambda: os.environ.get("MONGODB_URL") or None)
+    database: str = field(default_factory=lambda: os.environ.get("FHIR_DATABASE", "fhir"))
+    mllp_port: int | None = None
+    max_body_bytes: int = field(default_factory=lambda: _env_int("FHIR_MAX_BODY_BYTES", 64 * 1024 * 1024))
+    default_count: int = field(default_factory=lambda: _env_int("FHIR_DEFAULT_COUNT", 20))
+    max_count: int = field(default_factory=lambda: _env_int("FHIR_MAX_COUNT", 1000))
+    # Binary payloads above this size go to GridFS instead of the resource document (16 MB BSON limit).
+    gridfs_threshold: int = field(default_factory=lambda: _env_int("FHIR_GRIDFS_THRESHOLD", 4 * 1024 * 1024))
+    profiles_dir: Path = PROJECT_ROOT / "profiles"
+    mappings_dir: Path = PROJECT_ROOT / "mappings"
+    # Public base URL used in Location headers and fullUrls; derived from the request when unset.
+    base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)

@@ -1,0 +1,1 @@
+"""MongoDB storage: the embedded store launcher, the connection and the repository."""

@@ -1,0 +1,71 @@
+"""The shape of a stored resource version in MongoDB.
+
+Current versions live in one collection per resource type, `_id` = the FHIR id; every version,
+deletions included, also lives in the `history` collection. Search index values (`ix`) and sort
+keys (`sk`) are written into the same document, so a write stays one atomic document operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Stored:
+    resource_type: str
+    id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    resource: dict[str, Any] | None
+    blob: dict[str, Any] | None = None
+
+    @property
+    def version_id(self) -> str:
+        return str(self.version)
+
+
+def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "_id": stored.id,
+        # A plain copy of the id: the embedded store sorts and ranges on `_id` by full scan,
+        # but on an ordinary indexed field like this one it does not.
+        "sid": stored.id,
+        "vid": stored.version,
+        "ts": stored.last_updated,
+        "del": stored.deleted,
+        "res": stored.resource,
+        "ix": ix,
+        "sk": sk,
+    }
+    if stored.blob is not None:
+        doc["blob"] = stored.blob
+    return doc
+
+
+def history_document(stored: Stored, method: str) -> dict[str, Any]:
+    rid = f"{stored.resource_type}/{stored.id}"
+    doc: dict[str, Any] = {
+        # Keyed by time first: history pages newest-first on `_id` alone, one range per page.
+        "_id": f"{stored.last_updated}|{rid}/{stored.version}",
+        "rt": stored.resource_type,
+        "rid": rid,
+        "vid": stored.version,
+        "ts": stored.last_updated,
+        "del": stored.deleted,
+        "method": method,
+        "res": stored.resource,
+    }
+    if stored.blob is not None:
+        doc["blob"] = stored.blob
+    return doc
+
+
+def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
+    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"], doc["del"], doc.get("res"), doc.get("blob"))
+
+
+def from_history(doc: dict[str, Any]) -> Stored:
+    resource_type, resource_id = doc["rid"].split("/", 1)
+    return Stored(resource_type, resource_id, doc["vid"], doc["ts"], doc["del"], doc.get("res"), doc.get("blob"))
