@@ -1,0 +1,89 @@
+"""Conformance resources the server enforces, loaded once from the `profiles/` directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from fhir_server.validation.element_rules import ElementRule, merge_differentials
+from fhir_server.validation.terminology import Terminology
+
+# Sub-directories of profiles/ this registry reads; others (SearchParameter...) belong to other modules.
+_KINDS = ("StructureDefinition", "ValueSet", "CodeSystem")
+
+
+def canonical_without_version(url: str) -> str:
+    """`http://x/StructureDefinition/p|1.0` and `http://x/StructureDefinition/p` name the same profile."""
+    return url.split("|", 1)[0]
+
+
+class ProfileRegistry:
+    def __init__(
+        self,
+        structure_definitions: dict[str, dict],
+        value_sets: dict[str, dict],
+        code_systems: dict[str, dict],
+    ) -> None:
+        self._structure_definitions = structure_definitions
+        self._value_sets = value_sets
+        self._code_systems = code_systems
+        self._rules: dict[str, dict[str, ElementRule]] = {}
+        self.terminology = Terminology(self)
+
+    @classmethod
+    def load(cls, profiles_dir: Path) -> ProfileRegistry:
+        by_kind: dict[str, dict[str, dict]] = {kind: {} for kind in _KINDS}
+        for kind in _KINDS:
+            folder = profiles_dir / kind
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.json")):
+                resource = orjson.loads(path.read_bytes())
+                if resource.get("resourceType") != kind:
+                    raise ValueError(f"{path} holds a {resource.get('resourceType')}, expected {kind}")
+                url = resource.get("url")
+                if not url:
+                    raise ValueError(f"{path} has no canonical url")
+                if url in by_kind[kind]:
+                    raise ValueError(f"{path} repeats the canonical url {url}")
+                by_kind[kind][url] = resource
+        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"])
+
+    def get_structure_definition(self, url: str) -> dict | None:
+        return self._structure_definitions.get(canonical_without_version(url))
+
+    def get_value_set(self, url: str) -> dict | None:
+        return self._value_sets.get(canonical_without_version(url))
+
+    def get_code_system(self, url: str) -> dict | None:
+        return self._code_systems.get(canonical_without_version(url))
+
+    def profiles_for_type(self, resource_type: str) -> list[str]:
+        """Profiles (constraints on a resource) whose instances are of `resource_type`."""
+        return sorted(
+            url
+            for url, sd in self._structure_definitions.items()
+            if sd.get("type") == resource_type and sd.get("kind") == "resource" and sd.get("derivation") == "constraint"
+        )
+
+    def all_canonical_urls(self) -> list[str]:
+        return sorted([*self._structure_definitions, *self._value_sets, *self._code_systems])
+
+    def element_rules(self, url: str) -> dict[str, ElementRule]:
+        """Merged constraints of a profile and every ancestor this registry knows.
+
+        Ancestors outside the registry (the base R4 resources) are covered by the R4 model check.
+        """
+        url = canonical_without_version(url)
+        cached = self._rules.get(url)
+        if cached is None:
+            chain: list[list[dict]] = []
+            seen: set[str] = set()
+            current = self.get_structure_definition(url)
+            while current is not None and current["url"] not in seen:
+                seen.add(current["url"])
+                chain.append(current.get("differential", {}).get("element", []))
+                current = self.get_structure_definition(current.get("baseDefinition", ""))
+            cached = self._rules[url] = merge_differentials(list(reversed(chain)))
+        return cached
