@@ -1,0 +1,138 @@
+"""ClinicalDocument header -> DocumentReference with the PDSm / CI-SIS document metadata."""
+
+from lxml import etree
+
+from cda.datatypes import codeable_concept, coding, every, first, identifier, instant, period, text
+from cda.errors import CdaError
+from cda.mappings import table
+from cda.participants import ContainedResources, assigned_entity, organization
+
+# Where CI-SIS documents state the practice setting, most authoritative first.
+_PRACTICE_SETTING_PATHS = (
+    "documentationOf/serviceEvent/performer/assignedEntity/representedOrganization/standardIndustryClassCode",
+    "legalAuthenticator/assignedEntity/representedOrganization/standardIndustryClassCode",
+    "author/assignedAuthor/representedOrganization/standardIndustryClassCode",
+)
+
+
+def master_identifier(root: etree._Element) -> dict:
+    """ClinicalDocument/id as masterIdentifier (the XDS uniqueId)."""
+    result = identifier(first(root, "id"))
+    if result is None:
+        raise CdaError("not-cda", "ClinicalDocument/id is missing: the document cannot be identified")
+    return result
+
+
+def _category(type_coding: dict | None, warnings: list[str]) -> list[dict] | None:
+    classes = table("type_to_class")
+    if type_coding is None or type_coding["system"] != classes["type_system"]:
+        warnings.append("document type is not a LOINC code: no class (category)")
+        return None
+    class_code = classes["types"].get(type_coding["code"])
+    if class_code is None:
+        warnings.append(f"no class known for document type {type_coding['code']}")
+        return None
+    return [{"coding": [{
+        "system": classes["class_system"], "code": class_code, "display": classes["classes"][class_code],
+    }]}]
+
+
+def _security_label(root: etree._Element, warnings: list[str]) -> list[dict] | None:
+    code = first(root, "confidentialityCode")
+    if code is None or not code.get("code"):
+        return None
+    labels = table("confidentiality")
+    display = labels["codes"].get(code.get("code"))
+    if display is None:
+        warnings.append(f"unknown confidentialityCode {code.get('code')!r}, passed through")
+        passthrough = coding(code)
+        return [{"coding": [passthrough]}] if passthrough else None
+    return [{"coding": [{"system": labels["system"], "code": code.get("code"), "display": display}]}]
+
+
+def _relates_to(root: etree._Element, warnings: list[str]) -> list[dict] | None:
+    codes = table("related_document")
+    result = []
+    for related in every(root, "relatedDocument"):
+        code = codes.get(related.get("typeCode", ""))
+        target = identifier(first(related, "parentDocument/id"))
+        if code is None or target is None:
+            warnings.append(f"relatedDocument typeCode={related.get('typeCode')!r} without usable parent id ignored")
+            continue
+        result.append({"code": code, "target": {"identifier": target}})
+    return result or None
+
+
+def _context(
+    root: etree._Element, encounter_url: str | None, warnings: list[str]
+) -> dict | None:
+    context: dict = {}
+    if encounter_url:
+        context["encounter"] = [{"reference": encounter_url}]
+    service_events = every(root, "documentationOf/serviceEvent")
+    events = [c for c in (codeable_concept(first(e, "code")) for e in service_events) if c]
+    if events:
+        context["event"] = events
+    encounter = first(root, "componentOf/encompassingEncounter")
+    for source in (*service_events, encounter):
+        if found := period(first(source, "effectiveTime"), warnings, "context.period"):
+            context["period"] = found
+            break
+    if facility := codeable_concept(first(encounter, "location/healthCareFacility/code")):
+        context["facilityType"] = facility
+    for steps in _PRACTICE_SETTING_PATHS:
+        if setting := codeable_concept(first(root, steps)):
+            context["practiceSetting"] = setting
+            break
+    else:
+        warnings.append("no practice setting (standardIndustryClassCode) in the header")
+    return context or None
+
+
+def document_reference(
+    root: etree._Element,
+    master: dict,
+    patient_url: str,
+    encounter_url: str | None,
+    content: list[dict],
+    warnings: list[str],
+) -> dict:
+    contained = ContainedResources()
+    authors = [
+        reference
+        for reference in (assigned_entity(first(a, "assignedAuthor"), contained) for a in every(root, "author"))
+        if reference
+    ]
+    authenticator = assigned_entity(first(root, "legalAuthenticator/assignedEntity"), contained)
+    custodian = organization(
+        first(root, "custodian/assignedCustodian/representedCustodianOrganization"), contained
+    )
+    type_concept = codeable_concept(first(root, "code"))
+    resource: dict = {"resourceType": "DocumentReference"}
+    if contained.resources:
+        resource["contained"] = contained.resources
+    resource.update(masterIdentifier=master, status="current")
+    if type_concept:
+        resource["type"] = type_concept
+    if category := _category((type_concept or {}).get("coding", [None])[0], warnings):
+        resource["category"] = category
+    resource["subject"] = {"reference": patient_url}
+    effective = first(root, "effectiveTime")
+    if effective is not None and (date := instant(effective.get("value"), warnings, "effectiveTime")):
+        resource["date"] = date
+    if authors:
+        resource["author"] = [{"reference": reference} for reference in authors]
+    if authenticator:
+        resource["authenticator"] = {"reference": authenticator}
+    if custodian:
+        resource["custodian"] = {"reference": custodian}
+    if relates_to := _relates_to(root, warnings):
+        resource["relatesTo"] = relates_to
+    if title := text(first(root, "title")):
+        resource["description"] = title
+    if labels := _security_label(root, warnings):
+        resource["securityLabel"] = labels
+    resource["content"] = content
+    if context := _context(root, encounter_url, warnings):
+        resource["context"] = context
+    return resource

@@ -1,0 +1,242 @@
+"""Prescribed lines (eP-MED-DM prescription, LDL-SES discharge treatments) -> MedicationRequest."""
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from cda.datatypes import (
+    V3, UCUM, children, codeable_concept, coding, every, first, human_name, identifier, number,
+    only, original_text, system_uri, text,
+)
+from cda.dosage import dosage
+from cda.ids import full_url, resource_id
+from cda.mappings import table
+
+_PHARM = "{urn:ihe:pharm:medication}"
+_SECTION = f"{{{V3}}}section"
+_BR = f"{{{V3}}}br"
+_SPACES = re.compile(r"\s+")
+_EDQM = "0.4.0.127.0.16.1.1.2.1"
+# Dosage elements a subordinate administration inherits from its parent line.
+_INHERITED = ("route", "site", "maxDosePerPeriod")
+
+
+@dataclass(frozen=True)
+class PrescriptionContext:
+    """What every MedicationRequest of one document shares."""
+
+    key: str
+    patient_url: str
+    document_url: str
+    encounter_url: str | None
+    authored_on: str | None
+    requester: dict | None
+    group_identifier: dict | None
+    validity: dict | None
+
+
+def requester(root: etree._Element) -> dict | None:
+    """The prescriber: the serviceEvent performer of a prescription, else the first author, as a
+    logical reference by RPPS (a contained resource cannot be shared across resources)."""
+    entity = first(root, "documentationOf/serviceEvent/performer/assignedEntity")
+    if entity is None:
+        entity = first(root, "author/assignedAuthor")
+    if entity is None:
+        return None
+    reference: dict = {"type": "Practitioner"}
+    if found := identifier(first(entity, "id")):
+        reference["identifier"] = found
+    if name := human_name(first(entity, "assignedPerson/name")):
+        display = " ".join([*name.get("given", []), name.get("family", "")]).strip()
+        reference["display"] = display or name.get("text", "")
+    return reference if len(reference) > 1 else None
+
+
+def _flatten(node: etree._Element, parts: list[str]) -> None:
+    if node.text:
+        parts.append(node.text)
+    for child in node:
+        # A line break separates words that the markup puts on different lines.
+        if child.tag == _BR:
+            parts.append(" ")
+        else:
+            _flatten(child, parts)
+        if child.tail:
+            parts.append(child.tail)
+
+
+def _narrative_text(node: etree._Element) -> str | None:
+    parts: list[str] = []
+    _flatten(node, parts)
+    return _SPACES.sub(" ", "".join(parts)).strip() or None
+
+
+def _narrative(section: etree._Element) -> dict[str, str]:
+    """Texts of the section narrative by their ID, the targets of `<reference value="#id"/>`."""
+    block = first(section, "text")
+    if block is None:
+        return {}
+    return {
+        node.get("ID"): value
+        for node in block.iterdescendants()
+        if node.get("ID") and (value := _narrative_text(node))
+    }
+
+
+def _has_template(element: etree._Element, template: str) -> bool:
+    return any(t.get("root") == template for t in every(element, "templateId"))
+
+
+def _medication(administration: etree._Element, narrative: dict[str, str]) -> dict | None:
+    material = first(administration, "consumable/manufacturedProduct/manufacturedMaterial")
+    if material is None:
+        return None
+    concept = codeable_concept(first(material, "code"), narrative) or {}
+    codings = concept.get("coding", [])
+    generic = material.find(f"{_PHARM}asSpecializedKind/{_PHARM}generalizedMedicineClass/{_PHARM}code")
+    substances = [generic] if generic is not None else []
+    if not codings:
+        # Prescription by substance: the active ingredients carry the codes.
+        substances += material.findall(f"{_PHARM}ingredient/{_PHARM}ingredient/{_PHARM}code")
+    codings += [c for c in map(coding, substances) if c and c not in codings]
+    if codings:
+        concept["coding"] = codings
+    name = first(material, "name")
+    if "text" not in concept and name is not None and not name.get("nullFlavor") and (value := text(name)):
+        concept["text"] = value
+    return concept or None
+
+
+def _dispense_quantity(supply: etree._Element) -> dict | None:
+    amount = first(supply, "quantity")
+    value = number(amount.get("value")) if amount is not None else None
+    if value is None:
+        return None
+    unit = amount.get("unit")
+    if not unit or unit == "1":
+        return {"value": value}
+    # CI-SIS counts packages with EDQM packaging codes (all digits), anything else is UCUM.
+    system = system_uri(_EDQM) if unit.isdigit() else UCUM
+    return {"value": value, "unit": unit, "system": system, "code": unit}
+
+
+def _dosages(administration: etree._Element, narrative: dict[str, str], warnings: list[str]) -> list[dict]:
+    parent = dosage(administration, narrative, warnings)
+    subordinates = []
+    for relationship in every(administration, "entryRelationship"):
+        sub = first(relationship, "substanceAdministration")
+        if sub is None or relationship.get("typeCode") != "COMP":
+            continue
+        part = dosage(sub, narrative, warnings)
+        sequence = first(relationship, "sequenceNumber")
+        if sequence is not None and (position := number(sequence.get("value"))) is not None:
+            part = {"sequence": position, **part}
+        subordinates.append(part)
+    if not subordinates:
+        return [parent] if parent else []
+    # Tapered or split doses: each phase is a Dosage completed by what the parent line states once.
+    for part in subordinates:
+        for key in _INHERITED:
+            if key in parent and key not in part:
+                part[key] = parent[key]
+        repeat = part.setdefault("timing", {}).setdefault("repeat", {})
+        if "boundsPeriod" not in repeat and "boundsDuration" not in repeat:
+            parent_bounds = parent.get("timing", {}).get("repeat", {}).get("boundsPeriod")
+            if parent_bounds:
+                repeat["boundsPeriod"] = parent_bounds
+        if not repeat:
+            del part["timing"]
+    if "text" in parent and "text" not in subordinates[0]:
+        subordinates[0] = {"text": parent["text"], **subordinates[0]}
+    return subordinates
+
+
+def _medication_request(
+    administration: etree._Element,
+    line: int,
+    rules: dict,
+    narrative: dict[str, str],
+    context: PrescriptionContext,
+    warnings: list[str],
+) -> dict | None:
+    medication = _medication(administration, narrative)
+    if medication is None:
+        warnings.append(f"prescribed line {line}: no medication, skipped")
+        return None
+    templates = table("medication_sections")["entry_templates"]
+    rid = resource_id(context.key, "med", str(line))
+    parts = children(administration)
+    resource: dict = {"resourceType": "MedicationRequest", "id": rid}
+    if line_id := identifier(only(parts, "id")):
+        resource["identifier"] = [line_id]
+    if context.group_identifier and rules["intent"] == "order":
+        resource["groupIdentifier"] = context.group_identifier
+    resource.update(
+        status=rules["status"],
+        intent=rules["intent"],
+        medicationCodeableConcept=medication,
+        subject={"reference": context.patient_url},
+    )
+    if context.encounter_url:
+        resource["encounter"] = {"reference": context.encounter_url}
+    resource["supportingInformation"] = [{"reference": context.document_url}]
+    if context.authored_on:
+        resource["authoredOn"] = context.authored_on
+    if context.requester:
+        resource["requester"] = context.requester
+    dosages = _dosages(administration, narrative, warnings)
+    dispense: dict = {}
+    substitution = None
+    for relationship in parts.get("entryRelationship", ()):
+        for act in relationship:
+            if not isinstance(act.tag, str):
+                continue
+            if _has_template(act, templates["patient_instructions"]):
+                if instruction := original_text(first(act, "text"), narrative):
+                    if not dosages:
+                        dosages.append({})
+                    dosages[0]["patientInstruction"] = instruction
+            elif _has_template(act, templates["quantity"]):
+                if amount := _dispense_quantity(act):
+                    dispense["quantity"] = amount
+            elif _has_template(act, templates["substitution"]):
+                if allowed := codeable_concept(first(act, "code")):
+                    allowed.pop("text", None)
+                    if allowed:
+                        substitution = {"allowedCodeableConcept": allowed}
+    if dosages:
+        resource["dosageInstruction"] = dosages
+    if rules["validity_from_service_event"] and context.validity:
+        dispense["validityPeriod"] = context.validity
+    repeats = only(parts, "repeatNumber")
+    if repeats is not None and isinstance(count := number(repeats.get("value")), int) and count >= 0:
+        dispense["numberOfRepeatsAllowed"] = count
+    if dispense:
+        resource["dispenseRequest"] = dispense
+    if substitution:
+        resource["substitution"] = substitution
+    return {
+        "fullUrl": full_url(context.key, "med", str(line)),
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"MedicationRequest/{rid}"},
+    }
+
+
+def medication_request_entries(
+    root: etree._Element, context: PrescriptionContext, warnings: list[str]
+) -> list[dict]:
+    """One PUT MedicationRequest per prescribed line, ids derived from the document and the line."""
+    sections = table("medication_sections")["sections"]
+    entries = []
+    line = 0
+    for section in root.iter(_SECTION):
+        rules = next((sections[t.get("root")] for t in every(section, "templateId") if t.get("root") in sections), None)
+        if rules is None:
+            continue
+        narrative = _narrative(section)
+        for administration in every(section, "entry/substanceAdministration"):
+            line += 1
+            if entry := _medication_request(administration, line, rules, narrative, context, warnings):
+                entries.append(entry)
+    return entries
