@@ -28,14 +28,30 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
     issues = check_base_structure(resource)
     if not isinstance(resource, dict) or "resourceType" not in resource:
         return issues
-    resource_type = resource["resourceType"]
-    to_check: list[str] = []
+    requested: list[str] = []
     if profile_url is not None:
         if registry.get_structure_definition(profile_url) is None:
             issues.append(ValidationIssue("error", "not-found", [], f"Profile {profile_url} is not known to this server"))
         else:
-            to_check.append(profile_url)
-    claimed = resource.get("meta", {}).get("profile", []) if isinstance(resource.get("meta"), dict) else []
+            requested.append(profile_url)
+    issues.extend(_check_profiles(Node(resource["resourceType"], resource), requested, registry))
+    # Resources inside a Bundle (an ITI-65 transaction) are held to the profiles they claim too.
+    if resource["resourceType"] == "Bundle":
+        for index, entry in enumerate(resource.get("entry") or []):
+            inner = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
+                issues.extend(_check_profiles(Node(f"Bundle.entry[{index}].resource", inner), [], registry))
+    return _without_duplicates(issues)
+
+
+def _check_profiles(root: Node, requested: list[str], registry: ProfileRegistry) -> list[ValidationIssue]:
+    """`requested` profiles plus those claimed in meta.profile (unknown claims are warnings)."""
+    resource = root.value
+    resource_type = resource["resourceType"]
+    issues: list[ValidationIssue] = []
+    to_check = list(requested)
+    meta = resource.get("meta")
+    claimed = (meta.get("profile") or []) if isinstance(meta, dict) else []
     for index, url in enumerate(claimed):
         if url in to_check:
             continue
@@ -44,26 +60,23 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
                 ValidationIssue(
                     "warning",
                     "not-found",
-                    [f"{resource_type}.meta.profile[{index}]"],
+                    [f"{root.expression}.meta.profile[{index}]"],
                     f"Profile {url} is not known to this server; the resource was not checked against it",
                 )
             )
         else:
             to_check.append(url)
     for url in to_check:
-        structure_definition = registry.get_structure_definition(url)
-        if structure_definition.get("type") != resource_type:
+        constrained_type = registry.get_structure_definition(url).get("type")
+        if constrained_type != resource_type:
             issues.append(
                 ValidationIssue(
-                    "error",
-                    "structure",
-                    [resource_type],
-                    f"Profile {url} constrains {structure_definition.get('type')}, not {resource_type}",
+                    "error", "structure", [root.expression], f"Profile {url} constrains {constrained_type}, not {resource_type}"
                 )
             )
             continue
-        issues.extend(validate_against_profile(Node(resource_type, resource), url, registry))
-    return _without_duplicates(issues)
+        issues.extend(validate_against_profile(root, url, registry))
+    return issues
 
 
 def validate_against_profile(root: Node, profile_url: str, registry: ProfileRegistry, depth: int = 0) -> list[ValidationIssue]:

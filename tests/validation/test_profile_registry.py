@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fhir_server.validation import ProfileRegistry
+
+PDSM_DOCREF = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"
+
+
+def test_structure_definition_by_url_with_or_without_version(registry):
+    assert registry.get_structure_definition(PDSM_DOCREF)["type"] == "DocumentReference"
+    assert registry.get_structure_definition(f"{PDSM_DOCREF}|3.1.0") is registry.get_structure_definition(PDSM_DOCREF)
+    assert registry.get_structure_definition("https://example.org/none") is None
+
+
+def test_profiles_for_type(registry):
+    assert PDSM_DOCREF in registry.profiles_for_type("DocumentReference")
+    assert "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins" in registry.profiles_for_type("Patient")
+    # An extension definition constrains Extension, not a resource type.
+    assert registry.profiles_for_type("Extension") == []
+    assert registry.profiles_for_type("Observation") == []
+
+
+def test_all_canonical_urls_cover_every_kind(registry):
+    urls = registry.all_canonical_urls()
+    assert PDSM_DOCREF in urls
+    assert "https://mos.esante.gouv.fr/NOS/JDV_J07-XdsTypeCode-CISIS/FHIR/JDV-J07-XdsTypeCode-CISIS" in urls
+    assert "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument" in urls
+
+
+def test_profile_inherits_ancestor_constraints(registry):
+    rules = registry.element_rules(PDSM_DOCREF)
+    assert rules["DocumentReference.masterIdentifier"].min == 1  # from IHE MHD Minimal
+    assert rules["DocumentReference.custodian"].min == 1  # from PDSm itself
+
+
+def test_every_binding_and_base_resolves(registry):
+    """Every ValueSet our profiles bind with a checked strength is shipped, and every parent of a
+    shipped profile is either shipped or a base R4 definition."""
+    for url in registry.all_canonical_urls():
+        definition = registry.get_structure_definition(url)
+        if definition is None:
+            continue
+        base = definition["baseDefinition"]
+        assert base.startswith("http://hl7.org/fhir/StructureDefinition/") or registry.get_structure_definition(base) or base.endswith(
+            ("fr-core-patient", "IHE.MHD.Comprehensive.ProvideBundle")
+        ), base
+        for element in definition["differential"]["element"]:
+            binding = element.get("binding", {})
+            if binding.get("strength") in ("required", "extensible"):
+                assert registry.get_value_set(binding["valueSet"]) is not None, binding["valueSet"]
+
+
+def test_load_rejects_duplicate_urls(tmp_path):
+    folder = tmp_path / "ValueSet"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"ValueSet-{name}.json").write_text(json.dumps({"resourceType": "ValueSet", "url": "https://example.org/vs"}))
+    with pytest.raises(ValueError, match="repeats"):
+        ProfileRegistry.load(tmp_path)
+
+
+def test_load_rejects_misfiled_resources(tmp_path):
+    folder = tmp_path / "CodeSystem"
+    folder.mkdir()
+    (folder / "CodeSystem-x.json").write_text(json.dumps({"resourceType": "ValueSet", "url": "https://example.org/vs"}))
+    with pytest.raises(ValueError, match="expected CodeSystem"):
+        ProfileRegistry.load(tmp_path)
