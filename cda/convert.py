@@ -19,6 +19,9 @@ _CLINICAL_DOCUMENT = f"{{{V3}}}ClinicalDocument"
 
 @dataclass
 class CdaConversion:
+    """A converted document: the transaction to run, what could not be mapped, and how to find
+    the resulting DocumentReference (its masterIdentifier and its fullUrl inside `bundle`)."""
+
     bundle: dict
     warnings: list[str] = field(default_factory=list)
     master_identifier: dict = field(default_factory=dict)
@@ -72,10 +75,10 @@ def convert_cda(data: bytes) -> CdaConversion:
     if embedded is not None:
         file_id = resource_id(key, "file")
         entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, embedded.media_type, embedded.data))
-        file_content: dict = {"attachment": attachment(file_id, embedded.media_type, embedded.data, language, title, created)}
-        if fmt:
-            file_content["format"] = fmt
-        content.append(file_content)
+        # The format code describes the CDA wrapper; the bare file is described by its MIME type.
+        content.append({
+            "attachment": attachment(file_id, embedded.media_type, embedded.data, language, title, created)
+        })
 
     encounter_url = encounter["fullUrl"] if encounter else None
     entries.append({
