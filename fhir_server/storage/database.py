@@ -40,6 +40,11 @@ def capabilities_for(embedded: bool, hello: dict[str, Any]) -> StoreCapabilities
     return StoreCapabilities(embedded=False, index_arrays=True, isolated_transactions=replicated, fast_count=True)
 
 
+def index_name(field: str) -> str:
+    # The embedded store accepts only [A-Za-z0-9_] in index names; search codes contain '-' and '.'.
+    return "i_" + "".join(c if c.isalnum() else "_" for c in field)
+
+
 class Database:
     def __init__(self, url: str, name: str, *, embedded: bool) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -83,7 +88,7 @@ class Database:
         if self.capabilities.index_arrays:
             fields += array_fields
         for field in fields:
-            await collection.create_index([(field, ASCENDING)])
+            await collection.create_index([(field, ASCENDING)], name=index_name(field))
 
     async def ensure_history_indexes(self) -> None:
         history = self.db[HISTORY]

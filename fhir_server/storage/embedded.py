@@ -7,6 +7,8 @@ so the server uses exactly the same driver and queries as against a real MongoDB
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,14 @@ from pymongo.errors import PyMongoError
 
 class StoreUnavailable(RuntimeError):
     """The store could not be started or reached; the message is one line for the operator."""
+
+
+def _die_with_parent() -> None:
+    # Linux: if the server is killed outright, its store goes too instead of holding the file.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _free_port() -> int:
@@ -49,7 +59,8 @@ class EmbeddedStore:
             "--log-file", str(log), "--pid-file", str(self.data_dir / "embedded-store.pid"),
         ]
         with open(log, "ab") as out:
-            self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

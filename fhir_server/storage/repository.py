@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -32,6 +32,10 @@ from fhir_server.storage.documents import (
     history_document,
 )
 from fhir_server.timefmt import now_instant
+
+if TYPE_CHECKING:
+    from fhir_server.search.engine import SearchEngine, SearchResult
+    from fhir_server.search.request import SearchRequest
 
 Session = AsyncClientSession | None
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -59,7 +63,6 @@ class WriteResult:
 # Raises FhirError: 400 when the resource breaks the base R4 rules, 422 when it breaks a profile.
 Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
-SearchIds = Callable[[str, list[tuple[str, str]], Session, int], Awaitable[list[str]]]
 WriteRule = Callable[["Repository", Session, Stored], Awaitable[None]]
 
 
@@ -97,7 +100,7 @@ class Repository:
         self.validate = validate
         self.index = index
         self.gridfs_threshold = gridfs_threshold
-        self.search_ids: SearchIds | None = None
+        self.search_engine: SearchEngine | None = None
         self.write_rules: dict[str, list[WriteRule]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -311,8 +314,18 @@ class Repository:
     async def match_params(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
-        assert self.search_ids is not None, "search engine not attached"
-        return await self.search_ids(resource_type, params, session, limit)
+        return await self.engine.ids(resource_type, params, session, limit)
+
+    @property
+    def engine(self) -> SearchEngine:
+        assert self.search_engine is not None, "search engine not attached"
+        return self.search_engine
+
+    async def search(
+        self, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
+    ) -> SearchResult:
+        self.check_type(resource_type)
+        return await self.engine.search(resource_type, request, base_url=base_url, strict=strict, count=count)
 
     async def _write(
         self, session: Session, resource_type: str, resource_id: str, resource: dict[str, Any] | None,

@@ -1,0 +1,1 @@
+"""The FHIR REST API over HTTP (FHIR R4 http.html)."""

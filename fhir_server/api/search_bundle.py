@@ -1,0 +1,75 @@
+"""Searchset bundles: matches and includes, the links a client follows, self links that say what was used."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+
+from fhir_server.api.responses import base_url
+from fhir_server.api.shaping import shape
+from fhir_server.errors import Issue, operation_outcome
+from fhir_server.search.engine import SearchResult
+from fhir_server.search.paging import Cursor
+from fhir_server.search.request import SearchRequest
+from fhir_server.storage.documents import Stored
+
+
+def _link_params(request: SearchRequest, result: SearchResult, count: int) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = [(c.raw_name, ",".join(v.replace(",", "\\,") for v in c.values)) for c in result.used]
+    if request.types:
+        params.append(("_type", ",".join(request.types)))
+    if request.sort:
+        params.append(("_sort", ",".join(("-" if d else "") + n for n, d in request.sort)))
+    for inc in request.includes:
+        params.append(("_include:iterate" if inc.iterate else "_include", inc.raw))
+    for inc in request.revincludes:
+        params.append(("_revinclude:iterate" if inc.iterate else "_revinclude", inc.raw))
+    if request.total:
+        params.append(("_total", request.total))
+    if request.summary:
+        params.append(("_summary", request.summary))
+    if request.elements:
+        params.append(("_elements", ",".join(request.elements)))
+    params.append(("_count", str(count)))
+    return params
+
+
+def _entry(base: str, stored: Stored, mode: str, request: SearchRequest) -> dict[str, Any]:
+    resource = shape(stored.resource or {}, request.summary, request.elements)
+    return {"fullUrl": f"{base}/{stored.resource_type}/{stored.id}", "resource": resource, "search": {"mode": mode}}
+
+
+def searchset(
+    http: Request, path: str, request: SearchRequest, result: SearchResult, count: int
+) -> dict[str, Any]:
+    base = base_url(http)
+    url = f"{base}/{path}" if path else base
+    params = _link_params(request, result, count)
+
+    def link(relation: str, cursor: Cursor | None = None) -> dict[str, str]:
+        extra = [("_page", cursor.encode())] if cursor else []
+        return {"relation": relation, "url": f"{url}?{urlencode(params + extra)}"}
+
+    links = [link("self", http_cursor(request))]
+    if result.next:
+        links.append(link("next", result.next))
+    if result.previous:
+        links.append(link("previous", result.previous))
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["link"] = links
+    entries = [_entry(base, s, "match", request) for s in result.matches]
+    entries += [_entry(base, s, "include", request) for s in result.included]
+    if result.ignored:
+        outcome = operation_outcome([Issue("warning", "not-supported", f"Ignored search parameter '{n}'") for n in result.ignored])
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def http_cursor(request: SearchRequest) -> Cursor | None:
+    return Cursor.decode(request.page) if request.page else None

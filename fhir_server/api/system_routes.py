@@ -1,0 +1,66 @@
+"""System-level interactions: capabilities, batch/transaction, system history and search."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.body import json_body
+from fhir_server.api.history_bundle import history_response
+from fhir_server.api.instance_routes import repository
+from fhir_server.api.negotiation import prefer, require_json_body
+from fhir_server.api.responses import base_url, fhir_response
+from fhir_server.api.search_bundle import searchset
+from fhir_server.api.type_routes import page_size
+from fhir_server.errors import FhirError
+from fhir_server.operations.transaction import BundleProcessor
+from fhir_server.search.engine import SearchResult
+from fhir_server.search.request import parse_request
+
+router = APIRouter()
+
+
+@router.get("/fhir/metadata")
+async def metadata(request: Request) -> Response:
+    return fhir_response(request, request.app.state.capability_statement(base_url(request)))
+
+
+@router.post("/fhir")
+@router.post("/fhir/")
+async def bundle(request: Request) -> Response:
+    require_json_body(request)
+    body = await json_body(request)
+    # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
+    explicit = "return=representation" in request.headers.get("prefer", "")
+    processor = BundleProcessor(repository(request), base_url(request), return_resources=explicit)
+    return fhir_response(request, await processor.process(body))
+
+
+@router.get("/fhir/_history")
+async def system_history(request: Request) -> Response:
+    return await history_response(request, {})
+
+
+@router.get("/fhir")
+@router.get("/fhir/")
+async def system_search(request: Request) -> Response:
+    """Searches across the types named in `_type` for the common parameters; one page, no paging."""
+    repo = repository(request)
+    search = parse_request(request.query_params.multi_items())
+    if not search.types:
+        raise FhirError(400, "required", "A system-level search needs _type (e.g. _type=Patient,Practitioner)")
+    for rtype in search.types:
+        repo.check_type(rtype)
+    count = page_size(request, search.count)
+    combined = SearchResult([], [], 0, None, None, [], [], search.sort)
+    for rtype in search.types:
+        result = await repo.search(rtype, search, base_url=base_url(request), strict=prefer(request).strict, count=count)
+        combined.matches += result.matches[: count - len(combined.matches)]
+        combined.included += result.included
+        combined.used = result.used
+        combined.ignored = result.ignored
+        combined.total = None if result.total is None or combined.total is None else combined.total + result.total
+        if result.next is not None:
+            combined.total = None
+    return fhir_response(request, searchset(request, "", search, combined, count))

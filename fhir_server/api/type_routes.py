@@ -1,0 +1,113 @@
+"""Type-level interactions: create, search (GET and POST _search), conditional update/patch/delete, type history."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.body import read_body
+from fhir_server.api.headers import if_match, if_none_exist
+from fhir_server.api.history_bundle import history_response
+from fhir_server.api.instance_routes import binary_or_json, patch_operations, repository
+from fhir_server.api.negotiation import prefer
+from fhir_server.api.responses import base_url, fhir_response, write_response
+from fhir_server.api.search_bundle import searchset
+from fhir_server.errors import FhirError
+from fhir_server.operations.patch import apply_json_patch
+from fhir_server.search.request import parse_request
+
+router = APIRouter()
+
+
+def page_size(request: Request, asked: int | None) -> int:
+    settings = request.app.state.settings
+    return settings.default_count if asked is None else min(asked, settings.max_count)
+
+
+async def run_search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
+    repo = repository(request)
+    repo.check_type(resource_type)
+    search = parse_request(params)
+    count = page_size(request, search.count)
+    result = await repo.search(resource_type, search, base_url=base_url(request), strict=prefer(request).strict, count=count)
+    for stored in result.matches + result.included:
+        if stored.resource_type == "Binary":
+            stored.resource = await repo.with_binary_data(stored)
+    return fhir_response(request, searchset(request, resource_type, search, result, count))
+
+
+@router.get("/fhir/{resource_type}")
+async def search_get(request: Request, resource_type: str) -> Response:
+    return await run_search(request, resource_type, request.query_params.multi_items())
+
+
+@router.post("/fhir/{resource_type}/_search")
+async def search_post(request: Request, resource_type: str) -> Response:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("application/x-www-form-urlencoded", ""):
+        raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters")
+    raw = await read_body(request)
+    try:
+        form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError as exc:
+        raise FhirError(400, "invalid", "The form body is not UTF-8") from exc
+    return await run_search(request, resource_type, [*request.query_params.multi_items(), *form])
+
+
+@router.post("/fhir/{resource_type}")
+async def create(request: Request, resource_type: str) -> Response:
+    repo = repository(request)
+    repo.check_type(resource_type)
+    body, raw = await binary_or_json(request, resource_type)
+    resource = repo.prepare(body, resource_type)
+    result = await repo.create(resource, if_none_exist=if_none_exist(request), raw=raw)
+    if not result.created:
+        return write_response(request, result.stored, result.stored.resource, 200, "A matching resource already exists")
+    return write_response(request, result.stored, result.stored.resource, 201, "Created")
+
+
+def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
+    criteria = request.query_params.multi_items()
+    if not criteria:
+        raise FhirError(400, "invalid", f"A type-level {interaction} needs search criteria (conditional {interaction})")
+    return criteria
+
+
+@router.put("/fhir/{resource_type}")
+async def conditional_update(request: Request, resource_type: str) -> Response:
+    repo = repository(request)
+    repo.check_type(resource_type)
+    body, _ = await binary_or_json(request, resource_type)
+    resource = repo.prepare(body, resource_type)
+    result = await repo.conditional_update(resource_type, _criteria(request, "update"), resource, if_match=if_match(request))
+    return write_response(request, result.stored, result.stored.resource, 201 if result.created else 200,
+                          "Created" if result.created else "Updated")
+
+
+@router.patch("/fhir/{resource_type}")
+async def conditional_patch(request: Request, resource_type: str) -> Response:
+    repo = repository(request)
+    repo.check_type(resource_type)
+    matches = await repo.match_params(resource_type, _criteria(request, "patch"), None, 2)
+    if len(matches) != 1:
+        raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
+                        f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
+    current = await repo.read(resource_type, matches[0])
+    patched = repo.prepare(apply_json_patch(current.resource or {}, await patch_operations(request)), resource_type)
+    result = await repo.update(resource_type, current.id, patched, if_match=current.version)
+    return write_response(request, result.stored, result.stored.resource, 200, "Patched")
+
+
+@router.delete("/fhir/{resource_type}")
+async def conditional_delete(request: Request, resource_type: str) -> Response:
+    await repository(request).conditional_delete(resource_type, _criteria(request, "delete"))
+    return Response(status_code=204)
+
+
+@router.get("/fhir/{resource_type}/_history")
+async def type_history(request: Request, resource_type: str) -> Response:
+    repository(request).check_type(resource_type)
+    return await history_response(request, {"rt": resource_type})

@@ -1,0 +1,86 @@
+"""The ASGI application: wiring of store, registries, repository, search engine and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from fhir_server.api import error_handlers, instance_routes, operation_routes, system_routes, type_routes
+from fhir_server.config import Settings
+from fhir_server.operations.capabilities import capability_statement
+from fhir_server.search.engine import SearchEngine
+from fhir_server.search.extract import extract_index
+from fhir_server.search.fields import ix_field, stored_keys
+from fhir_server.search.parameters import SearchParameterRegistry
+from fhir_server.search.sortkeys import sort_keys
+from fhir_server.storage.database import Database
+from fhir_server.storage.repository import Repository
+from fhir_server.validation.profile_registry import ProfileRegistry
+from fhir_server.validation_step import make_validator
+from fhir_server.write_rules import register_write_rules
+
+OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
+
+
+def _indexer(registry: SearchParameterRegistry) -> Any:
+    def index(resource: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        ix, sk = extract_index(resource, registry)
+        return stored_keys(ix), stored_keys(sort_keys(sk, resource["id"]))
+
+    return index
+
+
+async def open_repository(settings: Settings, store_url: str, *, embedded: bool) -> tuple[Repository, ProfileRegistry]:
+    """Connect, load the registries from `profiles/`, create collections and indexes."""
+    search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
+    profile_registry = ProfileRegistry.load(settings.profiles_dir)
+    # The types served are those with a SearchParameter file: adding a type is adding its data.
+    resource_types = {p.stem for p in (settings.profiles_dir / "SearchParameter").glob("*.json")} - {"Resource"}
+    database = Database(store_url, settings.database, embedded=embedded)
+    await database.connect()
+    await database.ensure_collections(sorted(resource_types))
+    await database.ensure_history_indexes()
+    for rtype in sorted(resource_types):
+        params = search_registry.for_type(rtype)
+        await database.ensure_indexes(
+            rtype,
+            [ix_field(p.code) for p in params if p.single and p.type == "reference"],
+            [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
+        )
+    repository = Repository(database, resource_types, make_validator(profile_registry), _indexer(search_registry),
+                            settings.gridfs_threshold)
+    repository.search_engine = SearchEngine(database, search_registry, resource_types)
+    register_write_rules(repository)
+    return repository, profile_registry
+
+
+def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        repository, profiles = await open_repository(settings, store_url, embedded=embedded)
+        app.state.repository = repository
+        app.state.profiles = profiles
+        engine = repository.engine
+
+        def statement(base: str) -> dict[str, Any]:
+            return capability_statement(base, sorted(repository.resource_types), engine.registry, profiles,
+                                        OPERATIONS, IMPLEMENTATION_GUIDES)
+
+        app.state.capability_statement = statement
+        try:
+            yield
+        finally:
+            await repository.database.close()
+
+    app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    error_handlers.install(app)
+    app.include_router(system_routes.router)
+    app.include_router(operation_routes.router)
+    app.include_router(type_routes.router)
+    app.include_router(instance_routes.router)
+    return app

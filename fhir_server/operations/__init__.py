@@ -1,0 +1,1 @@
+"""FHIR operations and interactions that are more than one repository call, one per module."""

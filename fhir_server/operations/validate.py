@@ -1,0 +1,36 @@
+"""$validate (FHIR R4 resource-operation-validate): check a resource against the base rules and a profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.validation.profile_registry import ProfileRegistry
+from fhir_server.validation.validator import validate_resource
+from fhir_server.validation_step import as_issues
+
+
+def unpack(body: Any, profile: str | None) -> tuple[dict[str, Any], str | None]:
+    """The body is the resource itself or a Parameters with `resource` and optional `profile`."""
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        resource = None
+        for parameter in body.get("parameter") or []:
+            if parameter.get("name") == "resource":
+                resource = parameter.get("resource")
+            elif parameter.get("name") == "profile":
+                profile = parameter.get("valueUri") or parameter.get("valueCanonical") or profile
+        if not isinstance(resource, dict):
+            raise FhirError(400, "required", "Parameters.parameter 'resource' is missing")
+        return resource, profile
+    if not isinstance(body, dict):
+        raise FhirError(400, "structure", "$validate takes a resource or a Parameters resource")
+    return body, profile
+
+
+def validate(resource_type: str, resource: dict[str, Any], profile: str | None, registry: ProfileRegistry) -> dict[str, Any]:
+    if resource.get("resourceType") != resource_type:
+        raise FhirError(400, "invalid", f"The resource is a {resource.get('resourceType')}, the URL names {resource_type}")
+    issues = as_issues(validate_resource(resource, profile, registry))
+    if not any(i.severity in ("error", "fatal") for i in issues):
+        issues.append(Issue("information", "informational", "Validation found no errors"))
+    return operation_outcome(issues)

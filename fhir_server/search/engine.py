@@ -1,0 +1,358 @@
+"""The search engine: criteria to one MongoDB filter, keyset pages, chains, _has, includes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from fhir_server.errors import FhirError
+from fhir_server.search.fields import field_key, ix_field, sk_field
+from fhir_server.search.filters import date, number, reference, string, token, uri
+from fhir_server.search.filters.combine import FilterBuilder
+from fhir_server.search.paging import (
+    Cursor,
+    SortField,
+    after_condition,
+    boundary,
+    mongo_sort,
+    reversed_fields,
+    with_tiebreak,
+)
+from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
+from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
+from fhir_server.storage.database import Database
+from fhir_server.storage.documents import Stored, from_current
+
+Session = AsyncClientSession | None
+# A chain or _has resolves its inner search to ids first; past this many the search is refused
+# rather than silently truncated.
+MAX_INNER_IDS = 10_000
+MAX_INCLUDED = 1_000
+MAX_ITERATE_DEPTH = 4
+SUPPORTED_MODIFIERS = {
+    "token": {None, "not", "text", "of-type", "missing"},
+    "string": {None, "exact", "contains", "missing"},
+    "uri": {None, "below", "above", "not", "missing"},
+    "reference": {None, "identifier", "missing"},
+    "date": {None, "missing"},
+    "number": {None, "missing"},
+    "quantity": {None, "missing"},
+}
+
+
+@dataclass
+class Compiled:
+    filter: dict[str, Any]
+    impossible: bool
+    used: list[Criterion]
+    ignored: list[str]
+
+
+@dataclass
+class SearchResult:
+    matches: list[Stored]
+    included: list[Stored]
+    total: int | None
+    next: Cursor | None
+    previous: Cursor | None
+    used: list[Criterion]
+    ignored: list[str]
+    sort: list[tuple[str, bool]]
+
+
+@dataclass
+class _Context:
+    base_url: str
+    strict: bool
+    session: Session
+    ignored: list[str] = field(default_factory=list)
+
+
+class SearchEngine:
+    def __init__(self, database: Database, registry: SearchParameterRegistry, resource_types: set[str]) -> None:
+        self.database = database
+        self.registry = registry
+        self.resource_types = resource_types
+
+    # ------------------------------------------------------------------ compilation
+    async def compile(
+        self, resource_type: str, criteria: list[Criterion], *, base_url: str, strict: bool, session: Session = None
+    ) -> Compiled:
+        context = _Context(base_url, strict, session)
+        builder = FilterBuilder()
+        used: list[Criterion] = []
+        for criterion in criteria:
+            alternatives = await self._criterion(resource_type, criterion, context)
+            if alternatives is None:
+                continue
+            used.append(criterion)
+            builder.any_of(alternatives)
+        builder.add({"del": False})
+        return Compiled(builder.build(), builder.impossible, used, context.ignored)
+
+    def _unknown(self, context: _Context, resource_type: str, criterion: Criterion, why: str) -> None:
+        if context.strict:
+            raise FhirError(400, "not-supported", f"{resource_type} search: {why}", [criterion.raw_name])
+        context.ignored.append(criterion.raw_name)
+
+    async def _criterion(self, resource_type: str, criterion: Criterion, context: _Context) -> list[dict[str, Any]] | None:
+        """The ORed alternatives a criterion allows, or None when it is ignored."""
+        name, modifier, values = criterion.name, criterion.modifier, criterion.values
+        if name == "_id":
+            return [{"_id": values[0]} if len(values) == 1 else {"_id": {"$in": values}}]
+        if name == "_lastUpdated":
+            return date.scalar_condition("ts", values)
+        if name == "_has":
+            return await self._has(resource_type, criterion, context)
+        param = self.registry.get(resource_type, name)
+        if param is None:
+            self._unknown(context, resource_type, criterion, f"unknown parameter '{name}'")
+            return None
+        if criterion.chain:
+            return await self._chain(param, criterion, context)
+        is_type_modifier = param.type == "reference" and modifier in self.resource_types
+        if not is_type_modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, {None}):
+            self._unknown(context, resource_type, criterion, f"modifier ':{modifier}' is not supported on '{name}' ({param.type})")
+            return None
+        field_name = ix_field(param.code)
+        if modifier == "missing":
+            if values[0] not in ("true", "false"):
+                raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
+            return [{field_name: {"$exists": values[0] == "false"}}]
+        match param.type:
+            case "token":
+                return [token.condition(field_name, modifier, values)]
+            case "string":
+                return [string.condition(field_name, modifier, values)]
+            case "uri":
+                return [uri.condition(field_name, modifier, values)]
+            case "reference":
+                return [reference.condition(field_name, modifier, values, param.targets, context.base_url)]
+            case "date":
+                return date.condition(field_name, values)
+            case "number":
+                return number.condition(field_name, values)
+            case "quantity":
+                return number.quantity_condition(field_name, values)
+        self._unknown(context, resource_type, criterion, f"parameters of type {param.type} are not supported")
+        return None
+
+    async def _chain(self, param: SearchParam, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
+        if param.type != "reference":
+            raise FhirError(400, "invalid", f"'{criterion.name}' is not a reference parameter and cannot be chained", [criterion.raw_name])
+        targets = [criterion.modifier] if criterion.modifier else list(param.targets)
+        inner_name = criterion.chain or ""
+        keys: list[str] = []
+        searchable = False
+        for target in targets:
+            if target not in self.resource_types:
+                continue
+            inner = parse_criterion(inner_name, ",".join(v.replace(",", "\\,") for v in criterion.values))
+            if inner.name not in ("_id", "_lastUpdated", "_has") and self.registry.get(target, inner.name) is None:
+                continue
+            searchable = True
+            ids = await self._inner_ids(target, [inner], context)
+            keys += [f"{target}/{i}" for i in ids]
+        if not searchable:
+            raise FhirError(400, "invalid", f"No target of '{criterion.name}' has a parameter '{inner_name.split('.')[0]}'", [criterion.raw_name])
+        return [{ix_field(param.code): {"$in": keys}}] if keys else []
+
+    async def _has(self, resource_type: str, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
+        # _has:Type:reference:rest  where rest is a parameter of Type (possibly another _has)
+        parts = (criterion.chain or "").split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise FhirError(400, "invalid", "_has must be _has:Type:reference:parameter", [criterion.raw_name])
+        source, ref_code, rest = parts
+        if source not in self.resource_types:
+            raise FhirError(400, "invalid", f"_has names an unknown type '{source}'", [criterion.raw_name])
+        ref = self.registry.get(source, ref_code)
+        if ref is None or ref.type != "reference":
+            raise FhirError(400, "invalid", f"'{ref_code}' is not a reference parameter of {source}", [criterion.raw_name])
+        inner = parse_criterion(rest, ",".join(v.replace(",", "\\,") for v in criterion.values))
+        compiled = await self.compile(source, [inner], base_url=context.base_url, strict=True, session=context.session)
+        if compiled.impossible:
+            return []
+        field_name = ix_field(ref.code)
+        cursor = self.database.collection(source).find(compiled.filter, {field_name: 1}, session=context.session)
+        docs = await cursor.to_list(length=MAX_INNER_IDS + 1)
+        if len(docs) > MAX_INNER_IDS:
+            raise FhirError(400, "too-costly", f"_has matches more than {MAX_INNER_IDS} {source} resources; narrow it", [criterion.raw_name])
+        prefix = f"{resource_type}/"
+        ids = {
+            value[len(prefix):]
+            for doc in docs
+            for value in _as_list((doc.get("ix") or {}).get(field_key(ref.code)))
+            if isinstance(value, str) and value.startswith(prefix)
+        }
+        return [{"_id": {"$in": sorted(ids)}}] if ids else []
+
+    async def _inner_ids(self, resource_type: str, criteria: list[Criterion], context: _Context) -> list[str]:
+        compiled = await self.compile(resource_type, criteria, base_url=context.base_url, strict=True, session=context.session)
+        if compiled.impossible:
+            return []
+        cursor = self.database.collection(resource_type).find(compiled.filter, {"_id": 1}, session=context.session)
+        docs = await cursor.to_list(length=MAX_INNER_IDS + 1)
+        if len(docs) > MAX_INNER_IDS:
+            raise FhirError(400, "too-costly", f"A chained search matches more than {MAX_INNER_IDS} {resource_type} resources; narrow it")
+        return [d["_id"] for d in docs]
+
+    # ------------------------------------------------------------------ execution
+    def sort_fields(self, resource_type: str, sort: list[tuple[str, bool]]) -> list[SortField]:
+        fields: list[SortField] = []
+        for name, descending in sort:
+            if name == "_id":
+                fields.append(SortField("sid", descending))
+            elif name == "_lastUpdated":
+                fields.append(SortField("ts", descending))
+            elif self.registry.get(resource_type, name) is not None:
+                fields.append(SortField(sk_field(name), descending))
+            else:
+                raise FhirError(400, "invalid", f"Cannot sort {resource_type} on unknown parameter '{name}'", ["_sort"])
+        return with_tiebreak(fields)
+
+    async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
+        """Ids matching conditional-operation criteria (always strict: a typo must not match everything)."""
+        criteria = [parse_criterion(n, v) for n, v in params]
+        compiled = await self.compile(resource_type, criteria, base_url="", strict=True, session=session)
+        if compiled.impossible:
+            return []
+        cursor = self.database.collection(resource_type).find(compiled.filter, {"_id": 1}, session=session).limit(limit)
+        return [d["_id"] for d in await cursor.to_list(length=limit)]
+
+    async def search(
+        self, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
+    ) -> SearchResult:
+        compiled = await self.compile(resource_type, request.criteria, base_url=base_url, strict=strict)
+        fields = self.sort_fields(resource_type, request.sort)
+        cursor = Cursor.decode(request.page) if request.page else None
+        empty = SearchResult([], [], 0, None, None, compiled.used, compiled.ignored, request.sort)
+        if compiled.impossible:
+            return empty
+        total: int | None = None
+        if request.total == "accurate" or request.summary == "count" or (
+            request.total == "estimate" and self.database.capabilities.fast_count
+        ):
+            async with self.database.gate.read():
+                total = await self.database.collection(resource_type).count_documents(compiled.filter)
+        if request.summary == "count" or count == 0:
+            empty.total = total
+            return empty
+        docs, has_next, has_previous = await self._page(resource_type, compiled.filter, fields, cursor, count)
+        if total is None and cursor is None and not has_next:
+            total = len(docs)
+        matches = [from_current(resource_type, d) for d in docs]
+        included = await self._includes(resource_type, matches, request)
+        return SearchResult(
+            matches, included, total,
+            Cursor(True, boundary(docs[-1], fields)) if has_next and docs else None,
+            Cursor(False, boundary(docs[0], fields)) if has_previous and docs else None,
+            compiled.used, compiled.ignored, request.sort,
+        )
+
+    async def _page(
+        self, resource_type: str, query: dict[str, Any], fields: list[SortField], cursor: Cursor | None, count: int
+    ) -> tuple[list[dict[str, Any]], bool, bool]:
+        order = fields if cursor is None or cursor.forward else reversed_fields(fields)
+        builder = FilterBuilder()
+        builder.add(query)
+        if cursor is not None:
+            condition = after_condition(order, cursor.values)
+            if condition is None:
+                return [], False, cursor.forward
+            builder.add(condition)
+        projection = {"ix": 0}
+        async with self.database.gate.read():
+            found = self.database.collection(resource_type).find(builder.build(), projection)
+            docs = await found.sort(mongo_sort(order)).limit(count + 1).to_list(length=count + 1)
+        more = len(docs) > count
+        docs = docs[:count]
+        if cursor is None:
+            return docs, more, False
+        if cursor.forward:
+            return docs, more, True
+        return list(reversed(docs)), True, more
+
+    # ------------------------------------------------------------------ _include / _revinclude
+    async def _includes(self, resource_type: str, matches: list[Stored], request: SearchRequest) -> list[Stored]:
+        if not matches or not (request.includes or request.revincludes):
+            return []
+        seen = {(s.resource_type, s.id) for s in matches}
+        included: list[Stored] = []
+        frontier = matches
+        for depth in range(MAX_ITERATE_DEPTH):
+            found: list[Stored] = []
+            for include in request.includes:
+                if depth == 0 or include.iterate:
+                    found += await self._include(include, frontier)
+            for include in request.revincludes:
+                if depth == 0 or include.iterate:
+                    found += await self._revinclude(include, frontier)
+            fresh = []
+            for stored in found:
+                if (stored.resource_type, stored.id) not in seen:
+                    seen.add((stored.resource_type, stored.id))
+                    fresh.append(stored)
+            included += fresh
+            if not fresh or len(included) >= MAX_INCLUDED:
+                break
+            frontier = fresh
+        return included[:MAX_INCLUDED]
+
+    def _include_params(self, include: Include) -> list[SearchParam]:
+        if include.param == "*":
+            return [p for p in self.registry.for_type(include.source) if p.type == "reference"]
+        param = self.registry.get(include.source, include.param)
+        if param is None or param.type != "reference":
+            raise FhirError(400, "invalid", f"'{include.raw}' does not name a reference parameter")
+        return [param]
+
+    async def _include(self, include: Include, sources: list[Stored]) -> list[Stored]:
+        params = self._include_params(include)
+        relevant = [s for s in sources if s.resource_type == include.source]
+        if not relevant:
+            return []
+        projection = {ix_field(p.code): 1 for p in params}
+        async with self.database.gate.read():
+            docs = await self.database.collection(include.source).find(
+                {"_id": {"$in": [s.id for s in relevant]}}, projection
+            ).to_list(length=None)
+        by_type: dict[str, set[str]] = {}
+        for doc in docs:
+            for p in params:
+                for ref in _as_list((doc.get("ix") or {}).get(field_key(p.code))):
+                    target, _, target_id = str(ref).partition("/")
+                    if target_id and "/" not in target_id and target in self.resource_types and target in (include.target or target):
+                        by_type.setdefault(target, set()).add(target_id)
+        return await self._fetch(by_type)
+
+    async def _revinclude(self, include: Include, targets: list[Stored]) -> list[Stored]:
+        params = self._include_params(include)
+        keys = [f"{t.resource_type}/{t.id}" for t in targets if include.target in (None, t.resource_type)]
+        if not keys or include.source not in self.resource_types:
+            return []
+        out: list[Stored] = []
+        async with self.database.gate.read():
+            for p in params:
+                docs = await self.database.collection(include.source).find(
+                    {ix_field(p.code): {"$in": keys}, "del": False}, {"ix": 0}
+                ).limit(MAX_INCLUDED).to_list(length=MAX_INCLUDED)
+                out += [from_current(include.source, d) for d in docs]
+        return out
+
+    async def _fetch(self, by_type: dict[str, set[str]]) -> list[Stored]:
+        out: list[Stored] = []
+        async with self.database.gate.read():
+            for rtype, ids in by_type.items():
+                docs = await self.database.collection(rtype).find(
+                    {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0}
+                ).to_list(length=None)
+                out += [from_current(rtype, d) for d in docs]
+        return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

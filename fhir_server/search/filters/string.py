@@ -1,0 +1,21 @@
+"""string: case- and accent-insensitive starts-with by default; :exact; :contains."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fhir_server.errors import FhirError
+from fhir_server.search.fields import EXACT
+from fhir_server.search.normalize.string import normalize
+
+
+def condition(field: str, modifier: str | None, values: list[str]) -> dict[str, Any]:
+    if modifier == "exact":
+        return {f"{field}{EXACT}": values[0]} if len(values) == 1 else {f"{field}{EXACT}": {"$in": values}}
+    alternatives = "|".join(re.escape(normalize(v)) for v in values)
+    if modifier is None:
+        return {field: {"$elemMatch": {"$regex": f"^({alternatives})"}}}
+    if modifier == "contains":
+        return {field: {"$elemMatch": {"$regex": f"({alternatives})"}}}
+    raise FhirError(400, "not-supported", f"Modifier :{modifier} is not supported on string parameters")

@@ -1,0 +1,99 @@
+"""Keyset paging: a page starts after (or before) the sort values of a boundary entry.
+
+Cursors carry those values, never a list of ids or an offset, so a deep page costs what the
+first one does on an indexed store, and concurrent writes cannot make a client see a match twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhir_server.errors import FhirError
+
+UNIQUE_FIELDS = ("sid",)  # sort fields whose values never repeat; `sk.*` keys end with the id too
+PRESENT_FIELDS = ("sid", "ts")  # every stored document has these
+
+
+@dataclass(frozen=True)
+class SortField:
+    field: str
+    descending: bool
+
+    @property
+    def unique(self) -> bool:
+        return self.field in UNIQUE_FIELDS or self.field.startswith("sk.")
+
+
+@dataclass
+class Cursor:
+    forward: bool
+    values: list[Any]
+
+    def encode(self) -> str:
+        raw = orjson.dumps({"f": self.forward, "v": self.values})
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            return cls(bool(data["f"]), list(data["v"]))
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+            raise FhirError(400, "invalid", "The _page cursor is not one this server issued") from exc
+
+
+def with_tiebreak(fields: list[SortField]) -> list[SortField]:
+    if fields and fields[-1].unique:
+        return fields
+    return [*fields, SortField("sid", False)]
+
+
+def reversed_fields(fields: list[SortField]) -> list[SortField]:
+    return [SortField(f.field, not f.descending) for f in fields]
+
+
+def mongo_sort(fields: list[SortField]) -> list[tuple[str, int]]:
+    return [(f.field, -1 if f.descending else 1) for f in fields]
+
+
+def value_of(doc: dict[str, Any], field: str) -> Any:
+    current: Any = doc
+    for part in field.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+    return current
+
+
+def boundary(doc: dict[str, Any], fields: list[SortField]) -> list[Any]:
+    return [value_of(doc, f.field) for f in fields]
+
+
+def _after(field: SortField, value: Any) -> dict[str, Any] | None:
+    # MongoDB sorts missing values first ascending and last descending.
+    if not field.descending:
+        return {field.field: {"$ne": None}} if value is None else {field.field: {"$gt": value}}
+    if value is None:
+        return None
+    if field.field in PRESENT_FIELDS:
+        return {field.field: {"$lt": value}}
+    return {"$or": [{field.field: {"$lt": value}}, {field.field: None}]}
+
+
+def after_condition(fields: list[SortField], values: list[Any]) -> dict[str, Any] | None:
+    """Documents strictly after `values` in the order of `fields`; None when there are none."""
+    branches: list[dict[str, Any]] = []
+    for i, field in enumerate(fields):
+        step = _after(field, values[i])
+        if step is not None:
+            branches.append({**{fields[j].field: values[j] for j in range(i)}, **step})
+        if field.unique and values[i] is not None:
+            break
+    if not branches:
+        return None
+    return branches[0] if len(branches) == 1 else {"$or": branches}

@@ -1,0 +1,28 @@
+"""The validation every write goes through: base R4 rules (400), then claimed profiles (422)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.validation.base_structure import check_base_structure
+from fhir_server.validation.issues import ValidationIssue
+from fhir_server.validation.profile_registry import ProfileRegistry
+from fhir_server.validation.validator import validate_resource
+
+
+def as_issues(found: list[ValidationIssue]) -> list[Issue]:
+    return [Issue(i.severity, i.code, i.diagnostics, list(i.expression)) for i in found]
+
+
+def make_validator(registry: ProfileRegistry) -> Any:
+    def validate(resource: dict[str, Any]) -> None:
+        errors = [i for i in check_base_structure(resource) if i.severity == "error"]
+        if errors:
+            raise FhirError(400, "invalid", "", issues=as_issues(errors))
+        if (resource.get("meta") or {}).get("profile"):
+            errors = [i for i in validate_resource(resource, None, registry) if i.severity == "error"]
+            if errors:
+                raise FhirError(422, "processing", "", issues=as_issues(errors))
+
+    return validate
