@@ -1,0 +1,145 @@
+"""A CDA carried in the message (OBX ED): converted once by the CDA adapter, merged under the message.
+
+The message's own fields win where they are stated; the CDA fills what the message leaves out
+(type, category, author, custodian, period, practice setting...). The CDA's own Patient,
+DocumentReference and Binary of the CDA are replaced by the message's, and every reference to
+them is pointed at the message's resources.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cda import CdaConversion, CdaError, convert_cda
+from fhir_server.ingest.hl7v2.engine import Engine, Produced, Scope
+
+_XML_TYPES = ("text/xml", "application/xml", "application/hl7-v3+xml")
+
+
+def conversion(engine: Engine, binary_name: str) -> CdaConversion | None:
+    memo = engine.state.setdefault("cda", {})
+    if binary_name in memo:
+        return memo[binary_name]
+    document = engine.state.get("documents", {}).get(binary_name)
+    result = None
+    if document is not None and document[0] in _XML_TYPES:
+        try:
+            result = convert_cda(document[1])
+        except CdaError as exc:
+            engine.warnings.append(f"the carried XML document was stored as is, not read as CDA: {exc.message}")
+        else:
+            engine.warnings.extend(f"CDA: {warning}" for warning in result.warnings)
+    memo[binary_name] = result
+    return result
+
+
+def enrich(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
+    converted = conversion(engine, args["binary"])
+    if converted is None:
+        return
+    ours: Produced = args["produced"]
+    entries = copy.deepcopy(converted.bundle["entry"])
+    theirs = next(e for e in entries if e["fullUrl"] == converted.document_reference_fullurl)
+    document = ours.entry["resource"]
+
+    redirect: dict[str, str] = {theirs["fullUrl"]: ours.reference}
+    dropped = {theirs["fullUrl"]}
+    patient = scope.lookup("patient")
+    encounter = (document.get("context", {}).get("encounter") or [{}])[0].get("reference")
+    their_cda = theirs["resource"].get("content", [{}])[0].get("attachment", {}).get("url")
+    for entry in entries:
+        kind = entry["resource"]["resourceType"]
+        if kind == "Patient" and patient is not None:
+            redirect[entry["fullUrl"]] = patient.reference
+        elif kind == "Encounter" and encounter:
+            redirect[entry["fullUrl"]] = encounter
+        elif kind == "Binary" and their_cda == f"Binary/{entry['resource'].get('id')}":
+            pass  # the same bytes as the message's Binary of the document
+        else:
+            same = _same_request(engine, entry)
+            if same is None:
+                continue
+            redirect[entry["fullUrl"]] = same.reference
+        dropped.add(entry["fullUrl"])
+
+    _merge(document, _redirected(theirs["resource"], redirect))
+    for entry in entries:
+        if entry["fullUrl"] not in dropped:
+            entry = _redirected(entry, redirect)
+            engine.produced.append(Produced(f"cda:{entry['resource']['resourceType']}", entry["fullUrl"], entry))
+
+
+def _same_request(engine: Engine, entry: dict[str, Any]) -> Produced | None:
+    """A resource the message already writes under the same conditional request (a prescriber)."""
+    request = entry.get("request", {})
+    if request.get("method") != "POST" or "ifNoneExist" not in request:
+        return None
+    for produced in engine.produced:
+        mine = produced.entry["request"]
+        if mine.get("url") == request["url"] and mine.get("ifNoneExist") == request["ifNoneExist"]:
+            return produced
+    return None
+
+
+def _redirected(value: Any, redirect: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: redirect.get(item, item) if key == "reference" and isinstance(item, str) else _redirected(item, redirect)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redirected(item, redirect) for item in value]
+    return value
+
+
+def _merge(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    for key, value in theirs.items():
+        if key in ("resourceType", "id", "meta", "text", "contained"):
+            continue
+        if key not in ours:
+            ours[key] = value
+        elif key == "securityLabel":
+            ours[key] = ours[key] + [label for label in value if label not in ours[key]]
+        elif key == "context":
+            ours[key] = {**value, **ours[key]}
+        elif key == "content":
+            first = ours[key][0]
+            for item_key, item in value[0].items():
+                if item_key == "attachment":
+                    first["attachment"] = {**item, **first["attachment"]}
+                else:
+                    first.setdefault(item_key, item)
+            # Further content (the embedded file of a level-1 CDA) is only known from the CDA.
+            ours[key].extend(value[1:])
+    contained = _referenced_contained(ours, theirs.get("contained", []))
+    if contained:
+        ours["contained"] = contained
+
+
+def _referenced_contained(resource: dict[str, Any], contained: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The contained resources still referenced (`#id`) once the message's values have won:
+    FHIR forbids contained resources nothing points to."""
+    by_id = {item["id"]: item for item in contained}
+    kept: dict[str, dict[str, Any]] = {}
+    pending = _local_references(resource)
+    while pending:
+        local_id = pending.pop()
+        if local_id in by_id and local_id not in kept:
+            kept[local_id] = by_id[local_id]
+            pending |= _local_references(by_id[local_id])
+    return [item for item in contained if item["id"] in kept]
+
+
+def _local_references(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found = set()
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str) and item.startswith("#"):
+                found.add(item[1:])
+            elif key != "contained":
+                found |= _local_references(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_local_references(item) for item in value)) if value else set()
+    return set()

@@ -1,0 +1,124 @@
+"""Named functions the maps call with `{"$fn": ...}` for what is more than a field copy."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any
+
+from fhir_server.ingest.hl7v2 import carried_document
+from fhir_server.ingest.hl7v2.datatypes import cx_identifier, table
+from fhir_server.ingest.hl7v2.engine import Engine, Function, Scope, identifier_token, stable_uuid
+from fhir_server.ingest.hl7v2.errors import Hl7Error
+from fhir_server.ingest.hl7v2.mapfiles import load_json
+
+
+def patient_identity(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """The identifier that names the patient: the INS first, then a local id within its authority."""
+    rules = load_json("identity.json")
+    candidates = []
+    for value in engine.values(args.get("path", "PID-3"), scope, every=True):
+        identifier = cx_identifier(value)
+        if identifier is None:
+            continue
+        if identifier.get("system") in rules["insSystems"] or value.get(5) in rules["insTypeCodes"]:
+            rank = 0
+        elif identifier.get("system") and value.get(5) in rules["localTypeCodes"]:
+            rank = 1
+        elif identifier.get("system"):
+            rank = 2
+        else:
+            # An id without an assigning authority is ambiguous across senders: never an identity.
+            continue
+        candidates.append((rank, len(candidates), identifier))
+    if not candidates:
+        return None
+    identity = min(candidates, key=lambda c: (c[0], c[1]))[2]
+    return {"system": identity["system"], "value": identity["value"]}
+
+
+def ed_content(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """Binary contentType and data from the ED OBX-5 (source^type^subtype^encoding^data) of the
+    first OBX that matches `where`."""
+    carrier = next(engine.iterate({"segment": "OBX", "where": args.get("where", {})}, scope), None)
+    values = engine.values("OBX-5", carrier, every=False) if carrier is not None else []
+    if not values:
+        return None
+    ed = values[0]
+    kinds = table("ed-content-types")
+    content_type = kinds.get(ed.get(3).upper()) or kinds.get(ed.get(2).upper()) or "application/octet-stream"
+    encoding = ed.get(4).upper()
+    payload = ed.get(5)
+    try:
+        if encoding == "BASE64":
+            data = binascii.a2b_base64(payload)
+        elif encoding == "HEX":
+            data = bytes.fromhex(payload)
+        else:
+            data = payload.encode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise Hl7Error("AE", "102", f"the document in OBX-5 cannot be decoded: {exc}", "OBX^1^5") from exc
+    return _binary(engine, args, content_type, data)
+
+
+def text_document(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """A plain-text document from the OBX TX lines of the scope (one line per OBX or repetition)."""
+    lines = []
+    for segment in scope.all("OBX"):
+        if segment.raw_field(2) in ("TX", "FT", "ST"):
+            lines.extend(value.text() for value in segment.repetitions(5))
+    if not lines:
+        return None
+    return _binary(engine, args, "text/plain; charset=utf-8", "\n".join(lines).encode("utf-8"))
+
+
+def _binary(engine: Engine, args: dict[str, Any], content_type: str, data: bytes) -> dict[str, Any]:
+    engine.state.setdefault("documents", {})[args["name"]] = (content_type, data)
+    return {"contentType": content_type, "data": base64.b64encode(data).decode("ascii")}
+
+
+def attachment(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """DocumentReference.content.attachment pointing at the Binary the map produced."""
+    produced = scope.lookup(args["binary"])
+    document = engine.state.get("documents", {}).get(args["binary"])
+    if produced is None or document is None:
+        return None
+    content_type, data = document
+    result: dict[str, Any] = {"contentType": content_type, "url": produced.reference}
+    result["size"] = len(data)
+    result["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+    title = engine.evaluate(args.get("title"), scope)
+    if title:
+        result["title"] = title
+    return result
+
+
+def carried_identifier(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """The unique id of the carried CDA (its ClinicalDocument/id), when the message states none."""
+    conversion = carried_document.conversion(engine, args["binary"])
+    return dict(conversion.master_identifier) if conversion is not None else None
+
+
+def reference_to(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """A Reference to a resource written by identifier elsewhere in the bundle, for links that
+    point both ways (A40 merge: the survivor replaces the merged record, which is replaced-by it)."""
+    identifier = engine.evaluate(args["identifier"], scope)
+    if not identifier or not identifier.get("system"):
+        return None
+    return {"reference": f"urn:uuid:{stable_uuid(args['resourceType'], identifier_token(identifier))}"}
+
+
+def enrich_from_cda(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
+    carried_document.enrich(engine, args, scope)
+
+
+FUNCTIONS: dict[str, Function] = {
+    "patientIdentity": patient_identity,
+    "edContent": ed_content,
+    "textDocument": text_document,
+    "attachment": attachment,
+    "carriedIdentifier": carried_identifier,
+    "referenceTo": reference_to,
+    "enrichFromCda": enrich_from_cda,
+}
