@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from cda.datatypes import first
+from cda.datatypes import every, first, text
+from cda.ids import full_url, resource_id
 from cda.mappings import table
 
 
@@ -58,7 +59,8 @@ def document_format(
     for root in reversed(template_roots):
         if entry := formats["templates"].get(root):
             return _format_coding(entry)
-    warnings.append(f"unknown document template(s) {', '.join(template_roots) or '(none)'}: no format code")
+    roots = ", ".join(template_roots) or "(none)"
+    warnings.append(f"unknown document template(s) {roots}: no format code")
     return None
 
 
@@ -93,3 +95,33 @@ def attachment(
     if creation:
         result["creation"] = creation
     return result
+
+
+def stored_content(
+    root: etree._Element, data: bytes, key: str, created: str | None, warnings: list[str]
+) -> tuple[list[dict], list[dict]]:
+    """The Binary entries (the CDA, plus the embedded file of a level-1 CDA) and the
+    DocumentReference.content items pointing at them."""
+    embedded = embedded_file(root, warnings)
+    templates = [t.get("root") for t in every(root, "templateId") if t.get("root")]
+    language_code = first(root, "languageCode")
+    language = language_code.get("code") if language_code is not None else None
+    title = text(first(root, "title"))
+    content_type = table("template_to_format")["content_type"]
+    cda_id = resource_id(key)
+    entries = [binary_entry(full_url(key, "Binary"), cda_id, content_type, data)]
+    cda_content: dict = {
+        "attachment": attachment(cda_id, content_type, data, language, title, created)
+    }
+    if fmt := document_format(templates, embedded, warnings):
+        cda_content["format"] = fmt
+    content = [cda_content]
+    if embedded is not None:
+        file_id = resource_id(key, "file")
+        media_type, payload = embedded.media_type, embedded.data
+        entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, media_type, payload))
+        # The format code describes the CDA wrapper; the bare file is described by its MIME type.
+        content.append(
+            {"attachment": attachment(file_id, media_type, payload, language, title, created)}
+        )
+    return entries, content

@@ -44,22 +44,6 @@ def every(element: etree._Element | None, steps: str) -> list[etree._Element]:
     return list(element.iterchildren(lookup)) if isinstance(lookup, str) else lookup(element)
 
 
-def children(element: etree._Element) -> dict[str, list[etree._Element]]:
-    """CDA child elements by local name, for elements whose children are looked up many times:
-    one pass instead of one scan per lookup."""
-    prefix = f"{{{V3}}}"
-    index: dict[str, list[etree._Element]] = {}
-    for child in element.iterchildren(tag=etree.Element):
-        if child.tag.startswith(prefix):
-            index.setdefault(child.tag[len(prefix):], []).append(child)
-    return index
-
-
-def only(index: dict[str, list[etree._Element]], name: str) -> etree._Element | None:
-    found = index.get(name)
-    return found[0] if found else None
-
-
 def text(element: etree._Element | None) -> str | None:
     """The text content with whitespace collapsed, or None when empty."""
     if element is None:
@@ -144,15 +128,6 @@ def timestamp(value: str | None, warnings: list[str], where: str) -> str | None:
     clock = f"{hour}:{minute or '00'}:{second or '00'}{fraction or ''}"
     offset = "Z" if zone == "Z" else f"{zone[:3]}:{zone[3:]}"
     return f"{date}T{clock}{offset}"
-
-
-def instant(value: str | None, warnings: list[str], where: str) -> str | None:
-    """TS -> FHIR instant, or None (with a warning) when the timestamp is not that precise."""
-    converted = timestamp(value, warnings, where)
-    if converted is not None and "T" not in converted:
-        warnings.append(f"{where}: {value!r} is not precise to the second with a time zone")
-        return None
-    return converted
 
 
 def number(value: str | None) -> int | float | None:

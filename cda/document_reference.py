@@ -2,7 +2,7 @@
 
 from lxml import etree
 
-from cda.datatypes import codeable_concept, coding, every, first, identifier, instant, period, text
+from cda.datatypes import codeable_concept, coding, every, first, identifier, period, text
 from cda.errors import CdaError
 from cda.mappings import table
 from cda.participants import ContainedResources, assigned_entity, organization
@@ -19,7 +19,7 @@ def master_identifier(root: etree._Element) -> dict:
     """ClinicalDocument/id as masterIdentifier (the XDS uniqueId)."""
     result = identifier(first(root, "id"))
     if result is None:
-        raise CdaError("not-cda", "ClinicalDocument/id is missing: the document cannot be identified")
+        raise CdaError("not-cda", "ClinicalDocument/id is missing: the document has no identity")
     return result
 
 
@@ -57,7 +57,9 @@ def _relates_to(root: etree._Element, warnings: list[str]) -> list[dict] | None:
         code = codes.get(related.get("typeCode", ""))
         target = identifier(first(related, "parentDocument/id"))
         if code is None or target is None:
-            warnings.append(f"relatedDocument typeCode={related.get('typeCode')!r} without usable parent id ignored")
+            warnings.append(
+                f"relatedDocument typeCode={related.get('typeCode')!r} without usable parent id ignored"
+            )
             continue
         result.append({"code": code, "target": {"identifier": target}})
     return result or None
@@ -92,6 +94,7 @@ def _context(
 def document_reference(
     root: etree._Element,
     master: dict,
+    created: str | None,
     patient_url: str,
     encounter_url: str | None,
     content: list[dict],
@@ -100,8 +103,8 @@ def document_reference(
     contained = ContainedResources()
     authors = [
         reference
-        for reference in (assigned_entity(first(a, "assignedAuthor"), contained) for a in every(root, "author"))
-        if reference
+        for author in every(root, "author")
+        if (reference := assigned_entity(first(author, "assignedAuthor"), contained))
     ]
     authenticator = assigned_entity(first(root, "legalAuthenticator/assignedEntity"), contained)
     custodian = organization(
@@ -117,9 +120,11 @@ def document_reference(
     if category := _category((type_concept or {}).get("coding", [None])[0], warnings):
         resource["category"] = category
     resource["subject"] = {"reference": patient_url}
-    effective = first(root, "effectiveTime")
-    if effective is not None and (date := instant(effective.get("value"), warnings, "effectiveTime")):
-        resource["date"] = date
+    # date is an instant: a creation time known only to the day cannot fill it.
+    if created and "T" in created:
+        resource["date"] = created
+    elif created:
+        warnings.append("effectiveTime is not precise to the second: DocumentReference.date left empty")
     if authors:
         resource["author"] = [{"reference": reference} for reference in authors]
     if authenticator:

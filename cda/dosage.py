@@ -5,8 +5,7 @@ from datetime import date, datetime, timedelta
 from lxml import etree
 
 from cda.datatypes import (
-    UCUM, XSI_TYPE, children, codeable_concept, every, first, number, only, original_text, period,
-    quantity,
+    UCUM, XSI_TYPE, codeable_concept, every, first, number, original_text, period, quantity,
 )
 from cda.mappings import table
 
@@ -55,7 +54,9 @@ def _apply_time(element: etree._Element, repeat: dict, warnings: list[str]) -> N
             width_value, width_unit = number(width.get("value")), width.get("unit", "")
             end = _shift(bounds["start"], width_value, width_unit) if width_value is not None else None
             if end is None:
-                repeat["boundsDuration"] = {"value": width_value, "unit": width_unit, "system": UCUM, "code": width_unit}
+                repeat["boundsDuration"] = {
+                    "value": width_value, "unit": width_unit, "system": UCUM, "code": width_unit,
+                }
                 return
             bounds["end"] = end
         if bounds:
@@ -87,26 +88,25 @@ def dosage(
     administration: etree._Element, narrative: dict[str, str], warnings: list[str]
 ) -> dict:
     """The Dosage stated directly on one substanceAdministration (possibly empty)."""
-    parts = children(administration)
     result: dict = {}
-    if sig := original_text(only(parts, "text"), narrative):
+    if sig := original_text(first(administration, "text"), narrative):
         result["text"] = sig
     repeat: dict = {}
-    for effective in parts.get("effectiveTime", ()):
+    for effective in every(administration, "effectiveTime"):
         _apply_time(effective, repeat, warnings)
     if repeat:
         result["timing"] = {"repeat": repeat}
-    if site := codeable_concept(only(parts, "approachSiteCode"), narrative):
+    if site := codeable_concept(first(administration, "approachSiteCode"), narrative):
         result["site"] = site
-    if route := codeable_concept(only(parts, "routeCode"), narrative):
+    if route := codeable_concept(first(administration, "routeCode"), narrative):
         result["route"] = route
     dose_and_rate: dict = {}
-    if dose := _amount(only(parts, "doseQuantity")):
+    if dose := _amount(first(administration, "doseQuantity")):
         dose_and_rate[f"dose{dose[0]}"] = dose[1]
-    if rate := _amount(only(parts, "rateQuantity")):
+    if rate := _amount(first(administration, "rateQuantity")):
         dose_and_rate[f"rate{rate[0]}"] = rate[1]
     if dose_and_rate:
         result["doseAndRate"] = [dose_and_rate]
-    if maximum := _ratio(only(parts, "maxDoseQuantity")):
+    if maximum := _ratio(first(administration, "maxDoseQuantity")):
         result["maxDosePerPeriod"] = maximum
     return result

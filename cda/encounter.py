@@ -30,25 +30,24 @@ def encounter_entry(
         warnings.append("encompassingEncounter without an ActCode class: no Encounter created")
         return None
     identifiers = [i for i in map(identifier, every(encounter, "id")) if i]
+    stay = period(first(encounter, "effectiveTime"), warnings, "encompassingEncounter")
     resource: dict = {"resourceType": "Encounter"}
     if identifiers:
         resource["identifier"] = identifiers
-    stay = period(first(encounter, "effectiveTime"), warnings, "encompassingEncounter")
-    resource.update(
-        status="finished" if stay and "end" in stay else "unknown",
-        **{"class": encounter_class},
-        subject={"reference": patient_url},
-    )
-    if stay:
-        resource["period"] = stay
-    if identifiers:
-        first_id = identifiers[0]
+        key = identifiers[0]
         request = {
             "method": "POST",
             "url": "Encounter",
-            "ifNoneExist": f"identifier={first_id['system']}|{first_id['value']}",
+            "ifNoneExist": f"identifier={key['system']}|{key['value']}",
         }
     else:
-        resource = {"resourceType": "Encounter", "id": resource_id, **{k: v for k, v in resource.items() if k != "resourceType"}}
+        resource["id"] = resource_id
         request = {"method": "PUT", "url": f"Encounter/{resource_id}"}
+    resource.update({
+        "status": "finished" if stay and "end" in stay else "unknown",
+        "class": encounter_class,
+        "subject": {"reference": patient_url},
+    })
+    if stay:
+        resource["period"] = stay
     return {"fullUrl": full_url, "resource": resource, "request": request}

@@ -1,22 +1,20 @@
 """Prescribed lines (eP-MED-DM prescription, LDL-SES discharge treatments) -> MedicationRequest."""
 
-import re
 from dataclasses import dataclass
 
 from lxml import etree
 
 from cda.datatypes import (
-    V3, UCUM, children, codeable_concept, coding, every, first, human_name, identifier, number,
-    only, original_text, system_uri, text,
+    V3, UCUM, codeable_concept, coding, every, first, human_name, identifier, number,
+    original_text, system_uri, text,
 )
 from cda.dosage import dosage
 from cda.ids import full_url, resource_id
 from cda.mappings import table
+from cda.narrative import section_narrative
 
 _PHARM = "{urn:ihe:pharm:medication}"
 _SECTION = f"{{{V3}}}section"
-_BR = f"{{{V3}}}br"
-_SPACES = re.compile(r"\s+")
 _EDQM = "0.4.0.127.0.16.1.1.2.1"
 # Dosage elements a subordinate administration inherits from its parent line.
 _INHERITED = ("route", "site", "maxDosePerPeriod")
@@ -53,39 +51,36 @@ def requester(root: etree._Element) -> dict | None:
     return reference if len(reference) > 1 else None
 
 
-def _flatten(node: etree._Element, parts: list[str]) -> None:
-    if node.text:
-        parts.append(node.text)
-    for child in node:
-        # A line break separates words that the markup puts on different lines.
-        if child.tag == _BR:
-            parts.append(" ")
-        else:
-            _flatten(child, parts)
-        if child.tail:
-            parts.append(child.tail)
+def _substitution(act: etree._Element, narrative: dict[str, str]) -> dict | None:
+    """FR-Autorisation-Substitution: the code is the rule, its originalText the prescriber's reason."""
+    concept = codeable_concept(first(act, "code"), narrative) or {}
+    reason = concept.pop("text", None)
+    if not concept:
+        return None
+    rule: dict = {"allowedCodeableConcept": concept}
+    if reason:
+        rule["reason"] = {"text": reason}
+    return rule
 
 
-def _narrative_text(node: etree._Element) -> str | None:
-    parts: list[str] = []
-    _flatten(node, parts)
-    return _SPACES.sub(" ", "".join(parts)).strip() or None
-
-
-def _narrative(section: etree._Element) -> dict[str, str]:
-    """Texts of the section narrative by their ID, the targets of `<reference value="#id"/>`."""
-    block = first(section, "text")
-    if block is None:
-        return {}
-    return {
-        node.get("ID"): value
-        for node in block.iterdescendants()
-        if node.get("ID") and (value := _narrative_text(node))
-    }
-
-
-def _has_template(element: etree._Element, template: str) -> bool:
-    return any(t.get("root") == template for t in every(element, "templateId"))
+def _related_acts(administration: etree._Element, narrative: dict[str, str]) -> dict:
+    """Patient instructions, quantity to dispense and substitution rule of one prescribed line,
+    recognised by the templateId of the act under entryRelationship."""
+    templates = table("medication_sections")["entry_templates"]
+    found: dict = {}
+    for relationship in every(administration, "entryRelationship"):
+        for act in relationship.iterchildren(tag=etree.Element):
+            roots = {t.get("root") for t in every(act, "templateId")}
+            if templates["patient_instructions"] in roots:
+                if instruction := original_text(first(act, "text"), narrative):
+                    found["patient_instructions"] = instruction
+            elif templates["quantity"] in roots:
+                if amount := _dispense_quantity(act):
+                    found["quantity"] = amount
+            elif templates["substitution"] in roots:
+                if rule := _substitution(act, narrative):
+                    found["substitution"] = rule
+    return found
 
 
 def _medication(administration: etree._Element, narrative: dict[str, str]) -> dict | None:
@@ -121,7 +116,9 @@ def _dispense_quantity(supply: etree._Element) -> dict | None:
     return {"value": value, "unit": unit, "system": system, "code": unit}
 
 
-def _dosages(administration: etree._Element, narrative: dict[str, str], warnings: list[str]) -> list[dict]:
+def _dosages(
+    administration: etree._Element, narrative: dict[str, str], warnings: list[str]
+) -> list[dict]:
     parent = dosage(administration, narrative, warnings)
     subordinates = []
     for relationship in every(administration, "entryRelationship"):
@@ -164,11 +161,9 @@ def _medication_request(
     if medication is None:
         warnings.append(f"prescribed line {line}: no medication, skipped")
         return None
-    templates = table("medication_sections")["entry_templates"]
     rid = resource_id(context.key, "med", str(line))
-    parts = children(administration)
     resource: dict = {"resourceType": "MedicationRequest", "id": rid}
-    if line_id := identifier(only(parts, "id")):
+    if line_id := identifier(first(administration, "id")):
         resource["identifier"] = [line_id]
     if context.group_identifier and rules["intent"] == "order":
         resource["groupIdentifier"] = context.group_identifier
@@ -186,35 +181,24 @@ def _medication_request(
     if context.requester:
         resource["requester"] = context.requester
     dosages = _dosages(administration, narrative, warnings)
+    related = _related_acts(administration, narrative)
+    if instruction := related.get("patient_instructions"):
+        if not dosages:
+            dosages.append({})
+        dosages[0]["patientInstruction"] = instruction
     dispense: dict = {}
-    substitution = None
-    for relationship in parts.get("entryRelationship", ()):
-        for act in relationship:
-            if not isinstance(act.tag, str):
-                continue
-            if _has_template(act, templates["patient_instructions"]):
-                if instruction := original_text(first(act, "text"), narrative):
-                    if not dosages:
-                        dosages.append({})
-                    dosages[0]["patientInstruction"] = instruction
-            elif _has_template(act, templates["quantity"]):
-                if amount := _dispense_quantity(act):
-                    dispense["quantity"] = amount
-            elif _has_template(act, templates["substitution"]):
-                if allowed := codeable_concept(first(act, "code")):
-                    allowed.pop("text", None)
-                    if allowed:
-                        substitution = {"allowedCodeableConcept": allowed}
+    if amount := related.get("quantity"):
+        dispense["quantity"] = amount
     if dosages:
         resource["dosageInstruction"] = dosages
     if rules["validity_from_service_event"] and context.validity:
         dispense["validityPeriod"] = context.validity
-    repeats = only(parts, "repeatNumber")
+    repeats = first(administration, "repeatNumber")
     if repeats is not None and isinstance(count := number(repeats.get("value")), int) and count >= 0:
         dispense["numberOfRepeatsAllowed"] = count
     if dispense:
         resource["dispenseRequest"] = dispense
-    if substitution:
+    if substitution := related.get("substitution"):
         resource["substitution"] = substitution
     return {
         "fullUrl": full_url(context.key, "med", str(line)),
@@ -231,10 +215,13 @@ def medication_request_entries(
     entries = []
     line = 0
     for section in root.iter(_SECTION):
-        rules = next((sections[t.get("root")] for t in every(section, "templateId") if t.get("root") in sections), None)
+        rules = next(
+            (sections[t.get("root")] for t in every(section, "templateId") if t.get("root") in sections),
+            None,
+        )
         if rules is None:
             continue
-        narrative = _narrative(section)
+        narrative = section_narrative(section)
         for administration in every(section, "entry/substanceAdministration"):
             line += 1
             if entry := _medication_request(administration, line, rules, narrative, context, warnings):

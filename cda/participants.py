@@ -47,7 +47,9 @@ def organization(element: etree._Element | None, contained: ContainedResources) 
     return contained.add("org", key, resource)
 
 
-def _practitioner(entity: etree._Element, person: etree._Element | None, contained: ContainedResources) -> str | None:
+def _practitioner(
+    entity: etree._Element, person: etree._Element | None, contained: ContainedResources
+) -> str | None:
     identifiers = [i for i in map(identifier, every(entity, "id")) if i]
     resource: dict = {"resourceType": "Practitioner"}
     if identifiers:
@@ -59,12 +61,7 @@ def _practitioner(entity: etree._Element, person: etree._Element | None, contain
     return contained.add("practitioner", _identity_key("Practitioner", identifiers), resource)
 
 
-def assigned_entity(
-    entity: etree._Element | None,
-    contained: ContainedResources,
-    person_step: str = "assignedPerson",
-    organization_step: str = "representedOrganization",
-) -> str | None:
+def assigned_entity(entity: etree._Element | None, contained: ContainedResources) -> str | None:
     """assignedAuthor / assignedEntity -> PractitionerRole (RPPS practitioner, role, organization),
     or a Device when the author is software."""
     if entity is None:
@@ -73,9 +70,9 @@ def assigned_entity(
     if device is not None:
         return _device(entity, device, contained)
     role: dict = {"resourceType": "PractitionerRole"}
-    if practitioner := _practitioner(entity, first(entity, person_step), contained):
+    if practitioner := _practitioner(entity, first(entity, "assignedPerson"), contained):
         role["practitioner"] = {"reference": practitioner}
-    if org := organization(first(entity, organization_step), contained):
+    if org := organization(first(entity, "representedOrganization"), contained):
         role["organization"] = {"reference": org}
     if specialty := codeable_concept(first(entity, "code")):
         role["code"] = [specialty]

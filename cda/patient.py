@@ -4,6 +4,7 @@ from lxml import etree
 
 from cda.datatypes import every, first, oid_uri, text, timestamp
 from cda.errors import CdaError
+from cda.ids import full_url
 from cda.mappings import table
 
 
@@ -81,3 +82,18 @@ def patient_resource(record_target: etree._Element | None, warnings: list[str]) 
     if birth_time is not None and (birth := timestamp(birth_time.get("value"), warnings, "birthTime")):
         resource["birthDate"] = birth[:10]
     return resource
+
+
+def patient_entry(record_target: etree._Element | None, warnings: list[str]) -> dict:
+    """Conditional create of the Patient by its first identifier (INS when there is one)."""
+    patient = patient_resource(record_target, warnings)
+    key = patient["identifier"][0]
+    return {
+        "fullUrl": full_url("Patient", key["system"], key["value"]),
+        "resource": patient,
+        "request": {
+            "method": "POST",
+            "url": "Patient",
+            "ifNoneExist": f"identifier={key['system']}|{key['value']}",
+        },
+    }

@@ -10,6 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
 from cda.convert import convert_cda
+from cda.datatypes import timestamp
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -155,3 +156,48 @@ def test_unknown_template_is_a_warning_not_an_error(fixture_bytes):
     conversion = convert_cda(data)
     assert any("unknown document template" in w for w in conversion.warnings)
     assert "format" not in entry_of(conversion, "DocumentReference")["resource"]["content"][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "warns"),
+    [
+        ("20241118163000+0100", "2024-11-18T16:30:00+01:00", False),
+        ("202411181630-0500", "2024-11-18T16:30:00-05:00", False),
+        ("20241118163000.250Z", "2024-11-18T16:30:00.250Z", False),
+        ("20241118", "2024-11-18", False),
+        ("202411", "2024-11", False),
+        ("20241118163000", "2024-11-18", True),
+        ("18/11/2024", None, True),
+    ],
+)
+def test_cda_timestamps_become_fhir_datetimes(value, expected, warns):
+    warnings: list[str] = []
+    assert timestamp(value, warnings, "test") == expected
+    assert bool(warnings) is warns
+
+
+def test_document_time_without_zone_leaves_date_empty_with_a_warning(fixture_bytes):
+    data = fixture_bytes("cr_bio_lab_report").replace(
+        b'<effectiveTime value="20250110143000+0100"/>', b'<effectiveTime value="20250110143000"/>', 1
+    )
+    conversion = convert_cda(data)
+    doc = entry_of(conversion, "DocumentReference")["resource"]
+    assert "date" not in doc
+    assert doc["content"][0]["attachment"]["creation"] == "2025-01-10"
+    assert any("DocumentReference.date" in w for w in conversion.warnings)
+
+
+def test_software_author_becomes_a_contained_device(fixture_bytes):
+    data = re.sub(
+        rb"(<author>.*?<assignedAuthor>.*?)<assignedPerson>.*?</assignedPerson>",
+        rb"\1<assignedAuthoringDevice><softwareName>LabSoft 4.2</softwareName></assignedAuthoringDevice>",
+        fixture_bytes("cr_bio_lab_report"),
+        count=1,
+        flags=re.S,
+    )
+    doc = entry_of(convert_cda(data), "DocumentReference")["resource"]
+    contained = {c["id"]: c for c in doc["contained"]}
+    device = contained[doc["author"][0]["reference"][1:]]
+    assert device["resourceType"] == "Device"
+    assert device["deviceName"] == [{"name": "LabSoft 4.2", "type": "model-name"}]
+    get_fhir_model_class("DocumentReference").model_validate(doc)
