@@ -7,6 +7,7 @@ from typing import Any
 from fhir_server.validation.base_structure import check_base_structure
 from fhir_server.validation.bindings import check_bindings
 from fhir_server.validation.cardinality import check_cardinality
+from fhir_server.validation.element_rules import ElementRule
 from fhir_server.validation.fixed_pattern import check_fixed_and_pattern
 from fhir_server.validation.invariants import check_invariants
 from fhir_server.validation.issues import ValidationIssue
@@ -26,12 +27,14 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
     meta.profile is a warning (the server cannot check it, but the resource may still be fine).
     """
     issues = check_base_structure(resource)
-    if not isinstance(resource, dict) or "resourceType" not in resource:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return issues
     requested: list[str] = []
     if profile_url is not None:
         if registry.get_structure_definition(profile_url) is None:
-            issues.append(ValidationIssue("error", "not-found", [], f"Profile {profile_url} is not known to this server"))
+            issues.append(
+                ValidationIssue("error", "not-found", [], f"Profile {profile_url} is not known to this server")
+            )
         else:
             requested.append(profile_url)
     issues.extend(_check_profiles(Node(resource["resourceType"], resource), requested, registry))
@@ -71,7 +74,10 @@ def _check_profiles(root: Node, requested: list[str], registry: ProfileRegistry)
         if constrained_type != resource_type:
             issues.append(
                 ValidationIssue(
-                    "error", "structure", [root.expression], f"Profile {url} constrains {constrained_type}, not {resource_type}"
+                    "error",
+                    "structure",
+                    [root.expression],
+                    f"Profile {url} constrains {constrained_type}, not {resource_type}",
                 )
             )
             continue
@@ -79,7 +85,9 @@ def _check_profiles(root: Node, requested: list[str], registry: ProfileRegistry)
     return issues
 
 
-def validate_against_profile(root: Node, profile_url: str, registry: ProfileRegistry, depth: int = 0) -> list[ValidationIssue]:
+def validate_against_profile(
+    root: Node, profile_url: str, registry: ProfileRegistry, depth: int = 0
+) -> list[ValidationIssue]:
     """Profile checks of one instance (resource, datatype or extension) rooted at `root`."""
     rules = registry.element_rules(profile_url)
     matcher = SliceMatcher(rules, registry.terminology)
@@ -96,7 +104,9 @@ def validate_against_profile(root: Node, profile_url: str, registry: ProfileRegi
     return issues
 
 
-def _check_type_profiles(rules: dict, navigator: Navigator, registry: ProfileRegistry, depth: int) -> list[ValidationIssue]:
+def _check_type_profiles(
+    rules: dict[str, ElementRule], navigator: Navigator, registry: ProfileRegistry, depth: int
+) -> list[ValidationIssue]:
     """Elements whose type names a profile we ship (an extension definition, an Identifier
     profile...) are validated against it in place."""
     issues: list[ValidationIssue] = []

@@ -66,3 +66,10 @@ def test_error_inside_a_bundle_entry():
 def test_not_a_known_resource(resource):
     issues = check_base_structure(resource)
     assert len(issues) == 1 and issues[0].severity == "error"
+
+
+def test_validation_leaves_the_resource_untouched(registry):
+    text = (EXAMPLES_DIR / "documentreference-example.json").read_text()
+    resource = json.loads(text)
+    validate_resource(resource, None, registry)
+    assert resource == json.loads(text)

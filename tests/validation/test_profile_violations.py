@@ -192,7 +192,9 @@ def test_bundle_invariants_and_entries(registry, fixture):
 
 def test_bundle_with_patient_entry(registry, fixture):
     bundle = fixture("Bundle-pdsm-provide-document-bundle.json")
-    bundle["entry"].append({"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}})
+    bundle["entry"].append(
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}
+    )
     issues = validate_resource(bundle, None, registry)
     assert any(i.diagnostics.startswith("pdsm-bundle-3") for i in issues)
 

@@ -7,6 +7,7 @@ J07 = f"{NOS}/JDV_J07-XdsTypeCode-CISIS/FHIR/JDV-J07-XdsTypeCode-CISIS"
 J06 = f"{NOS}/JDV_J06-XdsClassCode-CISIS/FHIR/JDV-J06-XdsClassCode-CISIS"
 J10 = f"{NOS}/JDV_J10-XdsFormatCode-CISIS/FHIR/JDV-J10-XdsFormatCode-CISIS"
 J08 = f"{NOS}/JDV_J08-XdsConfidentialityCode-CISIS/FHIR/JDV-J08-XdsConfidentialityCode-CISIS"
+A06 = f"{NOS}/TRE_A06-FormatCodeComplementaire/FHIR/TRE-A06-FormatCodeComplementaire"
 A07 = f"{NOS}/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 CONFIDENTIALITY = "https://fhir-server.example.org/ValueSet/dmp-document-confidentiality"
 V3 = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -22,7 +23,7 @@ V3 = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
         (J07, "http://loinc.org", "87273-9"),  # vaccination note
         (J06, f"{NOS}/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument", "10"),
         (J10, f"{NOS}/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode", "urn:ihe:iti:xds-sd:pdf:2008"),
-        (J10, f"{NOS}/TRE_A06-FormatCodeComplementaire/FHIR/TRE-A06-FormatCodeComplementaire", "urn:asip:ci-sis:vac-note:2021"),
+        (J10, A06, "urn:asip:ci-sis:vac-note:2021"),
         (J08, A07, "MASQUE_PS"),
         (J08, A07, "INVISIBLE_PATIENT"),
         (J08, A07, "INVISIBLE_REPRESENTANTS_LEGAUX"),
