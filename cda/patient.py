@@ -20,7 +20,7 @@ def patient_identifiers(patient_role: etree._Element) -> list[dict]:
         is_ins = root in systems["ins"]
         entry = {
             "use": "official" if is_ins else "usual",
-            "type": {"coding": [types["ins" if is_ins else "local"]]},
+            "type": {"coding": [dict(types["ins" if is_ins else "local"])]},
             "system": oid_uri(root),
             "value": extension,
         }
