@@ -13,9 +13,9 @@ from fhir_server.config import Settings
 from fhir_server.operations.capabilities import capability_statement
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.extract import extract_index
-from fhir_server.search.fields import ix_field, stored_keys
+from fhir_server.search import stored_values
+from fhir_server.search.fields import ix_field
 from fhir_server.search.parameters import SearchParameterRegistry
-from fhir_server.search.sortkeys import sort_keys
 from fhir_server.storage.database import Database
 from fhir_server.storage.repository import Repository
 from fhir_server.validation.profile_registry import ProfileRegistry
@@ -29,7 +29,7 @@ IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 def _indexer(registry: SearchParameterRegistry) -> Any:
     def index(resource: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         ix, sk = extract_index(resource, registry)
-        return stored_keys(ix), stored_keys(sort_keys(sk, resource["id"]))
+        return stored_values.encode(resource["resourceType"], ix, sk, resource["id"], registry)
 
     return index
 

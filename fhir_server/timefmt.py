@@ -6,6 +6,12 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 
 
+def instant(value: str) -> str:
+    """An instant as stored for comparison: a letter first, so the embedded store compares it as
+    a string and not through SQLite's datetime(), which drops fractions and rejects suffixes."""
+    return "t" + value
+
+
 def now_instant() -> str:
     return format_instant(datetime.now(timezone.utc))
 

@@ -231,7 +231,8 @@ class SearchEngine:
         if compiled.impossible:
             return empty
         total: int | None = None
-        if request.total == "accurate" or request.summary == "count" or (
+        # _count=0 and _summary=count ask for the number alone.
+        if request.total == "accurate" or request.summary == "count" or count == 0 or (
             request.total == "estimate" and self.database.capabilities.fast_count
         ):
             async with self.database.gate.read():

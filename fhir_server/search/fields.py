@@ -8,8 +8,6 @@ cannot collide.
 
 from __future__ import annotations
 
-from typing import Any
-
 TEXT = "__text"
 EXACT = "__exact"
 OF_TYPE = "__of_type"
@@ -26,7 +24,3 @@ def ix_field(code: str) -> str:
 
 def sk_field(code: str) -> str:
     return f"sk.{field_key(code)}"
-
-
-def stored_keys(values: dict[str, Any]) -> dict[str, Any]:
-    return {field_key(k): v for k, v in values.items()}

@@ -28,4 +28,5 @@ def encode(value: Any) -> str:
 
 
 def sort_keys(raw: dict[str, Any], resource_id: str) -> dict[str, str]:
-    return {code: f"{encode(value)}{SEPARATOR}{resource_id}" for code, value in raw.items() if value is not None}
+    # The leading letter keeps the embedded store from reading a date-like key as a datetime.
+    return {code: f"k{encode(value)}{SEPARATOR}{resource_id}" for code, value in raw.items() if value is not None}

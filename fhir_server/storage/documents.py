@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.timefmt import instant
+
 
 @dataclass
 class Stored:
@@ -33,7 +35,7 @@ def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> 
         # but on an ordinary indexed field like this one it does not.
         "sid": stored.id,
         "vid": stored.version,
-        "ts": stored.last_updated,
+        "ts": instant(stored.last_updated),
         "del": stored.deleted,
         "res": stored.resource,
         "ix": ix,
@@ -48,11 +50,11 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
     rid = f"{stored.resource_type}/{stored.id}"
     doc: dict[str, Any] = {
         # Keyed by time first: history pages newest-first on `_id` alone, one range per page.
-        "_id": f"{stored.last_updated}|{rid}/{stored.version}",
+        "_id": f"{instant(stored.last_updated)}|{rid}/{stored.version}",
         "rt": stored.resource_type,
         "rid": rid,
         "vid": stored.version,
-        "ts": stored.last_updated,
+        "ts": instant(stored.last_updated),
         "del": stored.deleted,
         "method": method,
         "res": stored.resource,
@@ -63,9 +65,9 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
 
 
 def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
-    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"], doc["del"], doc.get("res"), doc.get("blob"))
+    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"))
 
 
 def from_history(doc: dict[str, Any]) -> Stored:
     resource_type, resource_id = doc["rid"].split("/", 1)
-    return Stored(resource_type, resource_id, doc["vid"], doc["ts"], doc["del"], doc.get("res"), doc.get("blob"))
+    return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"))

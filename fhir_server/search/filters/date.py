@@ -12,15 +12,16 @@ from typing import Any
 from fhir_server.errors import FhirError
 from fhir_server.search.filters.prefixes import split_prefix
 from fhir_server.search.normalize.date import parse_range
-from fhir_server.timefmt import format_instant, parse_instant
+from fhir_server.search.stored_values import INSTANT
+from fhir_server.timefmt import format_instant, instant, parse_instant
 
 
 def _approximate(lo: str, hi: str) -> tuple[str, str]:
     # "ap": within 10% of the gap between the value and now, as the spec suggests.
     now = datetime.now(timezone.utc)
-    low, high = parse_instant(lo), parse_instant(hi)
+    low, high = parse_instant(lo[len(INSTANT):]), parse_instant(hi[len(INSTANT):])
     margin = abs(now - low) * 0.1
-    return format_instant(low - margin), format_instant(high + margin)
+    return instant(format_instant(low - margin)), instant(format_instant(high + margin))
 
 
 def range_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
@@ -54,7 +55,7 @@ def parse_value(value: str) -> tuple[str, str, str]:
         lo, hi = parse_range(text)
     except ValueError as exc:
         raise FhirError(400, "invalid", f"'{value}' is not a valid date search value: {exc}") from exc
-    return prefix, lo, hi
+    return prefix, instant(lo), instant(hi)
 
 
 def condition(field: str, values: list[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,118 @@
+"""Intake of one HL7 v2 message: convert, store in one transaction, then acknowledge.
+
+The raw message is stored with what it produced (a Binary and a Provenance whose targets are
+the produced resources), in the same transaction. The Provenance id derives from the sender,
+MSH-10 and the content hash: when it already exists the message was processed and the same AA
+is returned without converting again. A repeated MSH-10 with other content is another message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from fhir_server.errors import FhirError
+from fhir_server.ingest.hl7v2.ack import MessageHeader, build_ack, read_header
+from fhir_server.ingest.hl7v2.convert import Hl7Conversion, content_hash, convert_message
+from fhir_server.ingest.hl7v2.datatypes import dtm_instant
+from fhir_server.ingest.hl7v2.engine import stable_uuid
+from fhir_server.ingest.hl7v2.er7 import Value
+from fhir_server.ingest.hl7v2.errors import Hl7Error
+from fhir_server.ingest.hl7v2.mapfiles import load_json
+from fhir_server.timefmt import now_instant
+
+logger = logging.getLogger(__name__)
+
+RAW_CONTENT_TYPE = "x-application/hl7-v2+er7"
+_HTTP_STATUS = {"AA": 200, "AR": 400, "AE": 422}
+
+
+class TransactionRepository(Protocol):
+    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def find_current(self, resource_type: str, resource_id: str) -> Any: ...
+
+
+@dataclass
+class Hl7Result:
+    ack: bytes
+    status: str
+    control_id: str
+    message_type: str = ""
+    error: Hl7Error | None = None
+    duplicate: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def http_status(self) -> int:
+        """For `POST /ingest/hl7v2`: 200 for AA, 400 for AR, 422 for AE, 500 when storage failed."""
+        if self.error is not None and self.error.code == "207":
+            return 500
+        return _HTTP_STATUS[self.status]
+
+
+def provenance_id(header: MessageHeader, message: bytes) -> str:
+    return stable_uuid("Provenance", header.sending_application, header.sending_facility, header.control_id, content_hash(message))
+
+
+async def handle_message(message: bytes, repository: TransactionRepository) -> Hl7Result:
+    """Process one message; every failure becomes an AE/AR acknowledgement, never an exception."""
+    header = read_header(message)
+    try:
+        if await repository.find_current("Provenance", provenance_id(header, message)) is not None:
+            return Hl7Result(build_ack(header, "AA"), "AA", header.control_id, duplicate=True)
+        conversion = convert_message(message)
+        await repository.transaction(with_trace(conversion, header, message))
+    except Hl7Error as exc:
+        return _refused(header, exc)
+    except FhirError as exc:
+        logger.warning("HL7 v2 message %s not stored: %s", header.control_id, exc)
+        return _refused(header, Hl7Error("AE", "207", f"not stored: {exc}"))
+    except Exception:
+        logger.exception("HL7 v2 message %s failed", header.control_id)
+        return _refused(header, Hl7Error("AE", "207", "internal error while processing the message"))
+    return Hl7Result(
+        build_ack(header, "AA"), "AA", conversion.control_id, conversion.message_type, warnings=conversion.warnings
+    )
+
+
+def _refused(header: MessageHeader, error: Hl7Error) -> Hl7Result:
+    return Hl7Result(build_ack(header, error.ack_code, error), error.ack_code, header.control_id, error=error)
+
+
+def with_trace(conversion: Hl7Conversion, header: MessageHeader, message: bytes) -> dict[str, Any]:
+    """The conversion's bundle plus the raw message (Binary) and its Provenance."""
+    binary_id = stable_uuid("Binary", "hl7v2-message", header.sending_application, header.sending_facility, header.control_id, conversion.content_hash)
+    trace_id = provenance_id(header, message)
+    sender = load_json("defaults.json")["senderSystemPrefix"]
+    recorded = dtm_instant(Value(conversion.message.text("MSH-7"), conversion.message.delimiters)) or now_instant()
+    provenance = {
+        "resourceType": "Provenance",
+        "id": trace_id,
+        "target": [{"reference": reference} for reference in conversion.references],
+        "recorded": recorded,
+        "activity": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0003",
+            "code": conversion.message_type.split("^")[1],
+        }]},
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+            "who": {
+                "identifier": {"system": sender + quote(conversion.sending_facility or "unknown", safe="-._~"), "value": conversion.sending_application or "unknown"},
+                "display": " / ".join(filter(None, (conversion.sending_application, conversion.sending_facility))) or "unknown sender",
+            },
+        }],
+        "entity": [{"role": "source", "what": {"reference": f"Binary/{binary_id}", "display": f"HL7 v2 {conversion.message_type} {conversion.control_id}"}}],
+    }
+    raw = {"resourceType": "Binary", "id": binary_id, "contentType": RAW_CONTENT_TYPE, "data": base64.b64encode(message).decode("ascii")}
+    return {
+        **conversion.bundle,
+        "entry": [
+            *conversion.bundle["entry"],
+            {"fullUrl": f"urn:uuid:{binary_id}", "resource": raw, "request": {"method": "PUT", "url": f"Binary/{binary_id}"}},
+            {"fullUrl": f"urn:uuid:{trace_id}", "resource": provenance, "request": {"method": "PUT", "url": f"Provenance/{trace_id}"}},
+        ],
+    }
