@@ -120,8 +120,9 @@ def stored_content(
         file_id = resource_id(key, "file")
         media_type, payload = embedded.media_type, embedded.data
         entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, media_type, payload))
-        # The format code describes the CDA wrapper; the bare file is described by its MIME type.
-        content.append(
-            {"attachment": attachment(file_id, media_type, payload, language, title, created)}
-        )
+        # The CDA's format code describes the wrapper; the bare file is described by its MIME type.
+        content.append({
+            "attachment": attachment(file_id, media_type, payload, language, title, created),
+            "format": _format_coding(table("template_to_format")["embedded_file"]),
+        })
     return entries, content

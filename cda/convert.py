@@ -48,7 +48,8 @@ def convert_cda(data: bytes) -> CdaConversion:
     document = {
         "fullUrl": document_url,
         "resource": document_reference(
-            root, master, created, patient["fullUrl"], encounter_url, content, warnings
+            root, master, created, patient["resource"], patient["fullUrl"], encounter_url, content,
+            warnings,
         ),
         "request": {
             "method": "POST",

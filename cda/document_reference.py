@@ -1,5 +1,6 @@
 """ClinicalDocument header -> DocumentReference with the PDSm / CI-SIS document metadata."""
 
+import orjson
 from lxml import etree
 
 from cda.datatypes import codeable_concept, coding, every, first, identifier, period, text
@@ -66,8 +67,8 @@ def _relates_to(root: etree._Element, warnings: list[str]) -> list[dict] | None:
 
 
 def _context(
-    root: etree._Element, encounter_url: str | None, warnings: list[str]
-) -> dict | None:
+    root: etree._Element, encounter_url: str | None, source_patient: str, warnings: list[str]
+) -> dict:
     context: dict = {}
     if encounter_url:
         context["encounter"] = [{"reference": encounter_url}]
@@ -80,27 +81,36 @@ def _context(
         if found := period(first(source, "effectiveTime"), warnings, "context.period"):
             context["period"] = found
             break
+    else:
+        warnings.append("no serviceEvent or encompassingEncounter time: no context.period")
     if facility := codeable_concept(first(encounter, "location/healthCareFacility/code")):
         context["facilityType"] = facility
+    else:
+        warnings.append("no healthCareFacility code: no context.facilityType")
     for steps in _PRACTICE_SETTING_PATHS:
         if setting := codeable_concept(first(root, steps)):
             context["practiceSetting"] = setting
             break
     else:
         warnings.append("no practice setting (standardIndustryClassCode) in the header")
-    return context or None
+    # The identity as the source stated it (XDS sourcePatientInfo), kept apart from the shared Patient.
+    context["sourcePatientInfo"] = {"reference": source_patient}
+    return context
 
 
 def document_reference(
     root: etree._Element,
     master: dict,
     created: str | None,
+    patient: dict,
     patient_url: str,
     encounter_url: str | None,
     content: list[dict],
     warnings: list[str],
 ) -> dict:
     contained = ContainedResources()
+    # A copy: the contained Patient must not share objects with the Patient entry of the bundle.
+    source_patient = contained.add("patient", None, orjson.loads(orjson.dumps(patient)))
     authors = [
         reference
         for author in every(root, "author")
@@ -138,6 +148,5 @@ def document_reference(
     if labels := _security_label(root, warnings):
         resource["securityLabel"] = labels
     resource["content"] = content
-    if context := _context(root, encounter_url, warnings):
-        resource["context"] = context
+    resource["context"] = _context(root, encounter_url, source_patient, warnings)
     return resource

@@ -11,20 +11,23 @@ from cda.mappings import table
 def patient_identifiers(patient_role: etree._Element) -> list[dict]:
     """INS identifiers first, then local ones (IPP under the facility's assigning-authority OID)."""
     systems = table("identifier_systems")
-    types = systems["patient_identifier_types"]
     national, local = [], []
     for ii in every(patient_role, "id"):
         root, extension = ii.get("root"), ii.get("extension")
         if not root or not extension or ii.get("nullFlavor"):
             continue
-        is_ins = root in systems["ins"]
+        ins_type = systems["ins"].get(root)
+        if ins_type:
+            identifier_type = {"system": systems["ins_type_system"], "code": ins_type}
+        else:
+            identifier_type = dict(systems["local_type"])
         entry = {
-            "use": "official" if is_ins else "usual",
-            "type": {"coding": [dict(types["ins" if is_ins else "local"])]},
+            "use": "official" if ins_type else "usual",
+            "type": {"coding": [identifier_type]},
             "system": oid_uri(root),
             "value": extension,
         }
-        (national if is_ins else local).append(entry)
+        (national if ins_type else local).append(entry)
     return national + local
 
 

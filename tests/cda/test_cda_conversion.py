@@ -131,7 +131,13 @@ def test_prescription_lines_with_structured_and_free_text_dosage(fixture_bytes):
     assert [p["doseAndRate"][0]["doseQuantity"]["value"] for p in phases] == [2, 1]
     assert phases[0]["patientInstruction"] == "A prendre au cours du petit déjeuner"
     assert tapered["dispenseRequest"]["numberOfRepeatsAllowed"] == 1
-    assert tapered["substitution"]["allowedCodeableConcept"]["coding"][0]["code"] == "E"
+    assert tapered["substitution"] == {
+        "allowedCodeableConcept": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-substanceAdminSubstitution",
+            "code": "N", "display": "Aucune substitution permise",
+        }]},
+        "reason": {"text": "forme orodispersible indispensable (troubles de la déglutition)"},
+    }
     assert free_text["medicationCodeableConcept"]["coding"][0]["code"] == "100000090270"
     assert free_text["dosageInstruction"] == [
         {"text": "1 g toutes les 6 heures si douleur ou fièvre, sans dépasser 4 g par jour"}
@@ -201,3 +207,23 @@ def test_software_author_becomes_a_contained_device(fixture_bytes):
     assert device["resourceType"] == "Device"
     assert device["deviceName"] == [{"name": "LabSoft 4.2", "type": "model-name"}]
     get_fhir_model_class("DocumentReference").model_validate(doc)
+
+
+def test_stay_without_an_encounter_class_creates_no_encounter(fixture_bytes):
+    data = fixture_bytes("level1_pdf").replace(
+        b'<code code="AMB" displayName="Consultation externe" codeSystem="2.16.840.1.113883.5.4"/>', b"", 1
+    )
+    conversion = convert_cda(data)
+    assert resources(conversion, "Encounter") == []
+    assert "encounter" not in entry_of(conversion, "DocumentReference")["resource"]["context"]
+    assert any("no Encounter created" in w for w in conversion.warnings)
+
+
+def test_source_patient_info_is_a_separate_contained_copy(fixture_bytes):
+    conversion = convert_cda(fixture_bytes("ep_med_dm_prescription"))
+    doc = entry_of(conversion, "DocumentReference")["resource"]
+    contained = {c["id"]: c for c in doc["contained"]}
+    source = contained[doc["context"]["sourcePatientInfo"]["reference"][1:]]
+    patient = entry_of(conversion, "Patient")["resource"]
+    assert source == {"id": source["id"], **patient}
+    assert source["identifier"] is not patient["identifier"]
