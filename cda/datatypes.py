@@ -91,7 +91,10 @@ def codeable_concept(
     """CD -> CodeableConcept with translations as extra codings and originalText as text."""
     if cd is None:
         return None
-    codings = [c for c in (coding(cd), *map(coding, every(cd, "translation"))) if c]
+    main = coding(cd)
+    if len(cd) == 0:  # the common case: no translation, no originalText
+        return {"coding": [main]} if main else None
+    codings = [c for c in (main, *map(coding, every(cd, "translation"))) if c]
     result: dict = {"coding": codings} if codings else {}
     if original := original_text(first(cd, "originalText"), narrative):
         result["text"] = original

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta
 from lxml import etree
 
 from cda.datatypes import (
-    UCUM, XSI_TYPE, codeable_concept, every, first, number, original_text, period, quantity,
+    UCUM, V3, XSI_TYPE, codeable_concept, every, first, number, original_text, period, quantity,
 )
 from cda.mappings import table
 
@@ -84,29 +84,46 @@ def _ratio(element: etree._Element | None) -> dict | None:
     return ratio or None
 
 
+# The children of a substanceAdministration that make up a dosage, fetched in one XPath call.
+_DOSAGE_PARTS = etree.XPath(
+    "|".join(
+        f"h:{name}" for name in (
+            "text", "effectiveTime", "approachSiteCode", "routeCode", "doseQuantity",
+            "rateQuantity", "maxDoseQuantity",
+        )
+    ),
+    namespaces={"h": V3},
+)
+
+
 def dosage(
     administration: etree._Element, narrative: dict[str, str], warnings: list[str]
 ) -> dict:
     """The Dosage stated directly on one substanceAdministration (possibly empty)."""
-    result: dict = {}
-    if sig := original_text(first(administration, "text"), narrative):
-        result["text"] = sig
+    parts: dict[str, etree._Element] = {}
     repeat: dict = {}
-    for effective in every(administration, "effectiveTime"):
-        _apply_time(effective, repeat, warnings)
+    for part in _DOSAGE_PARTS(administration):
+        name = etree.QName(part).localname
+        if name == "effectiveTime":
+            _apply_time(part, repeat, warnings)
+        else:
+            parts.setdefault(name, part)
+    result: dict = {}
+    if sig := original_text(parts.get("text"), narrative):
+        result["text"] = sig
     if repeat:
         result["timing"] = {"repeat": repeat}
-    if site := codeable_concept(first(administration, "approachSiteCode"), narrative):
+    if site := codeable_concept(parts.get("approachSiteCode"), narrative):
         result["site"] = site
-    if route := codeable_concept(first(administration, "routeCode"), narrative):
+    if route := codeable_concept(parts.get("routeCode"), narrative):
         result["route"] = route
     dose_and_rate: dict = {}
-    if dose := _amount(first(administration, "doseQuantity")):
+    if dose := _amount(parts.get("doseQuantity")):
         dose_and_rate[f"dose{dose[0]}"] = dose[1]
-    if rate := _amount(first(administration, "rateQuantity")):
+    if rate := _amount(parts.get("rateQuantity")):
         dose_and_rate[f"rate{rate[0]}"] = rate[1]
     if dose_and_rate:
         result["doseAndRate"] = [dose_and_rate]
-    if maximum := _ratio(first(administration, "maxDoseQuantity")):
+    if maximum := _ratio(parts.get("maxDoseQuantity")):
         result["maxDosePerPeriod"] = maximum
     return result
