@@ -58,7 +58,12 @@ def _identifier(value: str, system: str, type_code: str) -> dict[str, Any] | Non
     if not value:
         return None
     identifier: dict[str, Any] = {}
-    type_concept = table("identifier-type").get(type_code)
+    identity = load_json("identity.json")
+    ins_type = identity["insTypes"].get(system)
+    if ins_type:
+        type_concept: dict[str, Any] | None = {"coding": [{"system": identity["insTypeSystem"], "code": ins_type}]}
+    else:
+        type_concept = table("identifier-type").get(type_code)
     if type_concept:
         identifier["type"] = type_concept
     if system:

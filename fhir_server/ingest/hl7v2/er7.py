@@ -66,7 +66,6 @@ class Segment:
     name: str
     fields: list[str]
     delimiters: Delimiters
-    index: int = 0
 
     def raw_field(self, number: int) -> str:
         if self.name == "MSH":
@@ -159,7 +158,7 @@ def parse(message: bytes) -> Message:
         name = line[:3]
         if _SEGMENT_NAME.match(name) and (len(line) == 3 or line[3] == field_sep):
             fields = line.split(field_sep)
-            segments.append(Segment(name, fields, delimiters, len(segments)))
+            segments.append(Segment(name, fields, delimiters))
         elif segments:
             # A stray line break inside a text field: keep the text with the segment it belongs to.
             segments[-1].fields[-1] += "\n" + line

@@ -22,7 +22,7 @@ def patient_identity(engine: Engine, args: dict[str, Any], scope: Scope) -> dict
         identifier = cx_identifier(value)
         if identifier is None:
             continue
-        if identifier.get("system") in rules["insSystems"] or value.get(5) in rules["insTypeCodes"]:
+        if identifier.get("system") in rules["insTypes"] or value.get(5) in rules["insTypeCodes"]:
             rank = 0
         elif identifier.get("system") and value.get(5) in rules["localTypeCodes"]:
             rank = 1
@@ -109,10 +109,6 @@ def reference_to(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str
     return {"reference": f"urn:uuid:{stable_uuid(args['resourceType'], identifier_token(identifier))}"}
 
 
-def enrich_from_cda(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
-    carried_document.enrich(engine, args, scope)
-
-
 FUNCTIONS: dict[str, Function] = {
     "patientIdentity": patient_identity,
     "edContent": ed_content,
@@ -120,5 +116,5 @@ FUNCTIONS: dict[str, Function] = {
     "attachment": attachment,
     "carriedIdentifier": carried_identifier,
     "referenceTo": reference_to,
-    "enrichFromCda": enrich_from_cda,
+    "enrichFromCda": carried_document.enrich,
 }

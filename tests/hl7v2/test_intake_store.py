@@ -1,0 +1,165 @@
+"""Intake against the real server and its store: conversion, one transaction, ACK, replays.
+
+`handle_message` is given the server's own FHIR transaction and read interactions over HTTP,
+so every bundle the maps produce is checked by the real transaction processing and stored.
+"""
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.errors import FhirError
+from fhir_server.ingest.hl7v2 import er7
+from fhir_server.ingest.hl7v2.intake import RAW_CONTENT_TYPE, Hl7Result, handle_message
+from tests.hl7v2.conftest import FIXTURES, fixture
+
+
+class ServerRepository:
+    """The repository interface intake needs, served by the running server's REST API."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post("", json=bundle)
+        if response.status_code >= 400:
+            raise FhirError(response.status_code, "processing", response.text)
+        return response.json()
+
+    async def find_current(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        response = await self.client.get(f"{resource_type}/{resource_id}")
+        return response.json() if response.status_code == 200 else None
+
+
+def personalised(name: str, tag: str) -> bytes:
+    """A fixture whose business identifiers belong to this test only (the store is shared)."""
+    digits = str(int(tag, 16) % 10**9)
+    message = fixture(name)
+    for old, new in (
+        (b"180017512345678", f"1800175{digits}".encode()),
+        (b"IPP0", f"IPP{tag}-0".encode()),
+        (b"1.2.250.1.999.1.1.7.2024030", f"1.2.250.1.999.1.1.7.{digits}.2024030".encode()),
+        (b"V2024-00", f"V{tag}-00".encode()),
+        (b"RDV-100", f"RDV{tag}-100".encode()),
+        (b"PRESC-", f"PRESC{tag}-".encode()),
+        (b"CMD-77", f"CMD{tag}".encode()),
+        (b"LAB-5501", f"LAB{tag}".encode()),
+        (b"DOC-", f"DOC{tag}-".encode()),
+    ):
+        message = message.replace(old, new)
+    return message
+
+
+@pytest.fixture
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def ingest(fhir):
+    """Run messages through intake against the server, in order; returns their results."""
+
+    def send(*messages: bytes) -> list[Hl7Result]:
+        async def main() -> list[Hl7Result]:
+            async with httpx.AsyncClient(base_url=str(fhir.base_url), headers=dict(fhir.headers), timeout=60) as client:
+                repository = ServerRepository(client)
+                return [await handle_message(m, repository) for m in messages]
+
+        return asyncio.run(main())
+
+    return send
+
+
+def search(fhir, query: str) -> list[dict]:
+    response = fhir.get(query)
+    assert response.status_code == 200, response.text
+    return [e["resource"] for e in response.json().get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+
+
+def msa(result: Hl7Result) -> tuple[str, str]:
+    parsed = er7.parse(result.ack)
+    return parsed.text("MSA-1"), parsed.text("MSA-2")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.hl7") if not p.name.startswith("malformed")))
+def test_every_fixture_is_stored_and_acknowledged(ingest, tag, name):
+    [result] = ingest(personalised(name, tag))
+    assert result.status == "AA", result.error and result.error.message
+    assert msa(result) == ("AA", er7.parse(fixture(name)).text("MSH-10"))
+
+
+def test_document_replacement_and_cancellation(ingest, fhir, tag):
+    results = ingest(personalised("mdm_t02.hl7", tag), personalised("mdm_t10_replacement.hl7", tag))
+    assert [r.status for r in results] == ["AA", "AA"]
+    digits = str(int(tag, 16) % 10**9)
+    first, second = (f"urn:oid:1.2.250.1.999.1.1.7.{digits}.2024030{n}" for n in (1, 2))
+    [original] = search(fhir, f"DocumentReference?identifier={first}")
+    [replacement] = search(fhir, f"DocumentReference?identifier={second}")
+    assert (original["status"], replacement["status"]) == ("superseded", "current")
+    [result] = ingest(personalised("mdm_t04_cancellation.hl7", tag))
+    assert result.status == "AA"
+    assert fhir.get(f"DocumentReference/{replacement['id']}").json()["status"] == "entered-in-error"
+
+
+def test_raw_message_and_provenance_trace_what_was_produced(ingest, fhir, tag):
+    message = personalised("oru_r01.hl7", tag)
+    [result] = ingest(message)
+    assert result.status == "AA"
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|1800175{int(tag, 16) % 10**9}")
+    observations = search(fhir, f"Observation?subject=Patient/{patient['id']}")
+    assert len(observations) == 2
+    provenances = search(fhir, f"Provenance?target=Observation/{observations[0]['id']}")
+    assert len(provenances) == 1
+    targets = {t["reference"] for t in provenances[0]["target"]}
+    assert {f"Observation/{o['id']}" for o in observations} <= targets
+    assert f"Patient/{patient['id']}" in targets
+    raw = fhir.get(provenances[0]["entity"][0]["what"]["reference"], headers={"Accept": "application/fhir+json"}).json()
+    assert raw["contentType"] == RAW_CONTENT_TYPE
+
+
+def test_resend_produces_nothing_new_and_the_same_acknowledgement(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag)
+    first, again = ingest(message, message)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert msa(first) == msa(again) == ("AA", "ADT-A01")
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    assert patient["meta"]["versionId"] == "1"
+
+
+def test_same_control_id_with_other_content_is_another_message(ingest, fhir, tag):
+    admission = personalised("adt_a01.hl7", tag)
+    update = admission.replace(b"12 rue des Lilas", b"99 avenue Foch")
+    first, second = ingest(admission, update)
+    assert (first.status, second.status, second.duplicate) == ("AA", "AA", False)
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    assert patient["address"][0]["line"][0] == "99 avenue Foch"
+
+
+def test_malformed_message_is_refused_and_the_server_is_unharmed(ingest, fhir):
+    [result] = ingest(fixture("malformed_no_msh.hl7"))
+    assert result.status == "AR"
+    assert er7.parse(result.ack).text("ERR-3.1") == "100"
+    assert fhir.get("metadata").status_code == 200
+
+
+def test_unknown_patient_is_created(ingest, fhir, tag):
+    [result] = ingest(personalised("mdm_t02_unknown_patient.hl7", tag))
+    assert result.status == "AA"
+    [patient] = search(fhir, "Patient?identifier=urn:oid:1.2.250.1.999.2.1.1|IPP5555")
+    [document] = search(fhir, f"DocumentReference?identifier=urn:oid:1.2.250.1.999.2.1.8|DOC{tag}-UNK-0001")
+    assert document["subject"]["reference"] == f"Patient/{patient['id']}"
+
+
+def test_merge_keeps_the_merged_patients_documents_reachable(ingest, fhir, tag):
+    registration = personalised("adt_a28.hl7", tag)
+    merge = personalised("adt_a40.hl7", tag)
+    results = ingest(registration, merge)
+    assert [r.status for r in results] == ["AA", "AA"]
+    [merged] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0099")
+    assert merged["active"] is False
+    assert merged["link"][0]["type"] == "replaced-by"
+    survivor = fhir.get(merged["link"][0]["other"]["reference"]).json()
+    assert {"type": "replaces", "other": {"reference": f"Patient/{merged['id']}"}} in survivor["link"]
