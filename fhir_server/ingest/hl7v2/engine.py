@@ -1,15 +1,26 @@
 """The generic engine that turns a message into transaction entries by reading a JSON map.
 
-A map (one per message structure in `mappings/hl7v2/`) lists resource declarations. Each has a
-`template` (FHIR JSON in which objects with a `$` key are expressions), a `write` rule that
-makes its id or its conditional URL from business identifiers (so replays converge), and
-optionally `each` (one resource, or one group of declarations, per segment or segment group)
-and `when` (skip when the expression is empty). The expression language:
+A map (one per message structure in `mappings/hl7v2/`) has `events` (the trigger events it
+takes, each with values for `$event`), `require` (rules `{"test", "error", "location"}` whose
+test must not be empty, else AE 101 at that location) and `resources`, a list of declarations:
+
+- `name`, `resourceType`, `template`: FHIR JSON in which objects with a `$` key are expressions;
+- `write`: `{"mode": "update", "key": [...], "optionalKey": [...]}` PUTs `Type/<uuid of the key>`;
+  `{"mode": "conditional-update" | "conditional-create", "identifier": e}` PUTs `Type?identifier=`
+  or POSTs with `ifNoneExist`; `"optional": true` skips the resource when the identifier is
+  unusable instead of refusing the message. Ids derive from business identifiers: replays converge;
+- `each`: `{"segment": "OBX", "where": {...}}` or `{"group": "ORC"}` (a segment and those after
+  it up to the next one), one resource per item, or with `resources` one group of declarations;
+- `when` (skip when empty), `require` (as above, in the declaration's scope), `after` (hooks);
+- `{"$include": "fragments/x.json"}` in the list brings a shared declaration.
+
+The expression language:
 
 - `{"$path": "PID-3", "$as": "Identifier", "$all": true, "$map": "table", "$default": x}`
-  reads a field (`/PID-3` reads from the whole message rather than the current group);
+  reads a field of the current scope (`/PID-3` the whole message, `../OBR-3` the parent scope);
 - `{"$first": [...]}`, `{"$if": e, "$then": a, "$else": b}`, `{"$concat": [...], "$sep": " "}`;
-- `{"$each": {"segment": "OBX", "where": {...}}, "$template": t}` one item per segment;
+- `{"$each": {"segment": "OBX", "where": {...}, "first": true}, "$template": t}` one item per
+  segment (`where` values: a value, a list of values or `{"not": ...}`; `first`: one item);
 - `{"$event": "key"}` the map's value for the message's trigger event;
 - `{"$ref": "name"}` a Reference to a resource declared under that name;
 - `{"$fn": "name", ...}` a named function of `functions.py` for what is not a field copy;

@@ -1,8 +1,9 @@
 """Tolerant ER7 (pipe-and-hat) reader.
 
 Only what the maps read is split and unescaped, and only when read: a 300 KB base64 document in
-OBX-5 is sliced once instead of being walked character by character (hl7apy builds a full tree,
-about 65 ms for such a message; this reader needs well under a millisecond).
+OBX-5 is sliced once instead of being walked character by character. Measured on the ANS
+MDM^T02 sample (330 KB, CDA in OBX-5): hl7apy `parse_message` about 65 ms, this reader about
+1.7 ms, the whole conversion including the CDA adapter about 8 ms.
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def parse(message: bytes) -> Message:
 
     segments: list[Segment] = []
     # Segments end with CR; LF and CRLF are tolerated because files and some engines use them.
-    for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    for line in text.split("\r"):
         if not line.strip():
             continue
         name = line[:3]
