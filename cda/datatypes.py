@@ -1,6 +1,8 @@
 """CDA R2 (HL7 v3) data types to FHIR R4 data types."""
 
+import math
 import re
+from datetime import datetime
 from functools import cache
 
 from lxml import etree
@@ -122,6 +124,14 @@ def timestamp(value: str | None, warnings: list[str], where: str) -> str | None:
         warnings.append(f"{where}: unreadable timestamp {value!r} ignored")
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        datetime(
+            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+            int(second or 0),
+        )
+    except ValueError:
+        warnings.append(f"{where}: impossible timestamp {value!r} ignored")
+        return None
     date = "-".join(part for part in (year, month, day) if part)
     if hour is None:
         return date
@@ -140,9 +150,11 @@ def number(value: str | None) -> int | float | None:
         return int(value)
     except ValueError:
         try:
-            return float(value)
+            result = float(value)
         except ValueError:
             return None
+    # JSON and FHIR decimals have no NaN or infinity.
+    return result if math.isfinite(result) else None
 
 
 def quantity(pq: etree._Element | None) -> dict | None:

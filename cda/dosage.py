@@ -18,11 +18,14 @@ def _shift(start: str, value: int | float, unit: str) -> str | None:
     delta_unit = _WIDTH_DELTAS.get(unit)
     if delta_unit is None:
         return None
-    delta = timedelta(**{delta_unit: value})
-    if "T" in start:
-        return (datetime.fromisoformat(start.replace("Z", "+00:00")) + delta).isoformat()
-    if len(start) == 10 and delta % timedelta(days=1) == timedelta(0):
-        return (date.fromisoformat(start) + delta).isoformat()
+    try:
+        delta = timedelta(**{delta_unit: value})
+        if "T" in start:
+            return (datetime.fromisoformat(start.replace("Z", "+00:00")) + delta).isoformat()
+        if len(start) == 10 and delta % timedelta(days=1) == timedelta(0):
+            return (date.fromisoformat(start) + delta).isoformat()
+    except (OverflowError, ValueError):
+        pass  # a width beyond the calendar: kept as a duration by the caller
     return None
 
 

@@ -16,6 +16,8 @@ from cda.narrative import section_narrative
 _PHARM = "{urn:ihe:pharm:medication}"
 _SECTION = f"{{{V3}}}section"
 _EDQM = "0.4.0.127.0.16.1.1.2.1"
+# FHIR integer and unsignedInt are 32-bit.
+_MAX_INTEGER = 2**31 - 1
 # Dosage elements a subordinate administration inherits from its parent line.
 _INHERITED = ("route", "site", "maxDosePerPeriod")
 
@@ -127,7 +129,8 @@ def _dosages(
             continue
         part = dosage(sub, narrative, warnings)
         sequence = first(relationship, "sequenceNumber")
-        if sequence is not None and (position := number(sequence.get("value"))) is not None:
+        position = number(sequence.get("value")) if sequence is not None else None
+        if isinstance(position, int) and 0 <= position <= _MAX_INTEGER:
             part = {"sequence": position, **part}
         subordinates.append(part)
     if not subordinates:
@@ -194,7 +197,8 @@ def _medication_request(
     if rules["validity_from_service_event"] and context.validity:
         dispense["validityPeriod"] = context.validity
     repeats = first(administration, "repeatNumber")
-    if repeats is not None and isinstance(count := number(repeats.get("value")), int) and count >= 0:
+    count = number(repeats.get("value")) if repeats is not None else None
+    if isinstance(count, int) and 0 <= count <= _MAX_INTEGER:
         dispense["numberOfRepeatsAllowed"] = count
     if dispense:
         resource["dispenseRequest"] = dispense

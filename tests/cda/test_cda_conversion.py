@@ -227,3 +227,26 @@ def test_source_patient_info_is_a_separate_contained_copy(fixture_bytes):
     patient = entry_of(conversion, "Patient")["resource"]
     assert source == {"id": source["id"], **patient}
     assert source["identifier"] is not patient["identifier"]
+
+
+def test_hostile_values_are_dropped_not_crashed_on(fixture_bytes):
+    data = (
+        fixture_bytes("ep_med_dm_prescription")
+        .replace(b'<low value="20250303"/><width value="7" unit="d"/>', b'<low value="20250303"/><width value="1e308" unit="d"/>')
+        .replace(b'<doseQuantity value="2" unit="{tbl}"/>', b'<doseQuantity value="NaN" unit="{tbl}"/>')
+        .replace(b'<sequenceNumber value="2"/>', b'<sequenceNumber value="99999999999"/>')
+        .replace(b'<repeatNumber value="1"/>', b'<repeatNumber value="1.5"/>')
+        .replace(b'<effectiveTime value="20250303091500+0100"/>', b'<effectiveTime value="20251303091500+0100"/>', 1)
+    )
+    conversion = convert_cda(data)
+    Bundle.model_validate(conversion.bundle)
+    for entry in conversion.bundle["entry"]:
+        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+    tapered = resources(conversion, "MedicationRequest")[0]
+    first_phase, second_phase = tapered["dosageInstruction"]
+    assert first_phase["timing"]["repeat"]["boundsDuration"]["value"] == 1e308
+    assert "doseAndRate" not in first_phase
+    assert "sequence" not in second_phase
+    assert "numberOfRepeatsAllowed" not in tapered["dispenseRequest"]
+    assert "date" not in entry_of(conversion, "DocumentReference")["resource"]
+    assert any("impossible timestamp" in w for w in conversion.warnings)
