@@ -112,7 +112,8 @@ class SearchEngine:
             return None
         if criterion.chain:
             return await self._chain(param, criterion, context)
-        is_type_modifier = param.type == "reference" and modifier in self.resource_types
+        # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
+        is_type_modifier = param.type == "reference" and modifier is not None and modifier in param.targets
         if not is_type_modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, {None}):
             self._unknown(context, resource_type, criterion, f"modifier ':{modifier}' is not supported on '{name}' ({param.type})")
             return None
