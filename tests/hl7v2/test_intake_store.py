@@ -5,6 +5,7 @@ so every bundle the maps produce is checked by the real transaction processing a
 """
 
 import asyncio
+import base64
 import uuid
 from typing import Any
 
@@ -140,9 +141,18 @@ def test_same_control_id_with_other_content_is_another_message(ingest, fhir, tag
 
 def test_malformed_message_is_refused_and_the_server_is_unharmed(ingest, fhir):
     [result] = ingest(fixture("malformed_no_msh.hl7"))
-    assert result.status == "AR"
+    assert (result.status, result.http_status) == ("AR", 400)
     assert er7.parse(result.ack).text("ERR-3.1") == "100"
     assert fhir.get("metadata").status_code == 200
+
+
+def test_an_inapplicable_message_is_answered_ae_with_the_failing_field(ingest, tag):
+    message = personalised("mdm_t02_unknown_patient.hl7", tag)
+    without_id = b"\r".join(s for s in message.split(b"\r") if not s.startswith(b"TXA|"))
+    [result] = ingest(without_id)
+    assert (result.status, result.http_status) == ("AE", 422)
+    ack = er7.parse(result.ack)
+    assert (ack.text("MSA-1"), ack.text("ERR-2"), ack.text("ERR-2.3"), ack.text("ERR-3.1")) == ("AE", "TXA", "12", "101")
 
 
 def test_unknown_patient_is_created(ingest, fhir, tag):
@@ -163,3 +173,20 @@ def test_merge_keeps_the_merged_patients_documents_reachable(ingest, fhir, tag):
     assert merged["link"][0]["type"] == "replaced-by"
     survivor = fhir.get(merged["link"][0]["other"]["reference"]).json()
     assert {"type": "replaces", "other": {"reference": f"Patient/{merged['id']}"}} in survivor["link"]
+
+
+def test_a_20_mb_document_message_is_stored_whole(ingest, fhir, tag):
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * (15 * 1024 * 4)
+    message = personalised("mdm_t02_unknown_patient.hl7", tag)
+    message = message.replace(
+        b"OBX|1|TX|11488-4^Note de consultation^LN||Consultation sans particularit\xc3\xa9.",
+        b"OBX|1|ED|11488-4^Note de consultation^LN||^AP^PDF^Base64^" + base64.b64encode(pdf),
+    )
+    assert len(message) > 20 * 1024 * 1024
+    [result] = ingest(message)
+    assert result.status == "AA", result.error and result.error.message
+    [document] = search(fhir, f"DocumentReference?identifier=urn:oid:1.2.250.1.999.2.1.8|DOC{tag}-UNK-0001")
+    attachment = document["content"][0]["attachment"]
+    assert (attachment["contentType"], attachment["size"]) == ("application/pdf", len(pdf))
+    stored = fhir.get(attachment["url"], headers={"Accept": "application/pdf"})
+    assert stored.content == pdf
