@@ -184,7 +184,7 @@ class SearchEngine:
         ids = {
             value[len(prefix):]
             for doc in docs
-            for value in _as_list((doc.get("ix") or {}).get(field_key(ref.code)))
+            for value in _index_values(doc, ref.code)
             if isinstance(value, str) and value.startswith(prefix)
         }
         return [{"_id": {"$in": sorted(ids)}}] if ids else []
@@ -323,7 +323,7 @@ class SearchEngine:
         by_type: dict[str, set[str]] = {}
         for doc in docs:
             for p in params:
-                for ref in _as_list((doc.get("ix") or {}).get(field_key(p.code))):
+                for ref in _index_values(doc, p.code):
                     target, _, target_id = str(ref).partition("/")
                     if target_id and "/" not in target_id and target in self.resource_types and target in (include.target or target):
                         by_type.setdefault(target, set()).add(target_id)
@@ -352,6 +352,16 @@ class SearchEngine:
                 ).to_list(length=None)
                 out += [from_current(rtype, d) for d in docs]
         return out
+
+
+def _index_values(doc: dict[str, Any], code: str) -> list[Any]:
+    """The index values of a document read with a projection on `ix.<code>`.
+
+    The embedded store answers such a projection with a flat `"ix.<code>"` key where MongoDB
+    gives a nested `ix` document; both are read.
+    """
+    nested = (doc.get("ix") or {}).get(field_key(code))
+    return _as_list(nested if nested is not None else doc.get(ix_field(code)))
 
 
 def _as_list(value: Any) -> list[Any]:
