@@ -50,12 +50,34 @@ def test_cda_fills_what_the_message_leaves_out_and_the_message_wins_elsewhere():
     assert document["content"][0]["attachment"]["title"] == "Radiographie du thorax"  # only in the CDA
     assert document["date"] == "2024-03-01T10:15:00+01:00"  # TXA-4, not the CDA effectiveTime
     assert document["category"][0]["coding"][0]["code"] == "31"  # only in the CDA
-    # The custodian comes from the CDA; of its contained resources only the referenced ones stay
-    # (the CDA author lost to the message's PRT author is not kept as an orphan).
+    # Custodian and author come from the CDA (PRT 'SB' is who sent it, not who wrote it).
     assert document["custodian"] == {"reference": "#org1"}
+    assert document["author"] == [{"reference": "#role1"}]
     contained = {c["id"]: c["resourceType"] for c in document["contained"]}
-    assert contained["org1"] == "Organization"
-    assert "Practitioner" not in contained.values()
+    assert (contained["org1"], contained["role1"]) == ("Organization", "PractitionerRole")
+
+
+def test_without_cda_the_sender_is_the_author():
+    message = fixture("mdm_t02_unknown_patient.hl7") + (
+        b"PRT||UC||SB^^participation|810000000009^ENVOYEUR^MARC^^^^^^RPPS&1.2.250.1.71.4.2.1&ISO^D^^^RPPS\r"
+    )
+    bundle = convert_message(message).bundle
+    [sender] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Practitioner"]
+    [document] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    assert document["author"] == [{"reference": sender["fullUrl"]}]
+
+
+def test_originator_wins_over_the_cda_author_whose_contained_resources_are_then_dropped():
+    message = fixture("mdm_t02.hl7").replace(
+        b"TXA|1|18748-4|TEXT|20240301101500|||||",
+        b"TXA|1|18748-4|TEXT|20240301101500|||||810000000007^AUTEUR^LUC^^^^^^RPPS&1.2.250.1.71.4.2.1&ISO^D^^^RPPS",
+    )
+    bundle = convert_message(message).bundle
+    originator = next(e for e in bundle["entry"] if e["resource"].get("identifier", [{}])[0].get("value") == "810000000007")
+    [document] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    assert document["author"] == [{"reference": originator["fullUrl"]}]
+    # FHIR forbids unreferenced contained resources: the CDA author's practitioner and role go.
+    assert {c["resourceType"] for c in document["contained"]} == {"Patient", "Organization"}
     # The CDA's own Patient and DocumentReference are not written twice.
     assert len(resources("mdm_t02.hl7", "Patient")) == 1
     assert len(resources("mdm_t02.hl7", "DocumentReference")) == 1

@@ -109,6 +109,15 @@ def reference_to(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str
     return {"reference": f"urn:uuid:{stable_uuid(args['resourceType'], identifier_token(identifier))}"}
 
 
+def fill_if_absent(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
+    """After-hook: a last-resort value for an element neither the message nor the CDA stated."""
+    resource = args["produced"].entry["resource"]
+    if args["element"] not in resource:
+        value = engine.evaluate(args["value"], scope)
+        if value:
+            resource[args["element"]] = value
+
+
 FUNCTIONS: dict[str, Function] = {
     "patientIdentity": patient_identity,
     "edContent": ed_content,
@@ -117,4 +126,5 @@ FUNCTIONS: dict[str, Function] = {
     "carriedIdentifier": carried_identifier,
     "referenceTo": reference_to,
     "enrichFromCda": carried_document.enrich,
+    "fillIfAbsent": fill_if_absent,
 }
