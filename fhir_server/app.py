@@ -24,6 +24,11 @@ from fhir_server.write_rules import register_write_rules
 
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
+# IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
+INSTANTIATES = [
+    "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+    "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
+]
 
 
 def _indexer(registry: SearchParameterRegistry) -> Any:
@@ -68,7 +73,7 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
 
         def statement(base: str) -> dict[str, Any]:
             return capability_statement(base, sorted(repository.resource_types), engine.registry, profiles,
-                                        OPERATIONS, IMPLEMENTATION_GUIDES)
+                                        OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         app.state.capability_statement = statement
         try:

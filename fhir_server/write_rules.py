@@ -1,7 +1,8 @@
-"""Rules that complete a write in the same store transaction.
+"""Rules of resource types that the repository applies on every write and patch.
 
 IHE MHD / PDSm: a DocumentReference that `replaces` another makes the replaced one `superseded`
-atomically with its own creation; the replaced document stays readable.
+atomically with its own creation (same store transaction); the replaced document stays readable.
+A patch of a DocumentReference is a PDSm metadata update (see fhir_server.mhd.metadata_update).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import FhirError
+from fhir_server.mhd.metadata_update import check_metadata_patch
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.repository import Repository, Session
 
@@ -46,3 +48,4 @@ async def supersede_replaced(repository: Repository, session: Session, stored: S
 
 def register_write_rules(repository: Repository) -> None:
     repository.write_rules.setdefault("DocumentReference", []).append(supersede_replaced)
+    repository.patch_rules.setdefault("DocumentReference", []).append(check_metadata_patch)

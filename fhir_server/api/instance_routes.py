@@ -15,7 +15,6 @@ from fhir_server.api.negotiation import JSON_TYPES, is_fhir_json, require_json_b
 from fhir_server.api.responses import fhir_response, version_headers, write_response
 from fhir_server.api.shaping import shape
 from fhir_server.errors import FhirError
-from fhir_server.operations.patch import apply_json_patch
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.repository import Repository, check_id
 
@@ -101,8 +100,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     expected = if_match(request)
     if expected is not None and expected != current.version:
         raise FhirError(412, "conflict", f"If-Match version {expected} is not the current version ({current.version})")
-    operations = await patch_operations(request)
-    patched = repo.prepare(apply_json_patch(current.resource or {}, operations), resource_type)
+    patched = repo.patched(current, await patch_operations(request))
     result = await repo.update(resource_type, resource_id, patched, if_match=current.version)
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 

@@ -16,7 +16,8 @@ from fhir_server.api.negotiation import prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
 from fhir_server.api.search_bundle import searchset
 from fhir_server.errors import FhirError
-from fhir_server.operations.patch import apply_json_patch
+from fhir_server.mhd import simplified_publish
+from fhir_server.operations.transaction import BundleProcessor
 from fhir_server.search.request import parse_request
 
 router = APIRouter()
@@ -63,10 +64,23 @@ async def create(request: Request, resource_type: str) -> Response:
     repo.check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
     resource = repo.prepare(body, resource_type)
+    if simplified_publish.applies(resource):
+        return await publish_document(request, resource)
     result = await repo.create(resource, if_none_exist=if_none_exist(request), raw=raw)
     if not result.created:
         return write_response(request, result.stored, result.stored.resource, 200, "A matching resource already exists")
     return write_response(request, result.stored, result.stored.resource, 201, "Created")
+
+
+async def publish_document(request: Request, resource: dict) -> Response:
+    """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
+    repo = repository(request)
+    bundle, index = simplified_publish.as_transaction(resource)
+    processor = BundleProcessor(repo, base_url(request), return_resources=True, document_publication=True)
+    response = await processor.process(bundle)
+    location = response["entry"][index]["response"]["location"]
+    stored = await repo.read("DocumentReference", location.split("/")[1])
+    return write_response(request, stored, stored.resource, 201, "Published")
 
 
 def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
@@ -96,7 +110,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
         raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
                         f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
     current = await repo.read(resource_type, matches[0])
-    patched = repo.prepare(apply_json_patch(current.resource or {}, await patch_operations(request)), resource_type)
+    patched = repo.patched(current, await patch_operations(request))
     result = await repo.update(resource_type, current.id, patched, if_match=current.version)
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 

@@ -18,7 +18,7 @@ COMMON_SEARCH = [
 
 def capability_statement(
     base_url: str, resource_types: list[str], search: SearchParameterRegistry, profiles: ProfileRegistry,
-    operations: list[dict[str, str]], implementation_guides: list[str],
+    operations: list[dict[str, str]], implementation_guides: list[str], instantiates: list[str],
 ) -> dict[str, Any]:
     resources = []
     for rtype in sorted(resource_types):
@@ -51,6 +51,7 @@ def capability_statement(
         "status": "active",
         "date": now_instant()[:10],
         "kind": "instance",
+        "instantiates": instantiates,
         "software": {"name": "fhir-server", "version": "0.1.0"},
         "implementation": {"description": "FHIR R4 server for a national personal health record", "url": base_url},
         "fhirVersion": FHIR_VERSION,

@@ -18,7 +18,7 @@ import orjson
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
-from fhir_server.operations.patch import apply_json_patch
+from fhir_server.mhd import provide_bundle
 from fhir_server.search.request import parse_request
 from fhir_server.storage import binaries
 from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
@@ -47,10 +47,12 @@ def _patch_document(entry: Entry) -> Any:
 
 
 class BundleProcessor:
-    def __init__(self, repository: Repository, base_url: str, *, return_resources: bool) -> None:
+    def __init__(self, repository: Repository, base_url: str, *, return_resources: bool, document_publication: bool = False) -> None:
         self.repo = repository
         self.base = base_url.rstrip("/")
         self.return_resources = return_resources
+        # ITI-105 builds its own bundle: it gets the ITI-65 checks without carrying a SubmissionSet.
+        self.document_publication = document_publication
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
@@ -98,6 +100,8 @@ class BundleProcessor:
             for item in prepared:
                 if item.resource is not None:
                     item.resource = await self._resolve_references(session, item, item.resource, identities)
+            if self.document_publication or provide_bundle.is_provide_bundle(prepared):
+                await provide_bundle.check(self.repo, session, prepared)
             for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
                 try:
                     item.response = await self._execute(session, item, identities)
@@ -209,7 +213,7 @@ class BundleProcessor:
             expected = parse_etag(entry.if_match)
             if expected is not None and expected != current.version:
                 raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
-            patched = repo.prepare(apply_json_patch(current.resource or {}, item.patch), entry.resource_type)
+            patched = repo.patched(current, item.patch)
             result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version)
             return self._written(result)
         return await self._get(session, entry)

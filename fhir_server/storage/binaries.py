@@ -23,7 +23,12 @@ def decode_data(resource: dict[str, Any]) -> bytes:
 
 
 async def stash(content: bytes, bucket: AsyncGridFSBucket, threshold: int, filename: str) -> dict[str, Any]:
-    blob: dict[str, Any] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+    blob: dict[str, Any] = {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        # Attachment.hash is the base64 SHA-1 of the bytes (FHIR R4 datatypes, IHE MHD)
+        "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
+        "size": len(content),
+    }
     if len(content) > threshold:
         blob["gridfs"] = await bucket.upload_from_stream(filename, content)
     else:

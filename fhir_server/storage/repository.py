@@ -22,6 +22,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.errors import FhirError, gone, not_found
+from fhir_server.operations.patch import apply_json_patch
 from fhir_server.storage import binaries
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.documents import (
@@ -64,6 +65,8 @@ class WriteResult:
 Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 WriteRule = Callable[["Repository", Session, Stored], Awaitable[None]]
+# Raises FhirError when a patch changes what the type does not let a patch change.
+PatchRule = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 def check_id(resource_id: str) -> str:
@@ -102,6 +105,7 @@ class Repository:
         self.gridfs_threshold = gridfs_threshold
         self.search_engine: SearchEngine | None = None
         self.write_rules: dict[str, list[WriteRule]] = {}
+        self.patch_rules: dict[str, list[PatchRule]] = {}
 
     # ------------------------------------------------------------------ helpers
     def check_type(self, resource_type: str) -> None:
@@ -123,6 +127,14 @@ class Repository:
         self.check_type(rtype)
         self.validate(resource)
         return resource
+
+    def patched(self, current: Stored, operations: Any) -> dict[str, Any]:
+        """A JSON Patch applied to the current version, held to the type's patch rules, then validated."""
+        before = current.resource or {}
+        after = apply_json_patch(before, operations)
+        for rule in self.patch_rules.get(current.resource_type, []):
+            rule(before, after)
+        return self.prepare(after, current.resource_type)
 
     async def _stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if resource.get("resourceType") != "Binary":

@@ -1,0 +1,110 @@
+"""ITI-65 Provide Document Bundle, then what a Document Consumer finds (ITI-66, ITI-67) and retrieves (ITI-68)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.mhd.documents import CDA, PDF, provide_bundle, sha1
+
+
+def _submit(fhir: httpx.Client, bundle: dict) -> httpx.Response:
+    return fhir.post("", json=bundle)
+
+
+def _documents_of(fhir: httpx.Client, patient_id: str, **params: str) -> list[dict]:
+    found = fhir.get("/DocumentReference", params={"patient": patient_id, **params}).json()
+    return [e["resource"] for e in found.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def test_pdf_document_is_stored_found_and_retrieved(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    response = _submit(fhir, provide_bundle(subject, master_id))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "transaction-response"
+    assert all(e["response"]["status"] == "201 Created" for e in body["entry"])
+    docs = _documents_of(fhir, known_patient["id"], status="current", type="http://loinc.org|11490-0")
+    assert [d["masterIdentifier"]["value"] for d in docs] == [f"urn:oid:{master_id}"]
+    attachment = docs[0]["content"][0]["attachment"]
+    retrieved = fhir.get(attachment["url"] if attachment["url"].startswith("/") else "/" + attachment["url"], headers={"Accept": "*/*"})
+    assert retrieved.status_code == 200 and retrieved.content == PDF
+    assert retrieved.headers["content-type"].startswith("application/pdf")
+    lists = fhir.get("/List", params={"patient": known_patient["id"], "code": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes|submissionset"}).json()
+    assert lists["total"] == 1
+    assert lists["entry"][0]["resource"]["entry"][0]["item"]["reference"] == f"DocumentReference/{docs[0]['id']}"
+
+
+def test_cda_document(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id, data=CDA, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
+    assert _submit(fhir, bundle).status_code == 200
+    doc = _documents_of(fhir, known_patient["id"], format="urn:asip:ci-sis:ldl-ses:2022")[0]
+    raw = fhir.get("/" + doc["content"][0]["attachment"]["url"], headers={"Accept": "application/hl7-cda+xml"})
+    assert raw.content == CDA
+
+
+def test_subject_given_by_ins_is_resolved(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"identifier": known_patient["identifier"][0]}
+    assert _submit(fhir, provide_bundle(subject, master_id)).status_code == 200
+    docs = _documents_of(fhir, known_patient["id"])
+    assert docs and docs[0]["subject"]["reference"] == f"Patient/{known_patient['id']}"
+
+
+def test_duplicate_master_identifier_rejects_the_whole_bundle(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    assert _submit(fhir, provide_bundle(subject, master_id)).status_code == 200
+    again = _submit(fhir, provide_bundle(subject, master_id))
+    assert again.status_code == 409
+    assert again.json()["issue"][0]["code"] == "duplicate"
+    assert len(_documents_of(fhir, known_patient["id"])) == 1
+    assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 1
+
+
+def test_hash_mismatch_is_refused_and_nothing_stored(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    response = _submit(fhir, provide_bundle(subject, master_id, hash_=sha1(b"other bytes")))
+    assert response.status_code == 422
+    assert any(e.endswith("attachment.hash") for i in response.json()["issue"] for e in i.get("expression", []))
+    assert _documents_of(fhir, known_patient["id"]) == []
+    assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 0
+
+
+def test_size_mismatch_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    response = _submit(fhir, provide_bundle(subject, master_id, size=len(PDF) + 1))
+    assert response.status_code == 422
+    assert any(e.endswith("attachment.size") for i in response.json()["issue"] for e in i.get("expression", []))
+
+
+def test_unknown_patient_is_refused(fhir: httpx.Client, master_id: str) -> None:
+    response = _submit(fhir, provide_bundle({"reference": "Patient/nobody-here"}, master_id))
+    assert response.status_code == 422
+    unknown_ins = {"identifier": {"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "199999999999999"}}
+    assert _submit(fhir, provide_bundle(unknown_ins, master_id)).status_code == 422
+    assert fhir.get("/DocumentReference", params={"identifier": f"urn:ietf:rfc:3986|urn:oid:{master_id}"}).json()["total"] == 0
+
+
+def test_invalid_metadata_is_refused_with_paths(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    bundle = provide_bundle({"reference": f"Patient/{known_patient['id']}"}, master_id)
+    doc = bundle["entry"][1]["resource"]
+    del doc["type"]
+    doc["category"][0]["coding"][0]["code"] = "NOT-A-CLASS"
+    response = _submit(fhir, bundle)
+    assert response.status_code == 422, response.text
+    expressions = [e for i in response.json()["issue"] for e in i.get("expression", [])]
+    assert any("type" in e for e in expressions), expressions
+    assert _documents_of(fhir, known_patient["id"]) == []
+
+
+def test_replacement_supersedes_the_earlier_document(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    _submit(fhir, provide_bundle(subject, master_id))
+    first = _documents_of(fhir, known_patient["id"])[0]
+    replacing = provide_bundle(subject, master_id + ".2", data=PDF + b"v2",
+                               relates_to=[{"code": "replaces", "target": {"reference": f"DocumentReference/{first['id']}"}}])
+    assert _submit(fhir, replacing).status_code == 200, "replacement refused"
+    superseded = fhir.get(f"/DocumentReference/{first['id']}").json()
+    assert superseded["status"] == "superseded"
+    current = _documents_of(fhir, known_patient["id"], status="current")
+    assert [d["masterIdentifier"]["value"] for d in current] == [f"urn:oid:{master_id}.2"]
+    assert _documents_of(fhir, known_patient["id"], relatesto=f"DocumentReference/{first['id']}")[0]["id"] == current[0]["id"]
