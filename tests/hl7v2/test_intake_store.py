@@ -14,7 +14,8 @@ import pytest
 
 from fhir_server.errors import FhirError
 from fhir_server.ingest.hl7v2 import er7
-from fhir_server.ingest.hl7v2.intake import RAW_CONTENT_TYPE, Hl7Result, handle_message
+from fhir_server.ingest.hl7v2.intake import RAW_CONTENT_TYPE, Hl7Result, ack_handler, handle_message
+from fhir_server.ingest.mllp import frame, mllp_send, read_frame, start_mllp_server
 from tests.hl7v2.conftest import FIXTURES, fixture
 
 
@@ -190,3 +191,33 @@ def test_a_20_mb_document_message_is_stored_whole(ingest, fhir, tag):
     assert (attachment["contentType"], attachment["size"]) == ("application/pdf", len(pdf))
     stored = fhir.get(attachment["url"], headers={"Accept": "application/pdf"})
     assert stored.content == pdf
+
+
+def test_mllp_listener_with_intake_stores_before_acknowledging(fhir, tag):
+    admission = personalised("adt_a01.hl7", tag)
+    orders = personalised("rde_o11.hl7", tag)
+    others = [personalised(name, uuid.uuid4().hex[:8]) for name in ("siu_s12.hl7", "oru_r01.hl7", "omp_o09.hl7")]
+
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=str(fhir.base_url), headers=dict(fhir.headers), timeout=60) as client:
+            server = await start_mllp_server("127.0.0.1", 0, ack_handler(ServerRepository(client)))
+            port = server.sockets[0].getsockname()[1]
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(frame(admission) + frame(orders) + frame(b"not an HL7 message"))
+                await writer.drain()
+                answers = [er7.parse(await read_frame(reader)) for _ in range(3)]
+                writer.close()
+                await writer.wait_closed()
+                assert [(a.text("MSA-1"), a.text("MSA-2")) for a in answers] == [
+                    ("AA", "ADT-A01"), ("AA", "RX0001"), ("AR", "")]
+                # The ACK came after the transaction: the orders are already there.
+                [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+                assert len(search(fhir, f"MedicationRequest?subject=Patient/{patient['id']}")) == 2
+                concurrent = await asyncio.gather(*(mllp_send("127.0.0.1", port, m) for m in others))
+                assert [er7.parse(a).text("MSA-1") for a in concurrent] == ["AA", "AA", "AA"]
+            finally:
+                server.close()
+                await server.wait_closed()
+
+    asyncio.run(main())

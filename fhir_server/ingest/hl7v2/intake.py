@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -77,6 +78,15 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
     return Hl7Result(
         build_ack(header, "AA"), "AA", conversion.control_id, conversion.message_type, warnings=conversion.warnings
     )
+
+
+def ack_handler(repository: TransactionRepository) -> Callable[[bytes], Awaitable[bytes]]:
+    """The MLLP handler: a message in, its acknowledgement out (sent only once stored)."""
+
+    async def handle(message: bytes) -> bytes:
+        return (await handle_message(message, repository)).ack
+
+    return handle
 
 
 def _refused(header: MessageHeader, error: Hl7Error) -> Hl7Result:
