@@ -26,9 +26,10 @@ def _approximate(lo: str, hi: str) -> tuple[str, str]:
 
 def range_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
     """Alternatives (ORed) of conditions on a stored range's `l` and `h`."""
+    contained = {"l": {"$gte": lo}, "h": {"$lte": hi}}
     match prefix:
         case "eq":
-            return [{"l": {"$gte": lo}, "h": {"$lte": hi}}]
+            return [contained]
         case "ne":
             return [{"l": {"$lt": lo}}, {"h": {"$gt": hi}}]
         case "gt":
@@ -36,9 +37,11 @@ def range_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
         case "lt":
             return [{"l": {"$lt": lo}}]
         case "ge":
-            return [{"h": {"$gte": lo}}]
+            # "the range above the search value intersects the target, or the search range fully
+            # contains it": a period that ends inside the search range but began before it is not ge.
+            return [{"h": {"$gt": hi}}, contained]
         case "le":
-            return [{"l": {"$lte": hi}}]
+            return [{"l": {"$lt": lo}}, contained]
         case "sa":
             return [{"l": {"$gt": hi}}]
         case "eb":
@@ -46,6 +49,28 @@ def range_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
         case "ap":
             low, high = _approximate(lo, hi)
             return [{"l": {"$lte": high}, "h": {"$gte": low}}]
+    raise AssertionError(prefix)
+
+
+def point_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
+    """Alternatives on a single instant (its range is one point), one range each, so an indexed
+    scalar such as `ts` is never put behind an `$or` when one comparison says the same."""
+    match prefix:
+        case "eq":
+            return [{"$gte": lo, "$lte": hi}]
+        case "ne":
+            return [{"$lt": lo}, {"$gt": hi}]
+        case "gt" | "sa":
+            return [{"$gt": hi}]
+        case "lt" | "eb":
+            return [{"$lt": lo}]
+        case "ge":
+            return [{"$gte": lo}]
+        case "le":
+            return [{"$lte": hi}]
+        case "ap":
+            low, high = _approximate(lo, hi)
+            return [{"$gte": low, "$lte": high}]
     raise AssertionError(prefix)
 
 
@@ -68,13 +93,9 @@ def condition(field: str, values: list[str]) -> list[dict[str, Any]]:
 
 
 def scalar_condition(field: str, values: list[str]) -> list[dict[str, Any]]:
-    """Alternatives on a scalar instant such as `ts` (`_lastUpdated`): its range is one point."""
+    """Alternatives on a scalar instant such as `ts` (`_lastUpdated`)."""
     out: list[dict[str, Any]] = []
     for value in values:
         prefix, lo, hi = parse_value(value)
-        for c in range_conditions(prefix, lo, hi):
-            merged: dict[str, Any] = {}
-            for bound in c.values():
-                merged.update(bound)
-            out.append({field: merged})
+        out += [{field: c} for c in point_conditions(prefix, lo, hi)]
     return out
