@@ -132,8 +132,9 @@ def test_text_document_decodes_charset_and_escapes():
 
 def test_oru_numeric_results_become_observations_and_the_report_a_document():
     observations = resources("oru_r01.hl7", "Observation")
-    assert [o["code"]["coding"][0]["code"] for o in observations] == ["2823-3", "2951-2"]
-    sodium = observations[1]
+    assert [o["code"]["coding"][0]["code"] for o in observations] == ["2823-3", "2951-2", "1988-5"]
+    sodium, crp = observations[1:]
+    assert crp["valueQuantity"] == {"value": 5, "comparator": "<", "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"}
     assert sodium["valueQuantity"] == {"value": 149, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}
     assert sodium["interpretation"][0]["coding"][0]["code"] == "H"
     assert sodium["referenceRange"] == [{"text": "135-145"}]

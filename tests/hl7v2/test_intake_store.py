@@ -112,7 +112,7 @@ def test_raw_message_and_provenance_trace_what_was_produced(ingest, fhir, tag):
     assert result.status == "AA"
     [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|1800175{int(tag, 16) % 10**9}")
     observations = search(fhir, f"Observation?subject=Patient/{patient['id']}")
-    assert len(observations) == 2
+    assert len(observations) == 3
     provenances = search(fhir, f"Provenance?target=Observation/{observations[0]['id']}")
     assert len(provenances) == 1
     targets = {t["reference"] for t in provenances[0]["target"]}
