@@ -8,9 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fhir_server.api import error_handlers, instance_routes, operation_routes, system_routes, type_routes
+from fhir_server.api import error_handlers, ingest_routes, instance_routes, operation_routes, system_routes, type_routes
 from fhir_server.config import Settings
+from fhir_server.ingest.hl7v2.intake import ack_handler
+from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.operations.capabilities import capability_statement
+from fhir_server.operations.transaction import TransactionService
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.extract import extract_index
 from fhir_server.search import stored_values
@@ -76,14 +79,21 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
                                         OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         app.state.capability_statement = statement
+        mllp = None
+        if settings.mllp_port is not None:
+            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(TransactionService(repository)))
         try:
             yield
         finally:
+            if mllp is not None:
+                mllp.close()
+                await mllp.wait_closed()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
+    app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
     app.include_router(type_routes.router)

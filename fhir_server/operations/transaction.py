@@ -282,3 +282,17 @@ class BundleProcessor:
             bundle["total"] = result.total
         return {"resource": bundle, "response": {"status": "200 OK"}}
 
+
+
+class TransactionService:
+    """What the ingest adapters (CDA, HL7 v2) store through: a transaction Bundle in, its
+    transaction-response out, with the same checks and atomicity as `POST /fhir`."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+
+    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        return await BundleProcessor(self.repository, "", return_resources=False).process(bundle)
+
+    async def find_current(self, resource_type: str, resource_id: str) -> Any:
+        return await self.repository.find_current(resource_type, resource_id)
