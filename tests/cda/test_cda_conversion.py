@@ -5,7 +5,7 @@ import hashlib
 import re
 
 import pytest
-from conftest import FIXTURES
+from tests.cda.conftest import FIXTURES
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 

@@ -13,7 +13,7 @@ import json
 import os
 
 import pytest
-from conftest import FIXTURES, GOLDEN
+from tests.cda.conftest import FIXTURES, GOLDEN
 
 from cda.convert import convert_cda
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import load_fixture
+from tests.search_extract.conftest import load_fixture
 from fhir_server.search.extract import extract_index
 
 

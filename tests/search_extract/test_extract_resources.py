@@ -1,6 +1,6 @@
 """Index extraction for the other resource types the server stores."""
 
-from conftest import load_fixture
+from tests.search_extract.conftest import load_fixture
 from fhir_server.search.extract import extract_index
 
 

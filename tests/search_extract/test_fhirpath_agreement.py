@@ -11,7 +11,7 @@ import fhirpathpy
 import pytest
 from fhirpathpy.models import models
 
-from conftest import FIXTURES, load_fixture
+from tests.search_extract.conftest import FIXTURES, load_fixture
 
 def _plain(value):
     # fhirpathpy hands decimals back as Decimal; JSON numbers are compared as numbers.

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import SEARCH_PARAMETERS
+from tests.search_extract.conftest import SEARCH_PARAMETERS
 from fhir_server.search.extract import compile_expression, expression_for_base
 
 TYPES = [
