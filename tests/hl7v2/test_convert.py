@@ -83,6 +83,14 @@ def test_originator_wins_over_the_cda_author_whose_contained_resources_are_then_
     assert len(resources("mdm_t02.hl7", "DocumentReference")) == 1
 
 
+def test_a_cda_about_another_patient_is_refused():
+    message = fixture("mdm_t02.hl7").replace(b"PID|||180017512345678^", b"PID|||299999999999999^")
+    with pytest.raises(Hl7Error) as raised:
+        convert_message(message)
+    assert (raised.value.ack_code, raised.value.code, raised.value.location) == ("AE", "204", "PID^1^3")
+    assert "another patient" in raised.value.message
+
+
 def test_replacement_relates_to_the_replaced_document_by_its_identifier():
     document = resources("mdm_t10_replacement.hl7", "DocumentReference")[0]
     assert document["relatesTo"] == [{
@@ -115,6 +123,25 @@ def test_unknown_patient_is_created_by_conditional_create():
     assert entry["request"]["ifNoneExist"] == "identifier=urn:oid:1.2.250.1.999.2.1.1|IPP5555"
     document = resources("mdm_t02_unknown_patient.hl7", "DocumentReference")[0]
     assert document["subject"] == {"reference": entry["fullUrl"]}
+
+
+@pytest.mark.parametrize("encoded", [b"JVBERi0xLjQKQUJD", b"JVBERi0xLjQKQUI", b"JVBERi0x\\.br\\LjQKQUI="])
+def test_base64_documents_are_read_tolerantly(encoded):
+    message = replace_segment(
+        fixture("mdm_t02_unknown_patient.hl7"), b"OBX|", b"OBX|1|ED|11488-4^Note^LN||^AP^PDF^Base64^" + encoded + b"||||||F"
+    )
+    binary = next(e["resource"] for e in convert_message(message).bundle["entry"] if e["resource"]["resourceType"] == "Binary")
+    assert binary["contentType"] == "application/pdf"
+    assert base64.b64decode(binary["data"]).startswith(b"%PDF-1.4\nAB")
+
+
+def test_undecodable_base64_is_refused_with_its_location():
+    message = replace_segment(
+        fixture("mdm_t02_unknown_patient.hl7"), b"OBX|", b"OBX|1|ED|11488-4^Note^LN||^AP^PDF^Base64^JVBERi0xL||||||F"
+    )
+    with pytest.raises(Hl7Error) as raised:
+        convert_message(message)
+    assert (raised.value.ack_code, raised.value.code, raised.value.location) == ("AE", "102", "OBX^1^5")
 
 
 def test_text_document_decodes_charset_and_escapes():

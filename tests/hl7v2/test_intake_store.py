@@ -37,10 +37,10 @@ class ServerRepository:
 
 
 def personalised(name: str, tag: str) -> bytes:
-    """A fixture whose business identifiers belong to this test only (the store is shared)."""
+    """A fixture whose business identifiers belong to this test only (the store is shared),
+    in the message and in the CDA it carries alike."""
     digits = str(int(tag, 16) % 10**9)
-    message = fixture(name)
-    for old, new in (
+    replacements = (
         (b"180017512345678", f"1800175{digits}".encode()),
         (b"IPP0", f"IPP{tag}-0".encode()),
         (b"1.2.250.1.999.1.1.7.2024030", f"1.2.250.1.999.1.1.7.{digits}.2024030".encode()),
@@ -50,9 +50,16 @@ def personalised(name: str, tag: str) -> bytes:
         (b"CMD-77", f"CMD{tag}".encode()),
         (b"LAB-5501", f"LAB{tag}".encode()),
         (b"DOC-", f"DOC{tag}-".encode()),
-    ):
-        message = message.replace(old, new)
-    return message
+    )
+    cda = (FIXTURES / "cda_imaging_report.xml").read_bytes()
+    message = fixture(name).replace(base64.b64encode(cda), base64.b64encode(_replaced(cda, replacements)))
+    return _replaced(message, replacements)
+
+
+def _replaced(data: bytes, replacements: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    for old, new in replacements:
+        data = data.replace(old, new)
+    return data
 
 
 @pytest.fixture

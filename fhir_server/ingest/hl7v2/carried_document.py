@@ -1,7 +1,8 @@
 """A CDA carried in the message (OBX ED): converted once by the CDA adapter, merged under the message.
 
 The message's own fields win where they are stated; the CDA fills what the message leaves out
-(type, category, author, custodian, period, practice setting...). The CDA's own Patient,
+(type, category, author, custodian, period, practice setting...). A CDA whose patient is not
+the message's (same identifier namespace, other value) is refused. The CDA's own Patient,
 DocumentReference and Binary of the CDA are replaced by the message's, and every reference to
 them is pointed at the message's resources.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from cda import CdaConversion, CdaError, convert_cda
 from fhir_server.ingest.hl7v2.engine import Engine, Produced, Scope
+from fhir_server.ingest.hl7v2.errors import Hl7Error
 
 _XML_TYPES = ("text/xml", "application/xml", "application/hl7-v3+xml")
 
@@ -51,6 +53,7 @@ def enrich(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
     for entry in entries:
         kind = entry["resource"]["resourceType"]
         if kind == "Patient" and patient is not None:
+            _check_same_patient(patient.entry["resource"], entry["resource"])
             redirect[entry["fullUrl"]] = patient.reference
         elif kind == "Encounter" and encounter:
             redirect[entry["fullUrl"]] = encounter
@@ -68,6 +71,27 @@ def enrich(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
         if entry["fullUrl"] not in dropped:
             entry = _redirected(entry, redirect)
             engine.produced.append(Produced(f"cda:{entry['resource']['resourceType']}", entry["fullUrl"], entry))
+
+
+def _check_same_patient(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """A document filed under another patient is worse than no document: refuse it when, in an
+    identifier namespace both the CDA's recordTarget and PID-3 use, their values differ (one INS
+    per person, one IPP per facility)."""
+
+    def by_system(patient: dict[str, Any]) -> dict[str, set[str]]:
+        values: dict[str, set[str]] = {}
+        for identifier in patient.get("identifier", []):
+            values.setdefault(identifier.get("system", ""), set()).add(identifier.get("value", ""))
+        return values
+
+    mine, their = by_system(ours), by_system(theirs)
+    shared = {system for system in mine.keys() & their.keys() if system and not mine[system] & their[system]}
+    if shared:
+        raise Hl7Error(
+            "AE", "204",
+            f"the carried CDA is about another patient: its identifiers in {', '.join(sorted(shared))} differ from PID-3",
+            "PID^1^3",
+        )
 
 
 def _same_request(engine: Engine, entry: dict[str, Any]) -> Produced | None:

@@ -52,7 +52,7 @@ def ed_content(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, 
     payload = ed.get(5)
     try:
         if encoding == "BASE64":
-            data = binascii.a2b_base64(payload)
+            data = _base64(engine, payload)
         elif encoding == "HEX":
             data = bytes.fromhex(payload)
         else:
@@ -60,6 +60,15 @@ def ed_content(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, 
     except (binascii.Error, ValueError) as exc:
         raise Hl7Error("AE", "102", f"the document in OBX-5 cannot be decoded: {exc}", "OBX^1^5") from exc
     return _binary(engine, args, content_type, data)
+
+
+def _base64(engine: Engine, payload: str) -> bytes:
+    """Base64 as senders send it: line breaks tolerated, missing final padding restored."""
+    compact = "".join(payload.split())
+    if len(compact) % 4:
+        engine.warnings.append("OBX-5 base64 lacked its final padding; padding restored")
+        compact += "=" * (-len(compact) % 4)
+    return binascii.a2b_base64(compact)
 
 
 def text_document(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
