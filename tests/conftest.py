@@ -3,17 +3,23 @@ identifiers of their own (see `unique`), not by restarting the store."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.server_process import RemoteServer, ServerProcess
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | RemoteServer]:
+    """Our own server, or the one the conformance runner names in FHIR_SERVER_URL."""
+    remote = os.environ.get("FHIR_SERVER_URL")
+    if remote:
+        yield RemoteServer(remote)
+        return
     process = ServerProcess(tmp_path_factory.mktemp("store") / "data").start()
     yield process
     process.stop()

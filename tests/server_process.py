@@ -68,3 +68,14 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+@dataclass
+class RemoteServer:
+    """A server someone else runs (the conformance suite's target)."""
+
+    base_url: str
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url.rsplit("/fhir", 1)[0] if "/fhir" in self.base_url else self.base_url
