@@ -13,6 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_server.validation.issues import ValidationIssue
+from fhir_server.validation.required_codes import check_required_codes
 
 # pydantic error type -> FHIR IssueType
 _ISSUE_CODES = {
@@ -31,10 +32,10 @@ def check_base_structure(resource: Any) -> list[ValidationIssue]:
     except (KeyError, ValueError):
         return [ValidationIssue("error", "not-supported", [], f"Unknown resource type {resource_type!r}")]
     try:
-        model.model_validate(resource)
+        instance = model.model_validate(resource)
     except ValidationError as error:
         return [_issue(resource_type, detail) for detail in error.errors()]
-    return []
+    return check_required_codes(instance, resource_type)
 
 
 def _issue(resource_type: str, detail: Any) -> ValidationIssue:

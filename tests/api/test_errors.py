@@ -86,3 +86,9 @@ def test_bad_search_values(fhir: httpx.Client) -> None:
     outcome(fhir.get("/Patient", params={"_count": "-1"}), 400)
     outcome(fhir.get("/Patient", params={"_page": "garbage"}), 400)
     outcome(fhir.get("/Patient", params={"_sort": "nosuchparam"}), 400)
+
+
+def test_code_outside_a_required_binding(fhir: httpx.Client) -> None:
+    body = outcome(fhir.post("/Patient", json={"resourceType": "Patient", "gender": "bogus"}), 400)
+    assert body["issue"][0]["expression"] == ["Patient.gender"]
+    assert body["issue"][0]["code"] == "code-invalid"
