@@ -1,0 +1,161 @@
+"""`python -m benchmarks.run`: load generated data through the server, measure every path against its
+limits at each scale, print the table, write the JSON and docs/PERFORMANCE.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from benchmarks import datagen, report
+from benchmarks.limits import BareEndpoint
+from benchmarks.load import Loaded, load
+from benchmarks.measure import Monitor, NotAvailable, Result, drive
+from benchmarks.scenarios import ALL
+from benchmarks.scenarios.base import FRONT_BARE, FRONT_SERVER, Bench, Scenario
+from benchmarks.server import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+# The store-insert limit writes here. A collection, not a database: the embedded store does not keep
+# databases apart (the same collection name is the same table, and drop_database empties them all).
+SCRATCH_COLLECTION = "bench_insert_limit"
+# Fits `make bench` in 15 minutes on 2 shared cores: loading runs at about 150-200 documents/s there,
+# so 100k documents alone would take 9-11 minutes (docs/PERFORMANCE.md has the measured rates).
+DEFAULT_SCALES = "10k,50k"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--scales", "--scale", dest="scales", default=DEFAULT_SCALES,
+                        help="DocumentReference counts, comma-separated (10k,100k,1m): every path at the first, "
+                             "searches again at each larger one (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of measurement per path")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per path")
+    parser.add_argument("--load-concurrency", type=int, default=8, help="transaction bundles in flight while loading")
+    parser.add_argument("--only", default="", help="measure only the paths whose name contains one of these (comma-separated)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="store directory (default: a fresh temporary one)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "PERFORMANCE.md"),
+                        help="document rewritten with the figures; --doc '' leaves it alone")
+    return parser
+
+
+async def _drop_scratch(db: Any) -> None:
+    for name in (SCRATCH_COLLECTION, f"{SCRATCH_COLLECTION}_history"):
+        await db.drop_collection(name)
+
+
+def _progress(label: str, target: int) -> Callable[[Loaded], None]:
+    started = time.perf_counter()
+
+    def show(loaded: Loaded) -> None:
+        if loaded.bundles % 20 == 0:
+            rate = loaded.documents / max(time.perf_counter() - started, 1e-9)
+            print(f"\r  loading {label}: {loaded.documents}/{target} documents, {rate:.0f}/s", end="", flush=True)
+
+    return show
+
+
+def _selected(scenario: Scenario, first_scale: bool, only: list[str]) -> bool:
+    if not (first_scale or scenario.every_scale):
+        return False
+    return not only or any(word in scenario.name for word in only)
+
+
+async def measure(scenario: Scenario, bench: Bench, server: Server, bare: BareEndpoint, scale: int,
+                  args: argparse.Namespace) -> Result:
+    result = Result(scenario.name, scenario.group, scale, limits=dict(scenario.limits))
+    front = {FRONT_SERVER: server.front, FRONT_BARE: bare.psutil_process}.get(scenario.front)
+    try:
+        operation = await scenario.prepare(bench)
+        monitor = Monitor(front() if front else None, server.store())
+        await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+    except NotAvailable as exc:
+        result.status, result.note = "not available", str(exc)[:300]
+    except Exception as exc:  # one broken path must not lose the figures of the others
+        result.status, result.note = "failed", f"{exc.__class__.__name__}: {exc}"[:300]
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    scales = [datagen.parse_scale(s) for s in args.scales.split(",") if s.strip()]
+    if scales != sorted(scales):
+        raise SystemExit("--scales must grow: 10k,100k")
+    only = [w.strip() for w in args.only.split(",") if w.strip()]
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fhir-bench-")) / "data"
+    started = datetime.now(timezone.utc)
+    server = Server(data_dir).start()
+    bare: BareEndpoint | None = None
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None
+    try:
+        store_url = server.store_url()
+        bare = BareEndpoint(store_url, server.database).wait()
+        mongo = AsyncMongoClient(store_url, tz_aware=True)
+        await _drop_scratch(mongo[server.database])
+        machine = await report.machine(mongo, server.external_store is not None)
+        loaded = Loaded()
+        loads: list[dict[str, Any]] = []
+        results: list[Result] = []
+        limits = {"max_connections": args.concurrency * 2, "max_keepalive_connections": args.concurrency * 2}
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=httpx.Limits(**limits)) as client:
+            bench = Bench(server.base_url, server.root_url, server.mllp_port, loaded, client,
+                          mongo[server.database], mongo[server.database][SCRATCH_COLLECTION], bare.url)
+            for index, scale in enumerate(scales):
+                plan = datagen.Plan.for_scale(scale, loaded.documents)
+                step = await load(server.base_url, datagen.bundles(plan), args.load_concurrency,
+                                  _progress(f"{scale:,}", scale - loaded.documents))
+                loaded.merge(step)
+                bench.cache.clear()
+                loads.append(report.load_figures(scale, step))
+                print(f"\r  loaded {step.documents:,} documents ({step.resources:,} resources) in {step.seconds:.0f} s: "
+                      f"{step.documents / max(step.seconds, 1e-9):.0f} documents/s, "
+                      f"{step.resources / max(step.seconds, 1e-9):.0f} resources/s")
+                for scenario in ALL:
+                    if _selected(scenario, index == 0, only):
+                        result = await measure(scenario, bench, server, bare, scale, args)
+                        print(report.line(result), flush=True)
+                        results.append(result)
+        report.add_ratios(results)
+        return {
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
+            "settings": {"scales": scales, "duration": args.duration, "concurrency": args.concurrency,
+                         "load_concurrency": args.load_concurrency},
+            "machine": machine,
+            "loads": loads,
+            "results": [r.as_dict() for r in results],
+        }
+    finally:
+        if mongo is not None:
+            await _drop_scratch(mongo[server.database])
+            await mongo.close()
+        if bare is not None:
+            bare.stop()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    figures = asyncio.run(run(args))
+    figures["targets"] = report.targets(figures)
+    print()
+    print(report.table(figures))
+    path = report.write_json(figures, args.results)
+    print(f"\nJSON: {path}")
+    if args.doc:
+        report.write_document(figures, Path(args.doc))
+        print(f"Document: {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
