@@ -40,6 +40,8 @@ class Result:
     peak_rss_mb: float = 0.0
     limits: dict[str, str] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
+    # With --profile: the server's hottest functions, as shares of py-spy samples (see benchmarks.profile).
+    hot_spots: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +22,7 @@ from benchmarks import datagen, report
 from benchmarks.limits import BareEndpoint
 from benchmarks.load import Loaded, load
 from benchmarks.measure import Monitor, NotAvailable, Result, drive
+from benchmarks.profile import Profiler, hot_spots
 from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_BARE, FRONT_SERVER, Bench, Scenario
 from benchmarks.server import Server
@@ -38,11 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scales", "--scale", dest="scales", default=DEFAULT_SCALES,
                         help="DocumentReference counts, comma-separated (10k,100k,1m): every path at the first, "
                              "searches again at each larger one (default %(default)s)")
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds of measurement per path")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of measurement per path")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per path")
     parser.add_argument("--load-concurrency", type=int, default=8, help="transaction bundles in flight while loading")
     parser.add_argument("--only", default="", help="measure only the paths whose name contains one of these (comma-separated)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="store directory (default: a fresh temporary one)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="a new store directory, kept afterwards (default: a temporary one, removed at the end)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample the server with py-spy during each server path; collapsed stacks go here")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "PERFORMANCE.md"),
                         help="document rewritten with the figures; --doc '' leaves it alone")
@@ -78,7 +84,13 @@ async def measure(scenario: Scenario, bench: Bench, server: Server, bare: BareEn
     try:
         operation = await scenario.prepare(bench)
         monitor = Monitor(front() if front else None, server.store())
-        await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+        if args.profile is None or scenario.front != FRONT_SERVER:
+            await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+        else:
+            stacks = args.profile / f"{re.sub(r'[^A-Za-z0-9]+', '-', scenario.name).strip('-')}-{scale}.txt"
+            with Profiler(server.front().pid, stacks, args.duration):
+                await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+            result.hot_spots = hot_spots(stacks)
     except NotAvailable as exc:
         result.status, result.note = "not available", str(exc)[:300]
     except Exception as exc:  # one broken path must not lose the figures of the others
@@ -91,7 +103,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if scales != sorted(scales):
         raise SystemExit("--scales must grow: 10k,100k")
     only = [w.strip() for w in args.only.split(",") if w.strip()]
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fhir-bench-")) / "data"
+    scratch_dir = None if args.data_dir else Path(tempfile.mkdtemp(prefix="fhir-bench-"))
+    data_dir = args.data_dir or scratch_dir / "data"
     started = datetime.now(timezone.utc)
     server = Server(data_dir).start()
     bare: BareEndpoint | None = None
@@ -141,6 +154,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if bare is not None:
             bare.stop()
         server.stop()
+        if scratch_dir is not None:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
