@@ -8,6 +8,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.errors import FhirError
+from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.fields import field_key, ix_field, sk_field
 from fhir_server.search.filters import date, number, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
@@ -202,13 +203,15 @@ class SearchEngine:
     # ------------------------------------------------------------------ execution
     def sort_fields(self, resource_type: str, sort: list[tuple[str, bool]]) -> list[SortField]:
         fields: list[SortField] = []
-        for name, descending in sort:
+        for position, (name, descending) in enumerate(sort):
             if name == "_id":
                 fields.append(SortField("sid", descending))
             elif name == "_lastUpdated":
                 fields.append(SortField("ts", descending))
             elif self.registry.get(resource_type, name) is not None:
-                fields.append(SortField(sk_field(name), descending))
+                # `sk` keys end with the id, so ties on them are never left to a following key.
+                last = position == len(sort) - 1
+                fields.append(SortField(sk_field(name) if last else ix_field(name + SORT_VALUE), descending))
             else:
                 raise FhirError(400, "invalid", f"Cannot sort {resource_type} on unknown parameter '{name}'", ["_sort"])
         return with_tiebreak(fields)
@@ -264,7 +267,8 @@ class SearchEngine:
             if condition is None:
                 return [], False, cursor.forward
             builder.add(condition)
-        projection = {"ix": 0}
+        # Sort values read from `ix` must come back for the cursor; otherwise the index stays behind.
+        projection = None if any(f.field.startswith("ix.") for f in fields) else {"ix": 0}
         async with self.database.gate.read():
             found = self.database.collection(resource_type).find(builder.build(), projection)
             docs = await found.sort(mongo_sort(order)).limit(count + 1).to_list(length=count + 1)

@@ -21,6 +21,7 @@ from fhirpathpy.models import models as fhirpath_models
 
 from fhir_server.search.normalize import date, number, quantity, reference, string, token, uri
 from fhir_server.search.normalize.reference import reference_type
+from fhir_server.search.sortkeys import encode as sort_encode
 
 if TYPE_CHECKING:
     from fhir_server.search.parameters import SearchParameterRegistry
@@ -36,6 +37,9 @@ SYSTEM_TYPES = {"Boolean": "boolean", "String": "string", "Integer": "integer", 
                 "Date": "date", "DateTime": "dateTime", "Time": "time"}
 # The storage keeps these outside the index (`_id` and `ts`).
 NOT_EXTRACTED = frozenset({"_id", "_lastUpdated"})
+# Index code suffix of a parameter's sort value without the id that ends its `sk` key: a sort on
+# several parameters orders ties of one key by the next, which an id-suffixed key never leaves.
+SORT_VALUE = ":sort"
 
 ENCODERS: dict[str, Callable[[str, list[Item], dict, dict], None]] = {
     "token": token.encode,
@@ -63,6 +67,9 @@ def extract_index(resource: dict, registry: SearchParameterRegistry) -> tuple[di
             encoder = ENCODERS.get(param.type)
             if encoder is not None:
                 encoder(param.code, items, ix, sk)
+    for code, value in sk.items():
+        # A letter first, as in `sk`: the embedded store would compare a date-like string as a datetime.
+        ix[code + SORT_VALUE] = "k" + sort_encode(value)
     return ix, sk
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from fhir_server.errors import FhirError
 
-UNIQUE_FIELDS = ("sid",)  # sort fields whose values never repeat; `sk.*` keys end with the id too
+UNIQUE_FIELDS = ("sid",)  # sort fields whose values never repeat; present `sk.*` keys end with the id too
 PRESENT_FIELDS = ("sid", "ts")  # every stored document has these
 
 
@@ -48,7 +48,9 @@ class Cursor:
 
 
 def with_tiebreak(fields: list[SortField]) -> list[SortField]:
-    if fields and fields[-1].unique:
+    # An `sk.*` key is unique only where present: resources lacking the value tie, and a cursor
+    # on them needs the id to know which of them it stopped at.
+    if fields and fields[-1].field in UNIQUE_FIELDS:
         return fields
     return [*fields, SortField("sid", False)]
 
@@ -75,9 +77,11 @@ def boundary(doc: dict[str, Any], fields: list[SortField]) -> list[Any]:
 
 
 def _after(field: SortField, value: Any) -> dict[str, Any] | None:
-    # MongoDB sorts missing values first ascending and last descending.
+    # MongoDB sorts missing values first ascending and last descending. Sort fields are never
+    # stored as null, so `$exists` says "has a value" (the embedded store matches missing fields
+    # with `$ne: null`).
     if not field.descending:
-        return {field.field: {"$ne": None}} if value is None else {field.field: {"$gt": value}}
+        return {field.field: {"$exists": True}} if value is None else {field.field: {"$gt": value}}
     if value is None:
         return None
     if field.field in PRESENT_FIELDS:
