@@ -20,8 +20,8 @@ def _link_params(request: SearchRequest, result: SearchResult, count: int) -> li
     params: list[tuple[str, str]] = [(c.raw_name, ",".join(v.replace(",", "\\,") for v in c.values)) for c in result.used]
     if request.types:
         params.append(("_type", ",".join(request.types)))
-    if request.sort:
-        params.append(("_sort", ",".join(("-" if d else "") + n for n, d in request.sort)))
+    if result.sort:
+        params.append(("_sort", ",".join(("-" if d else "") + n for n, d in result.sort)))
     for inc in request.includes:
         params.append(("_include:iterate" if inc.iterate else "_include", inc.raw))
     for inc in request.revincludes:

@@ -85,7 +85,15 @@ class SearchEngine:
         builder = FilterBuilder()
         used: list[Criterion] = []
         for criterion in criteria:
-            alternatives = await self._criterion(resource_type, criterion, context)
+            try:
+                alternatives = await self._criterion(resource_type, criterion, context)
+            except FhirError as exc:
+                # A malformed value is ignored like an unknown parameter unless the client asked
+                # for strict handling; a search too costly to run is refused either way.
+                if context.strict or any(i.code == "too-costly" for i in exc.issues):
+                    raise
+                context.ignored.append(criterion.raw_name)
+                continue
             if alternatives is None:
                 continue
             used.append(criterion)
@@ -201,19 +209,28 @@ class SearchEngine:
         return [d["_id"] for d in docs]
 
     # ------------------------------------------------------------------ execution
-    def sort_fields(self, resource_type: str, sort: list[tuple[str, bool]]) -> list[SortField]:
+    def usable_sort(self, resource_type: str, sort: list[tuple[str, bool]], strict: bool) -> list[tuple[str, bool]]:
+        """The sort keys naming known parameters; an unknown one is an error only under strict handling."""
+        known: list[tuple[str, bool]] = []
+        for name, descending in sort:
+            if name in ("_id", "_lastUpdated") or self.registry.get(resource_type, name) is not None:
+                known.append((name, descending))
+            elif strict:
+                raise FhirError(400, "invalid", f"Cannot sort {resource_type} on unknown parameter '{name}'", ["_sort"])
+        return known
+
+    def sort_fields(self, sort: list[tuple[str, bool]]) -> list[SortField]:
+        """Stored fields for known sort keys (see `usable_sort`), with the id as final tiebreak."""
         fields: list[SortField] = []
         for position, (name, descending) in enumerate(sort):
             if name == "_id":
                 fields.append(SortField("sid", descending))
             elif name == "_lastUpdated":
                 fields.append(SortField("ts", descending))
-            elif self.registry.get(resource_type, name) is not None:
+            else:
                 # `sk` keys end with the id, so ties on them are never left to a following key.
                 last = position == len(sort) - 1
                 fields.append(SortField(sk_field(name) if last else ix_field(name + SORT_VALUE), descending))
-            else:
-                raise FhirError(400, "invalid", f"Cannot sort {resource_type} on unknown parameter '{name}'", ["_sort"])
         return with_tiebreak(fields)
 
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
@@ -228,10 +245,20 @@ class SearchEngine:
     async def search(
         self, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
     ) -> SearchResult:
+        if request.invalid and strict:
+            raise request.invalid[0][1]
         compiled = await self.compile(resource_type, request.criteria, base_url=base_url, strict=strict)
-        fields = self.sort_fields(resource_type, request.sort)
+        ignored = [name for name, _ in request.invalid] + compiled.ignored
+        # An include naming no reference parameter is dropped from the request, so the self link
+        # built from it leaves the include out.
+        request.includes = self._usable_includes(request.includes, strict, ignored, "_include")
+        request.revincludes = self._usable_includes(request.revincludes, strict, ignored, "_revinclude")
+        sort = self.usable_sort(resource_type, request.sort, strict)
+        if len(sort) < len(request.sort):
+            ignored.append("_sort")
+        fields = self.sort_fields(sort)
         cursor = Cursor.decode(request.page) if request.page else None
-        empty = SearchResult([], [], 0, None, None, compiled.used, compiled.ignored, request.sort)
+        empty = SearchResult([], [], 0, None, None, compiled.used, ignored, sort)
         if compiled.impossible:
             return empty
         total: int | None = None
@@ -253,7 +280,7 @@ class SearchEngine:
             matches, included, total,
             Cursor(True, boundary(docs[-1], fields)) if has_next and docs else None,
             Cursor(False, boundary(docs[0], fields)) if has_previous and docs else None,
-            compiled.used, compiled.ignored, request.sort,
+            compiled.used, ignored, sort,
         )
 
     async def _page(
@@ -305,6 +332,19 @@ class SearchEngine:
                 break
             frontier = fresh
         return included[:MAX_INCLUDED]
+
+    def _usable_includes(self, includes: list[Include], strict: bool, ignored: list[str], name: str) -> list[Include]:
+        usable: list[Include] = []
+        for include in includes:
+            try:
+                self._include_params(include)
+            except FhirError:
+                if strict:
+                    raise
+                ignored.append(name)
+                continue
+            usable.append(include)
+        return usable
 
     def _include_params(self, include: Include) -> list[SearchParam]:
         if include.param == "*":

@@ -47,6 +47,9 @@ class SearchRequest:
     elements: list[str] = field(default_factory=list)
     page: str | None = None
     types: list[str] = field(default_factory=list)
+    # Result parameters that could not be read, with why: an error under `handling=strict`,
+    # ignored (and left out of the self link) otherwise. Only the engine knows which applies.
+    invalid: list[tuple[str, FhirError]] = field(default_factory=list)
 
 
 def split_values(value: str) -> list[str]:
@@ -92,38 +95,46 @@ def _positive_int(name: str, value: str) -> int:
     return int(value)
 
 
+def _result_parameter(request: SearchRequest, name: str, base: str, modifier: str, value: str) -> None:
+    if base == "_count":
+        request.count = _positive_int("_count", value)
+    elif base == "_sort":
+        for key in value.split(","):
+            key = key.strip()
+            if key:
+                request.sort.append((key.lstrip("-"), key.startswith("-")))
+    elif base in ("_include", "_revinclude"):
+        if modifier not in ("", "iterate", "recurse"):
+            raise FhirError(400, "invalid", f"Unknown modifier '{modifier}' on {base}")
+        target = request.includes if base == "_include" else request.revincludes
+        target.append(_include(value, modifier != ""))
+    elif base == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise FhirError(400, "invalid", "_total must be none, estimate or accurate")
+        request.total = value
+    elif base == "_summary":
+        if value not in ("true", "false", "count", "data", "text"):
+            raise FhirError(400, "invalid", "_summary must be true, false, count, data or text")
+        request.summary = value
+    elif base == "_elements":
+        request.elements += [e.strip() for e in value.split(",") if e.strip()]
+    elif base == "_page":
+        request.page = value
+    elif base == "_type":
+        request.types += [t for t in value.split(",") if t]
+
+
 def parse_request(params: list[tuple[str, str]]) -> SearchRequest:
     request = SearchRequest()
     for name, value in params:
         if name in IGNORED_PARAMETERS:
             continue
         base, _, modifier = name.partition(":")
-        if base == "_count":
-            request.count = _positive_int("_count", value)
-        elif base == "_sort":
-            for key in value.split(","):
-                key = key.strip()
-                if key:
-                    request.sort.append((key.lstrip("-"), key.startswith("-")))
-        elif base in ("_include", "_revinclude"):
-            if modifier not in ("", "iterate", "recurse"):
-                raise FhirError(400, "invalid", f"Unknown modifier '{modifier}' on {base}")
-            target = request.includes if base == "_include" else request.revincludes
-            target.append(_include(value, modifier != ""))
-        elif base == "_total":
-            if value not in ("none", "estimate", "accurate"):
-                raise FhirError(400, "invalid", "_total must be none, estimate or accurate")
-            request.total = value
-        elif base == "_summary":
-            if value not in ("true", "false", "count", "data", "text"):
-                raise FhirError(400, "invalid", "_summary must be true, false, count, data or text")
-            request.summary = value
-        elif base == "_elements":
-            request.elements += [e.strip() for e in value.split(",") if e.strip()]
-        elif base == "_page":
-            request.page = value
-        elif base == "_type":
-            request.types += [t for t in value.split(",") if t]
+        if base in RESULT_PARAMETERS:
+            try:
+                _result_parameter(request, name, base, modifier, value)
+            except FhirError as exc:
+                request.invalid.append((name, exc))
         else:
             request.criteria.append(parse_criterion(name, value))
     return request

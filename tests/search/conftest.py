@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 TAG_SYSTEM = "http://example.org/test"
+# Malformed parameters are errors only when the client asks for strict handling.
+STRICT = {"Prefer": "handling=strict"}
 Params = list[tuple[str, str]] | dict[str, str]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.search.conftest import Store
+from tests.search.conftest import STRICT, Store
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 LOINC = "http://loinc.org"
@@ -70,8 +70,8 @@ def test_chain_over_two_links(store: Store, data: dict[str, str]) -> None:
 
 
 def test_chain_on_non_reference_or_unknown_parameter_is_an_error(store: Store, data: dict[str, str]) -> None:
-    assert store.get("/DocumentReference", {"status.name": "x"}).status_code == 400
-    assert store.get("/DocumentReference", {"patient.nosuch": "x"}).status_code == 400
+    assert store.get("/DocumentReference", {"status.name": "x"}, headers=STRICT).status_code == 400
+    assert store.get("/DocumentReference", {"patient.nosuch": "x"}, headers=STRICT).status_code == 400
 
 
 def test_has(store: Store, data: dict[str, str]) -> None:
@@ -96,6 +96,6 @@ def test_nested_has(store: Store, data: dict[str, str]) -> None:
 
 
 def test_malformed_has_is_an_error(store: Store, data: dict[str, str]) -> None:
-    assert store.get("/Patient", {"_has:DocumentReference:type": "x"}).status_code == 400
-    assert store.get("/Patient", {"_has:NoSuchType:subject:type": "x"}).status_code == 400
-    assert store.get("/Patient", {"_has:DocumentReference:status:type": "x"}).status_code == 400
+    assert store.get("/Patient", {"_has:DocumentReference:type": "x"}, headers=STRICT).status_code == 400
+    assert store.get("/Patient", {"_has:NoSuchType:subject:type": "x"}, headers=STRICT).status_code == 400
+    assert store.get("/Patient", {"_has:DocumentReference:status:type": "x"}, headers=STRICT).status_code == 400

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.search.conftest import Store
+from tests.search.conftest import STRICT, Store
 
 
 def observation(**effective: object) -> dict:
@@ -90,6 +90,6 @@ def test_missing(store: Store, data: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("value", ["2024-13-01", "2024-02-30", "yesterday", "ge", "2024-03-15T25:00"])
 def test_malformed_value_is_400(store: Store, data: dict[str, str], value: str) -> None:
-    response = store.get("/Observation", {"date": value})
+    response = store.get("/Observation", {"date": value}, headers=STRICT)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"

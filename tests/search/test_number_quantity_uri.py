@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.search.conftest import Store
+from tests.search.conftest import STRICT, Store
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -81,8 +81,8 @@ def test_quantity_or_and(store: Store, data: dict[str, str]) -> None:
 
 def test_quantity_missing_and_malformed(store: Store, data: dict[str, str]) -> None:
     assert store.ids("/Observation", {"value-quantity:missing": "true"}) == {data["text"]}
-    assert store.get("/Observation", {"value-quantity": "abc"}).status_code == 400
-    assert store.get("/Observation", {"value-quantity": "1|x"}).status_code == 400
+    assert store.get("/Observation", {"value-quantity": "abc"}, headers=STRICT).status_code == 400
+    assert store.get("/Observation", {"value-quantity": "1|x"}, headers=STRICT).status_code == 400
 
 
 def uri(store: Store, data: dict[str, str], name: str, value: str) -> set[str]:
