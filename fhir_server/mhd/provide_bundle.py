@@ -20,9 +20,10 @@ class PreparedEntry(Protocol):
     target_id: str | None
 
 
-def is_provide_bundle(items: list[PreparedEntry]) -> bool:
-    for item in items:
-        resource = item.resource or {}
+def is_provide_bundle(resources: list[dict[str, Any] | None]) -> bool:
+    """An ITI-65 bundle: it carries a SubmissionSet List."""
+    for resource in resources:
+        resource = resource or {}
         if resource.get("resourceType") == "List":
             codings = (resource.get("code") or {}).get("coding") or []
             if any((c.get("system"), c.get("code")) == SUBMISSION_SET for c in codings):

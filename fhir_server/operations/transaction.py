@@ -18,7 +18,7 @@ import orjson
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
-from fhir_server.mhd import provide_bundle
+from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.search.request import parse_request
 from fhir_server.storage import binaries
 from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
@@ -89,6 +89,8 @@ class BundleProcessor:
 
     # ------------------------------------------------------------------ transaction
     async def transaction(self, entries: list[Entry]) -> dict[str, Any]:
+        if provide_bundle.is_provide_bundle([e.resource for e in entries]):
+            cda_metadata.complete(entries)
         prepared = [await self._prepare(e) for e in entries]
         full_urls = [p.entry.full_url for p in prepared if p.entry.full_url]
         if len(full_urls) != len(set(full_urls)):
@@ -100,7 +102,7 @@ class BundleProcessor:
             for item in prepared:
                 if item.resource is not None:
                     item.resource = await self._resolve_references(session, item, item.resource, identities)
-            if self.document_publication or provide_bundle.is_provide_bundle(prepared):
+            if self.document_publication or provide_bundle.is_provide_bundle([p.resource for p in prepared]):
                 await provide_bundle.check(self.repo, session, prepared)
             for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
                 try:

@@ -53,7 +53,8 @@ class EmbeddedStore:
         self.port = _free_port()
         log = self.data_dir / "embedded-store.log"
         command = [
-            sys.executable, "-m", "nx_27017.nx_27017",
+            # nx-27017's console script, run with this interpreter (the package has no __main__).
+            sys.executable, "-c", "import sys; from nx_27017.nx_27017 import main; sys.exit(main())",
             "--db", str(self.data_dir / "embedded-store.db"),
             "--host", "127.0.0.1", "--port", str(self.port),
             "--log-file", str(log), "--pid-file", str(self.data_dir / "embedded-store.pid"),

@@ -108,3 +108,22 @@ def test_replacement_supersedes_the_earlier_document(fhir: httpx.Client, known_p
     current = _documents_of(fhir, known_patient["id"], status="current")
     assert [d["masterIdentifier"]["value"] for d in current] == [f"urn:oid:{master_id}.2"]
     assert _documents_of(fhir, known_patient["id"], relatesto=f"DocumentReference/{first['id']}")[0]["id"] == current[0]["id"]
+
+
+def test_cda_fills_what_the_sender_left_out(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    from pathlib import Path
+
+    letter = (Path(__file__).parent.parent / "cda" / "fixtures" / "ldl_ses_discharge_letter.xml").read_bytes()
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id, data=letter, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
+    doc = bundle["entry"][1]["resource"]
+    bundle["meta"].pop("profile")
+    doc["meta"].pop("profile")
+    for element in ("custodian", "author", "securityLabel", "context"):
+        doc.pop(element)
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    stored = _documents_of(fhir, known_patient["id"])[0]
+    assert stored["custodian"] and stored["author"] and stored["securityLabel"]
+    assert stored["context"]["period"]["start"]
+    assert stored["subject"] == subject and stored["masterIdentifier"]["value"] == f"urn:oid:{master_id}"

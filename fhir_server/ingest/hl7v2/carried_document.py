@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from cda import CdaConversion, CdaError, convert_cda
+from cda.document_merge import fill_document_reference
 from fhir_server.ingest.hl7v2.engine import Engine, Produced, Scope
 from fhir_server.ingest.hl7v2.errors import Hl7Error
 
@@ -66,7 +67,7 @@ def enrich(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
             redirect[entry["fullUrl"]] = same.reference
         dropped.add(entry["fullUrl"])
 
-    _merge(document, _redirected(theirs["resource"], redirect))
+    fill_document_reference(document, _redirected(theirs["resource"], redirect))
     for entry in entries:
         if entry["fullUrl"] not in dropped:
             entry = _redirected(entry, redirect)
@@ -115,55 +116,3 @@ def _redirected(value: Any, redirect: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_redirected(item, redirect) for item in value]
     return value
-
-
-def _merge(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
-    for key, value in theirs.items():
-        if key in ("resourceType", "id", "meta", "text", "contained"):
-            continue
-        if key not in ours:
-            ours[key] = value
-        elif key == "securityLabel":
-            ours[key] = ours[key] + [label for label in value if label not in ours[key]]
-        elif key == "context":
-            ours[key] = {**value, **ours[key]}
-        elif key == "content":
-            first = ours[key][0]
-            for item_key, item in value[0].items():
-                if item_key == "attachment":
-                    first["attachment"] = {**item, **first["attachment"]}
-                else:
-                    first.setdefault(item_key, item)
-            # Further content (the embedded file of a level-1 CDA) is only known from the CDA.
-            ours[key].extend(value[1:])
-    contained = _referenced_contained(ours, theirs.get("contained", []))
-    if contained:
-        ours["contained"] = contained
-
-
-def _referenced_contained(resource: dict[str, Any], contained: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The contained resources still referenced (`#id`) once the message's values have won:
-    FHIR forbids contained resources nothing points to."""
-    by_id = {item["id"]: item for item in contained}
-    kept: dict[str, dict[str, Any]] = {}
-    pending = _local_references(resource)
-    while pending:
-        local_id = pending.pop()
-        if local_id in by_id and local_id not in kept:
-            kept[local_id] = by_id[local_id]
-            pending |= _local_references(by_id[local_id])
-    return [item for item in contained if item["id"] in kept]
-
-
-def _local_references(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        found = set()
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str) and item.startswith("#"):
-                found.add(item[1:])
-            elif key != "contained":
-                found |= _local_references(item)
-        return found
-    if isinstance(value, list):
-        return set().union(*(_local_references(item) for item in value)) if value else set()
-    return set()
