@@ -122,7 +122,7 @@ class SearchEngine:
         if criterion.chain:
             return await self._chain(param, criterion, context)
         # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
-        is_type_modifier = param.type == "reference" and modifier is not None and modifier in param.targets
+        is_type_modifier = param.type == "reference" and modifier is not None and modifier in self._targets(param)
         if not is_type_modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, {None}):
             self._unknown(context, resource_type, criterion, f"modifier ':{modifier}' is not supported on '{name}' ({param.type})")
             return None
@@ -139,7 +139,7 @@ class SearchEngine:
             case "uri":
                 return [uri.condition(field_name, modifier, values)]
             case "reference":
-                return [reference.condition(field_name, modifier, values, param.targets, context.base_url)]
+                return [reference.condition(field_name, modifier, values, self._targets(param), context.base_url)]
             case "date":
                 return date.condition(field_name, values)
             case "number":
@@ -149,10 +149,15 @@ class SearchEngine:
         self._unknown(context, resource_type, criterion, f"parameters of type {param.type} are not supported")
         return None
 
+    def _targets(self, param: SearchParam) -> list[str]:
+        """The types a reference parameter points to; `Reference(Any)` (Communication.partOf,
+        Consent.provision.data) declares none and may point to any type this server stores."""
+        return list(param.targets) if param.targets else sorted(self.resource_types)
+
     async def _chain(self, param: SearchParam, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
         if param.type != "reference":
             raise FhirError(400, "invalid", f"'{criterion.name}' is not a reference parameter and cannot be chained", [criterion.raw_name])
-        targets = [criterion.modifier] if criterion.modifier else list(param.targets)
+        targets = [criterion.modifier] if criterion.modifier else self._targets(param)
         inner_name = criterion.chain or ""
         keys: list[str] = []
         searchable = False
