@@ -55,9 +55,10 @@ def test_patient_parameter_only_follows_patient_references(store: Store, data: d
 
 def test_reference_to_this_server_by_absolute_url(store: Store, data: dict[str, str]) -> None:
     base = str(store.fhir.base_url).rstrip("/")
-    # Stored relative, searched absolute; and stored absolute (this server), searched relative.
+    # Stored relative, searched by this server's absolute URL.
     assert store.ids("/Observation", {"subject": f"{base}/Patient/{data['patient']}"}) == {data["relative"], data["versioned"]}
-    assert store.ids("/Observation", {"subject": f"Patient/{data['other']}"}) == {data["absolute_local"]}
+    # Stored absolute: found by that URL, like any absolute reference.
+    assert store.ids("/Observation", {"subject": f"{base}/Patient/{data['other']}"}) == {data["absolute_local"]}
 
 
 def test_external_absolute_url(store: Store, data: dict[str, str]) -> None:
@@ -76,7 +77,7 @@ def test_identifier_modifier(store: Store, data: dict[str, str]) -> None:
 
 
 def test_or_and_missing(store: Store, data: dict[str, str]) -> None:
-    assert store.ids("/Observation", {"subject": f"Patient/{data['other']},{EXTERNAL}"}) == {data["absolute_local"], data["external"]}
+    assert store.ids("/Observation", {"subject": f"Patient/{data['patient']},{EXTERNAL}"}) == {data["relative"], data["versioned"], data["external"]}
     assert store.ids("/Observation", {"subject:missing": "true"}) == {data["none"], data["identifier"]}
     assert data["none"] not in store.ids("/Observation", {"subject:missing": "false"})
 

@@ -9,28 +9,25 @@ from fhir_server.search.fields import IDENTIFIER
 from fhir_server.search.filters import token
 
 HISTORY_SUFFIX = re.compile(r"/_history/[^/]+$")
-RELATIVE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 
-def _local_keys(value: str, targets: list[str], type_modifier: str | None, base: str) -> list[str]:
+def reference_keys(value: str, targets: list[str], type_modifier: str | None, base_url: str) -> list[str]:
+    """Stored keys a search value matches.
+
+    `Type/id` is one key: an equality, which the embedded store answers from its index (`$in`
+    makes it scan), so the common search stays fast. A value naming this server by its absolute
+    URL also matches references stored relatively, the usual way to write them.
+    """
     value = HISTORY_SUFFIX.sub("", value)
+    base = base_url.rstrip("/")
     if base and value.startswith(base + "/"):
-        value = value[len(base) + 1:]
+        relative = value[len(base) + 1:]
+        return [relative, value] if not type_modifier else [f"{type_modifier}/{relative.rsplit('/', 1)[-1]}"]
     if type_modifier:
         return [f"{type_modifier}/{value.rsplit('/', 1)[-1]}"]
     if "/" in value or value.startswith("urn:"):
         return [value]
     return [f"{t}/{value}" for t in targets] or [value]
-
-
-def reference_keys(value: str, targets: list[str], type_modifier: str | None, base_url: str) -> list[str]:
-    """Stored keys a search value matches: a resource of this server may be referenced relatively or
-    by its absolute URL (index values are extracted without knowing the base URL clients use)."""
-    base = base_url.rstrip("/")
-    keys = _local_keys(value, targets, type_modifier, base)
-    if base:
-        keys += [f"{base}/{k}" for k in keys if RELATIVE.fullmatch(k)]
-    return keys
 
 
 def condition(
