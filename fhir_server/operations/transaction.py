@@ -79,7 +79,7 @@ class BundleProcessor:
             if entry.resource_type == "Binary":
                 content = binaries.decode_data(resource)
                 resource = {k: v for k, v in resource.items() if k != "data"}
-                prepared.blob = await binaries.stash(content, self.repo.database.binaries, self.repo.gridfs_threshold, "binary")
+                prepared.blob = await self.repo.blobs.stash(content)
             prepared.resource = resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)

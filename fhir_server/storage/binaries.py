@@ -1,4 +1,11 @@
-"""Binary payloads: raw bytes next to the resource, or in GridFS when too large for a document."""
+"""Binary payloads, stored once by content.
+
+A Binary version keeps only the digest of its bytes; the bytes live in the `blobs` collection
+keyed by their SHA-256 (in GridFS, named by it, when too large for a document). So the current
+version and every history entry share one copy, and a resent document costs no second copy.
+Bytes are written before the transaction that references them: an aborted transaction leaves
+an unreferenced blob behind, never a resource without its bytes.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,12 @@ import hashlib
 from typing import Any
 
 from gridfs import AsyncGridFSBucket
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from fhir_server.errors import FhirError
+
+BLOBS = "blobs"
 
 
 def decode_data(resource: dict[str, Any]) -> bytes:
@@ -22,26 +33,40 @@ def decode_data(resource: dict[str, Any]) -> bytes:
         raise FhirError(400, "invalid", "Binary.data is not valid base64", ["Binary.data"]) from exc
 
 
-async def stash(content: bytes, bucket: AsyncGridFSBucket, threshold: int, filename: str) -> dict[str, Any]:
-    blob: dict[str, Any] = {
-        "sha256": hashlib.sha256(content).hexdigest(),
-        # Attachment.hash is the base64 SHA-1 of the bytes (FHIR R4 datatypes, IHE MHD)
-        "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
-        "size": len(content),
-    }
-    if len(content) > threshold:
-        blob["gridfs"] = await bucket.upload_from_stream(filename, content)
-    else:
-        blob["inline"] = content
-    return blob
-
-
-async def load(blob: dict[str, Any], bucket: AsyncGridFSBucket) -> bytes:
-    if "inline" in blob:
-        return bytes(blob["inline"])
-    stream = await bucket.open_download_stream(blob["gridfs"])
-    return bytes(await stream.read())
-
-
 def same_content(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return (a or {}).get("sha256") == (b or {}).get("sha256")
+
+
+class BlobStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], threshold: int) -> None:
+        self.blobs = db[BLOBS]
+        self.bucket = AsyncGridFSBucket(db, bucket_name="binaries")
+        self.files = db["binaries.files"]
+        self.threshold = threshold
+
+    async def stash(self, content: bytes) -> dict[str, Any]:
+        digest = hashlib.sha256(content).hexdigest()
+        meta: dict[str, Any] = {
+            "sha256": digest,
+            # Attachment.hash is the base64 SHA-1 of the bytes (FHIR R4 datatypes, IHE MHD)
+            "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
+            "size": len(content),
+        }
+        if len(content) > self.threshold:
+            meta["gridfs"] = True
+            # GridFS's own async cursor leaks StopAsyncIteration from to_list; ask its files collection.
+            if await self.files.find_one({"filename": digest}, {"_id": 1}) is None:
+                await self.bucket.upload_from_stream(digest, content)
+        else:
+            try:
+                await self.blobs.insert_one({"_id": digest, "data": content})
+            except DuplicateKeyError:
+                pass
+        return meta
+
+    async def load(self, meta: dict[str, Any]) -> bytes:
+        if meta.get("gridfs"):
+            stream = await self.bucket.open_download_stream_by_name(meta["sha256"])
+            return bytes(await stream.read())
+        doc = await self.blobs.find_one({"_id": meta["sha256"]})
+        return bytes(doc["data"]) if doc else b""

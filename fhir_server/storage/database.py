@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from fhir_server.storage.binaries import BLOBS
 from fhir_server.storage.embedded import StoreUnavailable
 from fhir_server.storage.gate import Gate
 
@@ -55,7 +55,6 @@ class Database:
         self.embedded = embedded
         self.capabilities = capabilities_for(embedded, {})
         self.gate = Gate(enabled=True)
-        self.binaries = AsyncGridFSBucket(self.db, bucket_name="binaries")
 
     async def connect(self) -> None:
         try:
@@ -75,7 +74,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*names, HISTORY]:
+        for name in [*names, HISTORY, BLOBS]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)

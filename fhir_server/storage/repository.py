@@ -102,7 +102,7 @@ class Repository:
         self.resource_types = resource_types
         self.validate = validate
         self.index = index
-        self.gridfs_threshold = gridfs_threshold
+        self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
         self.search_engine: SearchEngine | None = None
         self.write_rules: dict[str, list[WriteRule]] = {}
         self.patch_rules: dict[str, list[PatchRule]] = {}
@@ -141,13 +141,13 @@ class Repository:
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
         stripped = {k: v for k, v in resource.items() if k != "data"}
-        blob = await binaries.stash(content, self.database.binaries, self.gridfs_threshold, stripped.get("id") or "binary")
+        blob = await self.blobs.stash(content)
         return stripped, blob
 
     async def binary_content(self, stored: Stored) -> bytes:
         if stored.blob is None:
             return b""
-        return await binaries.load(stored.blob, self.database.binaries)
+        return await self.blobs.load(stored.blob)
 
     async def with_binary_data(self, stored: Stored) -> dict[str, Any]:
         """The Binary resource as FHIR JSON, its bytes back in `data`."""

@@ -38,3 +38,13 @@ def test_large_binary_goes_beyond_the_document_limit(fhir: httpx.Client) -> None
 def test_invalid_base64_is_refused(fhir: httpx.Client) -> None:
     response = fhir.post("/Binary", json={"resourceType": "Binary", "contentType": "text/plain", "data": "***"})
     assert response.status_code == 400
+
+
+def test_every_version_keeps_its_bytes(fhir: httpx.Client) -> None:
+    first, second = os.urandom(1000), os.urandom(1000)
+    bid = fhir.post("/Binary", content=first, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+    assert fhir.put(f"/Binary/{bid}", content=second, headers={"Content-Type": "application/octet-stream"}).status_code == 200
+    raw = {"Accept": "application/octet-stream"}
+    assert fhir.get(f"/Binary/{bid}", headers=raw).content == second
+    assert fhir.get(f"/Binary/{bid}/_history/1", headers=raw).content == first
+    assert fhir.get(f"/Binary/{bid}/_history/2", headers=raw).content == second
