@@ -110,7 +110,7 @@ class SearchEngine:
         """The ORed alternatives a criterion allows, or None when it is ignored."""
         name, modifier, values = criterion.name, criterion.modifier, criterion.values
         if name == "_id":
-            return [{"_id": values[0]} if len(values) == 1 else {"_id": {"$in": values}}]
+            return [_one_of("_id", values)]
         if name == "_lastUpdated":
             return date.scalar_condition("ts", values)
         if name == "_has":
@@ -172,7 +172,7 @@ class SearchEngine:
             keys += [f"{target}/{i}" for i in ids]
         if not searchable:
             raise FhirError(400, "invalid", f"No target of '{criterion.name}' has a parameter '{inner_name.split('.')[0]}'", [criterion.raw_name])
-        return [{ix_field(param.code): {"$in": keys}}] if keys else []
+        return [_one_of(ix_field(param.code), keys)] if keys else []
 
     async def _has(self, resource_type: str, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
         # _has:Type:reference:rest  where rest is a parameter of Type (possibly another _has)
@@ -201,7 +201,7 @@ class SearchEngine:
             for value in _index_values(doc, ref.code)
             if isinstance(value, str) and value.startswith(prefix)
         }
-        return [{"_id": {"$in": sorted(ids)}}] if ids else []
+        return [_one_of("_id", sorted(ids))] if ids else []
 
     async def _inner_ids(self, resource_type: str, criteria: list[Criterion], context: _Context) -> list[str]:
         compiled = await self.compile(resource_type, criteria, base_url=context.base_url, strict=True, session=context.session)
@@ -401,6 +401,11 @@ class SearchEngine:
                 ).to_list(length=None)
                 out += [from_current(rtype, d) for d in docs]
         return out
+
+
+def _one_of(field_name: str, values: list[Any]) -> dict[str, Any]:
+    # One value is an equality, which the embedded store answers from its index; `$in` makes it scan.
+    return {field_name: values[0]} if len(values) == 1 else {field_name: {"$in": values}}
 
 
 def _index_values(doc: dict[str, Any], code: str) -> list[Any]:

@@ -26,22 +26,24 @@ def _approximate(lo: str, hi: str) -> tuple[str, str]:
 
 def range_conditions(prefix: str, lo: str, hi: str) -> list[dict[str, Any]]:
     """Alternatives (ORed) of conditions on a stored range's `l` and `h`."""
-    contained = {"l": {"$gte": lo}, "h": {"$lte": hi}}
     match prefix:
         case "eq":
-            return [contained]
+            return [{"l": {"$gte": lo}, "h": {"$lte": hi}}]
         case "ne":
             return [{"l": {"$lt": lo}}, {"h": {"$gt": hi}}]
         case "gt":
             return [{"h": {"$gt": hi}}]
         case "lt":
             return [{"l": {"$lt": lo}}]
+        # R4 reads ge as "gt or eq" and le as "lt or eq", which leaves out a target range that
+        # straddles the edge of the search range. Saying that takes an `$or` over two conditions,
+        # and the embedded store answers any top-level `$or` by scanning the collection (900 ms
+        # instead of 2 ms for one patient's documents on 20,000). So ge and le test overlap of
+        # the target with [value, +inf) and (-inf, value], as most FHIR servers do.
         case "ge":
-            # "the range above the search value intersects the target, or the search range fully
-            # contains it": a period that ends inside the search range but began before it is not ge.
-            return [{"h": {"$gt": hi}}, contained]
+            return [{"h": {"$gte": lo}}]
         case "le":
-            return [{"l": {"$lt": lo}}, contained]
+            return [{"l": {"$lte": hi}}]
         case "sa":
             return [{"l": {"$gt": hi}}]
         case "eb":
