@@ -15,7 +15,7 @@ from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.paging import (
     Cursor,
     SortField,
-    after_condition,
+    after_conditions,
     boundary,
     mongo_sort,
     reversed_fields,
@@ -292,18 +292,20 @@ class SearchEngine:
         self, resource_type: str, query: dict[str, Any], fields: list[SortField], cursor: Cursor | None, count: int
     ) -> tuple[list[dict[str, Any]], bool, bool]:
         order = fields if cursor is None or cursor.forward else reversed_fields(fields)
-        builder = FilterBuilder()
-        builder.add(query)
-        if cursor is not None:
-            condition = after_condition(order, cursor.values)
-            if condition is None:
-                return [], False, cursor.forward
-            builder.add(condition)
+        conditions = [{}] if cursor is None else after_conditions(order, cursor.values)
         # Sort values read from `ix` must come back for the cursor; otherwise the index stays behind.
         projection = None if any(f.field.startswith("ix.") for f in fields) else {"ix": 0}
+        docs: list[dict[str, Any]] = []
         async with self.database.gate.read():
-            found = self.database.collection(resource_type).find(builder.build(), projection)
-            docs = await found.sort(mongo_sort(order)).limit(count + 1).to_list(length=count + 1)
+            for condition in conditions:
+                builder = FilterBuilder()
+                builder.add(query)
+                builder.add(condition)
+                wanted = count + 1 - len(docs)
+                found = self.database.collection(resource_type).find(builder.build(), projection)
+                docs += await found.sort(mongo_sort(order)).limit(wanted).to_list(length=wanted)
+                if len(docs) > count:
+                    break
         more = len(docs) > count
         docs = docs[:count]
         if cursor is None:

@@ -76,28 +76,33 @@ def boundary(doc: dict[str, Any], fields: list[SortField]) -> list[Any]:
     return [value_of(doc, f.field) for f in fields]
 
 
-def _after(field: SortField, value: Any) -> dict[str, Any] | None:
+def _after(field: SortField, value: Any) -> list[dict[str, Any]]:
+    """Conditions on one field selecting the values after `value`, in sort order."""
     # MongoDB sorts missing values first ascending and last descending. Sort fields are never
     # stored as null, so `$exists` says "has a value" (the embedded store matches missing fields
     # with `$ne: null`).
     if not field.descending:
-        return {field.field: {"$exists": True}} if value is None else {field.field: {"$gt": value}}
+        return [{field.field: {"$exists": True}}] if value is None else [{field.field: {"$gt": value}}]
     if value is None:
-        return None
+        return []
     if field.field in PRESENT_FIELDS:
-        return {field.field: {"$lt": value}}
-    return {"$or": [{field.field: {"$lt": value}}, {field.field: None}]}
+        return [{field.field: {"$lt": value}}]
+    return [{field.field: {"$lt": value}}, {field.field: {"$exists": False}}]
 
 
-def after_condition(fields: list[SortField], values: list[Any]) -> dict[str, Any] | None:
-    """Documents strictly after `values` in the order of `fields`; None when there are none."""
-    branches: list[dict[str, Any]] = []
+def after_conditions(fields: list[SortField], values: list[Any]) -> list[dict[str, Any]]:
+    """The documents strictly after `values` in the order of `fields`, as disjoint conditions
+    listed in that same order (empty when there are none).
+
+    The page is read by querying them one after the other until it is full, rather than through
+    one `$or`: the embedded store answers a top-level `$or` by scanning the whole collection,
+    while each condition alone keeps the index of the search criteria (one patient's documents).
+    """
+    conditions: list[dict[str, Any]] = []
     for i, field in enumerate(fields):
-        step = _after(field, values[i])
-        if step is not None:
-            branches.append({**{fields[j].field: values[j] for j in range(i)}, **step})
+        equal = {fields[j].field: values[j] for j in range(i)}
+        # Documents that tie with the boundary on more fields come first.
+        conditions = [{**equal, **step} for step in _after(field, values[i])] + conditions
         if field.unique and values[i] is not None:
             break
-    if not branches:
-        return None
-    return branches[0] if len(branches) == 1 else {"$or": branches}
+    return conditions
