@@ -95,7 +95,7 @@ def _positive_int(name: str, value: str) -> int:
     return int(value)
 
 
-def _result_parameter(request: SearchRequest, name: str, base: str, modifier: str, value: str) -> None:
+def _result_parameter(request: SearchRequest, base: str, modifier: str, value: str) -> None:
     if base == "_count":
         request.count = _positive_int("_count", value)
     elif base == "_sort":
@@ -132,7 +132,7 @@ def parse_request(params: list[tuple[str, str]]) -> SearchRequest:
         base, _, modifier = name.partition(":")
         if base in RESULT_PARAMETERS:
             try:
-                _result_parameter(request, name, base, modifier, value)
+                _result_parameter(request, base, modifier, value)
             except FhirError as exc:
                 request.invalid.append((name, exc))
         else:

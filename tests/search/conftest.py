@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 TAG_SYSTEM = "http://example.org/test"
 # Malformed parameters are errors only when the client asks for strict handling.
 STRICT = {"Prefer": "handling=strict"}
-Params = list[tuple[str, str]] | dict[str, str]
+Params = Sequence[tuple[str, str]] | Mapping[str, str]
 
 
 class Store:
@@ -37,15 +37,8 @@ class Store:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
-    def put(self, resource: dict[str, Any]) -> str:
-        """Create with a client-chosen id (update as create)."""
-        response = self.fhir.put(f"/{resource['resourceType']}/{resource['id']}", json=self.tagged(resource))
-        assert response.status_code in (200, 201), response.text
-        return str(resource["id"])
-
     def params(self, params: Params) -> list[tuple[str, str]]:
-        pairs = list(params.items()) if isinstance(params, dict) else list(params)
-        return [*pairs, self.tag_param]
+        return [*pairs(params), self.tag_param]
 
     def get(self, path: str, params: Params = (), headers: dict[str, str] | None = None) -> httpx.Response:
         return self.fhir.get(path, params=self.params(params), headers=headers)
@@ -57,9 +50,13 @@ class Store:
 
     def ids(self, path: str, params: Params = ()) -> set[str]:
         """Ids of the matches (not the includes) of one search; fails if it spans several pages."""
-        bundle = self.bundle(path, [*(params.items() if isinstance(params, dict) else params), ("_count", "1000")])
+        bundle = self.bundle(path, [*pairs(params), ("_count", "1000")])
         assert not [link for link in bundle["link"] if link["relation"] == "next"]
         return match_ids(bundle)
+
+
+def pairs(params: Params) -> list[tuple[str, str]]:
+    return list(params.items()) if isinstance(params, Mapping) else list(params)
 
 
 def match_ids(bundle: dict[str, Any]) -> set[str]:
@@ -72,10 +69,6 @@ def entries(bundle: dict[str, Any], mode: str) -> list[dict[str, Any]]:
 
 def link(bundle: dict[str, Any], relation: str) -> str | None:
     return next((l["url"] for l in bundle.get("link", ()) if l["relation"] == relation), None)
-
-
-def ids_of(*names: Iterable[str]) -> set[str]:
-    return {n for group in names for n in group}
 
 
 @pytest.fixture(scope="module")
