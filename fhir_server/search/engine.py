@@ -280,7 +280,7 @@ class SearchEngine:
         if total is None and cursor is None and not has_next:
             total = len(docs)
         matches = [from_current(resource_type, d) for d in docs]
-        included = await self._includes(resource_type, matches, request)
+        included = await self._includes(matches, request, base_url)
         return SearchResult(
             matches, included, total,
             Cursor(True, boundary(docs[-1], fields)) if has_next and docs else None,
@@ -315,7 +315,7 @@ class SearchEngine:
         return list(reversed(docs)), True, more
 
     # ------------------------------------------------------------------ _include / _revinclude
-    async def _includes(self, resource_type: str, matches: list[Stored], request: SearchRequest) -> list[Stored]:
+    async def _includes(self, matches: list[Stored], request: SearchRequest, base_url: str) -> list[Stored]:
         if not matches or not (request.includes or request.revincludes):
             return []
         seen = {(s.resource_type, s.id) for s in matches}
@@ -325,10 +325,10 @@ class SearchEngine:
             found: list[Stored] = []
             for include in request.includes:
                 if depth == 0 or include.iterate:
-                    found += await self._include(include, frontier)
+                    found += await self._include(include, frontier, base_url)
             for include in request.revincludes:
                 if depth == 0 or include.iterate:
-                    found += await self._revinclude(include, frontier)
+                    found += await self._revinclude(include, frontier, base_url)
             fresh = []
             for stored in found:
                 if (stored.resource_type, stored.id) not in seen:
@@ -361,7 +361,7 @@ class SearchEngine:
             raise FhirError(400, "invalid", f"'{include.raw}' does not name a reference parameter")
         return [param]
 
-    async def _include(self, include: Include, sources: list[Stored]) -> list[Stored]:
+    async def _include(self, include: Include, sources: list[Stored], base_url: str) -> list[Stored]:
         params = self._include_params(include)
         relevant = [s for s in sources if s.resource_type == include.source]
         if not relevant:
@@ -371,18 +371,22 @@ class SearchEngine:
             docs = await self.database.collection(include.source).find(
                 {"_id": {"$in": [s.id for s in relevant]}}, projection
             ).to_list(length=None)
+        # A reference to this server may have been written with its absolute URL.
+        base = base_url.rstrip("/") + "/"
         by_type: dict[str, set[str]] = {}
         for doc in docs:
             for p in params:
                 for ref in _index_values(doc, p.code):
-                    target, _, target_id = str(ref).partition("/")
-                    if target_id and "/" not in target_id and target in self.resource_types and target in (include.target or target):
+                    ref = str(ref)
+                    target, _, target_id = (ref[len(base):] if ref.startswith(base) else ref).partition("/")
+                    if target_id and "/" not in target_id and target in self.resource_types and include.target in (None, target):
                         by_type.setdefault(target, set()).add(target_id)
         return await self._fetch(by_type)
 
-    async def _revinclude(self, include: Include, targets: list[Stored]) -> list[Stored]:
+    async def _revinclude(self, include: Include, targets: list[Stored], base_url: str) -> list[Stored]:
         params = self._include_params(include)
-        keys = [f"{t.resource_type}/{t.id}" for t in targets if include.target in (None, t.resource_type)]
+        relative = [f"{t.resource_type}/{t.id}" for t in targets if include.target in (None, t.resource_type)]
+        keys = relative + [f"{base_url.rstrip('/')}/{key}" for key in relative]
         if not keys or include.source not in self.resource_types:
             return []
         out: list[Stored] = []

@@ -29,8 +29,15 @@ def data(store: Store) -> dict[str, str]:
                              "subject": {"reference": f"Patient/{subject}"},
                              "participant": [{"individual": {"reference": f"PractitionerRole/{role}"}}]})
 
+    base = str(store.fhir.base_url).rstrip("/")
+    # References written with this server's absolute URL, and to two types at once.
+    both = store.create({"resourceType": "Encounter", "status": "planned",
+                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
+                         "subject": {"reference": f"{base}/Patient/{lonely}"},
+                         "participant": [{"individual": {"reference": f"Practitioner/{doctor}"}},
+                                         {"individual": {"reference": f"PractitionerRole/{role}"}}]})
     return {"org": org, "doctor": doctor, "role": role, "patient": patient, "lonely": lonely,
-            "enc1": encounter(patient), "enc2": encounter(patient), "enc3": encounter(lonely)}
+            "enc1": encounter(patient), "enc2": encounter(patient), "enc3": encounter(lonely), "both": both}
 
 
 def included(bundle: dict[str, Any]) -> set[str]:
@@ -67,9 +74,21 @@ def test_include_several_and_wildcard(store: Store, data: dict[str, str]) -> Non
 def test_revinclude(store: Store, data: dict[str, str]) -> None:
     bundle = store.bundle("/Patient", [("_id", f"{data['patient']},{data['lonely']}"), ("_revinclude", "Encounter:subject")])
     assert match_ids(bundle) == {data["patient"], data["lonely"]}
-    assert included(bundle) == {f"Encounter/{data[k]}" for k in ("enc1", "enc2", "enc3")}
-    only = store.bundle("/Patient", [("_id", data["lonely"]), ("_revinclude", "Encounter:subject")])
-    assert included(only) == {f"Encounter/{data['enc3']}"}
+    assert included(bundle) == {f"Encounter/{data[k]}" for k in ("enc1", "enc2", "enc3", "both")}
+    only = store.bundle("/Patient", [("_id", data["patient"]), ("_revinclude", "Encounter:subject")])
+    assert included(only) == {f"Encounter/{data['enc1']}", f"Encounter/{data['enc2']}"}
+
+
+def test_include_target_type_is_matched_whole(store: Store, data: dict[str, str]) -> None:
+    role_only = store.bundle("/Encounter", [("_id", data["both"]), ("_include", "Encounter:participant:PractitionerRole")])
+    assert included(role_only) == {f"PractitionerRole/{data['role']}"}
+    doctor_only = store.bundle("/Encounter", [("_id", data["both"]), ("_include", "Encounter:participant:Practitioner")])
+    assert included(doctor_only) == {f"Practitioner/{data['doctor']}"}
+
+
+def test_include_follows_absolute_references_to_this_server(store: Store, data: dict[str, str]) -> None:
+    bundle = store.bundle("/Encounter", [("_id", data["both"]), ("_include", "Encounter:subject"), ("_include", "Encounter:participant")])
+    assert included(bundle) == {f"Patient/{data['lonely']}", f"Practitioner/{data['doctor']}", f"PractitionerRole/{data['role']}"}
 
 
 def test_include_iterate(store: Store, data: dict[str, str]) -> None:
@@ -86,7 +105,8 @@ def test_revinclude_iterate(store: Store, data: dict[str, str]) -> None:
     # Practitioner <- PractitionerRole <- Encounter
     bundle = store.bundle("/Practitioner", [("_id", data["doctor"]), ("_revinclude", "PractitionerRole:practitioner"),
                                             ("_revinclude:iterate", "Encounter:participant")])
-    assert included(bundle) == {f"PractitionerRole/{data['role']}"} | {f"Encounter/{data[k]}" for k in ("enc1", "enc2", "enc3")}
+    expected = {f"Encounter/{data[k]}" for k in ("enc1", "enc2", "enc3", "both")}
+    assert included(bundle) == {f"PractitionerRole/{data['role']}"} | expected
 
 
 def test_bad_include_is_400(store: Store, data: dict[str, str]) -> None:
@@ -97,7 +117,7 @@ def test_bad_include_is_400(store: Store, data: dict[str, str]) -> None:
 
 def test_summary_count(store: Store, data: dict[str, str]) -> None:
     bundle = store.bundle("/Encounter", {"_summary": "count"})
-    assert bundle["total"] == 3 and "entry" not in bundle
+    assert bundle["total"] == 4 and "entry" not in bundle
 
 
 def test_summary_true_keeps_summary_elements_only(store: Store, data: dict[str, str]) -> None:
