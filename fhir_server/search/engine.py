@@ -194,12 +194,14 @@ class SearchEngine:
         docs = await cursor.to_list(length=MAX_INNER_IDS + 1)
         if len(docs) > MAX_INNER_IDS:
             raise FhirError(400, "too-costly", f"_has matches more than {MAX_INNER_IDS} {source} resources; narrow it", [criterion.raw_name])
-        prefix = f"{resource_type}/"
+        # References to this server may be relative or written with its absolute URL.
+        prefixes = (f"{resource_type}/", f"{context.base_url.rstrip('/')}/{resource_type}/")
         ids = {
             value[len(prefix):]
             for doc in docs
             for value in _index_values(doc, ref.code)
-            if isinstance(value, str) and value.startswith(prefix)
+            for prefix in prefixes
+            if isinstance(value, str) and value.startswith(prefix) and "/" not in value[len(prefix):]
         }
         return [_one_of("_id", sorted(ids))] if ids else []
 

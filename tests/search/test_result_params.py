@@ -52,6 +52,10 @@ def test_include(store: Store, data: dict[str, str]) -> None:
     assert "_include=Encounter%3Asubject" in (link(bundle, "self") or "")
 
 
+def test_has_follows_absolute_references_to_this_server(store: Store, data: dict[str, str]) -> None:
+    assert store.ids("/Patient", {"_has:Encounter:subject:status": "planned"}) == {data["lonely"]}
+
+
 def test_without_include_nothing_is_included(store: Store, data: dict[str, str]) -> None:
     assert included(store.bundle("/Encounter", {"subject": f"Patient/{data['patient']}"})) == set()
 
