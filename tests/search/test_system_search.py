@@ -66,3 +66,10 @@ def test_paging_across_types_sees_every_match(store: Store, data: dict[str, str]
         seen |= keys(page)
         next_url = link(page, "next")
     assert len(seen) == 4
+
+
+@pytest.mark.xfail(strict=True, reason="a parameter one of the _type types lacks is ignored for that type, "
+                                       "which then matches everything (api/system_routes.py)")
+def test_parameter_missing_on_one_type_does_not_match_all_of_it(store: Store, data: dict[str, str]) -> None:
+    bundle = store.get("", {"_type": "Patient,Organization", "gender": "female"})
+    assert bundle.status_code == 400 or keys(bundle.json()) == {f"Patient/{data['patient']}"}
