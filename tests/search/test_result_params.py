@@ -139,6 +139,13 @@ def test_summary_data_drops_text(store: Store, data: dict[str, str]) -> None:
     assert "text" in full and not any(t.get("code") == SUBSETTED for t in full["meta"]["tag"])
 
 
+def test_summary_text_and_false(store: Store, data: dict[str, str]) -> None:
+    text = entries(store.bundle("/Patient", {"_id": data["patient"], "_summary": "text"}), "match")[0]["resource"]
+    assert set(text) == {"resourceType", "id", "meta", "text"}
+    full = entries(store.bundle("/Patient", {"_id": data["patient"], "_summary": "false"}), "match")[0]["resource"]
+    assert full["generalPractitioner"] and "text" in full
+
+
 def test_elements(store: Store, data: dict[str, str]) -> None:
     resource = entries(store.bundle("/Patient", {"_id": data["patient"], "_elements": "gender,Patient.managingOrganization"}),
                        "match")[0]["resource"]

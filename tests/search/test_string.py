@@ -31,6 +31,13 @@ def test_starts_with_is_not_contains(store: Store, data: dict[str, str]) -> None
     assert store.ids("/Patient", {"family": "efe"}) == set()
 
 
+def test_address_covers_every_part(store: Store, data: dict[str, str]) -> None:
+    assert store.ids("/Patient", {"address": "lyon"}) == {data["lefebvre"]}
+    assert store.ids("/Patient", {"address": "4200"}) == {data["helene"]}
+    assert store.ids("/Patient", {"address:contains": "etienne"}) == {data["helene"]}
+    assert store.ids("/Patient", {"address-postalcode": "69"}) == {data["lefebvre"]}
+
+
 def test_name_covers_every_part(store: Store, data: dict[str, str]) -> None:
     assert store.ids("/Patient", {"name": "marie"}) == {data["helene"]}
     assert store.ids("/Patient", {"name": "zoe"}) == {data["dupont"]}
@@ -41,6 +48,10 @@ def test_exact_is_case_and_accent_sensitive(store: Store, data: dict[str, str]) 
     assert store.ids("/Patient", {"family:exact": "Lefevre"}) == set()
     assert store.ids("/Patient", {"family:exact": "lefèvre"}) == set()
     assert store.ids("/Patient", {"family:exact": "Lefè"}) == set()
+
+
+def test_exact_or(store: Store, data: dict[str, str]) -> None:
+    assert store.ids("/Patient", {"family:exact": "LEFEBVRE,Dupont-Lefort"}) == {data["lefebvre"], data["dupont"]}
 
 
 def test_contains(store: Store, data: dict[str, str]) -> None:

@@ -35,7 +35,8 @@ def data(store: Store) -> dict[str, str]:
             "identifier": [{"system": "http://example.org/mrn", "value": "MR-1",
                             "type": {"coding": [{"system": V2_0203, "code": "MR"}]}}],
         }),
-        "bare": store.create({"resourceType": "Patient"}),
+        "bare": store.create({"resourceType": "Patient", "telecom": [
+            {"system": "phone", "value": "+33 6 12 34 56 78"}, {"system": "email", "value": "marie.curie@example.fr"}]}),
     }
 
 
@@ -104,6 +105,13 @@ def test_of_type(store: Store, data: dict[str, str]) -> None:
     assert store.ids("/Patient", {"identifier:of-type": f"{V2_0203}|NI|248017512345678"}) == {data["ins"]}
     assert store.ids("/Patient", {"identifier:of-type": f"{V2_0203}|MR|248017512345678"}) == set()
     assert store.get("/Patient", {"identifier:of-type": "NI"}, headers=STRICT).status_code == 400
+
+
+def test_contact_points(store: Store, data: dict[str, str]) -> None:
+    assert store.ids("/Patient", {"phone": "+33 6 12 34 56 78"}) == {data["bare"]}
+    assert store.ids("/Patient", {"email": "marie.curie@example.fr"}) == {data["bare"]}
+    assert store.ids("/Patient", {"email": "+33 6 12 34 56 78"}) == set()
+    assert store.ids("/Patient", {"telecom": "marie.curie@example.fr"}) == {data["bare"]}
 
 
 def test_missing(store: Store, data: dict[str, str]) -> None:
