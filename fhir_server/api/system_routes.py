@@ -15,7 +15,7 @@ from fhir_server.api.search_bundle import searchset
 from fhir_server.api.type_routes import page_size
 from fhir_server.errors import FhirError
 from fhir_server.operations.transaction import BundleProcessor
-from fhir_server.search.engine import SearchResult
+from fhir_server.operations.system_search import search_types
 from fhir_server.search.request import parse_request
 
 router = APIRouter()
@@ -45,22 +45,10 @@ async def system_history(request: Request) -> Response:
 @router.get("/fhir")
 @router.get("/fhir/")
 async def system_search(request: Request) -> Response:
-    """Searches across the types named in `_type` for the common parameters; one page, no paging."""
-    repo = repository(request)
     search = parse_request(request.query_params.multi_items())
     if not search.types:
         raise FhirError(400, "required", "A system-level search needs _type (e.g. _type=Patient,Practitioner)")
-    for rtype in search.types:
-        repo.check_type(rtype)
     count = page_size(request, search.count)
-    combined = SearchResult([], [], 0, None, None, [], [], search.sort)
-    for rtype in search.types:
-        result = await repo.search(rtype, search, base_url=base_url(request), strict=prefer(request).strict, count=count)
-        combined.matches += result.matches[: count - len(combined.matches)]
-        combined.included += result.included
-        combined.used = result.used
-        combined.ignored = result.ignored
-        combined.total = None if result.total is None or combined.total is None else combined.total + result.total
-        if result.next is not None:
-            combined.total = None
-    return fhir_response(request, searchset(request, "", search, combined, count))
+    result = await search_types(repository(request), search, base_url=base_url(request),
+                                strict=prefer(request).strict, count=count)
+    return fhir_response(request, searchset(request, "", search, result, count))

@@ -1,0 +1,68 @@
+"""Search at system level: `GET /fhir?_type=A,B&...` over the types listed, one after the other.
+
+A page may span types; its cursor says which type the next page starts in (`part`) and where
+in it (the type's own keyset cursor), so following `next` sees every match exactly once.
+A type that lacks one of the parameters matches nothing, rather than everything.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from fhir_server.errors import FhirError
+from fhir_server.search.engine import SearchResult
+from fhir_server.search.paging import Cursor
+from fhir_server.search.request import SearchRequest
+from fhir_server.storage.repository import Repository
+
+ALWAYS_KNOWN = ("_id", "_lastUpdated", "_has")
+
+
+def _knows_every_parameter(repo: Repository, resource_type: str, request: SearchRequest) -> bool:
+    registry = repo.engine.registry
+    return all(c.name in ALWAYS_KNOWN or registry.get(resource_type, c.name) is not None for c in request.criteria)
+
+
+def _start(request: SearchRequest) -> tuple[int, str | None]:
+    """(index of the type to start in, that type's own cursor token)."""
+    if not request.page:
+        return 0, None
+    cursor = Cursor.decode(request.page)
+    if not cursor.forward or len(cursor.values) != 2 or not isinstance(cursor.values[0], int):
+        raise FhirError(400, "invalid", "The _page cursor is not one this server issued")
+    part, inner = cursor.values
+    return part, (Cursor(True, inner).encode() if inner is not None else None)
+
+
+async def search_types(repo: Repository, request: SearchRequest, *, base_url: str, strict: bool, count: int) -> SearchResult:
+    for rtype in request.types:
+        repo.check_type(rtype)
+    searchable = [t for t in request.types if _knows_every_parameter(repo, t, request)]
+    if strict and not searchable:
+        raise FhirError(400, "not-supported", "None of the _type types has every parameter of this search")
+    start, inner = _start(request)
+    combined = SearchResult([], [], 0, None, None, [], [], request.sort)
+    for part in range(start, len(request.types)):
+        rtype = request.types[part]
+        if rtype not in searchable:
+            continue
+        one = copy.copy(request)
+        one.page = inner if part == start else None
+        wanted = max(count - len(combined.matches), 0)
+        result = await repo.search(rtype, one, base_url=base_url, strict=strict, count=wanted)
+        combined.matches += result.matches
+        combined.included += result.included
+        combined.used, combined.ignored = result.used, result.ignored
+        combined.total = None if result.total is None or combined.total is None else combined.total + result.total
+        if result.next is not None:
+            combined.next = Cursor(True, [part, result.next.values])
+            combined.total = None
+            break
+        if len(combined.matches) >= count and count > 0:
+            if part + 1 < len(request.types):
+                combined.next = Cursor(True, [part + 1, None])
+                combined.total = None
+            break
+    if start > 0 or inner is not None:
+        combined.total = None
+    return combined
