@@ -4,6 +4,7 @@ the processes that serve it (CPU time before and after, resident memory every 10
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -106,7 +107,7 @@ async def drive(operation: Operation, *, concurrency: int, duration: float, warm
         await operation(-1 - i)
     latencies: list[float] = []
     errors: list[str] = []
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
     deadline = time.perf_counter() + duration
 
     async def worker() -> None:

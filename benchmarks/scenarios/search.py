@@ -1,8 +1,10 @@
 """Searches as a practitioner's software issues them, each beside the same query sent straight to the store.
 
-The store queries reproduce the filters `fhir_server.search.engine` builds (index values under `ix`,
-sort keys under `sk`, `del: False`), and `prepare` checks once that both return the same ids, so a
-ratio never compares two different queries.
+The store queries ask for the same page the server returns, the way a hand-written PyMongo query
+would: on the stored index values (`ix`), sort keys (`sk`) and `del: False` that
+`fhir_server.search.engine` uses, with the simplest filter that gives that answer (one equality on
+`ix.patient`, where the server also matches the absolute-URL form with `$in`). `prepare` checks
+once that both return the same ids, so a ratio never compares two different answers.
 """
 
 from __future__ import annotations
