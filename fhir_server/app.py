@@ -18,6 +18,7 @@ from fhir_server.search.engine import SearchEngine
 from fhir_server.search.extract import extract_index
 from fhir_server.search import stored_values
 from fhir_server.search.fields import ix_field
+from fhir_server.search.lookup import LookupTable
 from fhir_server.search.parameters import SearchParameterRegistry
 from fhir_server.storage.database import Database
 from fhir_server.storage.repository import Repository
@@ -52,6 +53,7 @@ async def open_repository(settings: Settings, store_url: str, *, embedded: bool)
     await database.connect()
     await database.ensure_collections(sorted(resource_types))
     await database.ensure_history_indexes()
+    await LookupTable(database.db).ensure_index()
     for rtype in sorted(resource_types):
         params = search_registry.for_type(rtype)
         await database.ensure_indexes(

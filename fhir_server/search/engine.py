@@ -9,6 +9,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.errors import FhirError
 from fhir_server.search.extract import SORT_VALUE
+from fhir_server.search.lookup import LOOKUP_CODES, LookupTable
 from fhir_server.search.fields import field_key, ix_field, sk_field
 from fhir_server.search.filters import date, number, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
@@ -76,6 +77,7 @@ class SearchEngine:
         self.database = database
         self.registry = registry
         self.resource_types = resource_types
+        self.lookup = LookupTable(database.db)
 
     # ------------------------------------------------------------------ compilation
     async def compile(
@@ -131,6 +133,9 @@ class SearchEngine:
             if values[0] not in ("true", "false"):
                 raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
             return [{field_name: {"$exists": values[0] == "false"}}]
+        if param.type == "token" and modifier is None and param.code in LOOKUP_CODES:
+            ids = await self.lookup.ids(resource_type, param.code, [token.token_key(v) for v in values], context.session)
+            return [_one_of("_id", ids)] if ids else []
         match param.type:
             case "token":
                 return [token.condition(field_name, modifier, values)]

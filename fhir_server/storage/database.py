@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
 from fhir_server.storage.embedded import StoreUnavailable
 from fhir_server.storage.gate import Gate
@@ -74,7 +75,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*names, HISTORY, BLOBS]:
+        for name in [*names, HISTORY, BLOBS, LOOKUP]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)

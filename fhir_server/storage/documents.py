@@ -7,7 +7,7 @@ keys (`sk`) are written into the same document, so a write stays one atomic docu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.timefmt import instant
@@ -22,6 +22,7 @@ class Stored:
     deleted: bool
     resource: dict[str, Any] | None
     blob: dict[str, Any] | None = None
+    lookup_keys: list[str] = field(default_factory=list)
 
     @property
     def version_id(self) -> str:
@@ -43,6 +44,8 @@ def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> 
     }
     if stored.blob is not None:
         doc["blob"] = stored.blob
+    if stored.lookup_keys:
+        doc["lk"] = stored.lookup_keys
     return doc
 
 
@@ -65,7 +68,8 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
 
 
 def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
-    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"))
+    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"),
+                  doc.get("lk") or [])
 
 
 def from_history(doc: dict[str, Any]) -> Stored:

@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.errors import FhirError, gone, not_found
 from fhir_server.operations.patch import apply_json_patch
+from fhir_server.search.lookup import LookupTable, keys_of
 from fhir_server.storage import binaries
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.documents import (
@@ -103,6 +104,7 @@ class Repository:
         self.validate = validate
         self.index = index
         self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
+        self.lookup = LookupTable(database.db)
         self.search_engine: SearchEngine | None = None
         self.write_rules: dict[str, list[WriteRule]] = {}
         self.patch_rules: dict[str, list[PatchRule]] = {}
@@ -356,7 +358,8 @@ class Repository:
             meta["lastUpdated"] = stamp
             body["meta"] = meta
             ix, sk = self.index(body)
-        stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob)
+        stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob,
+                        keys_of(resource_type, ix))
         collection = self.collection(resource_type)
         document = current_document(stored, ix, sk)
         try:
@@ -367,6 +370,8 @@ class Repository:
                 if result.matched_count != 1:
                     raise VersionConflict()
             await self.database.collection(HISTORY).insert_one(history_document(stored, method), session=session)
+            await self.lookup.replace(session, resource_id, current.lookup_keys if current else [],
+                                      stored.lookup_keys)
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
         if body is not None:

@@ -1,0 +1,62 @@
+"""A side table that finds resources by identifier with one indexed equality.
+
+Identifier values are arrays inside a resource, and the embedded store cannot index arrays
+(docs/EMBEDDED-STORE.md), so `Patient?identifier=sys|val` was a scan of every Patient, and with
+it every conditional create by INS, every IHE MHD duplicate check and every CDA or HL7 v2 replay.
+Each identifier token key of a resource is therefore also written, in the same transaction, as
+one document of the `lookup` collection whose `k` is a scalar indexed on every store. Queries
+of identifier parameters without a modifier ask this table first; other modifiers use `ix`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server.search.fields import field_key
+
+LOOKUP = "lookup"
+# Token parameters answered through the table: identifiers are what systems look records up by.
+LOOKUP_CODES = ("identifier",)
+Session = AsyncClientSession | None
+
+
+def lookup_key(resource_type: str, code: str, token_key: str) -> str:
+    return f"{resource_type}|{code}|{token_key}"
+
+
+def keys_of(resource_type: str, ix: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for code in LOOKUP_CODES:
+        values = ix.get(field_key(code)) or []
+        for value in values if isinstance(values, list) else [values]:
+            out.append(lookup_key(resource_type, code, value))
+    return sorted(set(out))
+
+
+class LookupTable:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection = db[LOOKUP]
+
+    async def ensure_index(self) -> None:
+        await self.collection.create_index([("k", ASCENDING)])
+
+    async def replace(self, session: Session, resource_id: str, before: list[str], after: list[str]) -> None:
+        removed = [k for k in before if k not in after]
+        added = [k for k in after if k not in before]
+        if removed:
+            await self.collection.delete_many({"_id": {"$in": [f"{k}#{resource_id}" for k in removed]}}, session=session)
+        if added:
+            await self.collection.insert_many([{"_id": f"{k}#{resource_id}", "k": k, "r": resource_id} for k in added],
+                                              session=session)
+
+    async def ids(self, resource_type: str, code: str, token_keys: list[str], session: Session) -> list[str]:
+        found: set[str] = set()
+        # One equality per key: the embedded store does not use an index for `$in`.
+        for key in token_keys:
+            docs = await self.collection.find({"k": lookup_key(resource_type, code, key)}, {"r": 1}, session=session).to_list(None)
+            found.update(d["r"] for d in docs)
+        return sorted(found)
