@@ -20,7 +20,6 @@ from fhir_server.etag import parse_etag
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.search.request import parse_request
-from fhir_server.storage import binaries
 from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -76,11 +75,7 @@ class BundleProcessor:
                 resource = {**resource, "id": resource.get("id", entry.resource_id)}
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
-            if entry.resource_type == "Binary":
-                content = binaries.decode_data(resource)
-                resource = {k: v for k, v in resource.items() if k != "data"}
-                prepared.blob = await self.repo.blobs.stash(content)
-            prepared.resource = resource
+            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None)
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
         elif entry.method == "DELETE" and entry.resource_id is None and not entry.criteria:

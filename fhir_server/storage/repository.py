@@ -138,7 +138,7 @@ class Repository:
             rule(before, after)
         return self.prepare(after, current.resource_type)
 
-    async def _stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if resource.get("resourceType") != "Binary":
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
@@ -209,7 +209,7 @@ class Repository:
     async def create(
         self, resource: dict[str, Any], *, if_none_exist: str | None = None, raw: bytes | None = None
     ) -> WriteResult:
-        stripped, blob = await self._stash_binary(resource, raw)
+        stripped, blob = await self.stash_binary(resource, raw)
 
         async def work(session: Session) -> WriteResult:
             return await self.create_in(session, stripped, blob=blob, if_none_exist=if_none_exist)
@@ -220,7 +220,7 @@ class Repository:
         self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
         if_match: int | None = None, raw: bytes | None = None,
     ) -> WriteResult:
-        stripped, blob = await self._stash_binary(resource, raw)
+        stripped, blob = await self.stash_binary(resource, raw)
 
         async def work(session: Session) -> WriteResult:
             return await self.update_in(session, resource_type, resource_id, stripped, blob=blob, if_match=if_match)
@@ -230,7 +230,7 @@ class Repository:
     async def conditional_update(
         self, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *, if_match: int | None = None
     ) -> WriteResult:
-        stripped, blob = await self._stash_binary(resource, None)
+        stripped, blob = await self.stash_binary(resource, None)
 
         async def work(session: Session) -> WriteResult:
             return await self.conditional_update_in(session, resource_type, criteria, stripped, blob=blob, if_match=if_match)
