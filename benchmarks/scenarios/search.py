@@ -87,8 +87,9 @@ def chained_path(number: int) -> str:
 
 
 async def store_chained(bench: Bench, number: int) -> list[dict[str, Any]]:
-    patients = await bench.db["Patient"].find({"ix.identifier": ins_key(number), "del": False}, {"_id": 1}).to_list(None)
-    keys = [f"Patient/{p['_id']}" for p in patients]
+    # The identifier lookup table (fhir_server.search.lookup): one indexed scalar key per identifier.
+    found = await bench.db["lookup"].find({"k": f"Patient|identifier|{ins_key(number)}"}, {"r": 1}).to_list(None)
+    keys = [f"Patient/{p['r']}" for p in found]
     found = bench.db["DocumentReference"].find({"ix.patient": one_of(keys), "del": False}, NO_INDEX)
     return await found.sort("sid", 1).limit(PAGE + 1).to_list(length=PAGE + 1)
 
