@@ -17,6 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.search.fields import field_key
+from fhir_server.storage.pending import PendingWrites
 
 LOOKUP = "lookup"
 # Token parameters answered through the table: identifiers are what systems look records up by.
@@ -44,14 +45,15 @@ class LookupTable:
     async def ensure_index(self) -> None:
         await self.collection.create_index([("k", ASCENDING)])
 
-    async def replace(self, session: Session, resource_id: str, before: list[str], after: list[str]) -> None:
+    def replace(self, pending: PendingWrites, session: AsyncClientSession, resource_id: str,
+                before: list[str], after: list[str]) -> None:
+        """Queue the key changes of one write; they reach the store with the transaction's commit."""
         removed = [k for k in before if k not in after]
         added = [k for k in after if k not in before]
         if removed:
-            await self.collection.delete_many({"_id": {"$in": [f"{k}#{resource_id}" for k in removed]}}, session=session)
+            pending.delete(session, LOOKUP, [f"{k}#{resource_id}" for k in removed])
         if added:
-            await self.collection.insert_many([{"_id": f"{k}#{resource_id}", "k": k, "r": resource_id} for k in added],
-                                              session=session)
+            pending.insert(session, LOOKUP, [{"_id": f"{k}#{resource_id}", "k": k, "r": resource_id} for k in added])
 
     async def ids(self, resource_type: str, code: str, token_keys: list[str], session: Session) -> list[str]:
         found: set[str] = set()

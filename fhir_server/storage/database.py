@@ -16,6 +16,7 @@ from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
 from fhir_server.storage.embedded import StoreUnavailable
 from fhir_server.storage.gate import Gate
+from fhir_server.storage.pending import PendingWrites
 
 T = TypeVar("T")
 HISTORY = "history"
@@ -56,6 +57,7 @@ class Database:
         self.embedded = embedded
         self.capabilities = capabilities_for(embedded, {})
         self.gate = Gate(enabled=True)
+        self.pending = PendingWrites()
 
     async def connect(self) -> None:
         try:
@@ -100,9 +102,19 @@ class Database:
         self, work: Callable[[AsyncClientSession], Awaitable[T]], *, exclude_readers: bool = False
     ) -> T:
         """Run `work` in one store transaction: all of its writes land, or none do."""
+        async def attempt(session: AsyncClientSession) -> T:
+            # with_transaction may run an attempt again: each starts with no deferred writes.
+            self.pending.start(session)
+            result = await work(session)
+            await self.pending.flush(self.db, session)
+            return result
+
         async with self.gate.write(exclude_readers=exclude_readers):
             async with self.client.start_session() as session:
-                if self.capabilities.isolated_transactions:
-                    return await session.with_transaction(work)
-                async with await session.start_transaction():
-                    return await work(session)
+                try:
+                    if self.capabilities.isolated_transactions:
+                        return await session.with_transaction(attempt)
+                    async with await session.start_transaction():
+                        return await attempt(session)
+                finally:
+                    self.pending.discard(session)

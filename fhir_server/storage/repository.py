@@ -369,9 +369,9 @@ class Repository:
                 result = await collection.replace_one({"_id": resource_id, "vid": current.version}, document, session=session)
                 if result.matched_count != 1:
                     raise VersionConflict()
-            await self.database.collection(HISTORY).insert_one(history_document(stored, method), session=session)
-            await self.lookup.replace(session, resource_id, current.lookup_keys if current else [],
-                                      stored.lookup_keys)
+            self.database.pending.insert(session, HISTORY, [history_document(stored, method)])
+            self.lookup.replace(self.database.pending, session, resource_id, current.lookup_keys if current else [],
+                                stored.lookup_keys)
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
         if body is not None:
