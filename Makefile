@@ -24,7 +24,7 @@ test: install
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python -m benchmarks.run --scale 10k
+	$(BIN)/python -m benchmarks.run --scales 10k,50k
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -55,7 +55,9 @@ class EmbeddedStore:
         command = [
             # nx-27017's console script, run with this interpreter (the package has no __main__).
             sys.executable, "-c", "import sys; from nx_27017.nx_27017 import main; sys.exit(main())",
-            "--db", str(self.data_dir / "embedded-store.db"),
+            # One SQLite file per logical database: with a single --db file, every database name
+            # shares the same tables (dropping one empties all), so two stores could not be told apart.
+            "--data-dir", str(self.data_dir / "store"),
             "--host", "127.0.0.1", "--port", str(self.port),
             "--log-file", str(log), "--pid-file", str(self.data_dir / "embedded-store.pid"),
         ]

@@ -18,7 +18,7 @@ def test_data_survives_restart(tmp_path: Path, unique: str) -> None:
         created = httpx.post(f"{server.base_url}/Patient", json=patient(unique), headers={"Content-Type": "application/fhir+json"}).json()
     finally:
         server.stop()
-    assert (tmp_path / "data" / "embedded-store.db").exists()
+    assert (tmp_path / "data" / "store" / "fhir.db").exists()
     again = ServerProcess(tmp_path / "data").start()
     try:
         read = httpx.get(f"{again.base_url}/Patient/{created['id']}")
