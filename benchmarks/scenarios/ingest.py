@@ -7,13 +7,14 @@ import asyncio
 import itertools
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from benchmarks import datagen, payloads
 from benchmarks.measure import NotAvailable, Operation
-from benchmarks.scenarios.base import JSON_HEADERS, Bench, Scenario, expect, probe
+from benchmarks.scenarios.base import FRONT_NONE, JSON_HEADERS, Bench, Scenario, expect, probe
 
 PDF_BYTES = 100_000
 CDA_BYTES = 75_000
@@ -123,9 +124,36 @@ async def mllp_mdm_t02(bench: Bench) -> Operation:
     return operation
 
 
+async def _parsed_in_process(parse: Callable[[bytes], Any]) -> Operation:
+    marker = _serial()
+    message = payloads.mdm_t02(marker, payloads.discharge_letter(marker, MLLP_CDA_BYTES))
+
+    async def operation(i: int) -> None:
+        parse(message)  # on this process's loop: one at a time, whatever the concurrency
+
+    return operation
+
+
+async def hl7apy_parse(bench: Bench) -> Operation:
+    """What hl7apy alone takes to parse the MLLP path's message (issue 6 asks for it beside MLLP)."""
+    from hl7apy.parser import parse_message
+
+    return await _parsed_in_process(
+        lambda message: parse_message(message.decode("utf-8").replace("\n", "\r"), find_groups=False))
+
+
+async def server_conversion(bench: Bench) -> Operation:
+    """The server's own reading and mapping of the same message, storage left out."""
+    from fhir_server.ingest.hl7v2.convert import convert_message
+
+    return await _parsed_in_process(convert_message)
+
+
 SCENARIOS = [
     Scenario("ITI-65 100 KB PDF", "ingest", iti65),
     Scenario("ITI-68 retrieve", "ingest", iti68),
     Scenario("/ingest/cda 75 KB", "ingest", ingest_cda),
     Scenario("MLLP MDM^T02 300 KB", "ingest", mllp_mdm_t02),
+    Scenario("hl7apy parse MDM^T02 300 KB", "limit", hl7apy_parse, front=FRONT_NONE),
+    Scenario("convert MDM^T02 300 KB, no storage", "limit", server_conversion, front=FRONT_NONE),
 ]
