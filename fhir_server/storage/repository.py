@@ -9,7 +9,6 @@ enforced in one place.
 from __future__ import annotations
 
 import base64
-import copy
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -351,7 +350,8 @@ class Repository:
         ix: dict[str, Any] = {}
         sk: dict[str, Any] = {}
         if resource is not None:
-            body = copy.deepcopy(resource)
+            # Only the top level changes (id, meta), so a shallow copy keeps the caller's dict intact.
+            body = dict(resource)
             body["id"] = resource_id
             meta = dict(body.get("meta") or {})
             meta["versionId"] = str(version)

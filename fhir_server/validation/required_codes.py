@@ -15,31 +15,29 @@ from fhir_server.validation.issues import ValidationIssue
 
 
 @lru_cache(maxsize=None)
-def _bound_fields(model: type[BaseModel]) -> tuple[tuple[str, str, frozenset[str]], ...]:
-    bound = []
+def _fields(model: type[BaseModel]) -> dict[str, tuple[str, frozenset[str] | None]]:
+    """name -> (FHIR name, the allowed codes when the element has a complete required binding)."""
+    out: dict[str, tuple[str, frozenset[str] | None]] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         values = extra.get("enum_values")
-        if values and "+" not in values:
-            bound.append((name, info.alias or name, frozenset(values)))
-    return tuple(bound)
+        out[name] = (info.alias or name, frozenset(values) if values and "+" not in values else None)
+    return out
 
 
 def check_required_codes(instance: BaseModel, path: str) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
-    for name, alias, allowed in _bound_fields(type(instance)):
-        value = getattr(instance, name, None)
-        for index, code in enumerate(value if isinstance(value, list) else [value]):
-            if code is not None and code not in allowed:
-                where = f"{path}.{alias}" + (f"[{index}]" if isinstance(value, list) else "")
+    fields = _fields(type(instance))
+    # Only the elements present: most of a resource's possible elements are absent.
+    for name in instance.model_fields_set:
+        alias, allowed = fields.get(name, (name, None))
+        value: Any = getattr(instance, name, None)
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            where = f"{path}.{alias}" + (f"[{index}]" if isinstance(value, list) else "")
+            if isinstance(item, BaseModel):
+                issues += check_required_codes(item, where)
+            elif allowed is not None and item is not None and item not in allowed:
                 issues.append(ValidationIssue("error", "code-invalid", [where],
-                                              f"'{code}' is not one of the codes allowed for {alias}: {', '.join(sorted(allowed))}"))
-    for name, info in type(instance).model_fields.items():
-        child: Any = getattr(instance, name, None)
-        if isinstance(child, BaseModel):
-            issues += check_required_codes(child, f"{path}.{info.alias or name}")
-        elif isinstance(child, list):
-            for index, item in enumerate(child):
-                if isinstance(item, BaseModel):
-                    issues += check_required_codes(item, f"{path}.{info.alias or name}[{index}]")
+                                              f"'{item}' is not one of the codes allowed for {alias}: {', '.join(sorted(allowed))}"))
     return issues
