@@ -9,7 +9,7 @@ import time
 import httpx
 import psutil
 
-from benchmarks.server import free_port
+from tests.server_process import free_port
 
 
 class BareEndpoint:
