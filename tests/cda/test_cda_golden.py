@@ -7,8 +7,6 @@ Regenerate the expected files after an intended change with:
 then review the diff of tests/cda/golden/ before committing it.
 """
 
-import base64
-import hashlib
 import json
 import os
 
@@ -16,6 +14,7 @@ import pytest
 from tests.cda.conftest import FIXTURES, GOLDEN
 
 from cda.convert import convert_cda
+from tests.golden import with_binary_digests
 
 CASES = sorted(path.stem for path in FIXTURES.glob("*.xml"))
 
@@ -24,12 +23,7 @@ def snapshot(data: bytes) -> dict:
     """The conversion result as JSON; Binary payloads are summarised by digest and size so the
     expected files stay reviewable (test_binary_payloads checks the bytes themselves)."""
     result = convert_cda(data)
-    bundle = json.loads(json.dumps(result.bundle))
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        if resource["resourceType"] == "Binary":
-            payload = base64.b64decode(resource["data"])
-            resource["data"] = f"sha256:{hashlib.sha256(payload).hexdigest()} bytes:{len(payload)}"
+    bundle = with_binary_digests(result.bundle)
     return {
         "master_identifier": result.master_identifier,
         "document_reference_fullurl": result.document_reference_fullurl,

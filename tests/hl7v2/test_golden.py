@@ -7,8 +7,6 @@ Regenerate the expected files after an intended change with:
 then review the diff of tests/hl7v2/golden/ before committing it.
 """
 
-import base64
-import hashlib
 import json
 import os
 
@@ -16,6 +14,7 @@ import pytest
 
 from fhir_server.ingest.hl7v2.convert import convert_message
 from tests.hl7v2.conftest import FIXTURES, GOLDEN, fixture
+from tests.golden import with_binary_digests
 
 CASES = sorted(path.name for path in FIXTURES.glob("*.hl7") if not path.name.startswith("malformed"))
 
@@ -24,12 +23,7 @@ def snapshot(message: bytes) -> dict:
     """The conversion as JSON; Binary payloads are summarised by digest and size so the expected
     files stay reviewable (test_convert checks the bytes themselves)."""
     result = convert_message(message)
-    bundle = json.loads(json.dumps(result.bundle))
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        if resource["resourceType"] == "Binary":
-            payload = base64.b64decode(resource["data"])
-            resource["data"] = f"sha256:{hashlib.sha256(payload).hexdigest()} bytes:{len(payload)}"
+    bundle = with_binary_digests(result.bundle)
     return {
         "control_id": result.control_id,
         "message_type": result.message_type,
