@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fhir_server.search.extract import Evaluator, compile_expression, expression_for_base
+from fhir_server.search.fhirpath_walker import Evaluator, compile_expression, expression_for_base
 
 COMMON_BASE = "Resource"
 

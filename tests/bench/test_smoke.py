@@ -4,7 +4,6 @@ with figures that make sense. Nothing here depends on how fast the machine is.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fhir_server.search.extract import Item
+from fhir_server.search.fhirpath_walker import Item
 from fhir_server.search.normalize.date import HIGHEST, LOWEST, encode, parse_range
 
 

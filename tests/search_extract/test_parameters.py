@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.search_extract.conftest import SEARCH_PARAMETERS
-from fhir_server.search.extract import compile_expression, expression_for_base
+from fhir_server.search.fhirpath_walker import compile_expression, expression_for_base
 
 TYPES = [
     "Patient", "Practitioner", "PractitionerRole", "Organization", "Encounter", "DocumentReference", "Binary",
