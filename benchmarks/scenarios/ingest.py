@@ -142,6 +142,19 @@ async def hl7apy_parse(bench: Bench) -> Operation:
         lambda message: parse_message(message.decode("utf-8").replace("\n", "\r"), find_groups=False))
 
 
+async def cda_conversion(bench: Bench) -> Operation:
+    """The CDA adapter alone on the /ingest/cda path's 75 KB letter: documents converted per second."""
+    from cda.convert import convert_cda
+
+    marker = _serial()
+    letter = payloads.discharge_letter(marker, CDA_BYTES)
+
+    async def operation(i: int) -> None:
+        convert_cda(letter)
+
+    return operation
+
+
 async def server_conversion(bench: Bench) -> Operation:
     """The server's own reading and mapping of the same message, storage left out."""
     from fhir_server.ingest.hl7v2.convert import convert_message
@@ -154,6 +167,7 @@ SCENARIOS = [
     Scenario("ITI-68 retrieve", "ingest", iti68),
     Scenario("/ingest/cda 75 KB", "ingest", ingest_cda),
     Scenario("MLLP MDM^T02 300 KB", "ingest", mllp_mdm_t02),
+    Scenario("convert CDA 75 KB, no storage", "limit", cda_conversion, front=FRONT_NONE),
     Scenario("hl7apy parse MDM^T02 300 KB", "limit", hl7apy_parse, front=FRONT_NONE),
     Scenario("convert MDM^T02 300 KB, no storage", "limit", server_conversion, front=FRONT_NONE),
 ]
