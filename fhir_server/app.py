@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +27,7 @@ from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
 
+log = logging.getLogger("fhir_server")
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
@@ -84,6 +86,9 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         mllp = None
         if settings.mllp_port is not None:
             mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(TransactionService(repository)))
+        store = f"embedded store under {settings.data_dir / 'store'}" if embedded else "MongoDB at MONGODB_URL"
+        log.info("ready: FHIR R4 at http://%s:%s/fhir, %s%s", settings.host, settings.port, store,
+                 f", HL7 v2 MLLP on port {settings.mllp_port}" if mllp is not None else "")
         try:
             yield
         finally:
