@@ -13,7 +13,7 @@ from fhir_server.api.headers import if_match
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.negotiation import JSON_TYPES, is_fhir_json, require_json_body
 from fhir_server.api.responses import fhir_response, version_headers, write_response
-from fhir_server.api.shaping import shape
+from fhir_server.shaping import shape
 from fhir_server.errors import FhirError
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.repository import Repository, check_id

@@ -11,7 +11,7 @@ from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.negotiation import prefer, require_json_body
 from fhir_server.api.responses import base_url, fhir_response
-from fhir_server.api.search_bundle import searchset
+from fhir_server.search.searchset import searchset
 from fhir_server.api.type_routes import page_size
 from fhir_server.errors import FhirError
 from fhir_server.operations.transaction import BundleProcessor
@@ -51,4 +51,4 @@ async def system_search(request: Request) -> Response:
     count = page_size(request, search.count)
     result = await search_types(repository(request), search, base_url=base_url(request),
                                 strict=prefer(request).strict, count=count)
-    return fhir_response(request, searchset(request, "", search, result, count))
+    return fhir_response(request, searchset(base_url(request), "", search, result, count))

@@ -14,7 +14,7 @@ from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import binary_or_json, patch_operations, repository
 from fhir_server.api.negotiation import prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
-from fhir_server.api.search_bundle import searchset
+from fhir_server.search.searchset import searchset
 from fhir_server.errors import FhirError
 from fhir_server.mhd import simplified_publish
 from fhir_server.operations.transaction import BundleProcessor
@@ -37,7 +37,7 @@ async def run_search(request: Request, resource_type: str, params: list[tuple[st
     for stored in result.matches + result.included:
         if stored.resource_type == "Binary":
             stored.resource = await repo.with_binary_data(stored)
-    return fhir_response(request, searchset(request, resource_type, search, result, count))
+    return fhir_response(request, searchset(base_url(request), resource_type, search, result, count))
 
 
 @router.get("/fhir/{resource_type}")

@@ -20,6 +20,7 @@ from fhir_server.etag import parse_etag
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.search.request import parse_request
+from fhir_server.search.searchset import searchset
 from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -270,15 +271,8 @@ class BundleProcessor:
         request = parse_request(entry.criteria)
         count = request.count or 20
         result = await self.repo.search(entry.resource_type, request, base_url=self.base, strict=False, count=count)
-        bundle = {
-            "resourceType": "Bundle", "type": "searchset",
-            "entry": [{"fullUrl": f"{self.base}/{s.resource_type}/{s.id}", "resource": s.resource, "search": {"mode": "match"}}
-                      for s in result.matches],
-        }
-        if result.total is not None:
-            bundle["total"] = result.total
+        bundle = searchset(self.base, entry.resource_type, request, result, count)
         return {"resource": bundle, "response": {"status": "200 OK"}}
-
 
 
 class TransactionService:

@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.requests import Request
-
-from fhir_server.api.responses import base_url
-from fhir_server.api.shaping import shape
+from fhir_server.shaping import shape
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.search.engine import SearchResult
 from fhir_server.search.paging import Cursor
@@ -41,10 +38,8 @@ def _entry(base: str, stored: Stored, mode: str, request: SearchRequest) -> dict
     return {"fullUrl": f"{base}/{stored.resource_type}/{stored.id}", "resource": resource, "search": {"mode": mode}}
 
 
-def searchset(
-    http: Request, path: str, request: SearchRequest, result: SearchResult, count: int
-) -> dict[str, Any]:
-    base = base_url(http)
+def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, count: int) -> dict[str, Any]:
+    """`base` is the FHIR base URL, `path` the searched type (empty at system level)."""
     url = f"{base}/{path}" if path else base
     params = _link_params(request, result, count)
 
