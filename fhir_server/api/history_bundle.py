@@ -38,12 +38,12 @@ async def history_response(request: Request, query: dict[str, Any]) -> Response:
     has_next = len(entries) > count
     entries = entries[:count]
     base = base_url(request)
-    path = str(request.url.path)
+    # Links on the public base (FHIR_BASE_URL when set), like every other URL the server gives out.
+    url = base + str(request.url.path).removeprefix("/fhir")
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "_page"]
-    self_url = f"{str(request.base_url).rstrip('/')}{path}" + (f"?{urlencode(params)}" if params else "")
-    links = [{"relation": "self", "url": self_url}]
+    links = [{"relation": "self", "url": url + (f"?{urlencode(params)}" if params else "")}]
     if has_next and entries:
-        links.append({"relation": "next", "url": f"{str(request.base_url).rstrip('/')}{path}?{urlencode([*params, ('_page', entries[-1].key)])}"})
+        links.append({"relation": "next", "url": f"{url}?{urlencode([*params, ('_page', entries[-1].key)])}"})
     bundle_entries = []
     for entry in entries:
         stored = entry.stored
