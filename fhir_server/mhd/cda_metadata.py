@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import logging
 from typing import Any
 
 from cda.convert import convert_cda
@@ -13,6 +14,7 @@ from cda.document_merge import fill_document_reference
 from cda.errors import CdaError
 from fhir_server.operations.bundle_entries import Entry
 
+log = logging.getLogger(__name__)
 CDA_TYPES = ("application/hl7-cda+xml", "text/xml", "application/xml")
 # The sender's identity of the document and of the patient are never taken from the CDA.
 KEPT_FROM_SENDER = ("subject", "masterIdentifier", "identifier", "status", "relatesTo")
@@ -40,9 +42,8 @@ def _without_references_to(value: Any, urls: set[str]) -> Any:
     return value
 
 
-def complete(entries: list[Entry]) -> list[str]:
-    """Fill DocumentReferences from the CDA Binaries they point at; returns the converter's warnings."""
-    warnings: list[str] = []
+def complete(entries: list[Entry]) -> None:
+    """Fill DocumentReferences from the CDA Binaries they point at (the converter's remarks are logged)."""
     documents = [e for e in entries if e.resource_type == "DocumentReference" and e.method in ("POST", "PUT") and e.resource]
     for binary in entries:
         data = _cda_bytes(binary)
@@ -55,7 +56,7 @@ def complete(entries: list[Entry]) -> list[str]:
         try:
             conversion = convert_cda(data)
         except CdaError as error:
-            warnings.append(f"{binary.where}: not read as CDA ({error.message})")
+            log.warning("%s: not read as CDA (%s)", binary.where, error.message)
             continue
         converted = next(e["resource"] for e in conversion.bundle["entry"] if e["fullUrl"] == conversion.document_reference_fullurl)
         own_entries = {e["fullUrl"] for e in conversion.bundle["entry"]}
@@ -63,5 +64,5 @@ def complete(entries: list[Entry]) -> list[str]:
                      if k not in KEPT_FROM_SENDER}
         for target in targets:
             fill_document_reference(target.resource, converted, extra_content=False)
-        warnings += conversion.warnings
-    return warnings
+        for warning in conversion.warnings:
+            log.info("%s: CDA: %s", binary.where, warning)
