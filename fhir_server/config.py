@@ -29,6 +29,5 @@ class Settings:
     # Binary payloads above this size go to GridFS instead of the resource document (16 MB BSON limit).
     gridfs_threshold: int = field(default_factory=lambda: _env_int("FHIR_GRIDFS_THRESHOLD", 4 * 1024 * 1024))
     profiles_dir: Path = PROJECT_ROOT / "profiles"
-    mappings_dir: Path = PROJECT_ROOT / "mappings"
     # Public base URL used in Location headers and fullUrls; derived from the request when unset.
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)

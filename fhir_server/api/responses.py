@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.negotiation import FHIR_JSON, prefer, response_type
-from fhir_server.errors import FhirError, Issue, information, operation_outcome
+from fhir_server.errors import FhirError, information, operation_outcome
 from fhir_server.storage.documents import Stored
 from fhir_server.timefmt import http_date
 
@@ -53,6 +53,3 @@ def write_response(request: Request, stored: Stored, body: dict[str, Any] | None
         return json_response(information(message), status, media, headers)
     return json_response(body, status, media, headers)
 
-
-def outcome_response(request: Request, status: int, issues: list[Issue]) -> Response:
-    return fhir_response(request, operation_outcome(issues), status)

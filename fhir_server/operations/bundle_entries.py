@@ -28,10 +28,6 @@ class Entry:
     def where(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
-    @property
-    def conditional(self) -> bool:
-        return self.resource_id is None and bool(self.criteria)
-
 
 def _relative(url: str, base: str) -> str:
     if base and url.startswith(base.rstrip("/") + "/"):

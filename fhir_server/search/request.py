@@ -12,7 +12,6 @@ RESULT_PARAMETERS = {
 }
 # Accepted and ignored by every FHIR server that does not implement them; never an error.
 IGNORED_PARAMETERS = {"_format", "_pretty"}
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
 @dataclass

@@ -6,7 +6,6 @@ so the server uses exactly the same driver and queries as against a real MongoDB
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import signal
 import socket
@@ -94,9 +93,3 @@ class EmbeddedStore:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-    async def astart(self) -> str:
-        return await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
