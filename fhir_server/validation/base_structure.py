@@ -3,7 +3,8 @@
 R4B shares R4's structure for the resource types this server stores; the fhir.resources R4B
 pydantic models check element names, datatypes, primitive formats and required elements. Their
 errors are turned into issues whose expression is a FHIRPath-style path into the instance. What the
-models do not check comes from the R4 definitions themselves: the required bindings.
+models do not check comes from the R4 rules themselves: the characters strings may hold and the
+required bindings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from fhir_server.validation.characters import check_characters
 from fhir_server.validation.issues import ValidationIssue
 from fhir_server.validation.required_bindings import check_required_bindings
 
@@ -35,11 +37,12 @@ def check_base_structure(resource: Any, registry: ProfileRegistry) -> list[Valid
         model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):
         return [ValidationIssue("error", "not-supported", [], f"Unknown resource type {resource_type!r}")]
+    issues = check_characters(resource, resource_type)
     try:
         model.model_validate(resource)
     except ValidationError as error:
-        return [_issue(resource_type, detail) for detail in error.errors()]
-    return check_required_bindings(resource, registry)
+        return issues + [_issue(resource_type, detail) for detail in error.errors()]
+    return issues + check_required_bindings(resource, registry)
 
 
 def _issue(resource_type: str, detail: Any) -> ValidationIssue:
