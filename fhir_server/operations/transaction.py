@@ -180,7 +180,8 @@ class BundleProcessor:
             if expected is not None and expected != current.version:
                 raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
             patched = repo.patched(current, item.patch)
-            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version)
+            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version,
+                                          method="PATCH")
             return self._written(result)
         return await self._get(session, entry)
 
