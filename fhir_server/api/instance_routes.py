@@ -101,7 +101,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     if expected is not None and expected != current.version:
         raise FhirError(412, "conflict", f"If-Match version {expected} is not the current version ({current.version})")
     patched = repo.patched(current, await patch_operations(request))
-    result = await repo.update(resource_type, resource_id, patched, if_match=current.version)
+    result = await repo.update(resource_type, resource_id, patched, if_match=current.version, method="PATCH")
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 
 

@@ -1,8 +1,8 @@
 """Batch and transaction Bundles (FHIR R4 http.html#transaction).
 
 A transaction runs every entry in one store transaction: on any failure nothing of it stays.
-Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); `urn:uuid:` fullUrls and
-conditional references (`Patient?identifier=...`, exactly one match) are resolved first.
+Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); fullUrls and conditional
+references are rewritten first (operations/reference_rewrite.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import orjson
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
+from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.search.request import parse_request
 from fhir_server.search.searchset import searchset
@@ -95,9 +96,10 @@ class BundleProcessor:
 
         async def work(session: Session) -> None:
             identities = await self._identities(session, prepared)
+            rewriter = ReferenceRewriter(self.repo, session, identities)
             for item in prepared:
                 if item.resource is not None:
-                    item.resource = await self._resolve_references(session, item, item.resource, identities)
+                    item.resource = await rewriter.rewrite(item.resource, item.entry.where)
             if self.document_publication or provide_bundle.is_provide_bundle([p.resource for p in prepared]):
                 await provide_bundle.check(self.repo, session, prepared)
             for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
@@ -143,40 +145,6 @@ class BundleProcessor:
             identities[f"{self.base}/{entry.resource_type}/{target}"] = f"{entry.resource_type}/{target}"
         return identities
 
-    async def _resolve_references(
-        self, session: Session, item: Prepared, value: Any, identities: dict[str, str]
-    ) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, child in value.items():
-                if key == "reference" and isinstance(child, str):
-                    out[key] = await self._reference(session, item, child, identities)
-                else:
-                    out[key] = await self._resolve_references(session, item, child, identities)
-            return out
-        if isinstance(value, list):
-            return [await self._resolve_references(session, item, v, identities) for v in value]
-        if isinstance(value, str) and value in identities and value.startswith("urn:"):
-            # e.g. an attachment.url naming a Binary of the same bundle (IHE MHD ITI-65)
-            return identities[value]
-        return value
-
-    async def _reference(self, session: Session, item: Prepared, reference: str, identities: dict[str, str]) -> str:
-        if reference in identities:
-            return identities[reference]
-        if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
-            raise FhirError(400, "not-found", f"{item.entry.where}: reference '{reference}' names no entry of the bundle", [item.entry.where])
-        if "?" in reference:
-            rtype, _, query = reference.partition("?")
-            self.repo.check_type(rtype)
-            matches = await self.repo.match(rtype, query, session, limit=2)
-            if len(matches) != 1:
-                found = "no" if not matches else "more than one"
-                raise FhirError(412 if matches else 404, "not-found" if not matches else "multiple-matches",
-                                f"{item.entry.where}: conditional reference '{reference}' matches {found} {rtype}", [item.entry.where])
-            return f"{rtype}/{matches[0]}"
-        return reference
-
     async def _execute(self, session: Session, item: Prepared, identities: dict[str, str]) -> dict[str, Any]:
         entry = item.entry
         repo = self.repo
@@ -212,7 +180,8 @@ class BundleProcessor:
             if expected is not None and expected != current.version:
                 raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
             patched = repo.patched(current, item.patch)
-            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version)
+            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version,
+                                          method="PATCH")
             return self._written(result)
         return await self._get(session, entry)
 
@@ -262,7 +231,7 @@ class BundleProcessor:
         async def work(session: Session) -> dict[str, Any]:
             identities = await self._identities(session, [prepared])
             if prepared.resource is not None:
-                prepared.resource = await self._resolve_references(session, prepared, prepared.resource, identities)
+                prepared.resource = await ReferenceRewriter(self.repo, session, identities).rewrite(prepared.resource, entry.where)
             return await self._execute(session, prepared, identities)
 
         return await self.repo.database.in_transaction(work)
