@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import json_body
+from fhir_server.api.body import resource_body
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
-from fhir_server.api.negotiation import prefer, require_json_body
+from fhir_server.api.negotiation import prefer
 from fhir_server.api.responses import base_url, fhir_response
 from fhir_server.search.searchset import searchset
 from fhir_server.api.type_routes import page_size
@@ -29,8 +29,7 @@ async def metadata(request: Request) -> Response:
 @router.post("/fhir")
 @router.post("/fhir/")
 async def bundle(request: Request) -> Response:
-    require_json_body(request)
-    body = await json_body(request)
+    body = await resource_body(request)
     # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
     explicit = "return=representation" in request.headers.get("prefer", "")
     processor = BundleProcessor(repository(request), base_url(request), return_resources=explicit)

@@ -8,11 +8,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import read_body
+from fhir_server.api.body import json_patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
-from fhir_server.api.instance_routes import binary_or_json, patch_operations, repository
-from fhir_server.api.negotiation import prefer
+from fhir_server.api.instance_routes import binary_or_json, repository
+from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
 from fhir_server.search.searchset import searchset
 from fhir_server.errors import FhirError
@@ -47,8 +47,7 @@ async def search_get(request: Request, resource_type: str) -> Response:
 
 @router.post("/fhir/{resource_type}/_search")
 async def search_post(request: Request, resource_type: str) -> Response:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("application/x-www-form-urlencoded", ""):
+    if media_type(request.headers.get("content-type")) not in ("application/x-www-form-urlencoded", ""):
         raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters")
     raw = await read_body(request)
     try:
@@ -110,7 +109,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
         raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
                         f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
     current = await repo.read(resource_type, matches[0])
-    patched = repo.patched(current, await patch_operations(request))
+    patched = repo.patched(current, await json_patch_body(request))
     result = await repo.update(resource_type, current.id, patched, if_match=current.version)
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 

@@ -51,6 +51,11 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
     method = request["method"].upper()
     if method not in METHODS:
         raise FhirError(400, "value", f"{where}.request.method '{method}' is not supported", [f"{where}.request.method"])
+    for name in ("ifMatch", "ifNoneExist"):
+        if request.get(name) is not None and not isinstance(request[name], str):
+            raise FhirError(400, "structure", f"{where}.request.{name} must be a string", [f"{where}.request.{name}"])
+    if raw.get("fullUrl") is not None and not isinstance(raw["fullUrl"], str):
+        raise FhirError(400, "structure", f"{where}.fullUrl must be a string", [f"{where}.fullUrl"])
     url = _relative(request["url"], base)
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
@@ -62,8 +67,9 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
     resource = raw.get("resource")
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         raise FhirError(400, "required", f"{where} ({method}) carries no resource", [f"{where}.resource"])
-    if method == "PATCH" and resource is None:
-        raise FhirError(400, "required", f"{where} (PATCH) carries no patch", [f"{where}.resource"])
+    if method == "PATCH" and not isinstance(resource, dict):
+        raise FhirError(400, "required", f"{where} (PATCH) carries no patch (a Binary holding a JSON Patch)",
+                        [f"{where}.resource"])
     return Entry(
         index, method, resource_type, resource_id, version,
         parse_qsl(query, keep_blank_values=True), raw.get("fullUrl"), resource,

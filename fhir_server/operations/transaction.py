@@ -38,10 +38,12 @@ class Prepared:
 
 def _patch_document(entry: Entry) -> Any:
     resource = entry.resource or {}
-    if resource.get("resourceType") == "Binary" and resource.get("contentType", "").startswith("application/json-patch+json"):
+    content_type, data = resource.get("contentType"), resource.get("data", "")
+    if resource.get("resourceType") == "Binary" and isinstance(content_type, str) \
+            and content_type.startswith("application/json-patch+json") and isinstance(data, str):
         try:
-            return orjson.loads(base64.b64decode(resource.get("data", "")))
-        except (binascii.Error, orjson.JSONDecodeError) as exc:
+            return orjson.loads(base64.b64decode(data))
+        except (binascii.Error, ValueError) as exc:
             raise FhirError(400, "invalid", f"{entry.where}: the JSON Patch is not base64 JSON", [entry.where]) from exc
     raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch", [entry.where])
 
