@@ -13,6 +13,7 @@ from fhir_server.api import error_handlers, ingest_routes, instance_routes, oper
 from fhir_server.config import Settings
 from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import capability_statement
 from fhir_server.operations.transaction import TransactionService
 from fhir_server.search.engine import SearchEngine
@@ -76,6 +77,7 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         repository, profiles = await open_repository(settings, store_url, embedded=embedded)
         app.state.repository = repository
         app.state.profiles = profiles
+        app.state.search = SearchInteraction(repository, settings)
         engine = repository.engine
 
         def statement(base: str) -> dict[str, Any]:
@@ -85,7 +87,8 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
-            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(TransactionService(repository)))
+            intake = TransactionService(repository, app.state.search)
+            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(intake))
         store = f"embedded store under {settings.data_dir / 'store'}" if embedded else "MongoDB at MONGODB_URL"
         log.info("ready: FHIR R4 at http://%s:%s/fhir, %s%s", settings.host, settings.port, store,
                  f", HL7 v2 MLLP on port {settings.mllp_port}" if mllp is not None else "")

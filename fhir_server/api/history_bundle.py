@@ -9,20 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.responses import base_url, fhir_response
-from fhir_server.errors import FhirError
 from fhir_server.search.filters.date import parse_value
+from fhir_server.search.request import parse_count
 
 METHOD_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
 
 def _count(request: Request) -> int:
-    settings = request.app.state.settings
     raw = request.query_params.get("_count")
-    if raw is None:
-        return settings.default_count
-    if not raw.isdigit():
-        raise FhirError(400, "invalid", "_count must be a non-negative integer")
-    return max(1, min(int(raw), settings.max_count))
+    # At least one entry: the next page starts before the last entry shown.
+    return max(1, request.app.state.settings.page_size(None if raw is None else parse_count(raw)))
 
 
 async def history_response(request: Request, query: dict[str, Any]) -> Response:

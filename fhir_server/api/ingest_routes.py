@@ -14,6 +14,7 @@ from fhir_server.api.body import read_body
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import json_response, version_headers, location
+from fhir_server.api.type_routes import searches
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.ingest.hl7v2.intake import handle_message
 from fhir_server.operations.transaction import TransactionService
@@ -35,7 +36,7 @@ async def ingest_cda(request: Request) -> Response:
         conversion = convert_cda(data) if len(data) <= INLINE_LIMIT else await asyncio.to_thread(convert_cda, data)
     except CdaError as error:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
-    response = await TransactionService(repository(request)).transaction(conversion.bundle)
+    response = await TransactionService(repository(request), searches(request)).transaction(conversion.bundle)
     entries = conversion.bundle["entry"]
     index = next(i for i, e in enumerate(entries) if e.get("fullUrl") == conversion.document_reference_fullurl)
     answer = response["entry"][index]["response"]
@@ -54,5 +55,5 @@ async def ingest_hl7v2(request: Request) -> Response:
     if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/hl7v2 takes one of {', '.join(sorted(HL7V2_TYPES))}")
     message = await read_body(request)
-    result = await handle_message(message, TransactionService(repository(request)))
+    result = await handle_message(message, TransactionService(repository(request), searches(request)))
     return Response(result.ack, status_code=result.http_status, media_type="x-application/hl7-v2+er7")

@@ -14,30 +14,22 @@ from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import binary_or_json, repository
 from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
-from fhir_server.search.searchset import searchset
 from fhir_server.errors import FhirError
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.mhd import simplified_publish
 from fhir_server.operations.transaction import BundleProcessor
-from fhir_server.search.request import parse_request
 
 router = APIRouter()
 
 
-def page_size(request: Request, asked: int | None) -> int:
-    settings = request.app.state.settings
-    return settings.default_count if asked is None else min(asked, settings.max_count)
+def searches(request: Request) -> SearchInteraction:
+    return request.app.state.search
 
 
-async def run_search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
-    repo = repository(request)
-    repo.check_type(resource_type)
-    search = parse_request(params)
-    count = page_size(request, search.count)
-    result = await repo.search(resource_type, search, base_url=base_url(request), strict=prefer(request).strict, count=count)
-    for stored in result.matches + result.included:
-        if stored.resource_type == "Binary":
-            stored.resource = await repo.with_binary_data(stored)
-    return fhir_response(request, searchset(base_url(request), resource_type, search, result, count))
+async def run_search(request: Request, resource_type: str | None, params: list[tuple[str, str]]) -> Response:
+    """A search on `resource_type`, or across `_type` when None."""
+    bundle = await searches(request).search(resource_type, params, base_url=base_url(request), strict=prefer(request).strict)
+    return fhir_response(request, bundle)
 
 
 @router.get("/fhir/{resource_type}")
@@ -75,7 +67,7 @@ async def publish_document(request: Request, resource: dict) -> Response:
     """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
     repo = repository(request)
     bundle, index = simplified_publish.as_transaction(resource)
-    processor = BundleProcessor(repo, base_url(request), return_resources=True, document_publication=True)
+    processor = BundleProcessor(repo, searches(request), base_url(request), return_resources=True, document_publication=True)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]
     stored = await repo.read("DocumentReference", location.split("/")[1])

@@ -17,10 +17,9 @@ import orjson
 
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.mhd import cda_metadata, provide_bundle
-from fhir_server.search.request import parse_request
-from fhir_server.search.searchset import searchset
 from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -49,8 +48,10 @@ def _patch_document(entry: Entry) -> Any:
 
 
 class BundleProcessor:
-    def __init__(self, repository: Repository, base_url: str, *, return_resources: bool, document_publication: bool = False) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction, base_url: str, *, return_resources: bool,
+                 document_publication: bool = False) -> None:
         self.repo = repository
+        self.search = search
         self.base = base_url.rstrip("/")
         self.return_resources = return_resources
         # ITI-105 builds its own bundle: it gets the ITI-65 checks without carrying a SubmissionSet.
@@ -87,6 +88,11 @@ class BundleProcessor:
 
     # ------------------------------------------------------------------ transaction
     async def transaction(self, entries: list[Entry]) -> dict[str, Any]:
+        searches = [e for e in entries if e.is_search]
+        if searches:
+            where = searches[0].where
+            raise FhirError(400, "not-supported", f"{where}: searches are supported in batch, not inside a transaction",
+                            [where])
         if provide_bundle.is_provide_bundle([e.resource for e in entries]):
             cda_metadata.complete(entries)
         prepared = [await self._prepare(e) for e in entries]
@@ -219,8 +225,7 @@ class BundleProcessor:
         return await self._get(session, entry)
 
     async def _get(self, session: Session, entry: Entry) -> dict[str, Any]:
-        if entry.resource_id is None:
-            raise FhirError(400, "not-supported", f"{entry.where}: searches are supported in batch, not inside a transaction", [entry.where])
+        assert entry.resource_id is not None, "searches go to the search interaction"
         if entry.version:
             stored = await self.repo.vread(entry.resource_type, entry.resource_id, entry.version)
         else:
@@ -255,8 +260,9 @@ class BundleProcessor:
         return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
 
     async def _batch_entry(self, entry: Entry) -> dict[str, Any]:
-        if entry.method in ("GET", "HEAD") and entry.resource_id is None:
-            return await self._batch_search(entry)
+        if entry.is_search:
+            bundle = await self.search.search(entry.resource_type or None, entry.criteria, base_url=self.base, strict=False)
+            return {"resource": bundle, "response": {"status": "200 OK"}}
         prepared = await self._prepare(entry)
         if entry.method in ("GET", "HEAD"):
             return await self._get(None, entry)
@@ -269,23 +275,17 @@ class BundleProcessor:
 
         return await self.repo.database.in_transaction(work)
 
-    async def _batch_search(self, entry: Entry) -> dict[str, Any]:
-        request = parse_request(entry.criteria)
-        count = request.count or 20
-        result = await self.repo.search(entry.resource_type, request, base_url=self.base, strict=False, count=count)
-        bundle = searchset(self.base, entry.resource_type, request, result, count)
-        return {"resource": bundle, "response": {"status": "200 OK"}}
-
 
 class TransactionService:
     """What the ingest adapters (CDA, HL7 v2) store through: a transaction Bundle in, its
     transaction-response out, with the same checks and atomicity as `POST /fhir`."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction) -> None:
         self.repository = repository
+        self.search = search
 
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return await BundleProcessor(self.repository, "", return_resources=False).process(bundle)
+        return await BundleProcessor(self.repository, self.search, "", return_resources=False).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.find_current(resource_type, resource_id)

@@ -31,6 +31,8 @@ class SortField:
 
 @dataclass
 class Cursor:
+    """Where a page starts: after (forward) or before the sort values of a boundary entry."""
+
     forward: bool
     values: list[Any]
 
