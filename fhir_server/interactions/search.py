@@ -14,6 +14,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.operations.system_search import search_types
 from fhir_server.search.engine import SearchResult
+from fhir_server.search.page_tokens import PageTokens, search_scope
 from fhir_server.search.paging import Cursor
 from fhir_server.search.request import parse_request
 from fhir_server.search.searchset import searchset
@@ -21,8 +22,9 @@ from fhir_server.storage.repository import Repository
 
 
 class SearchInteraction:
-    def __init__(self, repository: Repository, settings: Settings) -> None:
+    def __init__(self, repository: Repository, tokens: PageTokens, settings: Settings) -> None:
         self.repository = repository
+        self.tokens = tokens
         self.settings = settings
 
     async def search(self, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
@@ -37,13 +39,20 @@ class SearchInteraction:
         else:
             self.repository.check_type(resource_type)
         if request.page is not None:
-            request.cursor = Cursor.decode(request.page)
+            scope = search_scope(path, request.types, request.criteria, request.sort, count)
+            request.cursor = self.tokens.open(request.page, scope)
         if resource_type is None:
             result = await search_types(self.repository, request, base_url=base_url, strict=strict, count=count)
         else:
             result = await self.repository.search(resource_type, request, base_url=base_url, strict=strict, count=count)
         await self._with_binary_data(result)
-        return searchset(base_url, path, request, result, count, Cursor.encode)
+        # Links carry the criteria and sort the search used, so their tokens are bound to those.
+        scope = search_scope(path, request.types, result.used, result.sort, count)
+
+        def page_token(cursor: Cursor) -> str:
+            return self.tokens.issue(cursor, scope)
+
+        return searchset(base_url, path, request, result, count, page_token)
 
     async def _with_binary_data(self, result: SearchResult) -> None:
         for stored in result.matches + result.included:

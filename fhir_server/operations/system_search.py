@@ -11,7 +11,7 @@ import copy
 
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import SearchResult
-from fhir_server.search.paging import Cursor
+from fhir_server.search.paging import Cursor, foreign_page
 from fhir_server.search.request import SearchRequest
 from fhir_server.storage.repository import Repository
 
@@ -29,11 +29,11 @@ def _start(request: SearchRequest) -> tuple[int, Cursor | None]:
     if cursor is None:
         return 0, None
     if not cursor.forward or len(cursor.values) != 2:
-        raise FhirError(400, "invalid", "The _page cursor is not one this server issued")
+        raise foreign_page()
     part, inner = cursor.values
     # bool is an int to Python; a part is a plain index into _type.
     if type(part) is not int or not 0 <= part < len(request.types) or not (inner is None or isinstance(inner, list)):
-        raise FhirError(400, "invalid", "The _page cursor is not one this server issued")
+        raise foreign_page()
     return part, (Cursor(True, inner) if inner is not None else None)
 
 

@@ -46,7 +46,7 @@ class SearchRequest:
     summary: str | None = None
     elements: list[str] = field(default_factory=list)
     page: str | None = None  # `_page` as sent
-    # The page `page` names, once read by the search interaction (fhir_server.interactions.search).
+    # The page `page` names, once checked against this search (fhir_server.interactions.search).
     cursor: Cursor | None = None
     types: list[str] = field(default_factory=list)
     # Result parameters that could not be read, with why: an error under `handling=strict`,
