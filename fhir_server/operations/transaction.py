@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,15 +21,20 @@ from fhir_server.etag import parse_etag
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.mhd import cda_metadata, provide_bundle
-from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
+from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
 
+T = TypeVar("T")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+# A Bundle that meets a concurrent write runs again on fresh data, as often as a single write does.
+CONFLICT_ATTEMPTS = 5
 
 
 @dataclass
 class Prepared:
     entry: Entry
     resource: dict[str, Any] | None = None
+    # `resource` as checked, before a run resolves its references: each run starts again from it.
+    checked: dict[str, Any] | None = None
     blob: dict[str, Any] | None = None
     patch: Any = None
     target_id: str | None = None
@@ -45,6 +51,18 @@ def _patch_document(entry: Entry) -> Any:
         except (binascii.Error, ValueError) as exc:
             raise FhirError(400, "invalid", f"{entry.where}: the JSON Patch is not base64 JSON", [entry.where]) from exc
     raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch", [entry.where])
+
+
+async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
+    """`run` (one store transaction) again while another writer changed what it writes, then 409."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        try:
+            return await run()
+        except VersionConflict:
+            continue
+    raise FhirError(409, "conflict", f"{what}: a resource it writes kept changing while it ran, written by another "
+                    "request or by another entry of the same Bundle. Nothing of it was stored; send it again, or "
+                    "do not write one resource from two entries.")
 
 
 class BundleProcessor:
@@ -80,6 +98,7 @@ class BundleProcessor:
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
             prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None)
+            prepared.checked = prepared.resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
         elif entry.method == "DELETE" and entry.resource_id is None and not entry.criteria:
@@ -117,8 +136,13 @@ class BundleProcessor:
                         issue.expression = issue.expression or [item.entry.where]
                     raise
 
+        async def run(session: Session) -> None:
+            for item in prepared:
+                item.resource = item.checked
+            await work(session)
+
         if writes:
-            await self.repo.database.in_transaction(work, exclude_readers=True)
+            await _retried(lambda: self.repo.database.in_transaction(run, exclude_readers=True), "The transaction")
         else:
             await work(None)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
@@ -210,17 +234,18 @@ class BundleProcessor:
                                           if_match=parse_etag(entry.if_match))
             return self._written(result)
         if entry.method == "PATCH":
-            if entry.resource_id is None:
+            resource_id = entry.resource_id
+            if resource_id is None:
                 matches = await repo.match_params(entry.resource_type, entry.criteria, session, limit=2)
                 if len(matches) != 1:
                     raise FhirError(412, "multiple-matches", "conditional patch must match exactly one resource")
-                entry.resource_id = matches[0]
-            current = await repo.read(entry.resource_type, entry.resource_id, session)
+                resource_id = matches[0]
+            current = await repo.read(entry.resource_type, resource_id, session)
             expected = parse_etag(entry.if_match)
             if expected is not None and expected != current.version:
                 raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
             patched = repo.patched(current, item.patch)
-            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version)
+            result = await repo.update_in(session, entry.resource_type, resource_id, patched, if_match=current.version)
             return self._written(result)
         return await self._get(session, entry)
 
@@ -268,12 +293,13 @@ class BundleProcessor:
             return await self._get(None, entry)
 
         async def work(session: Session) -> dict[str, Any]:
+            prepared.resource = prepared.checked
             identities = await self._identities(session, [prepared])
             if prepared.resource is not None:
                 prepared.resource = await self._resolve_references(session, prepared, prepared.resource, identities)
             return await self._execute(session, prepared, identities)
 
-        return await self.repo.database.in_transaction(work)
+        return await _retried(lambda: self.repo.database.in_transaction(work), entry.where)
 
 
 class TransactionService:
