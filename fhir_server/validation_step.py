@@ -1,4 +1,5 @@
-"""The validation every write goes through: base R4 rules (400), then claimed profiles (422)."""
+"""The validation every write goes through: base R4 rules (400), then claimed profiles and those
+the resource's code imposes (422)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def make_validator(registry: ProfileRegistry) -> Any:
         errors = [i for i in check_base_structure(resource) if i.severity == "error"]
         if errors:
             raise FhirError(400, "invalid", "", issues=as_issues(errors))
-        if (resource.get("meta") or {}).get("profile"):
+        if (resource.get("meta") or {}).get("profile") or registry.code_profiles.for_resource(resource):
             errors = [i for i in validate_resource(resource, None, registry) if i.severity == "error"]
             if errors:
                 raise FhirError(422, "processing", "", issues=as_issues(errors))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from fhir_server.validation.code_profiles import CodeProfiles
 from fhir_server.validation.element_rules import ElementRule, merge_differentials
 from fhir_server.validation.terminology import Terminology
 
@@ -24,11 +25,13 @@ class ProfileRegistry:
         structure_definitions: dict[str, dict],
         value_sets: dict[str, dict],
         code_systems: dict[str, dict],
+        code_profiles: CodeProfiles | None = None,
     ) -> None:
         self._structure_definitions = structure_definitions
         self._value_sets = value_sets
         self._code_systems = code_systems
         self._rules: dict[str, dict[str, ElementRule]] = {}
+        self.code_profiles = code_profiles or CodeProfiles({})
         self.terminology = Terminology(self)
 
     @classmethod
@@ -48,7 +51,8 @@ class ProfileRegistry:
                 if url in by_kind[kind]:
                     raise ValueError(f"{path} repeats the canonical url {url}")
                 by_kind[kind][url] = resource
-        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"])
+        code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json")
+        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], code_profiles)
 
     def get_structure_definition(self, url: str) -> dict | None:
         return self._structure_definitions.get(canonical_without_version(url))

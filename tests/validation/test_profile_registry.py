@@ -22,7 +22,8 @@ def test_profiles_for_type(registry):
     assert fr_core_ins in registry.profiles_for_type("Patient")
     # An extension definition constrains Extension, not a resource type.
     assert registry.profiles_for_type("Extension") == []
-    assert registry.profiles_for_type("Observation") == []
+    assert "http://hl7.org/fhir/StructureDefinition/bodyweight" in registry.profiles_for_type("Observation")
+    assert registry.profiles_for_type("Appointment") == []
 
 
 def test_all_canonical_urls_cover_every_kind(registry):
