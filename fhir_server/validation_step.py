@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.file_signatures import check_inline_attachments
 from fhir_server.validation.base_structure import check_base_structure
 from fhir_server.validation.issues import ValidationIssue
 from fhir_server.validation.profile_registry import ProfileRegistry
@@ -25,6 +26,7 @@ def make_validator(registry: ProfileRegistry) -> Any:
         errors = [i for i in check_base_structure(resource) if i.severity == "error"]
         if errors:
             raise FhirError(400, "invalid", "", issues=as_issues(errors))
+        check_inline_attachments(resource)
         if (resource.get("meta") or {}).get("profile") or registry.code_profiles.for_resource(resource):
             errors = [i for i in validate_resource(resource, None, registry) if i.severity == "error"]
             if errors:
