@@ -1,8 +1,8 @@
 """Operations that list one dedicated area of a patient's record (`GET /fhir/Patient/{id}/$name`).
 
 Each area is a search kept as data in `profiles/record-areas.json`, so the operation and the
-search it stands for (`GET /fhir/DocumentReference?patient=...&type=http://loinc.org|42348-3&status=current`
-for `$advance-directives`) always answer the same; the operation adds that the patient must exist.
+search it stands for (`GET /fhir/DocumentReference?patient=...&type=<the area's types>&status=current` for
+`$advance-directives`) always answer the same; the operation adds that the patient must exist.
 """
 
 from __future__ import annotations

@@ -12,16 +12,19 @@ from tests.mhd.documents import provide_bundle
 PATCH = {"Content-Type": "application/json-patch+json"}
 VISIBILITY = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 ADVANCE_DIRECTIVES = {"coding": [{"system": "http://loinc.org", "code": "42348-3", "display": "Directives anticipées"}]}
+# The DMP's own type code for them (JDV_J07-XdsTypeCode-CISIS).
+EXPPAT_3 = {"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire",
+                        "code": "EXPPAT_3", "display": "Directives anticipées"}]}
 
 
 def deposit(fhir: httpx.Client, patient_id: str, master_id: str, *, directive: bool = True,
-            labels: list[str] = (), replaces: str | None = None) -> httpx.Response:
+            labels: list[str] = (), replaces: str | None = None, type_: dict = ADVANCE_DIRECTIVES) -> httpx.Response:
     """An ITI-65 Provide Document Bundle of one PDF; an advance directive unless told otherwise."""
     relates_to = [{"code": "replaces", "target": {"reference": f"DocumentReference/{replaces}"}}] if replaces else None
     bundle = provide_bundle({"reference": f"Patient/{patient_id}"}, master_id, relates_to=relates_to)
     doc = bundle["entry"][1]["resource"]
     if directive:
-        doc["type"] = ADVANCE_DIRECTIVES
+        doc["type"] = type_
     doc["securityLabel"] += [{"coding": [{"system": VISIBILITY, "code": code}]} for code in labels]
     return fhir.post("", json=bundle)
 
@@ -90,3 +93,12 @@ def test_other_documents_can_still_be_masked(fhir: httpx.Client, known_patient: 
     url = f"/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:{master_id}"
     mask = [{"op": "add", "path": "/securityLabel/-", "value": {"coding": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}}]
     assert fhir.patch(url, content=json.dumps(mask), headers=PATCH).status_code == 200
+
+
+def test_the_dmp_type_code_for_advance_directives_counts_too(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    assert deposit(fhir, known_patient["id"], master_id, type_=EXPPAT_3).status_code == 200
+    directive = document(fhir, master_id)
+    assert listed(fhir, known_patient["id"]) == [directive["id"]]
+    mask = [{"op": "add", "path": "/securityLabel/-", "value": {"coding": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}}]
+    response = fhir.patch(f"/DocumentReference/{directive['id']}", content=json.dumps(mask), headers=PATCH)
+    assert response.status_code == 422 and "cannot be masked" in response.text
