@@ -52,6 +52,9 @@ class ProfileRegistry:
                     raise ValueError(f"{path} repeats the canonical url {url}")
                 by_kind[kind][url] = resource
         code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json")
+        unknown = sorted({url for urls in code_profiles.by_code.values() for url in urls} - set(by_kind["StructureDefinition"]))
+        if unknown:
+            raise ValueError(f"code-profiles.json names profiles not in {profiles_dir}: {', '.join(unknown)}")
         return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], code_profiles)
 
     def get_structure_definition(self, url: str) -> dict | None:

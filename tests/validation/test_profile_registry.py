@@ -78,3 +78,11 @@ def test_load_rejects_misfiled_resources(tmp_path):
     (folder / "CodeSystem-x.json").write_text(json.dumps(misfiled))
     with pytest.raises(ValueError, match="expected CodeSystem"):
         ProfileRegistry.load(tmp_path)
+
+
+def test_load_rejects_a_code_rule_naming_an_unknown_profile(tmp_path):
+    rule = {"resourceType": "Observation", "element": "code", "system": "http://loinc.org", "code": "29463-7",
+            "profile": "http://example.org/StructureDefinition/missing"}
+    (tmp_path / "code-profiles.json").write_text(json.dumps({"rules": [rule]}))
+    with pytest.raises(ValueError, match="missing"):
+        ProfileRegistry.load(tmp_path)
