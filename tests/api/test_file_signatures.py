@@ -1,16 +1,20 @@
 """A file's declared type against its bytes, over HTTP: a program labelled as a PDF, JPEG or PNG
 is a 422 wherever bytes enter the record (Binary raw or JSON, created or updated, an ITI-65
-bundle's Binary, an inline Attachment), and nothing of the refused write is stored."""
+bundle's Binary, an inline Attachment, an HL7 v2 ED document), and nothing of the refused write
+is stored."""
 
 from __future__ import annotations
 
 import base64
 import random
+import re
 import uuid
 
 import httpx
 import pytest
 
+from fhir_server.ingest.hl7v2 import er7
+from tests.hl7v2.test_intake_store import personalised
 from tests.mhd.documents import PDF, document_reference, patient, provide_bundle
 
 # The DOS header every Windows program starts with, then the usual stub text.
@@ -91,3 +95,18 @@ def test_a_disguised_file_in_a_provide_document_bundle_rejects_the_bundle(fhir: 
     assert "signature" in response.text
     assert fhir.get("/DocumentReference", params={"patient": known["id"]}).json().get("entry", []) == []
     assert fhir.get("/List", params={"patient": known["id"]}).json()["total"] == 0
+
+
+def test_a_disguised_pdf_in_an_hl7v2_report_is_refused_to_the_sender(server) -> None:
+    """AE with an ERR the sender can act on, HTTP 422 (not a 500: the content is the sender's to
+    fix), and nothing of the message stored."""
+    tag = uuid.uuid4().hex[:8]
+    message = personalised("oru_r01.hl7", tag)
+    message = re.sub(rb"\^TEXT\^XML\^Base64\^[A-Za-z0-9+/=]+", b"^APPLICATION^PDF^Base64^" + b64(PROGRAM).encode(), message)
+    response = httpx.post(f"{server.root_url}/ingest/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"})
+    ack = er7.parse(response.content)
+    assert (response.status_code, ack.text("MSA-1"), ack.text("ERR-3.1")) == (422, "AE", "102")
+    assert "signature" in ack.text("ERR-8")
+    digits = str(int(tag, 16) % 10**9)
+    found = httpx.get(f"{server.base_url}/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.10|1800175{digits}"}).json()
+    assert found.get("entry", []) == []
