@@ -46,6 +46,9 @@ def test_dispense_over_mllp_stores_dispense_medication_and_patient(server, fhir)
     assert dispense["whenHandedOver"] == "2024-03-05T14:25:00+01:00"
     assert dispense["substitution"]["wasSubstituted"] is False
     assert dispense["authorizingPrescription"][0]["identifier"]["value"] == f"PRESC{tag}-1-1"
+    # The prescription is named by its number: the dispenses of a prescription are found by it.
+    by_prescription = search(fhir, f"MedicationDispense?prescription:identifier=urn:hl7v2:assigning-authority:CHEXEMPLE|PRESC{tag}-1-1")
+    assert [d["id"] for d in by_prescription] == [dispense["id"]]
     medication = fhir.get(dispense["medicationReference"]["reference"]).json()
     codes = {(c["system"], c["code"]) for c in medication["code"]["coding"]}
     assert {("urn:oid:1.2.250.1.213.2.3.1", "3400936403114"), ("http://www.whocc.no/atc", "N02BE01")} <= codes
