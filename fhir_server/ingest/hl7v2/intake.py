@@ -73,7 +73,7 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
         logger.warning("HL7 v2 message %s not stored: %s", header.control_id, exc)
         # The record refusing the content (a disguised file, a rule) is the sender's to fix: not 207.
         condition = table("refusal-condition").get(str(exc.status), "207") if exc.status < 500 else "207"
-        return _refused(header, Hl7Error("AE", condition, f"not stored: {exc}"))
+        return _refused(header, Hl7Error("AE", condition, f"not stored: {exc.diagnostics}"))
     except Exception:
         logger.exception("HL7 v2 message %s failed", header.control_id)
         return _refused(header, Hl7Error("AE", "207", "internal error while processing the message"))
