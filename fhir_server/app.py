@@ -13,6 +13,7 @@ from fhir_server.api import error_handlers, ingest_routes, instance_routes, oper
 from fhir_server.config import Settings
 from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import capability_statement
 from fhir_server.operations.transaction import TransactionService
 from fhir_server.search.engine import SearchEngine
@@ -20,7 +21,9 @@ from fhir_server.search.extract import extract_index
 from fhir_server.search import stored_values
 from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
+from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry
+from fhir_server.security.server_keys import server_secret
 from fhir_server.storage.database import Database
 from fhir_server.storage.repository import Repository
 from fhir_server.validation.profile_registry import ProfileRegistry
@@ -28,6 +31,8 @@ from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
 
 log = logging.getLogger("fhir_server")
+# The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
+PAGE_KEY = "page-tokens"
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
@@ -76,6 +81,9 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         repository, profiles = await open_repository(settings, store_url, embedded=embedded)
         app.state.repository = repository
         app.state.profiles = profiles
+        secret = await server_secret(PAGE_KEY, data_dir=settings.data_dir if embedded else None, db=repository.database.db)
+        app.state.page_tokens = PageTokens(secret)
+        app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         engine = repository.engine
 
         def statement(base: str) -> dict[str, Any]:
@@ -85,7 +93,8 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
-            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(TransactionService(repository)))
+            intake = TransactionService(repository, app.state.search)
+            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(intake))
         store = f"embedded store under {settings.data_dir / 'store'}" if embedded else "MongoDB at MONGODB_URL"
         log.info("ready: FHIR R4 at http://%s:%s/fhir, %s%s", settings.host, settings.port, store,
                  f", HL7 v2 MLLP on port {settings.mllp_port}" if mllp is not None else "")

@@ -24,6 +24,7 @@ class Settings:
     database: str = field(default_factory=lambda: os.environ.get("FHIR_DATABASE", "fhir"))
     mllp_port: int | None = None
     max_body_bytes: int = field(default_factory=lambda: _env_int("FHIR_MAX_BODY_BYTES", 64 * 1024 * 1024))
+    # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT).
     default_count: int = field(default_factory=lambda: _env_int("FHIR_DEFAULT_COUNT", 20))
     max_count: int = field(default_factory=lambda: _env_int("FHIR_MAX_COUNT", 1000))
     # Binary payloads above this size go to GridFS instead of the resource document (16 MB BSON limit).
@@ -31,3 +32,7 @@ class Settings:
     profiles_dir: Path = PROJECT_ROOT / "profiles"
     # Public base URL used in Location headers and fullUrls; derived from the request when unset.
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
+
+    def page_size(self, asked: int | None) -> int:
+        """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""
+        return min(self.default_count if asked is None else asked, self.max_count)

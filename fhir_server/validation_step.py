@@ -23,7 +23,7 @@ def make_validator(registry: ProfileRegistry) -> Any:
             # The model would base64-decode the payload only to check it; the storage decodes it
             # anyway and answers 400 on bad base64, so the model sees the Binary without it.
             resource = {k: v for k, v in resource.items() if k != "data"}
-        errors = [i for i in check_base_structure(resource) if i.severity == "error"]
+        errors = [i for i in check_base_structure(resource, registry) if i.severity == "error"]
         if errors:
             raise FhirError(400, "invalid", "", issues=as_issues(errors))
         check_inline_attachments(resource)

@@ -10,12 +10,11 @@ once that both return the same ids, so a ratio never compares two different answ
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from benchmarks import datagen
 from benchmarks.measure import NotAvailable, Operation
 from benchmarks.scenarios.base import FRONT_NONE, JSON_HEADERS, Bench, Scenario, expect
-from fhir_server.search.paging import Cursor
 
 PAGE = 20
 DEEP_PAGES = 50
@@ -41,9 +40,12 @@ def ins_key(number: int) -> str:
     return f"{datagen.codes()['ins_system']}|{datagen.ins_value(number)}"
 
 
-async def _ids(bench: Bench, path: str) -> list[str]:
-    bundle = expect(await bench.client.get(path, headers=JSON_HEADERS), 200).json()
+def _match_ids(bundle: dict[str, Any]) -> list[str]:
     return [e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+
+
+async def _ids(bench: Bench, path: str) -> list[str]:
+    return _match_ids(expect(await bench.client.get(path, headers=JSON_HEADERS), 200).json())
 
 
 def _same(server: list[str], store: list[str], what: str) -> None:
@@ -144,18 +146,19 @@ async def store_search_include(bench: Bench) -> Operation:
 
 
 # ---------------------------------------------------------------- a deep page, reached by following `next`
-async def deep_links(bench: Bench) -> list[str]:
-    """`next` links found after following DEEP_PAGES pages (or to the end): the deepest quarter of them."""
+async def deep_links(bench: Bench) -> list[tuple[str, str]]:
+    """`next` links found after following DEEP_PAGES pages (or to the end): the deepest quarter of
+    them, each with the id its page starts after (the last match before it, in id order)."""
     cached = bench.cache.get("deep links")
     if cached and bench.loaded.documents == cached[0]:
         return cached[1]
     url: str | None = f"{bench.base_url}/DocumentReference?_count={PAGE}"
-    links: list[str] = []
+    links: list[tuple[str, str]] = []
     while url and len(links) < DEEP_PAGES:
         bundle = expect(await bench.client.get(url, headers=JSON_HEADERS), 200).json()
         url = next((link["url"] for link in bundle.get("link", []) if link["relation"] == "next"), None)
         if url:
-            links.append(url)
+            links.append((url, _match_ids(bundle)[-1]))
     if not links:
         raise NotAvailable("the result set has no second page")
     deep = links[len(links) * 3 // 4:]
@@ -169,7 +172,7 @@ def _relative(url: str) -> str:
 
 
 async def search_deep_page(bench: Bench) -> Operation:
-    links = [_relative(u) for u in await deep_links(bench)]
+    links = [_relative(u) for u, _ in await deep_links(bench)]
 
     async def operation(_: int) -> None:
         expect(await bench.client.get(bench.rng.choice(links), headers=JSON_HEADERS), 200)
@@ -184,8 +187,8 @@ async def store_deep(bench: Bench, after: str) -> list[dict[str, Any]]:
 
 async def store_search_deep_page(bench: Bench) -> Operation:
     links = await deep_links(bench)
-    boundaries = [Cursor.decode(parse_qs(urlsplit(u).query)["_page"][0]).values[0] for u in links]
-    _same(await _ids(bench, _relative(links[0])), [d["_id"] for d in (await store_deep(bench, boundaries[0]))[:PAGE]],
+    boundaries = [after for _, after in links]
+    _same(await _ids(bench, _relative(links[0][0])), [d["_id"] for d in (await store_deep(bench, boundaries[0]))[:PAGE]],
           "deep page")
 
     async def operation(_: int) -> None:

@@ -1,4 +1,9 @@
-"""Reading a request body within the size limit, and parsing JSON with a client-facing error."""
+"""Request bodies: read within the size limit, then checked once for every route that takes JSON.
+
+A FHIR resource, a Bundle and the Parameters of an operation are JSON objects; a JSON Patch is an
+array. Any other JSON value (`null`, `[]`, `"x"`, `1`) is refused with 400 here, before a route
+looks inside it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from fhir_server.api.negotiation import media_type, require_json_body
 from fhir_server.errors import FhirError
+
+JSON_PATCH = "application/json-patch+json"
+JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
 async def read_body(request: Request) -> bytes:
@@ -34,5 +43,21 @@ def parse_json(raw: bytes) -> Any:
         raise FhirError(400, "structure", f"The body is not valid JSON: {exc}") from exc
 
 
-async def json_body(request: Request) -> Any:
-    return parse_json(await read_body(request))
+def _expect(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        found = "null" if value is None else JSON_KINDS.get(type(value), "another JSON value")
+        raise FhirError(400, "structure", f"The body must be {what}, not {found}")
+    return value
+
+
+async def resource_body(request: Request) -> dict[str, Any]:
+    """A FHIR JSON body: a resource, a Bundle or Parameters, so always a JSON object."""
+    require_json_body(request)
+    return _expect(parse_json(await read_body(request)), dict, "a JSON object holding a FHIR resource")
+
+
+async def json_patch_body(request: Request) -> list[Any]:
+    """A JSON Patch (RFC 6902): an array of operations."""
+    if media_type(request.headers.get("content-type")) != JSON_PATCH:
+        raise FhirError(415, "not-supported", f"PATCH takes a JSON Patch ({JSON_PATCH})")
+    return _expect(parse_json(await read_body(request)), list, "a JSON Patch, an array of operations")

@@ -9,32 +9,40 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.responses import base_url, fhir_response
-from fhir_server.errors import FhirError
 from fhir_server.search.filters.date import parse_value
+from fhir_server.search.page_tokens import PageTokens, history_scope
+from fhir_server.search.paging import Cursor, foreign_page
+from fhir_server.search.request import parse_count
 
 METHOD_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
 
 def _count(request: Request) -> int:
-    settings = request.app.state.settings
     raw = request.query_params.get("_count")
-    if raw is None:
-        return settings.default_count
-    if not raw.isdigit():
-        raise FhirError(400, "invalid", "_count must be a non-negative integer")
-    return max(1, min(int(raw), settings.max_count))
+    # At least one entry: the next page starts before the last entry shown.
+    return max(1, request.app.state.settings.page_size(None if raw is None else parse_count(raw)))
+
+
+def _before(token: str, tokens: PageTokens, scope: bytes) -> str:
+    """The history key a `_page` token of this history starts before."""
+    values = tokens.open(token, scope).values
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise foreign_page()
+    return values[0]
 
 
 async def history_response(request: Request, query: dict[str, Any]) -> Response:
     repo = request.app.state.repository
+    tokens: PageTokens = request.app.state.page_tokens
     count = _count(request)
     condition = dict(query)
     since = request.query_params.get("_since")
     if since:
         _, lo, _ = parse_value(since)
         condition["ts"] = {"$gte": lo}
-    before = request.query_params.get("_page")
-    entries = await repo.history_page(condition, count, before)
+    scope = history_scope(request.url.path, since, count)
+    page = request.query_params.get("_page")
+    entries = await repo.history_page(condition, count, _before(page, tokens, scope) if page is not None else None)
     has_next = len(entries) > count
     entries = entries[:count]
     base = base_url(request)
@@ -43,7 +51,8 @@ async def history_response(request: Request, query: dict[str, Any]) -> Response:
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "_page"]
     links = [{"relation": "self", "url": url + (f"?{urlencode(params)}" if params else "")}]
     if has_next and entries:
-        links.append({"relation": "next", "url": f"{url}?{urlencode([*params, ('_page', entries[-1].key)])}"})
+        token = tokens.issue(Cursor(True, [entries[-1].key]), scope)
+        links.append({"relation": "next", "url": f"{url}?{urlencode([*params, ('_page', token)])}"})
     bundle_entries = []
     for entry in entries:
         stored = entry.stored

@@ -12,8 +12,9 @@ from cda.convert import convert_cda
 from cda.errors import CdaError
 from fhir_server.api.body import read_body
 from fhir_server.api.instance_routes import repository
-from fhir_server.api.negotiation import prefer
+from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import json_response, version_headers, location
+from fhir_server.api.type_routes import searches
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.ingest.hl7v2.intake import handle_message
 from fhir_server.operations.transaction import TransactionService
@@ -26,20 +27,16 @@ CDA_STATUS = {"invalid-xml": 400, "forbidden-xml": 400, "not-cda": 400, "too-lar
 INLINE_LIMIT = 1024 * 1024
 
 
-def _media(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
 @router.post("/ingest/cda")
 async def ingest_cda(request: Request) -> Response:
-    if _media(request) not in CDA_TYPES:
+    if media_type(request.headers.get("content-type")) not in CDA_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/cda takes one of {', '.join(sorted(CDA_TYPES))}")
     data = await read_body(request)
     try:
         conversion = convert_cda(data) if len(data) <= INLINE_LIMIT else await asyncio.to_thread(convert_cda, data)
     except CdaError as error:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
-    response = await TransactionService(repository(request)).transaction(conversion.bundle)
+    response = await TransactionService(repository(request), searches(request)).transaction(conversion.bundle)
     entries = conversion.bundle["entry"]
     index = next(i for i, e in enumerate(entries) if e.get("fullUrl") == conversion.document_reference_fullurl)
     answer = response["entry"][index]["response"]
@@ -55,8 +52,8 @@ async def ingest_cda(request: Request) -> Response:
 
 @router.post("/ingest/hl7v2")
 async def ingest_hl7v2(request: Request) -> Response:
-    if _media(request) not in HL7V2_TYPES:
+    if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/hl7v2 takes one of {', '.join(sorted(HL7V2_TYPES))}")
     message = await read_body(request)
-    result = await handle_message(message, TransactionService(repository(request)))
+    result = await handle_message(message, TransactionService(repository(request), searches(request)))
     return Response(result.ack, status_code=result.http_status, media_type="x-application/hl7-v2+er7")

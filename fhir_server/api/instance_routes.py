@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import json_body, read_body
+from fhir_server.api.body import json_patch_body, read_body, resource_body
 from fhir_server.api.headers import if_match
 from fhir_server.api.history_bundle import history_response
-from fhir_server.api.negotiation import JSON_TYPES, is_fhir_json, require_json_body
+from fhir_server.api.negotiation import JSON_TYPES, is_fhir_json
 from fhir_server.api.responses import fhir_response, version_headers, write_response
 from fhir_server.shaping import shape
 from fhir_server.errors import FhirError
@@ -73,8 +73,7 @@ async def binary_or_json(request: Request, resource_type: str) -> tuple[dict[str
         if context:
             resource["securityContext"] = {"reference": context}
         return resource, raw
-    require_json_body(request)
-    return await json_body(request), None
+    return await resource_body(request), None
 
 
 @router.put("/fhir/{resource_type}/{resource_id}")
@@ -100,16 +99,9 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     expected = if_match(request)
     if expected is not None and expected != current.version:
         raise FhirError(412, "conflict", f"If-Match version {expected} is not the current version ({current.version})")
-    patched = repo.patched(current, await patch_operations(request))
-    result = await repo.update(resource_type, resource_id, patched, if_match=current.version)
+    patched = repo.patched(current, await json_patch_body(request))
+    result = await repo.update(resource_type, resource_id, patched, if_match=current.version, method="PATCH")
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
-
-
-async def patch_operations(request: Request) -> Any:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json-patch+json":
-        raise FhirError(415, "not-supported", "PATCH takes a JSON Patch (application/json-patch+json)")
-    return await json_body(request)
 
 
 @router.delete("/fhir/{resource_type}/{resource_id}")

@@ -14,20 +14,21 @@ XML_TYPES = {"application/fhir+xml", "application/xml", "xml", "text/xml", "appl
 ANY = {"*/*", "application/*", ""}
 
 
-def _media(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
+def media_type(value: str | None) -> str:
+    """The media type of a Content-Type or Accept item, without parameters, lower case."""
+    return (value or "").split(";", 1)[0].strip().lower()
 
 
 def response_type(request: Request) -> str:
     """The JSON media type to answer with; a client that only accepts XML gets 406."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        wanted = _media(fmt)
+        wanted = media_type(fmt)
         if wanted in JSON_TYPES:
             return "application/json" if wanted == "application/json" else FHIR_JSON
         raise FhirError(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks application/fhir+json")
     accept = request.headers.get("accept", "")
-    offered = [_media(a) for a in accept.split(",")] if accept else [""]
+    offered = [media_type(a) for a in accept.split(",")] if accept else [""]
     for media in offered:
         if media in JSON_TYPES:
             return "application/json" if media == "application/json" else FHIR_JSON
@@ -39,11 +40,11 @@ def response_type(request: Request) -> str:
 
 
 def is_fhir_json(content_type: str | None) -> bool:
-    return _media(content_type or "") in JSON_TYPES
+    return media_type(content_type) in JSON_TYPES
 
 
 def require_json_body(request: Request) -> None:
-    media = _media(request.headers.get("content-type", ""))
+    media = media_type(request.headers.get("content-type"))
     if media in XML_TYPES:
         raise FhirError(415, "not-supported", "XML bodies are not supported; send application/fhir+json")
     if media not in JSON_TYPES:

@@ -6,9 +6,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import json_body
+from fhir_server.api.body import resource_body
 from fhir_server.api.instance_routes import repository
-from fhir_server.api.negotiation import require_json_body
 from fhir_server.api.responses import fhir_response
 from fhir_server.api.type_routes import run_search
 from fhir_server.operations import record_areas, validate
@@ -20,8 +19,7 @@ router = APIRouter()
 async def validate_type(request: Request, resource_type: str) -> Response:
     repo = repository(request)
     repo.check_type(resource_type)
-    require_json_body(request)
-    resource, profile = validate.unpack(await json_body(request), request.query_params.get("profile"))
+    resource, profile = validate.unpack(await resource_body(request), request.query_params.get("profile"))
     return fhir_response(request, validate.validate(resource_type, resource, profile, request.app.state.profiles))
 
 

@@ -6,17 +6,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import json_body
+from fhir_server.api.body import resource_body
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
-from fhir_server.api.negotiation import prefer, require_json_body
 from fhir_server.api.responses import base_url, fhir_response
-from fhir_server.search.searchset import searchset
-from fhir_server.api.type_routes import page_size
-from fhir_server.errors import FhirError
+from fhir_server.api.type_routes import run_search, searches
 from fhir_server.operations.transaction import BundleProcessor
-from fhir_server.operations.system_search import search_types
-from fhir_server.search.request import parse_request
 
 router = APIRouter()
 
@@ -29,11 +24,10 @@ async def metadata(request: Request) -> Response:
 @router.post("/fhir")
 @router.post("/fhir/")
 async def bundle(request: Request) -> Response:
-    require_json_body(request)
-    body = await json_body(request)
+    body = await resource_body(request)
     # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
     explicit = "return=representation" in request.headers.get("prefer", "")
-    processor = BundleProcessor(repository(request), base_url(request), return_resources=explicit)
+    processor = BundleProcessor(repository(request), searches(request), base_url(request), return_resources=explicit)
     return fhir_response(request, await processor.process(body))
 
 
@@ -45,10 +39,4 @@ async def system_history(request: Request) -> Response:
 @router.get("/fhir")
 @router.get("/fhir/")
 async def system_search(request: Request) -> Response:
-    search = parse_request(request.query_params.multi_items())
-    if not search.types:
-        raise FhirError(400, "required", "A system-level search needs _type (e.g. _type=Patient,Practitioner)")
-    count = page_size(request, search.count)
-    result = await search_types(repository(request), search, base_url=base_url(request),
-                                strict=prefer(request).strict, count=count)
-    return fhir_response(request, searchset(base_url(request), "", search, result, count))
+    return await run_search(request, None, request.query_params.multi_items())

@@ -8,36 +8,28 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import read_body
+from fhir_server.api.body import json_patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
-from fhir_server.api.instance_routes import binary_or_json, patch_operations, repository
-from fhir_server.api.negotiation import prefer
+from fhir_server.api.instance_routes import binary_or_json, repository
+from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
-from fhir_server.search.searchset import searchset
 from fhir_server.errors import FhirError
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.mhd import simplified_publish
 from fhir_server.operations.transaction import BundleProcessor
-from fhir_server.search.request import parse_request
 
 router = APIRouter()
 
 
-def page_size(request: Request, asked: int | None) -> int:
-    settings = request.app.state.settings
-    return settings.default_count if asked is None else min(asked, settings.max_count)
+def searches(request: Request) -> SearchInteraction:
+    return request.app.state.search
 
 
-async def run_search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
-    repo = repository(request)
-    repo.check_type(resource_type)
-    search = parse_request(params)
-    count = page_size(request, search.count)
-    result = await repo.search(resource_type, search, base_url=base_url(request), strict=prefer(request).strict, count=count)
-    for stored in result.matches + result.included:
-        if stored.resource_type == "Binary":
-            stored.resource = await repo.with_binary_data(stored)
-    return fhir_response(request, searchset(base_url(request), resource_type, search, result, count))
+async def run_search(request: Request, resource_type: str | None, params: list[tuple[str, str]]) -> Response:
+    """A search on `resource_type`, or across `_type` when None."""
+    bundle = await searches(request).search(resource_type, params, base_url=base_url(request), strict=prefer(request).strict)
+    return fhir_response(request, bundle)
 
 
 @router.get("/fhir/{resource_type}")
@@ -47,8 +39,7 @@ async def search_get(request: Request, resource_type: str) -> Response:
 
 @router.post("/fhir/{resource_type}/_search")
 async def search_post(request: Request, resource_type: str) -> Response:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("application/x-www-form-urlencoded", ""):
+    if media_type(request.headers.get("content-type")) not in ("application/x-www-form-urlencoded", ""):
         raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters")
     raw = await read_body(request)
     try:
@@ -76,7 +67,7 @@ async def publish_document(request: Request, resource: dict) -> Response:
     """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
     repo = repository(request)
     bundle, index = simplified_publish.as_transaction(resource)
-    processor = BundleProcessor(repo, base_url(request), return_resources=True, document_publication=True)
+    processor = BundleProcessor(repo, searches(request), base_url(request), return_resources=True, document_publication=True)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]
     stored = await repo.read("DocumentReference", location.split("/")[1])
@@ -110,7 +101,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
         raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
                         f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
     current = await repo.read(resource_type, matches[0])
-    patched = repo.patched(current, await patch_operations(request))
+    patched = repo.patched(current, await json_patch_body(request))
     result = await repo.update(resource_type, current.id, patched, if_match=current.version)
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 

@@ -28,6 +28,11 @@ class Entry:
     def where(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
+    @property
+    def is_search(self) -> bool:
+        """A search on a type (`Patient?...`) or across types (`?_type=...`), not a read by id."""
+        return self.method in ("GET", "HEAD") and self.resource_id is None
+
 
 def _relative(url: str, base: str) -> str:
     if base and url.startswith(base.rstrip("/") + "/"):
@@ -51,19 +56,26 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
     method = request["method"].upper()
     if method not in METHODS:
         raise FhirError(400, "value", f"{where}.request.method '{method}' is not supported", [f"{where}.request.method"])
+    for name in ("ifMatch", "ifNoneExist"):
+        if request.get(name) is not None and not isinstance(request[name], str):
+            raise FhirError(400, "structure", f"{where}.request.{name} must be a string", [f"{where}.request.{name}"])
+    if raw.get("fullUrl") is not None and not isinstance(raw["fullUrl"], str):
+        raise FhirError(400, "structure", f"{where}.fullUrl must be a string", [f"{where}.fullUrl"])
     url = _relative(request["url"], base)
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
-    if not segments:
+    # An empty path is the system level: only a search across `_type` may go there.
+    if not segments and not (method in ("GET", "HEAD") and query):
         raise FhirError(400, "value", f"{where}.request.url '{request['url']}' names no resource type", [f"{where}.request.url"])
-    resource_type = segments[0]
+    resource_type = segments[0] if segments else ""
     resource_id = segments[1] if len(segments) > 1 else None
     version = segments[3] if len(segments) > 3 and segments[2] == "_history" else None
     resource = raw.get("resource")
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         raise FhirError(400, "required", f"{where} ({method}) carries no resource", [f"{where}.resource"])
-    if method == "PATCH" and resource is None:
-        raise FhirError(400, "required", f"{where} (PATCH) carries no patch", [f"{where}.resource"])
+    if method == "PATCH" and not isinstance(resource, dict):
+        raise FhirError(400, "required", f"{where} (PATCH) carries no patch (a Binary holding a JSON Patch)",
+                        [f"{where}.resource"])
     return Entry(
         index, method, resource_type, resource_id, version,
         parse_qsl(query, keep_blank_values=True), raw.get("fullUrl"), resource,

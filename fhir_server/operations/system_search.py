@@ -11,7 +11,7 @@ import copy
 
 from fhir_server.errors import FhirError
 from fhir_server.search.engine import SearchResult
-from fhir_server.search.paging import Cursor
+from fhir_server.search.paging import Cursor, foreign_page
 from fhir_server.search.request import SearchRequest
 from fhir_server.storage.repository import Repository
 
@@ -23,15 +23,18 @@ def _knows_every_parameter(repo: Repository, resource_type: str, request: Search
     return all(c.name in ALWAYS_KNOWN or registry.get(resource_type, c.name) is not None for c in request.criteria)
 
 
-def _start(request: SearchRequest) -> tuple[int, str | None]:
-    """(index of the type to start in, that type's own cursor token)."""
-    if not request.page:
+def _start(request: SearchRequest) -> tuple[int, Cursor | None]:
+    """(index of the type to start in, that type's own cursor)."""
+    cursor = request.cursor
+    if cursor is None:
         return 0, None
-    cursor = Cursor.decode(request.page)
-    if not cursor.forward or len(cursor.values) != 2 or not isinstance(cursor.values[0], int):
-        raise FhirError(400, "invalid", "The _page cursor is not one this server issued")
+    if not cursor.forward or len(cursor.values) != 2:
+        raise foreign_page()
     part, inner = cursor.values
-    return part, (Cursor(True, inner).encode() if inner is not None else None)
+    # bool is an int to Python; a part is a plain index into _type.
+    if type(part) is not int or not 0 <= part < len(request.types) or not (inner is None or isinstance(inner, list)):
+        raise foreign_page()
+    return part, (Cursor(True, inner) if inner is not None else None)
 
 
 async def search_types(repo: Repository, request: SearchRequest, *, base_url: str, strict: bool, count: int) -> SearchResult:
@@ -47,7 +50,7 @@ async def search_types(repo: Repository, request: SearchRequest, *, base_url: st
         if rtype not in searchable:
             continue
         one = copy.copy(request)
-        one.page = inner if part == start else None
+        one.cursor = inner if part == start else None
         wanted = max(count - len(combined.matches), 0)
         result = await repo.search(rtype, one, base_url=base_url, strict=strict, count=wanted)
         combined.matches += result.matches

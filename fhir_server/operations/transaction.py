@@ -1,8 +1,8 @@
 """Batch and transaction Bundles (FHIR R4 http.html#transaction).
 
 A transaction runs every entry in one store transaction: on any failure nothing of it stays.
-Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); `urn:uuid:` fullUrls and
-conditional references (`Patient?identifier=...`, exactly one match) are resolved first.
+Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); fullUrls and conditional
+references are rewritten first (operations/reference_rewrite.py).
 """
 
 from __future__ import annotations
@@ -10,26 +10,32 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
+from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
+from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, provide_bundle
-from fhir_server.search.request import parse_request
-from fhir_server.search.searchset import searchset
-from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
+from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
 
+T = TypeVar("T")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+# A Bundle that meets a concurrent write runs again on fresh data, as often as a single write does.
+CONFLICT_ATTEMPTS = 5
 
 
 @dataclass
 class Prepared:
     entry: Entry
     resource: dict[str, Any] | None = None
+    # `resource` as checked, before a run resolves its references: each run starts again from it.
+    checked: dict[str, Any] | None = None
     blob: dict[str, Any] | None = None
     patch: Any = None
     target_id: str | None = None
@@ -38,17 +44,33 @@ class Prepared:
 
 def _patch_document(entry: Entry) -> Any:
     resource = entry.resource or {}
-    if resource.get("resourceType") == "Binary" and resource.get("contentType", "").startswith("application/json-patch+json"):
+    content_type, data = resource.get("contentType"), resource.get("data", "")
+    if resource.get("resourceType") == "Binary" and isinstance(content_type, str) \
+            and content_type.startswith("application/json-patch+json") and isinstance(data, str):
         try:
-            return orjson.loads(base64.b64decode(resource.get("data", "")))
-        except (binascii.Error, orjson.JSONDecodeError) as exc:
+            return orjson.loads(base64.b64decode(data))
+        except (binascii.Error, ValueError) as exc:
             raise FhirError(400, "invalid", f"{entry.where}: the JSON Patch is not base64 JSON", [entry.where]) from exc
     raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch", [entry.where])
 
 
+async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
+    """`run` (one store transaction) again while another writer changed what it writes, then 409."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        try:
+            return await run()
+        except VersionConflict:
+            continue
+    raise FhirError(409, "conflict", f"{what}: a resource it writes kept changing while it ran, written by another "
+                    "request or by another entry of the same Bundle. Nothing of it was stored; send it again, or "
+                    "do not write one resource from two entries.")
+
+
 class BundleProcessor:
-    def __init__(self, repository: Repository, base_url: str, *, return_resources: bool, document_publication: bool = False) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction, base_url: str, *, return_resources: bool,
+                 document_publication: bool = False) -> None:
         self.repo = repository
+        self.search = search
         self.base = base_url.rstrip("/")
         self.return_resources = return_resources
         # ITI-105 builds its own bundle: it gets the ITI-65 checks without carrying a SubmissionSet.
@@ -77,6 +99,7 @@ class BundleProcessor:
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
             prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None)
+            prepared.checked = prepared.resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
         elif entry.method == "DELETE" and entry.resource_id is None and not entry.criteria:
@@ -85,6 +108,11 @@ class BundleProcessor:
 
     # ------------------------------------------------------------------ transaction
     async def transaction(self, entries: list[Entry]) -> dict[str, Any]:
+        searches = [e for e in entries if e.is_search]
+        if searches:
+            where = searches[0].where
+            raise FhirError(400, "not-supported", f"{where}: searches are supported in batch, not inside a transaction",
+                            [where])
         if provide_bundle.is_provide_bundle([e.resource for e in entries]):
             cda_metadata.complete(entries)
         prepared = [await self._prepare(e) for e in entries]
@@ -95,9 +123,10 @@ class BundleProcessor:
 
         async def work(session: Session) -> None:
             identities = await self._identities(session, prepared)
+            rewriter = ReferenceRewriter(self.repo, session, identities)
             for item in prepared:
                 if item.resource is not None:
-                    item.resource = await self._resolve_references(session, item, item.resource, identities)
+                    item.resource = await rewriter.rewrite(item.resource, item.entry.where)
             if self.document_publication or provide_bundle.is_provide_bundle([p.resource for p in prepared]):
                 await provide_bundle.check(self.repo, session, prepared)
             for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
@@ -109,8 +138,13 @@ class BundleProcessor:
                         issue.expression = issue.expression or [item.entry.where]
                     raise
 
+        async def run(session: Session) -> None:
+            for item in prepared:
+                item.resource = item.checked
+            await work(session)
+
         if writes:
-            await self.repo.database.in_transaction(work, exclude_readers=True)
+            await _retried(lambda: self.repo.database.in_transaction(run, exclude_readers=True), "The transaction")
         else:
             await work(None)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
@@ -143,40 +177,6 @@ class BundleProcessor:
             identities[f"{self.base}/{entry.resource_type}/{target}"] = f"{entry.resource_type}/{target}"
         return identities
 
-    async def _resolve_references(
-        self, session: Session, item: Prepared, value: Any, identities: dict[str, str]
-    ) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, child in value.items():
-                if key == "reference" and isinstance(child, str):
-                    out[key] = await self._reference(session, item, child, identities)
-                else:
-                    out[key] = await self._resolve_references(session, item, child, identities)
-            return out
-        if isinstance(value, list):
-            return [await self._resolve_references(session, item, v, identities) for v in value]
-        if isinstance(value, str) and value in identities and value.startswith("urn:"):
-            # e.g. an attachment.url naming a Binary of the same bundle (IHE MHD ITI-65)
-            return identities[value]
-        return value
-
-    async def _reference(self, session: Session, item: Prepared, reference: str, identities: dict[str, str]) -> str:
-        if reference in identities:
-            return identities[reference]
-        if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
-            raise FhirError(400, "not-found", f"{item.entry.where}: reference '{reference}' names no entry of the bundle", [item.entry.where])
-        if "?" in reference:
-            rtype, _, query = reference.partition("?")
-            self.repo.check_type(rtype)
-            matches = await self.repo.match(rtype, query, session, limit=2)
-            if len(matches) != 1:
-                found = "no" if not matches else "more than one"
-                raise FhirError(412 if matches else 404, "not-found" if not matches else "multiple-matches",
-                                f"{item.entry.where}: conditional reference '{reference}' matches {found} {rtype}", [item.entry.where])
-            return f"{rtype}/{matches[0]}"
-        return reference
-
     async def _execute(self, session: Session, item: Prepared, identities: dict[str, str]) -> dict[str, Any]:
         entry = item.entry
         repo = self.repo
@@ -202,23 +202,24 @@ class BundleProcessor:
                                           if_match=parse_etag(entry.if_match))
             return self._written(result)
         if entry.method == "PATCH":
-            if entry.resource_id is None:
+            resource_id = entry.resource_id
+            if resource_id is None:
                 matches = await repo.match_params(entry.resource_type, entry.criteria, session, limit=2)
                 if len(matches) != 1:
                     raise FhirError(412, "multiple-matches", "conditional patch must match exactly one resource")
-                entry.resource_id = matches[0]
-            current = await repo.read(entry.resource_type, entry.resource_id, session)
+                resource_id = matches[0]
+            current = await repo.read(entry.resource_type, resource_id, session)
             expected = parse_etag(entry.if_match)
             if expected is not None and expected != current.version:
                 raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
             patched = repo.patched(current, item.patch)
-            result = await repo.update_in(session, entry.resource_type, entry.resource_id, patched, if_match=current.version)
+            result = await repo.update_in(session, entry.resource_type, resource_id, patched, if_match=current.version,
+                                          method="PATCH")
             return self._written(result)
         return await self._get(session, entry)
 
     async def _get(self, session: Session, entry: Entry) -> dict[str, Any]:
-        if entry.resource_id is None:
-            raise FhirError(400, "not-supported", f"{entry.where}: searches are supported in batch, not inside a transaction", [entry.where])
+        assert entry.resource_id is not None, "searches go to the search interaction"
         if entry.version:
             stored = await self.repo.vread(entry.resource_type, entry.resource_id, entry.version)
         else:
@@ -253,37 +254,33 @@ class BundleProcessor:
         return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
 
     async def _batch_entry(self, entry: Entry) -> dict[str, Any]:
-        if entry.method in ("GET", "HEAD") and entry.resource_id is None:
-            return await self._batch_search(entry)
+        if entry.is_search:
+            bundle = await self.search.search(entry.resource_type or None, entry.criteria, base_url=self.base, strict=False)
+            return {"resource": bundle, "response": {"status": "200 OK"}}
         prepared = await self._prepare(entry)
         if entry.method in ("GET", "HEAD"):
             return await self._get(None, entry)
 
         async def work(session: Session) -> dict[str, Any]:
+            prepared.resource = prepared.checked
             identities = await self._identities(session, [prepared])
             if prepared.resource is not None:
-                prepared.resource = await self._resolve_references(session, prepared, prepared.resource, identities)
+                prepared.resource = await ReferenceRewriter(self.repo, session, identities).rewrite(prepared.resource, entry.where)
             return await self._execute(session, prepared, identities)
 
-        return await self.repo.database.in_transaction(work)
-
-    async def _batch_search(self, entry: Entry) -> dict[str, Any]:
-        request = parse_request(entry.criteria)
-        count = request.count or 20
-        result = await self.repo.search(entry.resource_type, request, base_url=self.base, strict=False, count=count)
-        bundle = searchset(self.base, entry.resource_type, request, result, count)
-        return {"resource": bundle, "response": {"status": "200 OK"}}
+        return await _retried(lambda: self.repo.database.in_transaction(work), entry.where)
 
 
 class TransactionService:
     """What the ingest adapters (CDA, HL7 v2) store through: a transaction Bundle in, its
     transaction-response out, with the same checks and atomicity as `POST /fhir`."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction) -> None:
         self.repository = repository
+        self.search = search
 
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return await BundleProcessor(self.repository, "", return_resources=False).process(bundle)
+        return await BundleProcessor(self.repository, self.search, "", return_resources=False).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.find_current(resource_type, resource_id)

@@ -14,11 +14,16 @@ def unpack(body: Any, profile: str | None) -> tuple[dict[str, Any], str | None]:
     """The body is the resource itself or a Parameters with `resource` and optional `profile`."""
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         resource = None
-        for parameter in body.get("parameter") or []:
+        parameters = body.get("parameter") or []
+        if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
+            raise FhirError(400, "structure", "Parameters.parameter must be an array of objects", ["Parameters.parameter"])
+        for parameter in parameters:
             if parameter.get("name") == "resource":
                 resource = parameter.get("resource")
             elif parameter.get("name") == "profile":
                 profile = parameter.get("valueUri") or parameter.get("valueCanonical") or profile
+        if profile is not None and not isinstance(profile, str):
+            raise FhirError(400, "structure", "The profile parameter must be a uri", ["Parameters.parameter"])
         if not isinstance(resource, dict):
             raise FhirError(400, "required", "Parameters.parameter 'resource' is missing")
         return resource, profile

@@ -269,7 +269,7 @@ class SearchEngine:
         if len(sort) < len(request.sort):
             ignored.append("_sort")
         fields = self.sort_fields(sort)
-        cursor = Cursor.decode(request.page) if request.page else None
+        cursor = request.cursor
         empty = SearchResult([], [], 0, None, None, compiled.used, ignored, sort)
         if compiled.impossible:
             return empty

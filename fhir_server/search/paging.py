@@ -6,12 +6,8 @@ first one does on an indexed store, and concurrent writes cannot make a client s
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from fhir_server.errors import FhirError
 
@@ -29,22 +25,19 @@ class SortField:
         return self.field in UNIQUE_FIELDS or self.field.startswith("sk.")
 
 
+def foreign_page() -> FhirError:
+    """The one answer to a `_page` value this search did not hand out, whatever is wrong with it."""
+    return FhirError(400, "invalid", "The _page value is not a page of this search; follow the links of the "
+                     "search's own Bundle", ["_page"])
+
+
 @dataclass
 class Cursor:
+    """Where a page starts: after (forward) or before the sort values of a boundary entry.
+    On the wire it is a signed token (fhir_server.search.page_tokens)."""
+
     forward: bool
     values: list[Any]
-
-    def encode(self) -> str:
-        raw = orjson.dumps({"f": self.forward, "v": self.values})
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        try:
-            data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            return cls(bool(data["f"]), list(data["v"]))
-        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-            raise FhirError(400, "invalid", "The _page cursor is not one this server issued") from exc
 
 
 def with_tiebreak(fields: list[SortField]) -> list[SortField]:
@@ -94,10 +87,16 @@ def after_conditions(fields: list[SortField], values: list[Any]) -> list[dict[st
     """The documents strictly after `values` in the order of `fields`, as disjoint conditions
     listed in that same order (empty when there are none).
 
+    Stored sort values are strings (ids, instants, `sk`/`ix` keys) or absent; a boundary holding
+    anything else, or a value per field, is refused here, where the values become a query, even
+    though tokens are signed: nothing but a plain value may ever reach the store from a client.
+
     The page is read by querying them one after the other until it is full, rather than through
     one `$or`: the embedded store answers a top-level `$or` by scanning the whole collection,
     while each condition alone keeps the index of the search criteria (one patient's documents).
     """
+    if len(values) != len(fields) or not all(v is None or isinstance(v, str) for v in values):
+        raise foreign_page()
     conditions: list[dict[str, Any]] = []
     for i, field in enumerate(fields):
         equal = {fields[j].field: values[j] for j in range(i)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fhir_server.errors import FhirError
+from fhir_server.search.paging import Cursor
 
 RESULT_PARAMETERS = {
     "_count", "_sort", "_include", "_revinclude", "_total", "_summary", "_elements",
@@ -44,7 +45,9 @@ class SearchRequest:
     total: str | None = None
     summary: str | None = None
     elements: list[str] = field(default_factory=list)
-    page: str | None = None
+    page: str | None = None  # `_page` as sent
+    # The page `page` names, once checked against this search (fhir_server.interactions.search).
+    cursor: Cursor | None = None
     types: list[str] = field(default_factory=list)
     # Result parameters that could not be read, with why: an error under `handling=strict`,
     # ignored (and left out of the self link) otherwise. Only the engine knows which applies.
@@ -88,15 +91,16 @@ def _include(raw: str, iterate: bool) -> Include:
     return Include(parts[0], parts[1], parts[2] if len(parts) == 3 else None, iterate, raw)
 
 
-def _positive_int(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise FhirError(400, "invalid", f"{name} must be a non-negative integer, got '{value}'")
+def parse_count(value: str) -> int:
+    """`_count` as sent, for searches and history alike; the server's limits apply afterwards."""
+    if not (value.isascii() and value.isdigit()):
+        raise FhirError(400, "invalid", f"_count must be a non-negative integer, got '{value}'", ["_count"])
     return int(value)
 
 
 def _result_parameter(request: SearchRequest, base: str, modifier: str, value: str) -> None:
     if base == "_count":
-        request.count = _positive_int("_count", value)
+        request.count = parse_count(value)
     elif base == "_sort":
         for key in value.split(","):
             key = key.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,8 +14,13 @@ from fhir_server.search.request import SearchRequest
 from fhir_server.storage.documents import Stored
 
 
+def _escaped(value: str) -> str:
+    """A value as `split_values` reads it back unchanged (FHIR R4 search.html#escaping)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
 def _link_params(request: SearchRequest, result: SearchResult, count: int) -> list[tuple[str, str]]:
-    params: list[tuple[str, str]] = [(c.raw_name, ",".join(v.replace(",", "\\,") for v in c.values)) for c in result.used]
+    params: list[tuple[str, str]] = [(c.raw_name, ",".join(_escaped(v) for v in c.values)) for c in result.used]
     if request.types:
         params.append(("_type", ",".join(request.types)))
     if result.sort:
@@ -38,16 +44,18 @@ def _entry(base: str, stored: Stored, mode: str, request: SearchRequest) -> dict
     return {"fullUrl": f"{base}/{stored.resource_type}/{stored.id}", "resource": resource, "search": {"mode": mode}}
 
 
-def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, count: int) -> dict[str, Any]:
-    """`base` is the FHIR base URL, `path` the searched type (empty at system level)."""
+def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, count: int,
+              page_token: Callable[[Cursor], str]) -> dict[str, Any]:
+    """`base` is the FHIR base URL, `path` the searched type (empty at system level);
+    `page_token` makes the `_page` value of a link (fhir_server.search.page_tokens)."""
     url = f"{base}/{path}" if path else base
     params = _link_params(request, result, count)
 
     def link(relation: str, cursor: Cursor | None = None) -> dict[str, str]:
-        extra = [("_page", cursor.encode())] if cursor else []
+        extra = [("_page", page_token(cursor))] if cursor else []
         return {"relation": relation, "url": f"{url}?{urlencode(params + extra)}"}
 
-    links = [link("self", http_cursor(request))]
+    links = [link("self", request.cursor)]
     if result.next:
         links.append(link("next", result.next))
     if result.previous:
@@ -65,6 +73,3 @@ def searchset(base: str, path: str, request: SearchRequest, result: SearchResult
         bundle["entry"] = entries
     return bundle
 
-
-def http_cursor(request: SearchRequest) -> Cursor | None:
-    return Cursor.decode(request.page) if request.page else None

@@ -219,12 +219,14 @@ class Repository:
 
     async def update(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
-        if_match: int | None = None, raw: bytes | None = None,
+        if_match: int | None = None, raw: bytes | None = None, method: str = "PUT",
     ) -> WriteResult:
+        """`method` is what history records: PUT, or PATCH for a patched resource."""
         stripped, blob = await self.stash_binary(resource, raw)
 
         async def work(session: Session) -> WriteResult:
-            return await self.update_in(session, resource_type, resource_id, stripped, blob=blob, if_match=if_match)
+            return await self.update_in(session, resource_type, resource_id, stripped, blob=blob, if_match=if_match,
+                                        method=method)
 
         return await self._run(work)
 
@@ -278,7 +280,7 @@ class Repository:
 
     async def update_in(
         self, session: Session, resource_type: str, resource_id: str, resource: dict[str, Any], *,
-        blob: dict[str, Any] | None = None, if_match: int | None = None,
+        blob: dict[str, Any] | None = None, if_match: int | None = None, method: str = "PUT",
     ) -> WriteResult:
         check_id(resource_id)
         if resource.get("id") != resource_id:
@@ -290,7 +292,7 @@ class Repository:
         if current is not None and not current.deleted and _content(current.resource) == _content(resource) \
                 and binaries.same_content(current.blob, blob):
             return WriteResult(current, created=False, changed=False)
-        return await self._write(session, resource_type, resource_id, resource, blob, current=current, method="PUT")
+        return await self._write(session, resource_type, resource_id, resource, blob, current=current, method=method)
 
     async def conditional_update_in(
         self, session: Session, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *,

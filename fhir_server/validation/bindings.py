@@ -2,7 +2,8 @@
 
 Required: a code outside the ValueSet is an error. Extensible: a code outside the ValueSet is
 allowed but reported as a warning, so senders learn the expected code. Weaker strengths are not
-checked.
+checked. Messages do not repeat the instance's codes (a patch may have put stored content there):
+the expression points at them.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def check_bindings(
                 continue  # text-only CodeableConcept: allowed by an extensible binding
             if any(terminology.contains(value_set, system, code) for system, code in codings):
                 continue
-            shown = ", ".join(f"{system}|{code}" if system else code for system, code in codings) or "no code"
             issues.append(
                 ValidationIssue(
                     severity,
                     "code-invalid",
                     [node.expression],
-                    f"{rule.id}: {shown} is not in ValueSet {value_set} ({rule.binding_strength} binding)",
+                    f"{rule.id}: {'no code' if not codings else 'the code'} is not in ValueSet {value_set} "
+                    f"({rule.binding_strength} binding)",
                 )
             )
     return issues

@@ -1,4 +1,7 @@
-"""fixed[x] (exact value) and pattern[x] (the instance must contain at least this) checks."""
+"""fixed[x] (exact value) and pattern[x] (the instance must contain at least this) checks.
+
+Messages give the profile's value, never the instance's: a patch may have put stored content there.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def check_fixed_and_pattern(rules: dict[str, ElementRule], navigator: Navigator)
                         "error",
                         "value",
                         [node.expression],
-                        f"{rule.id}: value must be exactly {_show(rule.fixed[1])}, found {_show(node.value)}",
+                        f"{rule.id}: value must be exactly {_show(rule.fixed[1])}",
                     )
                 )
             if rule.pattern is not None and not pattern_matches(rule.pattern[1], node.value):
@@ -41,7 +44,7 @@ def check_fixed_and_pattern(rules: dict[str, ElementRule], navigator: Navigator)
                         "error",
                         "value",
                         [node.expression],
-                        f"{rule.id}: value must match the pattern {_show(rule.pattern[1])}, found {_show(node.value)}",
+                        f"{rule.id}: value must match the pattern {_show(rule.pattern[1])}",
                     )
                 )
     return issues

@@ -1,4 +1,8 @@
-"""Conformance resources the server enforces, loaded once from the `profiles/` directory."""
+"""Conformance resources the server enforces, loaded once from the `profiles/` directory.
+
+Each kind has its folder (`profiles/ValueSet/...`), sub-folders included: `R4/` holds what the base
+specification defines. `profiles/R4/required-bindings.json` lists the base R4 required bindings.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ from pathlib import Path
 
 import orjson
 
+from fhir_server.definitions.elements import type_ancestry
 from fhir_server.validation.code_profiles import CodeProfiles
 from fhir_server.validation.element_rules import ElementRule, merge_differentials
 from fhir_server.validation.terminology import Terminology
 
 # Sub-directories of profiles/ this registry reads; others (SearchParameter...) belong to other modules.
 _KINDS = ("StructureDefinition", "ValueSet", "CodeSystem")
+_REQUIRED_BINDINGS = Path("R4") / "required-bindings.json"
 
 
 def canonical_without_version(url: str) -> str:
@@ -25,11 +31,14 @@ class ProfileRegistry:
         structure_definitions: dict[str, dict],
         value_sets: dict[str, dict],
         code_systems: dict[str, dict],
+        required_bindings: dict[str, str] | None = None,
         code_profiles: CodeProfiles | None = None,
     ) -> None:
         self._structure_definitions = structure_definitions
         self._value_sets = value_sets
         self._code_systems = code_systems
+        self._required_bindings = required_bindings or {}
+        self._binding_of: dict[str, str | None] = {}  # element path -> ValueSet, by required_binding
         self._rules: dict[str, dict[str, ElementRule]] = {}
         self.code_profiles = code_profiles or CodeProfiles({})
         self.terminology = Terminology(self)
@@ -41,7 +50,7 @@ class ProfileRegistry:
             folder = profiles_dir / kind
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.glob("*.json")):
+            for path in sorted(folder.rglob("*.json")):
                 resource = orjson.loads(path.read_bytes())
                 if resource.get("resourceType") != kind:
                     raise ValueError(f"{path} holds a {resource.get('resourceType')}, expected {kind}")
@@ -51,11 +60,13 @@ class ProfileRegistry:
                 if url in by_kind[kind]:
                     raise ValueError(f"{path} repeats the canonical url {url}")
                 by_kind[kind][url] = resource
+        bindings_file = profiles_dir / _REQUIRED_BINDINGS
+        bindings = orjson.loads(bindings_file.read_bytes())["bindings"] if bindings_file.is_file() else {}
         code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json")
         unknown = sorted({url for urls in code_profiles.by_code.values() for url in urls} - set(by_kind["StructureDefinition"]))
         if unknown:
             raise ValueError(f"code-profiles.json names profiles not in {profiles_dir}: {', '.join(unknown)}")
-        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], code_profiles)
+        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], bindings, code_profiles)
 
     def get_structure_definition(self, url: str) -> dict | None:
         return self._structure_definitions.get(canonical_without_version(url))
@@ -65,6 +76,14 @@ class ProfileRegistry:
 
     def get_code_system(self, url: str) -> dict | None:
         return self._code_systems.get(canonical_without_version(url))
+
+    def required_binding(self, element_path: str) -> str | None:
+        """The ValueSet a base R4 element is bound to with strength required. `Age.comparator`
+        is `Quantity.comparator`: the element is looked up under each type it derives from."""
+        if element_path not in self._binding_of:
+            found = (self._required_bindings.get(path) for path in type_ancestry(element_path))
+            self._binding_of[element_path] = next((url for url in found if url), None)
+        return self._binding_of[element_path]
 
     def profiles_for_type(self, resource_type: str) -> list[str]:
         """Profiles (constraints on a resource) whose instances are of `resource_type`."""

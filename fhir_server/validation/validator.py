@@ -26,7 +26,7 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
     An unknown profile requested explicitly is an error; an unknown profile merely claimed in
     meta.profile is a warning (the server cannot check it, but the resource may still be fine).
     """
-    issues = check_base_structure(resource)
+    issues = check_base_structure(resource, registry)
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return issues
     requested: list[str] = []

@@ -28,43 +28,43 @@ def test_r4_example_is_accepted(registry, path):
     assert validate_resource(json.loads(path.read_text()), None, registry) == []
 
 
-def _found(resource: dict) -> set[tuple[str, str, tuple[str, ...]]]:
-    return {(i.severity, i.code, tuple(i.expression)) for i in check_base_structure(resource)}
+def _found(resource: dict, registry) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {(i.severity, i.code, tuple(i.expression)) for i in check_base_structure(resource, registry)}
 
 
-def test_wrong_datatype_points_at_the_element():
+def test_wrong_datatype_points_at_the_element(registry):
     resource = json.loads((EXAMPLES_DIR / "documentreference-example.json").read_text())
     resource["content"][0]["attachment"]["contentType"] = 42
-    assert _found(resource) == {("error", "value", ("DocumentReference.content[0].attachment.contentType",))}
+    assert _found(resource, registry) == {("error", "value", ("DocumentReference.content[0].attachment.contentType",))}
 
 
-def test_unknown_element_is_a_structure_error():
+def test_unknown_element_is_a_structure_error(registry):
     resource = json.loads((EXAMPLES_DIR / "patient-example.json").read_text())
     resource["name"][0]["nickname"] = "Jim"
-    assert _found(resource) == {("error", "structure", ("Patient.name[0].nickname",))}
+    assert _found(resource, registry) == {("error", "structure", ("Patient.name[0].nickname",))}
 
 
-def test_missing_required_element():
-    assert _found({"resourceType": "DocumentReference", "content": [{"attachment": {}}]}) == {
+def test_missing_required_element(registry):
+    assert _found({"resourceType": "DocumentReference", "content": [{"attachment": {}}]}, registry) == {
         ("error", "required", ("DocumentReference.status",))
     }
 
 
-def test_bad_primitive_format():
+def test_bad_primitive_format(registry):
     resource = json.loads((EXAMPLES_DIR / "patient-example.json").read_text())
     resource["birthDate"] = "25/12/1974"
-    assert _found(resource) == {("error", "value", ("Patient.birthDate",))}
+    assert _found(resource, registry) == {("error", "value", ("Patient.birthDate",))}
 
 
-def test_error_inside_a_bundle_entry():
+def test_error_inside_a_bundle_entry(registry):
     bundle = json.loads((EXAMPLES_DIR / "bundle-example.json").read_text())
     bundle["entry"][0]["resource"]["subject"] = "Patient/347"
-    assert _found(bundle) == {("error", "value", ("Bundle.entry[0].resource.subject",))}
+    assert _found(bundle, registry) == {("error", "value", ("Bundle.entry[0].resource.subject",))}
 
 
 @pytest.mark.parametrize("resource", [{"resourceType": "NotAResource"}, {"id": "x"}, ["Patient"]])
-def test_not_a_known_resource(resource):
-    issues = check_base_structure(resource)
+def test_not_a_known_resource(registry, resource):
+    issues = check_base_structure(resource, registry)
     assert len(issues) == 1 and issues[0].severity == "error"
 
 

@@ -47,7 +47,8 @@ def test_wrong_fixed_value(registry, fixture):
     resource["status"] = "superseded"
     issues = validate_resource(resource, None, registry)
     assert _found(issues) == {("error", "value", ("DocumentReference.status",))}
-    assert '"current"' in issues[0].diagnostics
+    # The profile's value, not the instance's: a patch may have put stored content there.
+    assert '"current"' in issues[0].diagnostics and "superseded" not in issues[0].diagnostics
 
 
 def test_wrong_pattern_value(registry, fixture):
@@ -108,7 +109,7 @@ def test_code_not_in_required_value_set(registry, fixture):
     resource["category"][0]["coding"][0]["code"] = "77"
     issues = validate_resource(resource, None, registry)
     assert _found(issues) == {("error", "code-invalid", ("DocumentReference.category[0]",))}
-    assert "JDV_J06" in issues[0].diagnostics
+    assert "JDV_J06" in issues[0].diagnostics and "77" not in issues[0].diagnostics
 
 
 def test_code_not_in_required_value_set_of_a_slice(registry, fixture):
