@@ -1,10 +1,12 @@
-"""The validation every write goes through: base R4 rules (400), then claimed profiles (422)."""
+"""The validation every write goes through: base R4 rules (400), then claimed profiles and those
+the resource's code imposes (422)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.file_signatures import check_inline_attachments
 from fhir_server.validation.base_structure import check_base_structure
 from fhir_server.validation.issues import ValidationIssue
 from fhir_server.validation.profile_registry import ProfileRegistry
@@ -24,7 +26,8 @@ def make_validator(registry: ProfileRegistry) -> Any:
         errors = [i for i in check_base_structure(resource, registry) if i.severity == "error"]
         if errors:
             raise FhirError(400, "invalid", "", issues=as_issues(errors))
-        if (resource.get("meta") or {}).get("profile"):
+        check_inline_attachments(resource)
+        if (resource.get("meta") or {}).get("profile") or registry.code_profiles.for_resource(resource):
             errors = [i for i in validate_resource(resource, None, registry) if i.severity == "error"]
             if errors:
                 raise FhirError(422, "processing", "", issues=as_issues(errors))

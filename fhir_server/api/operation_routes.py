@@ -9,7 +9,8 @@ from starlette.responses import Response
 from fhir_server.api.body import resource_body
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.responses import fhir_response
-from fhir_server.operations import validate
+from fhir_server.api.type_routes import run_search
+from fhir_server.operations import record_areas, validate
 
 router = APIRouter()
 
@@ -25,3 +26,11 @@ async def validate_type(request: Request, resource_type: str) -> Response:
 @router.post("/fhir/{resource_type}/{resource_id}/$validate")
 async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
     return await validate_type(request, resource_type)
+
+
+@router.get("/fhir/Patient/{patient_id}/$advance-directives")
+async def advance_directives(request: Request, patient_id: str) -> Response:
+    """The patient's current advance directives (a searchset), 404 for an unknown patient."""
+    await repository(request).read("Patient", patient_id)
+    area = record_areas.area("advance-directives")
+    return await run_search(request, area.resource_type, area.search(patient_id, request.query_params.multi_items()))

@@ -21,6 +21,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.errors import FhirError, gone, not_found
+from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_json_patch
 from fhir_server.search.lookup import LookupTable, keys_of
 from fhir_server.storage import binaries
@@ -141,6 +142,7 @@ class Repository:
         if resource.get("resourceType") != "Binary":
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
+        check_signature(resource.get("contentType"), content[:16], "Binary.data")
         stripped = {k: v for k, v in resource.items() if k != "data"}
         blob = await self.blobs.stash(content)
         return stripped, blob

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from fhir_server.validation.element_rules import ElementRule
@@ -27,12 +28,21 @@ def check_invariants(rules: dict[str, ElementRule], navigator: Navigator) -> lis
         constraints = [c for c in rule.constraints.values() if c.get("expression")]
         if not constraints:
             continue
+        element_path = _element_path(rule.id)
         for node in navigator.resolve(rule.id):
+            # Inside the resource, fhirpathpy needs the element's path to resolve choice types
+            # (`value` of Observation.component is its valueQuantity); the root carries resourceType.
+            value = ResourceNode.create_node(node.value, element_path) if "." in element_path else node.value
             for constraint in constraints:
-                issue = _evaluate(constraint, node.expression, node.value, resource)
+                issue = _evaluate(constraint, node.expression, value, resource)
                 if issue is not None:
                     issues.append(issue)
     return issues
+
+
+def _element_path(element_id: str) -> str:
+    """`Observation.component:SystolicBP.code` -> `Observation.component.code` (slices are not types)."""
+    return ".".join(part.split(":", 1)[0] for part in element_id.split("."))
 
 
 def _evaluate(constraint: dict, expression_path: str, value: Any, resource: Any) -> ValidationIssue | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from fhir_server.definitions.elements import type_ancestry
+from fhir_server.validation.code_profiles import CodeProfiles
 from fhir_server.validation.element_rules import ElementRule, merge_differentials
 from fhir_server.validation.terminology import Terminology
 
@@ -31,6 +32,7 @@ class ProfileRegistry:
         value_sets: dict[str, dict],
         code_systems: dict[str, dict],
         required_bindings: dict[str, str] | None = None,
+        code_profiles: CodeProfiles | None = None,
     ) -> None:
         self._structure_definitions = structure_definitions
         self._value_sets = value_sets
@@ -38,6 +40,7 @@ class ProfileRegistry:
         self._required_bindings = required_bindings or {}
         self._binding_of: dict[str, str | None] = {}  # element path -> ValueSet, by required_binding
         self._rules: dict[str, dict[str, ElementRule]] = {}
+        self.code_profiles = code_profiles or CodeProfiles({})
         self.terminology = Terminology(self)
 
     @classmethod
@@ -59,7 +62,11 @@ class ProfileRegistry:
                 by_kind[kind][url] = resource
         bindings_file = profiles_dir / _REQUIRED_BINDINGS
         bindings = orjson.loads(bindings_file.read_bytes())["bindings"] if bindings_file.is_file() else {}
-        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], bindings)
+        code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json")
+        unknown = sorted({url for urls in code_profiles.by_code.values() for url in urls} - set(by_kind["StructureDefinition"]))
+        if unknown:
+            raise ValueError(f"code-profiles.json names profiles not in {profiles_dir}: {', '.join(unknown)}")
+        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], bindings, code_profiles)
 
     def get_structure_definition(self, url: str) -> dict | None:
         return self._structure_definitions.get(canonical_without_version(url))

@@ -58,13 +58,23 @@ class SliceMatcher:
         slice_id = f"{sliced_id}:{slice_name}"
         return all(self._matches_discriminator(d, slice_id, value) for d in discriminators)
 
+    def _nested_slice_rule(self, slice_id: str, path: str) -> ElementRule | None:
+        """The rule a discriminator path reaches through a slice of its own: R4 `bp` slices
+        `component` on `code.coding.code`, fixed at `component:SystolicBP.code.coding:SBPCode.code`."""
+        prefix = f"{slice_id}."
+        for rule_id, rule in self._rules.items():
+            if rule_id.startswith(prefix) and (rule.fixed is not None or rule.pattern is not None):
+                if ".".join(part.split(":", 1)[0] for part in rule_id[len(prefix):].split(".")) == path:
+                    return rule
+        return None
+
     def _matches_discriminator(self, discriminator: dict, slice_id: str, value: Any) -> bool:
         path = discriminator.get("path", "$this")
         if discriminator.get("type") not in ("value", "pattern"):
             return False
         target_id = slice_id if path == "$this" else f"{slice_id}.{path}"
         actual = [value] if path == "$this" else values_at(value, path)
-        target = self._rules.get(target_id)
+        target = self._rules.get(target_id) or self._nested_slice_rule(slice_id, path)
         if target is not None and target.fixed is not None:
             return any(item == target.fixed[1] for item in actual)
         if target is not None and target.pattern is not None:

@@ -48,11 +48,12 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
 
 
 def _check_profiles(root: Node, requested: list[str], registry: ProfileRegistry) -> list[ValidationIssue]:
-    """`requested` profiles plus those claimed in meta.profile (unknown claims are warnings)."""
+    """`requested` profiles, those the resource's code imposes, and those claimed in meta.profile
+    (unknown claims are warnings)."""
     resource = root.value
     resource_type = resource["resourceType"]
     issues: list[ValidationIssue] = []
-    to_check = list(requested)
+    to_check = [*requested, *(url for url in registry.code_profiles.for_resource(resource) if url not in requested)]
     meta = resource.get("meta")
     claimed = (meta.get("profile") or []) if isinstance(meta, dict) else []
     for index, url in enumerate(claimed):

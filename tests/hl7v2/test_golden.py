@@ -39,6 +39,7 @@ def test_every_required_message_has_a_fixture():
         "rde_o11.hl7", "omp_o09.hl7", "adt_a01.hl7", "adt_a03.hl7", "adt_a04.hl7", "adt_a08.hl7",
         "adt_a28.hl7", "adt_a31.hl7", "adt_a40.hl7", "mdm_t02_unknown_patient.hl7",
         *(f"siu_{event}.hl7" for event in ("s12", "s13", "s14", "s15", "s16", "s17", "s26")),
+        "rds_o13.hl7", "rds_o13_v28.hl7", "vxu_v04.hl7", "vxu_v04_refused.hl7", "vxu_v04_v28.hl7",
     }
     assert expected <= set(CASES)
 

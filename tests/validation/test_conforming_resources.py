@@ -28,6 +28,7 @@ CONFORMING = {
     f"{PDSM}/PDSmComprehensiveProvideDocumentBundle": "Bundle-pdsm-provide-document-bundle.json",
     f"{FRCORE}/fr-core-patient-ins": "Patient-fr-core-patient-ins.json",
     f"{OURS}/dmp-patient": "Patient-dmp-patient.json",
+    f"{OURS}/advance-directive-document-reference": "DocumentReference-advance-directive.json",
 }
 
 

@@ -22,7 +22,8 @@ def test_profiles_for_type(registry):
     assert fr_core_ins in registry.profiles_for_type("Patient")
     # An extension definition constrains Extension, not a resource type.
     assert registry.profiles_for_type("Extension") == []
-    assert registry.profiles_for_type("Observation") == []
+    assert "http://hl7.org/fhir/StructureDefinition/bodyweight" in registry.profiles_for_type("Observation")
+    assert registry.profiles_for_type("Appointment") == []
 
 
 def test_all_canonical_urls_cover_every_kind(registry):
@@ -76,4 +77,12 @@ def test_load_rejects_misfiled_resources(tmp_path):
     misfiled = {"resourceType": "ValueSet", "url": "https://example.org/vs"}
     (folder / "CodeSystem-x.json").write_text(json.dumps(misfiled))
     with pytest.raises(ValueError, match="expected CodeSystem"):
+        ProfileRegistry.load(tmp_path)
+
+
+def test_load_rejects_a_code_rule_naming_an_unknown_profile(tmp_path):
+    rule = {"resourceType": "Observation", "element": "code", "system": "http://loinc.org", "code": "29463-7",
+            "profile": "http://example.org/StructureDefinition/missing"}
+    (tmp_path / "code-profiles.json").write_text(json.dumps({"rules": [rule]}))
+    with pytest.raises(ValueError, match="missing"):
         ProfileRegistry.load(tmp_path)

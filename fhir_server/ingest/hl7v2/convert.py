@@ -57,6 +57,9 @@ def convert_message(message: bytes) -> Hl7Conversion:
     structure_map = load_json(f"{structure}.json")
     if event not in structure_map["events"]:
         raise Hl7Error("AR", "201", f"event {event!r} is not mapped for {structure}", "MSH^1^9")
+    version = parsed.text("MSH-12.1")
+    if "versions" in structure_map and version not in structure_map["versions"]:
+        raise Hl7Error("AR", "203", f"{structure} is taken in HL7 v2 versions {', '.join(structure_map['versions'])}, not {version!r}", "MSH^1^12")
     engine = Engine(parsed, event, structure_map, FUNCTIONS)
     produced = engine.run()
     return Hl7Conversion(

@@ -1,7 +1,8 @@
 """The generic engine that turns a message into transaction entries by reading a JSON map.
 
 A map (one per message structure in `mappings/hl7v2/`) has `events` (the trigger events it
-takes, each with values for `$event`), `require` (rules `{"test", "error", "location"}` whose
+takes, each with values for `$event`), optionally `versions` (the MSH-12 versions it takes, else
+AR 203, checked by `convert`), `require` (rules `{"test", "error", "location"}` whose
 test must not be empty, else AE 101 at that location) and `resources`, a list of declarations:
 
 - `name`, `resourceType`, `template`: FHIR JSON in which objects with a `$` key are expressions;

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from fhir_server.errors import FhirError
 from fhir_server.ingest.hl7v2.ack import MessageHeader, build_ack, read_header
 from fhir_server.ingest.hl7v2.convert import Hl7Conversion, content_hash, convert_message
-from fhir_server.ingest.hl7v2.datatypes import dtm_instant
+from fhir_server.ingest.hl7v2.datatypes import dtm_instant, table
 from fhir_server.ingest.hl7v2.engine import stable_uuid
 from fhir_server.ingest.hl7v2.er7 import Value
 from fhir_server.ingest.hl7v2.errors import Hl7Error
@@ -71,7 +71,9 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
         return _refused(header, exc)
     except FhirError as exc:
         logger.warning("HL7 v2 message %s not stored: %s", header.control_id, exc)
-        return _refused(header, Hl7Error("AE", "207", f"not stored: {exc}"))
+        # The record refusing the content (a disguised file, a rule) is the sender's to fix: not 207.
+        condition = table("refusal-condition").get(str(exc.status), "207") if exc.status < 500 else "207"
+        return _refused(header, Hl7Error("AE", condition, f"not stored: {exc.diagnostics}"))
     except Exception:
         logger.exception("HL7 v2 message %s failed", header.control_id)
         return _refused(header, Hl7Error("AE", "207", "internal error while processing the message"))
