@@ -2,21 +2,102 @@
 
 On a MongoDB replica set, multi-document transactions give snapshot isolation and this gate is
 open. The embedded store rolls back an aborted transaction but lets others see writes before
-commit, and it serialises writers on one SQLite file anyway. So, in one server process:
-every write holds the writer mutex (no two store transactions interleave), and a multi-resource
-transaction additionally excludes readers until it commits, so nobody reads half of it.
+commit, and it serialises writers on one SQLite file anyway. So every write holds the writer
+lock (no two store transactions interleave), and a multi-resource transaction additionally
+excludes readers until it commits, so nobody reads half of it.
+
+In one process the gate is asyncio locks. Every process that uses the same data dir (the server,
+a second server joining its store, CLI commands that write) must also agree, so with a lock dir
+each side is doubled by an OS file lock (flock) there:
+
+- `gate-writer.lock`: exclusive for every write, across processes;
+- `gate-readers.lock`: shared while this process has readers, exclusive for a multi-resource
+  commit.
+
+flock belongs to an open file description, not to a task: the readers of one process share one
+shared lock (counted), and each exclusive hold opens its own description, so a hold abandoned by
+a cancelled task never stands in for another's. Writers and the readers' exclusion use separate
+files, so a bundle holding the writer lock never waits on a lock it holds itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+
+WRITER_LOCK = "gate-writer.lock"
+READERS_LOCK = "gate-readers.lock"
+
+
+async def _flock(path: Path, operation: int) -> int:
+    """Open `path` and lock it; the open descriptor holds the lock until it is closed.
+
+    Uncontended, the lock is taken at once; contended, a thread waits for it so the event loop
+    goes on serving.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, operation)
+    try:
+        await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        # A thread in flock() cannot be interrupted: close the descriptor once it returns, which
+        # gives back the lock it may have taken in the meantime.
+        waiting.add_done_callback(lambda _: os.close(fd))
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _FileLocks:
+    """The cross-process half of the gate: flock on two files in the data dir."""
+
+    def __init__(self, lock_dir: Path) -> None:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = lock_dir / WRITER_LOCK
+        self.readers = lock_dir / READERS_LOCK
+        self._shared_fd: int | None = None
+        self._sharing = 0
+        self._sharing_change = asyncio.Lock()
+
+    async def share(self) -> None:
+        async with self._sharing_change:
+            if self._sharing == 0:
+                self._shared_fd = await _flock(self.readers, fcntl.LOCK_SH)
+            self._sharing += 1
+
+    def unshare(self) -> None:
+        self._sharing -= 1
+        if self._sharing == 0 and self._shared_fd is not None:
+            fd, self._shared_fd = self._shared_fd, None
+            os.close(fd)
+
+    @asynccontextmanager
+    async def exclusive(self, path: Path) -> AsyncIterator[None]:
+        fd = await _flock(path, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(fd)
 
 
 class Gate:
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, lock_dir: Path | None = None) -> None:
         self.enabled = enabled
+        self._files = _FileLocks(lock_dir) if enabled and lock_dir is not None else None
         self._writer = asyncio.Lock()
         self._readers = 0
         self._no_readers = asyncio.Event()
@@ -34,7 +115,14 @@ class Gate:
         self._readers += 1
         self._no_readers.clear()
         try:
-            yield
+            if self._files is None:
+                yield
+                return
+            await self._files.share()
+            try:
+                yield
+            finally:
+                self._files.unshare()
         finally:
             self._readers -= 1
             if self._readers == 0:
@@ -46,12 +134,27 @@ class Gate:
             yield
             return
         async with self._writer:
-            if not exclude_readers:
+            if self._files is None:
+                async with self._exclude_readers(exclude_readers):
+                    yield
+                return
+            async with self._files.exclusive(self._files.writer), self._exclude_readers(exclude_readers):
+                yield
+
+    @asynccontextmanager
+    async def _exclude_readers(self, exclude: bool) -> AsyncIterator[None]:
+        if not exclude:
+            yield
+            return
+        self._bundle_open.clear()
+        try:
+            await self._no_readers.wait()
+            if self._files is None:
                 yield
                 return
-            self._bundle_open.clear()
-            try:
-                await self._no_readers.wait()
+            # This process's readers are out, so its shared lock is released: only other
+            # processes' readers can hold this one back.
+            async with self._files.exclusive(self._files.readers):
                 yield
-            finally:
-                self._bundle_open.set()
+        finally:
+            self._bundle_open.set()
