@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,18 +49,46 @@ async def _flock(path: Path, operation: int) -> int:
     except BaseException:
         os.close(fd)
         raise
-    waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, operation)
+    locked = _wait_in_thread(fd, operation)
     try:
-        await asyncio.shield(waiting)
+        await locked
     except asyncio.CancelledError:
-        # A thread in flock() cannot be interrupted: close the descriptor once it returns, which
-        # gives back the lock it may have taken in the meantime.
-        waiting.add_done_callback(lambda _: os.close(fd))
-        raise
-    except BaseException:
-        os.close(fd)
+        # flock returned before the cancellation came through: the lock is taken and unused.
+        if locked.done() and not locked.cancelled() and locked.exception() is None:
+            os.close(fd)
         raise
     return fd
+
+
+def _wait_in_thread(fd: int, operation: int) -> asyncio.Future[None]:
+    """flock(fd, operation) in a daemon thread, so a wait on another process never holds up the
+    process's exit. If the waiter has given up by the time flock returns, the descriptor is closed,
+    which gives back the lock."""
+    loop = asyncio.get_running_loop()
+    locked: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: OSError | None) -> None:
+        if locked.cancelled():
+            os.close(fd)
+        elif error is not None:
+            os.close(fd)
+            locked.set_exception(error)
+        else:
+            locked.set_result(None)
+
+    def wait() -> None:
+        error: OSError | None = None
+        try:
+            fcntl.flock(fd, operation)
+        except OSError as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:
+            os.close(fd)  # The loop is closed: nobody waits any more.
+
+    threading.Thread(target=wait, name="gate-flock", daemon=True).start()
+    return locked
 
 
 class _FileLocks:
