@@ -26,8 +26,9 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 log = logging.getLogger(__name__)
-# How long a previous store of this data dir, left without its server, gets to stop.
-ORPHAN_GRACE_SECONDS = 10.0
+# How long a previous store of this data dir, left without its server, gets to stop on SIGTERM
+# (it takes well under a second) before it is killed.
+ORPHAN_GRACE_SECONDS = 3.0
 
 
 class StoreUnavailable(RuntimeError):

@@ -66,6 +66,14 @@ async def ingest_until_killed(server: ServerProcess, prefix: str, kill_after: fl
     return acknowledged
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter in /proc/<pid>/stat (Z: zombie), None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def unreadable(server: ServerProcess, ipps: list[str]) -> list[str]:
     """Those of `ipps` for which the server has no Patient."""
     found: set[str] = set()
@@ -98,3 +106,28 @@ def test_restart_at_once_after_kill_9_during_mllp_intake_keeps_every_acknowledge
     assert len(acknowledged) >= ROUNDS
     print(f"restart after kill -9: median {sorted(restarts)[len(restarts) // 2]:.2f}s, max {max(restarts):.2f}s, "
           f"{len(acknowledged)} acknowledged messages kept")
+
+
+def test_restart_stops_a_store_its_killed_server_left_running(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    assert server.process is not None
+    store = int((tmp_path / "data" / "embedded-store.pid").read_text())
+    # A store that does not go with its server (here: stopped, so it cannot act on the SIGTERM
+    # its server's death sends it), as when only the server's own pid is killed.
+    os.kill(store, signal.SIGSTOP)
+    try:
+        server.process.kill()
+        server.process.wait()
+        server.process = None
+        server.start(timeout=30)
+        try:
+            assert httpx.get(f"{server.base_url}/Patient").status_code == 200
+            assert process_state(store) in ("Z", None), "the orphan store still runs"
+            assert "outlived its server; stopping it" in server.log_path.read_text()
+        finally:
+            server.stop()
+    finally:
+        try:
+            os.kill(store, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
