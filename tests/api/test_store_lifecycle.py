@@ -45,11 +45,11 @@ def test_unreachable_mongodb_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def serve(data_dir: Path, port: int, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def serve(data_dir: Path, port: int, *options: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`fhir-server serve` expected to refuse to start: its exit status and output."""
     return subprocess.run(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *options],
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60,
     )
 
 
@@ -86,12 +86,16 @@ def test_ready_is_said_once_the_port_serves(tmp_path: Path) -> None:
         process.wait(timeout=20)
 
 
-def test_a_port_in_use_is_one_line_and_no_store_is_left(tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["http", "mllp"])
+def test_a_port_in_use_is_one_line_and_no_store_is_left(tmp_path: Path, which: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = serve(tmp_path / "data", port)
+        if which == "http":
+            result = serve(tmp_path / "data", port)
+        else:
+            result = serve(tmp_path / "data", free_port(), "--mllp-port", str(port))
     assert result.returncode != 0
     assert one_line(result.stderr) == f"fhir-server: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert "ready:" not in result.stdout + result.stderr
