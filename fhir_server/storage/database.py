@@ -36,8 +36,8 @@ class StoreCapabilities:
     fast_count: bool
 
 
-# Assumed until the store has said what it is: the least it may be.
-UNKNOWN_STORE = StoreCapabilities(embedded=True, index_arrays=False, isolated_transactions=False, fast_count=False)
+# The least any store may do: also what is assumed until the store has said what it is.
+EMBEDDED_STORE = StoreCapabilities(embedded=True, index_arrays=False, isolated_transactions=False, fast_count=False)
 # What nx-27017 answers to buildInfo (its serverStatus document); MongoDB's buildInfo has no
 # `process` field (its serverStatus says "mongod" or "mongos").
 EMBEDDED_PROCESS = "nx_27017"
@@ -46,7 +46,7 @@ EMBEDDED_PROCESS = "nx_27017"
 def capabilities_for(hello: dict[str, Any], build_info: dict[str, Any]) -> StoreCapabilities:
     """Read from what the store says it is, whoever started it."""
     if build_info.get("process") == EMBEDDED_PROCESS:
-        return UNKNOWN_STORE
+        return EMBEDDED_STORE
     replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
     return StoreCapabilities(embedded=False, index_arrays=True, isolated_transactions=replicated, fast_count=True)
 
@@ -86,7 +86,7 @@ class Database:
         self.name = name
         self.data_dir = data_dir
         self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(name)
-        self.capabilities = UNKNOWN_STORE
+        self.capabilities = EMBEDDED_STORE
         self.gate = Gate(enabled=True)
         self.pending = PendingWrites()
 
