@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +29,6 @@ from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
 
-log = logging.getLogger("fhir_server")
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
 PAGE_KEY = "page-tokens"
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
@@ -50,13 +48,13 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
     return index
 
 
-async def open_repository(settings: Settings, store_url: str, *, embedded: bool) -> tuple[Repository, ProfileRegistry]:
+async def open_repository(settings: Settings, store_url: str) -> tuple[Repository, ProfileRegistry]:
     """Connect, load the registries from `profiles/`, create collections and indexes."""
     search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
     profile_registry = ProfileRegistry.load(settings.profiles_dir)
     # The types served are those with a SearchParameter file: adding a type is adding its data.
     resource_types = {p.stem for p in (settings.profiles_dir / "SearchParameter").glob("*.json")} - {"Resource"}
-    database = Database(store_url, settings.database, embedded=embedded)
+    database = Database(store_url, settings.database, data_dir=settings.data_dir)
     await database.connect()
     await database.ensure_collections(sorted(resource_types))
     await database.ensure_history_indexes()
@@ -75,13 +73,14 @@ async def open_repository(settings: Settings, store_url: str, *, embedded: bool)
     return repository, profile_registry
 
 
-def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI:
+def create_app(settings: Settings, store_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository, profiles = await open_repository(settings, store_url, embedded=embedded)
+        repository, profiles = await open_repository(settings, store_url)
         app.state.repository = repository
         app.state.profiles = profiles
-        secret = await server_secret(PAGE_KEY, data_dir=settings.data_dir if embedded else None, db=repository.database.db)
+        key_dir = settings.data_dir if repository.database.capabilities.embedded else None
+        secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         engine = repository.engine
@@ -95,9 +94,7 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
         if settings.mllp_port is not None:
             intake = TransactionService(repository, app.state.search)
             mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(intake))
-        store = f"embedded store under {settings.data_dir / 'store'}" if embedded else "MongoDB at MONGODB_URL"
-        log.info("ready: FHIR R4 at http://%s:%s/fhir, %s%s", settings.host, settings.port, store,
-                 f", HL7 v2 MLLP on port {settings.mllp_port}" if mllp is not None else "")
+        # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
         finally:

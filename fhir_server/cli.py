@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -13,7 +14,12 @@ from pymongo.errors import PyMongoError
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable
+from fhir_server.storage.database import StoreCapabilities, check_store
+from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
+
+log = logging.getLogger("fhir_server")
+# uvicorn's exit status when the application's start-up fails.
+STARTUP_FAILURE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,33 +34,90 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_external(url: str) -> None:
+class CannotListen(RuntimeError):
+    """A port the server was told to use cannot be bound; the message is one line for the operator."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or CannotListen saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        # Reuse lets a restart bind while connections of the previous process linger in TIME_WAIT;
+        # listening at once makes the port ours alone (two listeners never share it on Linux).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _check_external(url: str, data_dir: Path) -> StoreCapabilities:
+    """Ask the store at MONGODB_URL what it is, and refuse it here, in one line, if this process may not use it."""
     client: MongoClient[dict] = MongoClient(url, serverSelectionTimeoutMS=5000)
     try:
-        client.admin.command("ping")
+        return check_store(client.admin.command("hello"), client.admin.command("buildInfo"), data_dir)
     except PyMongoError as exc:
         raise StoreUnavailable(f"cannot reach MongoDB at MONGODB_URL: {exc.__class__.__name__}") from exc
     finally:
         client.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, saying "ready" once the lifespan has run and the port is served, not before."""
+
+    def __init__(self, config: uvicorn.Config, ready: str) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("%s", self.ready)
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, mllp_port=args.mllp_port)
     store: EmbeddedStore | None = None
+    listener: socket.socket | None = None
     try:
         if settings.mongodb_url:
-            _check_external(settings.mongodb_url)
             url = settings.mongodb_url
+            capabilities = _check_external(url, settings.data_dir)
+            where = (f"the embedded store of {settings.data_dir.resolve()} at MONGODB_URL" if capabilities.embedded
+                     else "MongoDB at MONGODB_URL")
         else:
-            store = EmbeddedStore(settings.data_dir.resolve())
+            # Before the ports: a second server on this data dir is told so, whatever its ports.
+            store = EmbeddedStore(settings.data_dir)
+            store.claim()
+            where = f"embedded store under {store_dir(store.data_dir)}"
+        listener = _listen(settings.host, settings.port)
+        if settings.mllp_port is not None:
+            # Checked before the store starts; the MLLP listener itself is opened by the app.
+            _listen(settings.host, settings.mllp_port).close()
+        if store is not None:
             url = store.start()
-        app = create_app(settings, url, embedded=store is not None)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
-        return 0
-    except StoreUnavailable as exc:
+        host, port = listener.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        ready = f"ready: FHIR R4 at http://{shown}:{port}/fhir, {where}" + (
+            f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
+        config = uvicorn.Config(create_app(settings, url), host=settings.host, port=port,
+                                log_level=args.log_level, access_log=False)
+        server = _Server(config, ready)
+        server.run(sockets=[listener])
+        return 0 if server.started else STARTUP_FAILURE
+    except (StoreUnavailable, CannotListen) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:
+        if listener is not None:
+            listener.close()
         if store is not None:
             store.stop()
 

@@ -25,6 +25,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     mllp_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    # Its own process group, so a test can kill the server and its store together, as a crash would.
+    own_group: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +46,8 @@ class ServerProcess:
         command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(self.port),
                    "--data-dir", str(self.data_dir), "--mllp-port", str(self.mllp_port)]
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=self.own_group)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

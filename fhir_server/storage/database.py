@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -14,7 +15,7 @@ from pymongo.write_concern import WriteConcern
 
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
-from fhir_server.storage.embedded import StoreUnavailable
+from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
 from fhir_server.storage.pending import PendingWrites
 
@@ -35,11 +36,40 @@ class StoreCapabilities:
     fast_count: bool
 
 
-def capabilities_for(embedded: bool, hello: dict[str, Any]) -> StoreCapabilities:
-    if embedded:
-        return StoreCapabilities(embedded=True, index_arrays=False, isolated_transactions=False, fast_count=False)
+# The least any store may do: also what is assumed until the store has said what it is.
+EMBEDDED_STORE = StoreCapabilities(embedded=True, index_arrays=False, isolated_transactions=False, fast_count=False)
+# What nx-27017 answers to buildInfo (its serverStatus document); MongoDB's buildInfo has no
+# `process` field (its serverStatus says "mongod" or "mongos").
+EMBEDDED_PROCESS = "nx_27017"
+
+
+def capabilities_for(hello: dict[str, Any], build_info: dict[str, Any]) -> StoreCapabilities:
+    """Read from what the store says it is, whoever started it."""
+    if build_info.get("process") == EMBEDDED_PROCESS:
+        return EMBEDDED_STORE
     replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
     return StoreCapabilities(embedded=False, index_arrays=True, isolated_transactions=replicated, fast_count=True)
+
+
+def check_store(hello: dict[str, Any], build_info: dict[str, Any], data_dir: Path | None) -> StoreCapabilities:
+    """The store's capabilities, or a refusal when it is an embedded store this process may not use.
+
+    The embedded store isolates nothing between processes: only processes that share its data
+    dir, and with it the gate's file locks, may use it. Any other would write around the gate
+    and, seeing no capability limits of its own, index array fields the store then answers wrongly.
+    """
+    capabilities = capabilities_for(hello, build_info)
+    if not capabilities.embedded:
+        return capabilities
+    pid = build_info.get("pid")
+    if data_dir is None or not isinstance(pid, int) or not serves_data_dir(pid, data_dir):
+        where = "" if data_dir is None else f" {data_dir.resolve()}"
+        raise StoreUnavailable(
+            f"MONGODB_URL reaches the embedded store of another data dir (nx-27017, PID {pid}; this process has "
+            f"--data-dir{where}): only the server that started it and processes given its data dir may use it; "
+            "point MONGODB_URL at MongoDB"
+        )
+    return capabilities
 
 
 def index_name(field: str) -> str:
@@ -48,24 +78,32 @@ def index_name(field: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, name: str, *, embedded: bool) -> None:
+    def __init__(self, url: str, name: str, *, data_dir: Path | None) -> None:
+        """`data_dir` is the data dir this process shares with an embedded store, if it uses one."""
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, serverSelectionTimeoutMS=5000, tz_aware=True, uuidRepresentation="standard"
         )
-        concern = WriteConcern(w=1, j=True) if embedded else WriteConcern(w="majority", j=True)
-        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(name, write_concern=concern)
-        self.embedded = embedded
-        self.capabilities = capabilities_for(embedded, {})
+        self.name = name
+        self.data_dir = data_dir
+        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(name)
+        self.capabilities = EMBEDDED_STORE
         self.gate = Gate(enabled=True)
         self.pending = PendingWrites()
 
     async def connect(self) -> None:
+        """Ask the store what it is; refuse it before anything is written if this process may not use it."""
         try:
             hello = await self.client.admin.command("hello")
+            build_info = await self.client.admin.command("buildInfo")
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot reach MongoDB: {exc.__class__.__name__}: {exc}") from exc
-        self.capabilities = capabilities_for(self.embedded, hello)
-        self.gate = Gate(enabled=not self.capabilities.isolated_transactions)
+        self.capabilities = check_store(hello, build_info, self.data_dir)
+        embedded = self.capabilities.embedded
+        concern = WriteConcern(w=1, j=True) if embedded else WriteConcern(w="majority", j=True)
+        self.db = self.client.get_database(self.name, write_concern=concern)
+        # The file locks live in the data dir, so they bind exactly the processes that share it.
+        self.gate = Gate(enabled=not self.capabilities.isolated_transactions,
+                         lock_dir=self.data_dir if embedded else None)
 
     async def close(self) -> None:
         await self.client.close()

@@ -7,7 +7,10 @@ test to its behaviour and to how the server avoids it. Speeds are documented the
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
+from fhir_server.storage.database import EMBEDDED_PROCESS
 from fhir_server.storage.embedded import EmbeddedStore
 
 Doc = dict[str, Any]
@@ -488,3 +492,23 @@ def test_data_survive_a_restart(tmp_path: Path) -> None:
     finally:
         second.stop()
     pin_right(kept, [{"_id": f"r{i:02d}", "v": i} for i in range(50)], "data across a restart")
+
+
+def test_build_info_says_it_is_nx_27017(client: MongoClient[Doc]) -> None:
+    hello, build_info = client.admin.command("hello"), client.admin.command("buildInfo")
+    # MongoDB's buildInfo has no `process`; the server tells the stores apart by it (database.py).
+    assert build_info.get("process") == EMBEDDED_PROCESS, "the embedded store no longer names itself in buildInfo"
+    assert isinstance(build_info.get("pid"), int), "buildInfo no longer gives the store's pid (database.check_store)"
+    assert "setName" not in hello and hello.get("msg") != "isdbgrid"
+
+
+def test_a_pid_file_naming_any_live_process_stops_a_start(tmp_path: Path) -> None:
+    # Why the server clears a crashed store's pid file itself: nx-27017 only asks whether the pid
+    # exists, so a zombie or an unrelated process (here: this test) makes it refuse to start.
+    (tmp_path / "pid").write_text(str(os.getpid()))
+    command = [sys.executable, "-c", "import sys; from nx_27017.nx_27017 import main; sys.exit(main())",
+               "--data-dir", str(tmp_path / "store"), "--port", "0", "--log-file", str(tmp_path / "log"),
+               "--pid-file", str(tmp_path / "pid")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, "nx-27017 now starts over a pid file naming a live process"
+    assert f"NX-27017 is already running (PID: {os.getpid()})" in result.stderr
