@@ -7,12 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any], *, extra_content: bool = True) -> None:
-    """Fill what the sender did not state from the DocumentReference converted from its CDA.
-
-    `extra_content`: also add the CDA's further content (the embedded file of a level-1 CDA),
-    which only makes sense when the converted bundle's Binaries are stored too.
-    """
+def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """Fill what the sender did not state from the DocumentReference converted from its CDA."""
     for key, value in theirs.items():
         if key in ("resourceType", "id", "meta", "text", "contained"):
             continue
@@ -29,9 +25,10 @@ def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any], *, ext
                     first["attachment"] = {**item, **first["attachment"]}
                 else:
                     first.setdefault(item_key, item)
-            if extra_content:
-                ours[key].extend(value[1:])
-    contained = _referenced_contained(ours, theirs.get("contained", []))
+    # The sender's own contained resources stay; the CDA's come along where still referenced.
+    own = ours.get("contained", [])
+    own_ids = {item["id"] for item in own}
+    contained = own + [item for item in _referenced_contained(ours, theirs.get("contained", [])) if item["id"] not in own_ids]
     if contained:
         ours["contained"] = contained
 
