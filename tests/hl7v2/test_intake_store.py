@@ -35,6 +35,10 @@ class ServerRepository:
         response = await self.client.get(f"{resource_type}/{resource_id}")
         return response.json() if response.status_code == 200 else None
 
+    async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]:
+        response = await self.client.get(resource_type, params={"identifier": token})
+        return [e["resource"] for e in response.json().get("entry", [])]
+
 
 def personalised(name: str, tag: str) -> bytes:
     """A fixture whose business identifiers belong to this test only (the store is shared),
@@ -51,8 +55,10 @@ def personalised(name: str, tag: str) -> bytes:
         (b"LAB-5501", f"LAB{tag}".encode()),
         (b"DOC-", f"DOC{tag}-".encode()),
     )
-    cda = (FIXTURES / "cda_imaging_report.xml").read_bytes()
-    message = fixture(name).replace(base64.b64encode(cda), base64.b64encode(_replaced(cda, replacements)))
+    message = fixture(name)
+    for carried in ("cda_imaging_report.xml", "cda_imaging_report_v2.xml"):
+        cda = (FIXTURES / carried).read_bytes()
+        message = message.replace(base64.b64encode(cda), base64.b64encode(_replaced(cda, replacements)))
     return _replaced(message, replacements)
 
 
