@@ -15,7 +15,10 @@ def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any]) -> Non
         if key not in ours:
             ours[key] = value
         elif key == "securityLabel":
-            ours[key] = ours[key] + [label for label in value if label not in ours[key]]
+            # One label per code system: the CDA's confidentiality never doubles the sender's.
+            stated = {c.get("system") for label in ours[key] for c in label.get("coding", [])}
+            ours[key] = ours[key] + [label for label in value
+                                     if not any(c.get("system") in stated for c in label.get("coding", []))]
         elif key == "context":
             ours[key] = {**value, **ours[key]}
         elif key == "content":

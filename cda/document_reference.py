@@ -95,7 +95,7 @@ def _context(
             context["practiceSetting"] = setting
             break
     else:
-        warnings.append("no practice setting (standardIndustryClassCode) in the header")
+        warnings.append("no practice setting (standardIndustryClassCode) in the header: no context.practiceSetting")
     # The identity as the source stated it (XDS sourcePatientInfo), kept apart from the shared Patient.
     context["sourcePatientInfo"] = {"reference": source_patient}
     return context
