@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from cda import correspondence
 
@@ -53,9 +52,8 @@ def _published(name: str, version: str, local: Path | None) -> dict[str, Any]:
     if local is not None:
         data: dict[str, Any] = json.loads((local / name).read_text(encoding="utf-8"))
         return data
-    response = httpx.get(f"{PUBLICATION}/{version}/{name}", timeout=60, follow_redirects=True)
-    response.raise_for_status()
-    fetched: dict[str, Any] = response.json()
+    with urllib.request.urlopen(f"{PUBLICATION}/{version}/{name}", timeout=60) as response:
+        fetched: dict[str, Any] = json.loads(response.read())
     return fetched
 
 
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         again = refresh(args.version, args.local, args.out)
-    except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         print(f"refresh_tables: {exc}", file=sys.stderr)
         return 1
     print(f"ANS tables of Terminologies de Santé {args.version} written to {args.out}")

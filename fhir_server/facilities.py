@@ -17,14 +17,14 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from cda.datatypes import ii_identifier
 from fhir_server.config import PROJECT_ROOT, Settings
@@ -172,12 +172,18 @@ def add_arguments(commands: Any) -> None:
     add.add_argument("--practice-setting", help="default practiceSetting, a code of JDV_J04 (e.g. ETABLISSEMENT)")
 
 
-async def _write_through_server(base: str, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _write_through_server(base: str, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """PUT Organization?identifier=<FINESS> on the running server (a conditional update)."""
     query = quote(_token(resource["identifier"][0]), safe=":/|")
-    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    async with httpx.AsyncClient(base_url=base.rstrip("/"), timeout=30) as client:
-        response = await client.put(f"/fhir/Organization?identifier={query}", json=resource, headers=headers)
-    return response.status_code, response.json()
+    request = urllib.request.Request(
+        f"{base.rstrip('/')}/fhir/Organization?identifier={query}", method="PUT", data=json.dumps(resource).encode(),
+        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (an operator-given URL)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}")
 
 
 async def _write_to_store(settings: Settings, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -207,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.server:
-            status, body = asyncio.run(_write_through_server(args.server, resource))
+            status, body = _write_through_server(args.server, resource)
         else:
             status, body = asyncio.run(_write_to_store(Settings(data_dir=args.data_dir), resource))
     except StoreUnavailable as exc:
@@ -216,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except FhirError as exc:
         status, body = exc.status, {"issue": [i.to_fhir() for i in exc.issues]}
-    except (httpx.HTTPError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"fhir-server facilities add: cannot reach {args.server}: {exc}", file=sys.stderr)
         return 1
     if status >= 400:
