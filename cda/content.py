@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from cda import correspondence
 from cda.datatypes import every, first, text
 from cda.ids import full_url, resource_id
-from cda import correspondence
 from cda.mappings import table
 
 
@@ -48,15 +48,15 @@ def document_format(
     if embedded is not None:
         found = correspondence.body_format(embedded.media_type)
         if found is None:
-            table = correspondence.media_type_to_format()
-            warnings.append(f"nonXMLBody media type {embedded.media_type!r} is not in {table.name} "
-                            f"version {table.version}: no format code")
+            used = correspondence.media_type_to_format()
+            warnings.append(f"nonXMLBody media type {embedded.media_type!r} is not in {used.name} "
+                            f"version {used.version}: no format code")
         return found
     found = correspondence.model_format(template_roots)
     if found is None:
-        table = correspondence.model_to_format()
+        used = correspondence.model_to_format()
         roots = ", ".join(template_roots) or "(none)"
-        warnings.append(f"no document template ({roots}) is in {table.name} version {table.version}: no format code")
+        warnings.append(f"no document template ({roots}) is in {used.name} version {used.version}: no format code")
     return found
 
 

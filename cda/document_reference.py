@@ -34,9 +34,9 @@ def _category(type_concept: dict | None, warnings: list[str]) -> list[dict] | No
     codings = (type_concept or {}).get("coding", [])
     found = correspondence.document_class(codings)
     if found is None:
-        table_ = correspondence.type_to_class()
+        used = correspondence.type_to_class()
         shown = ", ".join(f"{c.get('code')} ({c.get('system')})" for c in codings) or "(none)"
-        warnings.append(f"document type {shown} is not in {table_.name} version {table_.version}: no class (category)")
+        warnings.append(f"document type {shown} is not in {used.name} version {used.version}: no class (category)")
         return None
     return [{"coding": [found]}]
 
