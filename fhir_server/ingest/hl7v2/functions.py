@@ -122,10 +122,10 @@ def document_identity(engine: Engine, args: dict[str, Any], scope: Scope) -> dic
     values = engine.values(args["field"], scope, every=False)
     stated = document_identifier(values[0]) if values else None
     if carried is not None and stated is not None and args.get("mustMatch") and stated != carried:
-        shown = lambda i: f"{i.get('system', '')}|{i['value']}"  # noqa: E731
         raise Hl7Error(
             "AE", "204",
-            f"{args['field']} names document {shown(stated)} but the CDA it carries is {shown(carried)} (ClinicalDocument/id)",
+            f"{args['field']} names document {identifier_token(stated)} but the CDA it carries is "
+            f"{identifier_token(carried)} (ClinicalDocument/id)",
             args.get("location", ""),
         )
     return carried or stated
