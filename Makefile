@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench ans-tables clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
+
+# The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
+ans-tables: install
+	$(BIN)/python -m cda.refresh_tables $(if $(VERSION),--version $(VERSION))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import random
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,9 +71,10 @@ def discharge_letter(serial: str, min_size: int = 0) -> bytes:
 
 
 def mdm_t02(serial: str, cda: bytes) -> bytes:
-    """An MDM^T02 (CI-SIS CDA over HL7 v2) carrying `cda` base64-encoded in OBX-5."""
+    """An MDM^T02 (CI-SIS CDA over HL7 v2) carrying `cda` base64-encoded in OBX-5; TXA-12 names the
+    CDA's own id (`discharge_letter(serial)`: root DOCUMENT_ROOT, extension doc-<serial>)."""
     now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    document_id = f"{DOCUMENT_ROOT}.{uuid.uuid4().int % 10**12}"
+    document_id = f"doc-{serial}^CHBENCH^{DOCUMENT_ROOT}^ISO"
     segments = [
         f"MSH|^~\\&|BENCH|CHBENCH|FHIRSRV|DMP|{now}||MDM^T02^MDM_T02|B{serial}|P|2.6|||||FRA|UNICODE UTF-8|||2.1^CISIS_CDA_HL7_V2",
         f"EVN||{now}",
@@ -83,7 +83,7 @@ def mdm_t02(serial: str, cda: bytes) -> bytes:
         "PV1|1|I|MED^101^1^CHBENCH",
         "ORC|NW|",
         "OBR|1|||11490-0^Lettre de liaison à la sortie^LN",
-        f"TXA|1|11490-0|TEXT|{now}||||||||{document_id}^CHBENCH|||||AU",
+        f"TXA|1|11490-0|TEXT|{now}||||||||{document_id}|||||AU",
         "OBX|1|ED|11490-0^Lettre de liaison à la sortie^LN||^TEXT^XML^Base64^" + base64.b64encode(cda).decode("ascii") + "||||||F",
     ]
     return "\r".join(segments).encode("utf-8") + b"\r"

@@ -1,5 +1,5 @@
 """The stored bytes: the CDA itself as a Binary, plus the embedded file of a level-1 CDA, and the
-DocumentReference.content items that point at them."""
+DocumentReference.content that points at them."""
 
 import base64
 import binascii
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from cda import correspondence
 from cda.datatypes import every, first, text
 from cda.ids import full_url, resource_id
 from cda.mappings import table
@@ -39,29 +40,24 @@ def embedded_file(root: etree._Element, warnings: list[str]) -> EmbeddedFile | N
     return EmbeddedFile(media_type=media_type, data=data)
 
 
-def _format_coding(entry: dict) -> dict:
-    systems = table("template_to_format")["systems"]
-    return {"system": systems[entry["system"]], "code": entry["code"], "display": entry["display"]}
-
-
 def document_format(
     template_roots: list[str], embedded: EmbeddedFile | None, warnings: list[str]
 ) -> dict | None:
-    """content.format from the model templateId (or, for level 1, from the embedded media type)."""
-    formats = table("template_to_format")
-    if embedded is not None and formats["unstructured_template"] in template_roots:
-        entry = formats["media_types"].get(embedded.media_type)
-        if entry is None:
-            warnings.append(f"nonXMLBody: no format code for media type {embedded.media_type!r}")
-            return None
-        return _format_coding(entry)
-    # CI-SIS documents list the generic templates first and the model template last.
-    for root in reversed(template_roots):
-        if entry := formats["templates"].get(root):
-            return _format_coding(entry)
-    roots = ", ".join(template_roots) or "(none)"
-    warnings.append(f"unknown document template(s) {roots}: no format code")
-    return None
+    """content.format: for a level-1 CDA from the media type of its body (ASS_A12), else from its
+    model templateId (ASS_A11)."""
+    if embedded is not None:
+        found = correspondence.body_format(embedded.media_type)
+        if found is None:
+            used = correspondence.media_type_to_format()
+            warnings.append(f"nonXMLBody media type {embedded.media_type!r} is not in {used.name} "
+                            f"version {used.version}: no format code")
+        return found
+    found = correspondence.model_format(template_roots)
+    if found is None:
+        used = correspondence.model_to_format()
+        roots = ", ".join(template_roots) or "(none)"
+        warnings.append(f"no document template ({roots}) is in {used.name} version {used.version}: no format code")
+    return found
 
 
 def binary_entry(full_url: str, resource_id: str, content_type: str, data: bytes) -> dict:
@@ -97,32 +93,31 @@ def attachment(
     return result
 
 
+RENDERING = "https://fhir-server.example.org/StructureDefinition/document-rendering"
+
+
 def stored_content(
     root: etree._Element, data: bytes, key: str, created: str | None, warnings: list[str]
-) -> tuple[list[dict], list[dict]]:
-    """The Binary entries (the CDA, plus the embedded file of a level-1 CDA) and the
-    DocumentReference.content items pointing at them."""
+) -> tuple[list[dict], dict]:
+    """The Binary entries and the one DocumentReference.content: the CDA itself, with the file a
+    level-1 CDA embeds kept as its own Binary and named by the rendering extension (IHE MHD allows
+    one content; the PDF is how the CDA renders, not a second document)."""
     embedded = embedded_file(root, warnings)
     templates = [t.get("root") for t in every(root, "templateId") if t.get("root")]
     language_code = first(root, "languageCode")
     language = language_code.get("code") if language_code is not None else None
     title = text(first(root, "title"))
-    content_type = table("template_to_format")["content_type"]
+    content_type = table("document_format")["content_type"]
     cda_id = resource_id(key)
     entries = [binary_entry(full_url(key, "Binary"), cda_id, content_type, data)]
-    cda_content: dict = {
-        "attachment": attachment(cda_id, content_type, data, language, title, created)
-    }
-    if fmt := document_format(templates, embedded, warnings):
-        cda_content["format"] = fmt
-    content = [cda_content]
+    content: dict = {"attachment": attachment(cda_id, content_type, data, language, title, created)}
     if embedded is not None:
         file_id = resource_id(key, "file")
-        media_type, payload = embedded.media_type, embedded.data
-        entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, media_type, payload))
-        # The CDA's format code describes the wrapper; the bare file is described by its MIME type.
-        content.append({
-            "attachment": attachment(file_id, media_type, payload, language, title, created),
-            "format": _format_coding(table("template_to_format")["embedded_file"]),
-        })
+        entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, embedded.media_type, embedded.data))
+        content["extension"] = [{
+            "url": RENDERING,
+            "valueAttachment": attachment(file_id, embedded.media_type, embedded.data, language, title, created),
+        }]
+    if fmt := document_format(templates, embedded, warnings):
+        content["format"] = fmt
     return entries, content

@@ -14,6 +14,7 @@ XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 UCUM = "http://unitsofmeasure.org"
 
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _TS = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})?(\d{2})?(\.\d+)?)?([+-]\d{4}|Z)?$"
 )
@@ -54,6 +55,14 @@ def text(element: etree._Element | None) -> str | None:
     return _SPACES.sub(" ", raw).strip() or None
 
 
+def is_oid(text: str) -> bool:
+    return bool(_OID.match(text))
+
+
+def is_uuid(text: str) -> bool:
+    return bool(_UUID.match(text))
+
+
 def oid_uri(root: str) -> str:
     return f"urn:uuid:{root.lower()}" if _UUID.match(root) else f"urn:oid:{root}"
 
@@ -67,9 +76,13 @@ def identifier(ii: etree._Element | None) -> dict | None:
     """II -> Identifier: root+extension become system+value, a lone root is itself a URI."""
     if ii is None or ii.get("nullFlavor"):
         return None
-    root, extension = ii.get("root"), ii.get("extension")
-    if not root:
-        return None
+    root = ii.get("root")
+    return ii_identifier(root, ii.get("extension")) if root else None
+
+
+def ii_identifier(root: str, extension: str | None) -> dict:
+    """The ANS rule (IG Mapping CDA - FHIR, StructureMap CdaToFHIRTypes, group II): root and
+    extension become system and value; a root alone is itself the value, as an RFC 3986 URN."""
     if extension:
         return {"system": oid_uri(root), "value": extension}
     return {"system": "urn:ietf:rfc:3986", "value": oid_uri(root)}

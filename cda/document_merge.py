@@ -7,19 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 
-def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any], *, extra_content: bool = True) -> None:
-    """Fill what the sender did not state from the DocumentReference converted from its CDA.
-
-    `extra_content`: also add the CDA's further content (the embedded file of a level-1 CDA),
-    which only makes sense when the converted bundle's Binaries are stored too.
-    """
+def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """Fill what the sender did not state from the DocumentReference converted from its CDA."""
     for key, value in theirs.items():
         if key in ("resourceType", "id", "meta", "text", "contained"):
             continue
         if key not in ours:
             ours[key] = value
         elif key == "securityLabel":
-            ours[key] = ours[key] + [label for label in value if label not in ours[key]]
+            # One label per code system: the CDA's confidentiality never doubles the sender's.
+            stated = {c.get("system") for label in ours[key] for c in label.get("coding", [])}
+            ours[key] = ours[key] + [label for label in value
+                                     if not any(c.get("system") in stated for c in label.get("coding", []))]
         elif key == "context":
             ours[key] = {**value, **ours[key]}
         elif key == "content":
@@ -29,9 +28,10 @@ def fill_document_reference(ours: dict[str, Any], theirs: dict[str, Any], *, ext
                     first["attachment"] = {**item, **first["attachment"]}
                 else:
                     first.setdefault(item_key, item)
-            if extra_content:
-                ours[key].extend(value[1:])
-    contained = _referenced_contained(ours, theirs.get("contained", []))
+    # The sender's own contained resources stay; the CDA's come along where still referenced.
+    own = ours.get("contained", [])
+    own_ids = {item["id"] for item in own}
+    contained = own + [item for item in _referenced_contained(ours, theirs.get("contained", [])) if item["id"] not in own_ids]
     if contained:
         ours["contained"] = contained
 

@@ -3,7 +3,9 @@
 import orjson
 from lxml import etree
 
+from cda import correspondence
 from cda.datatypes import codeable_concept, coding, every, first, identifier, period, text
+from cda.document_id import master_identifier as document_identifier
 from cda.errors import CdaError
 from cda.mappings import table
 from cda.participants import ContainedResources, assigned_entity, organization
@@ -16,26 +18,27 @@ _PRACTICE_SETTING_PATHS = (
 )
 
 
+PDSM_COMPREHENSIVE = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"
+
+
 def master_identifier(root: etree._Element) -> dict:
-    """ClinicalDocument/id as masterIdentifier (the XDS uniqueId)."""
-    result = identifier(first(root, "id"))
-    if result is None:
+    """ClinicalDocument/id as masterIdentifier (the XDS uniqueId), the same on every channel."""
+    document_id = first(root, "id")
+    if document_id is None or document_id.get("nullFlavor") or not document_id.get("root"):
         raise CdaError("not-cda", "ClinicalDocument/id is missing: the document has no identity")
-    return result
+    return document_identifier(document_id.get("root"), document_id.get("extension"))
 
 
-def _category(type_coding: dict | None, warnings: list[str]) -> list[dict] | None:
-    classes = table("type_to_class")
-    if type_coding is None or type_coding["system"] != classes["type_system"]:
-        warnings.append("document type is not a LOINC code: no class (category)")
+def _category(type_concept: dict | None, warnings: list[str]) -> list[dict] | None:
+    """The class of the document type after ASS_X04."""
+    codings = (type_concept or {}).get("coding", [])
+    found = correspondence.document_class(codings)
+    if found is None:
+        used = correspondence.type_to_class()
+        shown = ", ".join(f"{c.get('code')} ({c.get('system')})" for c in codings) or "(none)"
+        warnings.append(f"document type {shown} is not in {used.name} version {used.version}: no class (category)")
         return None
-    class_code = classes["types"].get(type_coding["code"])
-    if class_code is None:
-        warnings.append(f"no class known for document type {type_coding['code']}")
-        return None
-    return [{"coding": [{
-        "system": classes["class_system"], "code": class_code, "display": classes["classes"][class_code],
-    }]}]
+    return [{"coding": [found]}]
 
 
 def _security_label(root: etree._Element, warnings: list[str]) -> list[dict] | None:
@@ -92,7 +95,7 @@ def _context(
             context["practiceSetting"] = setting
             break
     else:
-        warnings.append("no practice setting (standardIndustryClassCode) in the header")
+        warnings.append("no practice setting (standardIndustryClassCode) in the header: no context.practiceSetting")
     # The identity as the source stated it (XDS sourcePatientInfo), kept apart from the shared Patient.
     context["sourcePatientInfo"] = {"reference": source_patient}
     return context
@@ -105,7 +108,7 @@ def document_reference(
     patient: dict,
     patient_url: str,
     encounter_url: str | None,
-    content: list[dict],
+    content: dict,
     warnings: list[str],
 ) -> dict:
     contained = ContainedResources()
@@ -121,13 +124,13 @@ def document_reference(
         first(root, "custodian/assignedCustodian/representedCustodianOrganization"), contained
     )
     type_concept = codeable_concept(first(root, "code"))
-    resource: dict = {"resourceType": "DocumentReference"}
+    resource: dict = {"resourceType": "DocumentReference", "meta": {"profile": [PDSM_COMPREHENSIVE]}}
     if contained.resources:
         resource["contained"] = contained.resources
     resource.update(masterIdentifier=master, status="current")
     if type_concept:
         resource["type"] = type_concept
-    if category := _category((type_concept or {}).get("coding", [None])[0], warnings):
+    if category := _category(type_concept, warnings):
         resource["category"] = category
     resource["subject"] = {"reference": patient_url}
     # date is an instant: a creation time known only to the day cannot fill it.
@@ -147,6 +150,6 @@ def document_reference(
         resource["description"] = title
     if labels := _security_label(root, warnings):
         resource["securityLabel"] = labels
-    resource["content"] = content
+    resource["content"] = [content]
     resource["context"] = _context(root, encounter_url, source_patient, warnings)
     return resource

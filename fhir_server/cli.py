@@ -12,6 +12,7 @@ import uvicorn
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.database import StoreCapabilities, check_store
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path("./data"), help="where the embedded store keeps its file")
     serve.add_argument("--mllp-port", type=int, default=None, help="also accept HL7 v2 over MLLP on this port")
     serve.add_argument("--log-level", default="warning")
+    facilities.add_arguments(commands)
     return parser
 
 
@@ -125,6 +127,8 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    if args.command == "facilities":
+        return facilities.run(args)
     return serve(args)
 
 

@@ -16,6 +16,7 @@ from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import json_response, version_headers, location
 from fhir_server.api.type_routes import searches
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.ingest import cda_intake
 from fhir_server.ingest.hl7v2.intake import handle_message
 from fhir_server.operations.transaction import TransactionService
 
@@ -36,7 +37,9 @@ async def ingest_cda(request: Request) -> Response:
         conversion = convert_cda(data) if len(data) <= INLINE_LIMIT else await asyncio.to_thread(convert_cda, data)
     except CdaError as error:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
-    response = await TransactionService(repository(request), searches(request)).transaction(conversion.bundle)
+    service = TransactionService(repository(request), searches(request))
+    await cda_intake.complete(conversion, service.find_by_identifier)
+    response = await service.transaction(conversion.bundle)
     entries = conversion.bundle["entry"]
     index = next(i for i, e in enumerate(entries) if e.get("fullUrl") == conversion.document_reference_fullurl)
     answer = response["entry"][index]["response"]

@@ -1,5 +1,6 @@
 """An ITI-65 bundle that carries a CDA document: what the sender did not state in the
-DocumentReference is taken from the document itself, with the same converter as /ingest/cda."""
+DocumentReference is taken from the document itself, with the same converter as /ingest/cda, and
+the DocumentReference then claims PDSm comprehensive like those the other channels store."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import copy
 import logging
 from typing import Any
 
+from cda.content import RENDERING
 from cda.convert import convert_cda
+from cda.document_id import normalized
 from cda.document_merge import fill_document_reference
 from cda.errors import CdaError
+from fhir_server.errors import FhirError
+from fhir_server.mhd import COMPREHENSIVE_DOCUMENT_REFERENCE
 from fhir_server.operations.bundle_entries import Entry
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,26 @@ def _without_references_to(value: Any, urls: set[str]) -> Any:
     return value
 
 
+def _same_identity(target: Entry, identity: dict[str, Any]) -> None:
+    """The masterIdentifier is the CDA's id (cda.document_id), in the one form every channel uses:
+    filled when absent, rewritten when the sender wrote the same id another way, refused when it
+    names another document."""
+    assert target.resource is not None
+    stated = target.resource.get("masterIdentifier")
+    if stated is None:
+        target.resource["masterIdentifier"] = dict(identity)
+        return
+    same = normalized(stated)
+    if (same.get("system"), same.get("value")) != (identity["system"], identity["value"]):
+        raise FhirError(
+            422, "business-rule",
+            f"masterIdentifier {stated.get('system', '')}|{stated.get('value', '')} is not the id of the CDA document "
+            f"the DocumentReference points at ({identity['system']}|{identity['value']}, its ClinicalDocument/id)",
+            [f"{target.where}.resource.masterIdentifier"],
+        )
+    target.resource["masterIdentifier"] = same
+
+
 def complete(entries: list[Entry]) -> None:
     """Fill DocumentReferences from the CDA Binaries they point at (the converter's remarks are logged)."""
     documents = [e for e in entries if e.resource_type == "DocumentReference" and e.method in ("POST", "PUT") and e.resource]
@@ -62,7 +87,17 @@ def complete(entries: list[Entry]) -> None:
         own_entries = {e["fullUrl"] for e in conversion.bundle["entry"]}
         converted = {k: v for k, v in _without_references_to(copy.deepcopy(converted), own_entries).items()
                      if k not in KEPT_FROM_SENDER}
+        for content in converted.get("content", []):
+            # The converter's Binary of a level-1 rendering is not stored here: the bundle is the sender's.
+            content["extension"] = [e for e in content.get("extension", []) if e.get("url") != RENDERING]
+            if not content["extension"]:
+                del content["extension"]
         for target in targets:
-            fill_document_reference(target.resource, converted, extra_content=False)
+            _same_identity(target, conversion.master_identifier)
+            fill_document_reference(target.resource, converted)
+            meta = target.resource.setdefault("meta", {})
+            if COMPREHENSIVE_DOCUMENT_REFERENCE not in meta.get("profile", []):
+                # Completed from its CDA, it is a PDSm document like those of the other channels.
+                meta["profile"] = [*meta.get("profile", []), COMPREHENSIVE_DOCUMENT_REFERENCE]
         for warning in conversion.warnings:
             log.info("%s: CDA: %s", binary.where, warning)

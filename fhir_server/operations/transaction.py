@@ -284,3 +284,9 @@ class TransactionService:
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.find_current(resource_type, resource_id)
+
+    async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]:
+        """Current resources with that identifier (`system|value`): the adapters' lookups."""
+        found = [await self.repository.find_current(resource_type, i)
+                 for i in await self.repository.match_params(resource_type, [("identifier", token)], None, 10)]
+        return [s.resource for s in found if s is not None and not s.deleted and s.resource]

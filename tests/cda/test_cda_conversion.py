@@ -86,7 +86,7 @@ def test_document_reference_metadata(fixture_bytes):
     assert custodian["identifier"] == [{"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "1690000017"}]
 
 
-def test_binary_payloads_are_the_original_bytes(fixture_bytes):
+def test_level1_pdf_is_the_rendering_of_the_one_content(fixture_bytes):
     data = fixture_bytes("level1_pdf")
     conversion = convert_cda(data)
     cda_binary, pdf_binary = resources(conversion, "Binary")
@@ -94,11 +94,14 @@ def test_binary_payloads_are_the_original_bytes(fixture_bytes):
     assert cda_binary["contentType"] == "text/xml"
     pdf = base64.b64decode(pdf_binary["data"])
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
-    cda_content, pdf_content = entry_of(conversion, "DocumentReference")["resource"]["content"]
-    assert cda_content["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
-    assert pdf_content["attachment"]["url"] == f"Binary/{pdf_binary['id']}"
-    assert pdf_content["attachment"]["contentType"] == "application/pdf"
-    assert pdf_content["attachment"]["hash"] == base64.b64encode(hashlib.sha1(pdf).digest()).decode()
+    [content] = entry_of(conversion, "DocumentReference")["resource"]["content"]
+    assert content["attachment"]["url"] == f"Binary/{cda_binary['id']}"
+    assert content["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    [rendering] = content["extension"]
+    assert rendering["url"] == "https://fhir-server.example.org/StructureDefinition/document-rendering"
+    assert rendering["valueAttachment"]["url"] == f"Binary/{pdf_binary['id']}"
+    assert rendering["valueAttachment"]["contentType"] == "application/pdf"
+    assert rendering["valueAttachment"]["hash"] == base64.b64encode(hashlib.sha1(pdf).digest()).decode()
 
 
 def test_replacement_points_at_the_replaced_master_identifier(fixture_bytes):
@@ -156,12 +159,26 @@ def test_discharge_medications_are_planned_requests(fixture_bytes):
     assert "dispenseRequest" not in requests[0]
 
 
-def test_unknown_template_is_a_warning_not_an_error(fixture_bytes):
+def test_unknown_template_leaves_the_format_empty_and_says_why(fixture_bytes):
     data = fixture_bytes("cr_bio_lab_report")
     data = data.replace(b"1.3.6.1.4.1.19376.1.3.3\"", b"1.2.3.4.5.6.7\"").replace(b"1.2.250.1.213.1.1.1.55\"", b"1.2.3.4.5.6.8\"")
     conversion = convert_cda(data)
-    assert any("unknown document template" in w for w in conversion.warnings)
+    assert any("is in ASS_A11_CorresModeleCDA_XdsFormatCode_CISIS version" in w for w in conversion.warnings)
     assert "format" not in entry_of(conversion, "DocumentReference")["resource"]["content"][0]
+
+
+def test_unknown_document_type_leaves_the_class_empty_and_says_why(fixture_bytes):
+    data = fixture_bytes("cr_bio_lab_report").replace(b'code="11502-2"', b'code="99999-9"', 1)
+    conversion = convert_cda(data)
+    assert any("99999-9 (http://loinc.org) is not in ASS_X04_CorrespondanceType_Classe_CISIS" in w for w in conversion.warnings)
+    assert "category" not in entry_of(conversion, "DocumentReference")["resource"]
+
+
+def test_every_document_claims_pdsm_comprehensive(fixture_bytes):
+    doc = entry_of(convert_cda(fixture_bytes("cr_bio_lab_report")), "DocumentReference")["resource"]
+    assert doc["meta"]["profile"] == [
+        "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import importlib
 
 import pytest
 
+from cda import convert_cda
 from fhir_server.ingest.hl7v2.convert import convert_message
 from fhir_server.ingest.hl7v2.errors import Hl7Error
 from tests.hl7v2.conftest import FIXTURES, fixture
@@ -91,21 +92,53 @@ def test_a_cda_about_another_patient_is_refused():
     assert "another patient" in raised.value.message
 
 
+def entry_of_document(name):
+    (entry,) = [e for e in convert_message(fixture(name)).bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    return entry
+
+
 def test_replacement_relates_to_the_replaced_document_by_its_identifier():
-    document = resources("mdm_t10_replacement.hl7", "DocumentReference")[0]
-    assert document["relatesTo"] == [{
+    replacement = entry_of_document("mdm_t10_replacement.hl7")
+    assert replacement["resource"]["relatesTo"] == [{
         "code": "replaces",
         "target": {"identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1.7.20240301"}},
     }]
-    original = resources("mdm_t02.hl7", "DocumentReference")[0]
-    assert document["id"] != original["id"]
+    assert replacement["request"]["url"] != entry_of_document("mdm_t02.hl7")["request"]["url"]
 
 
-def test_cancellation_marks_the_document_entered_in_error_under_the_same_id():
-    cancelled = resources("mdm_t04_cancellation.hl7", "DocumentReference")[0]
-    replacement = resources("mdm_t10_replacement.hl7", "DocumentReference")[0]
-    assert cancelled["status"] == "entered-in-error"
-    assert cancelled["id"] == replacement["id"]
+def test_a_document_is_written_by_its_identity_the_one_every_channel_computes():
+    original = entry_of_document("mdm_t02.hl7")
+    assert original["resource"]["masterIdentifier"] == {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1.7.20240301"}
+    assert original["request"] == {
+        "method": "PUT", "url": "DocumentReference?identifier=urn:ietf:rfc:3986|urn%3Aoid%3A1.2.250.1.999.1.1.7.20240301",
+    }
+    cda = (FIXTURES / "cda_imaging_report.xml").read_bytes()
+    assert original["resource"]["masterIdentifier"] == convert_cda(cda).master_identifier
+
+
+@pytest.mark.parametrize("txa12", [
+    b"1.2.250.1.999.1.1.7.20240301^CHEXEMPLE",  # the whole id, as the ANS examples send it
+    b"1.2.250.1.999.1.1.7.20240301^^1.2.250.1.999.1.1.7^ISO",  # the whole id under the sender's root
+])
+def test_every_way_of_stating_the_cda_id_in_txa_12_gives_the_same_identity(txa12):
+    message = fixture("mdm_t02.hl7").replace(b"1.2.250.1.999.1.1.7.20240301^CHEXEMPLE", txa12)
+    (document,) = [e["resource"] for e in convert_message(message).bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+    assert document["masterIdentifier"] == {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1.7.20240301"}
+
+
+def test_txa_12_naming_another_document_than_the_carried_cda_is_refused():
+    message = fixture("mdm_t02.hl7").replace(b"1.2.250.1.999.1.1.7.20240301^CHEXEMPLE", b"1.2.250.1.999.1.1.7.99^CHEXEMPLE")
+    with pytest.raises(Hl7Error) as raised:
+        convert_message(message)
+    assert (raised.value.ack_code, raised.value.code, raised.value.location) == ("AE", "204", "TXA^1^12")
+    assert "ClinicalDocument/id" in raised.value.message
+
+
+def test_cancellation_marks_the_same_document_entered_in_error():
+    cancelled = entry_of_document("mdm_t04_cancellation.hl7")
+    replacement = entry_of_document("mdm_t10_replacement.hl7")
+    assert cancelled["resource"]["status"] == "entered-in-error"
+    assert cancelled["request"] == replacement["request"]
 
 
 def test_patient_identity_prefers_the_ins_then_the_local_identifier():

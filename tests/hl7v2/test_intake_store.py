@@ -16,7 +16,7 @@ from fhir_server.errors import FhirError
 from fhir_server.ingest.hl7v2 import er7
 from fhir_server.ingest.hl7v2.intake import RAW_CONTENT_TYPE, Hl7Result, ack_handler, handle_message
 from fhir_server.ingest.mllp import frame, mllp_send, read_frame, start_mllp_server
-from tests.hl7v2.conftest import FIXTURES, fixture
+from tests.hl7v2.conftest import FIXTURES, fixture, personalised
 
 
 class ServerRepository:
@@ -35,31 +35,9 @@ class ServerRepository:
         response = await self.client.get(f"{resource_type}/{resource_id}")
         return response.json() if response.status_code == 200 else None
 
-
-def personalised(name: str, tag: str) -> bytes:
-    """A fixture whose business identifiers belong to this test only (the store is shared),
-    in the message and in the CDA it carries alike."""
-    digits = str(int(tag, 16) % 10**9)
-    replacements = (
-        (b"180017512345678", f"1800175{digits}".encode()),
-        (b"IPP0", f"IPP{tag}-0".encode()),
-        (b"1.2.250.1.999.1.1.7.2024030", f"1.2.250.1.999.1.1.7.{digits}.2024030".encode()),
-        (b"V2024-00", f"V{tag}-00".encode()),
-        (b"RDV-100", f"RDV{tag}-100".encode()),
-        (b"PRESC-", f"PRESC{tag}-".encode()),
-        (b"CMD-77", f"CMD{tag}".encode()),
-        (b"LAB-5501", f"LAB{tag}".encode()),
-        (b"DOC-", f"DOC{tag}-".encode()),
-    )
-    cda = (FIXTURES / "cda_imaging_report.xml").read_bytes()
-    message = fixture(name).replace(base64.b64encode(cda), base64.b64encode(_replaced(cda, replacements)))
-    return _replaced(message, replacements)
-
-
-def _replaced(data: bytes, replacements: tuple[tuple[bytes, bytes], ...]) -> bytes:
-    for old, new in replacements:
-        data = data.replace(old, new)
-    return data
+    async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]:
+        response = await self.client.get(resource_type, params={"identifier": token})
+        return [e["resource"] for e in response.json().get("entry", [])]
 
 
 @pytest.fixture

@@ -63,11 +63,15 @@ def test_replacement_supersedes(ingest: httpx.Client, fhir: httpx.Client) -> Non
     assert _document(fhir, replacing)["status"] == "current"
 
 
-def test_level1_pdf_is_kept_as_its_own_attachment(ingest: httpx.Client, fhir: httpx.Client) -> None:
+def test_level1_pdf_is_the_rendering_of_the_one_content(ingest: httpx.Client, fhir: httpx.Client) -> None:
     doc = _document(fhir, _post(ingest, "level1_pdf.xml"))
-    pdfs = [c["attachment"] for c in doc["content"] if c["attachment"].get("contentType") == "application/pdf"]
-    assert pdfs
-    assert fhir.get("/" + pdfs[0]["url"], headers={"Accept": "application/pdf"}).content.startswith(b"%PDF")
+    [content] = doc["content"]
+    assert content["attachment"]["contentType"] == "text/xml"
+    assert content["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    [rendering] = [e["valueAttachment"] for e in content["extension"]
+                   if e["url"] == "https://fhir-server.example.org/StructureDefinition/document-rendering"]
+    assert rendering["contentType"] == "application/pdf"
+    assert fhir.get("/" + rendering["url"], headers={"Accept": "application/pdf"}).content.startswith(b"%PDF")
 
 
 @pytest.mark.parametrize(("body", "status"), [

@@ -114,6 +114,8 @@ def test_cda_fills_what_the_sender_left_out(fhir: httpx.Client, known_patient: d
     from pathlib import Path
 
     letter = (Path(__file__).parent.parent / "cda" / "fixtures" / "ldl_ses_discharge_letter.xml").read_bytes()
+    # The document's own id is the masterIdentifier (XDS uniqueId = ClinicalDocument/id).
+    letter = letter.replace(b'<id root="1.2.250.1.999.1.1.2.2024.1"/>', f'<id root="{master_id}"/>'.encode())
     subject = {"reference": f"Patient/{known_patient['id']}"}
     bundle = provide_bundle(subject, master_id, data=letter, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
     doc = bundle["entry"][1]["resource"]

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from cda.document_id import from_entity_identifier
 from fhir_server.ingest.hl7v2.er7 import Value
 from fhir_server.ingest.hl7v2.mapfiles import load_json
 
@@ -94,6 +95,12 @@ def ei_identifier(v: Value) -> dict[str, Any] | None:
         return {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{entity.lower()}"}
     system = _local_system(namespace, universal)
     return {"system": system, "value": entity} if system else {"value": entity}
+
+
+def document_identifier(v: Value) -> dict[str, Any] | None:
+    """An EI naming a document (TXA-12, TXA-13, OBR-3): the identity every channel gives that
+    document (cda.document_id), else the plain EI identifier."""
+    return from_entity_identifier(v.get(1), v.get(3)) or ei_identifier(v)
 
 
 def xcn_identifier(v: Value) -> dict[str, Any] | None:
@@ -278,6 +285,7 @@ def system_uri(v: Value) -> str | None:
 CONVERTERS = {
     "Identifier": cx_identifier,
     "Identifier.EI": ei_identifier,
+    "Identifier.Document": document_identifier,
     "Identifier.XCN": xcn_identifier,
     "HumanName": xpn_name,
     "HumanName.XCN": xcn_name,

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 from typing import Any
 
+from cda import correspondence
+from cda.document_reference import PDSM_COMPREHENSIVE
 from fhir_server.ingest.hl7v2 import carried_document
-from fhir_server.ingest.hl7v2.datatypes import cx_identifier, table
+from fhir_server.ingest.hl7v2.datatypes import cx_identifier, document_identifier, table
 from fhir_server.ingest.hl7v2.engine import Engine, Function, Scope, identifier_token, stable_uuid
 from fhir_server.ingest.hl7v2.errors import Hl7Error
 from fhir_server.ingest.hl7v2.mapfiles import load_json
+
+
+# The contained Patient as the message identified it (XDS sourcePatientInfo), named apart from
+# the ids the CDA converter gives its own contained resources.
+SOURCE_PATIENT = "source-patient"
 
 
 def patient_identity(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
@@ -97,16 +105,68 @@ def attachment(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, 
     result: dict[str, Any] = {"contentType": content_type, "url": produced.reference}
     result["size"] = len(data)
     result["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
-    title = engine.evaluate(args.get("title"), scope)
-    if title:
-        result["title"] = title
+    # What the message says of the document itself (a carried CDA says it too, and is read after).
+    for element in ("language", "title", "creation"):
+        if value := engine.evaluate(args.get(element), scope):
+            result[element] = value
     return result
 
 
-def carried_identifier(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
-    """The unique id of the carried CDA (its ClinicalDocument/id), when the message states none."""
+def document_identity(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """The document's masterIdentifier, the same as every other channel gives it
+    (cda.document_id): the carried CDA's ClinicalDocument/id, else the message's own id of the
+    document (`field`, an EI: TXA-12, OBR-3). With `mustMatch`, a message that names another
+    document than the CDA it carries is refused: one document cannot have two identities."""
     conversion = carried_document.conversion(engine, args["binary"])
-    return dict(conversion.master_identifier) if conversion is not None else None
+    carried = dict(conversion.master_identifier) if conversion is not None else None
+    values = engine.values(args["field"], scope, every=False)
+    stated = document_identifier(values[0]) if values else None
+    if carried is not None and stated is not None and args.get("mustMatch") and stated != carried:
+        raise Hl7Error(
+            "AE", "204",
+            f"{args['field']} names document {identifier_token(stated)} but the CDA it carries is "
+            f"{identifier_token(carried)} (ClinicalDocument/id)",
+            args.get("location", ""),
+        )
+    return carried or stated
+
+
+def pdsm_document(engine: Engine, args: dict[str, Any], scope: Scope) -> None:
+    """After-hook: what a DocumentReference of the shared record holds beyond the message's fields
+    (PDSm comprehensive): the profile it claims, the class of its type (ANS ASS_X04), the format,
+    title and language of a document that is not a CDA, the times of the act and of the
+    document when neither the message nor its CDA states them (`periodStart`, `creation`), and the
+    patient as the sender identified it."""
+    resource = args["produced"].entry["resource"]
+    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "meta")}
+    meta = {**resource.get("meta", {}), "profile": [PDSM_COMPREHENSIVE]}
+    resource.clear()
+    resource.update(resourceType="DocumentReference", meta=meta, **rest)
+    if "category" not in resource:
+        found = correspondence.document_class((resource.get("type") or {}).get("coding", []))
+        if found is not None:
+            resource["category"] = [{"coding": [found]}]
+    content = (resource.get("content") or [{}])[0]
+    attachment = content.get("attachment")
+    if attachment and "creation" not in attachment and (creation := engine.evaluate(args.get("creation"), scope)):
+        attachment["creation"] = creation
+    if attachment and carried_document.conversion(engine, args["binary"]) is None:
+        # Not a CDA: its MIME type describes it, its type names it, the message's language is its own.
+        content.setdefault("format", correspondence.not_cda_format())
+        type_names = [c["display"] for c in (resource.get("type") or {}).get("coding", []) if c.get("display")]
+        if type_names:
+            attachment.setdefault("title", type_names[0])
+        if language := engine.read_text("/MSH-19.1", scope):
+            attachment.setdefault("language", language)
+    patient = scope.lookup("patient")
+    context = resource.setdefault("context", {})
+    # The act's time as the CDA states it (serviceEvent) wins; the message's is the fallback.
+    if "period" not in context and (start := engine.evaluate(args.get("periodStart"), scope)):
+        context["period"] = {"start": start}
+    if patient is not None and "sourcePatientInfo" not in context:
+        source = {k: v for k, v in copy.deepcopy(patient.entry["resource"]).items() if k not in ("id", "meta")}
+        resource["contained"] = [*resource.get("contained", []), {**source, "id": SOURCE_PATIENT}]
+        context["sourcePatientInfo"] = {"reference": f"#{SOURCE_PATIENT}"}
 
 
 def reference_to(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
@@ -132,7 +192,8 @@ FUNCTIONS: dict[str, Function] = {
     "edContent": ed_content,
     "textDocument": text_document,
     "attachment": attachment,
-    "carriedIdentifier": carried_identifier,
+    "documentIdentity": document_identity,
+    "pdsmDocument": pdsm_document,
     "referenceTo": reference_to,
     "enrichFromCda": carried_document.enrich,
     "fillIfAbsent": fill_if_absent,

@@ -15,7 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from fhir_server import facilities
 from fhir_server.errors import FhirError
+from fhir_server.facilities import custodian_identifiers, sending_facility_identifier
+from fhir_server.ingest import pdsm
 from fhir_server.ingest.hl7v2.ack import MessageHeader, build_ack, read_header
 from fhir_server.ingest.hl7v2.convert import Hl7Conversion, content_hash, convert_message
 from fhir_server.ingest.hl7v2.datatypes import dtm_instant, table
@@ -35,6 +38,8 @@ class TransactionRepository(Protocol):
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any: ...
+
+    async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -66,6 +71,7 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
         if await repository.find_current("Provenance", provenance_id(header, message)) is not None:
             return Hl7Result(build_ack(header, "AA"), "AA", header.control_id, duplicate=True)
         conversion = convert_message(message)
+        await complete_documents(conversion, repository)
         await repository.transaction(with_trace(conversion, header, message))
     except Hl7Error as exc:
         return _refused(header, exc)
@@ -89,6 +95,34 @@ def ack_handler(repository: TransactionRepository) -> Callable[[bytes], Awaitabl
         return (await handle_message(message, repository)).ack
 
     return handle
+
+
+async def complete_documents(conversion: Hl7Conversion, repository: TransactionRepository) -> None:
+    """Each DocumentReference the message stores: what its sending facility's configuration
+    supplies, then the PDSm check, refused with AE naming the fields it still lacks."""
+    msh4 = [sending_facility_identifier(v) for v in (conversion.message.text("MSH-4.1"), conversion.message.text("MSH-4.2")) if v]
+    for entry in conversion.bundle["entry"]:
+        document = entry["resource"]
+        if document["resourceType"] != "DocumentReference":
+            continue
+        facility = await facilities.find(repository.find_by_identifier, [*msh4, *custodian_identifiers(document)])
+        if facility is not None:
+            facilities.apply_defaults(document, facility)
+        found = pdsm.problems(document)
+        if found:
+            raise _incomplete(conversion, found, configured=facility is not None)
+
+
+def _incomplete(conversion: Hl7Conversion, found: list[pdsm.Problem], *, configured: bool) -> Hl7Error:
+    locations = load_json(f"{conversion.structure}.json").get("pdsmLocations", {})
+    texts = [problem.explained(conversion.warnings) for problem in found]
+    if not configured:
+        texts.append(f"no sending facility is configured for MSH-4 {conversion.sending_facility!r} "
+                     "(fhir-server facilities add) to supply what the message and its document lack")
+    element = found[0].element.removeprefix("DocumentReference.")
+    code = "101" if found[0].code == "required" else "102"
+    return Hl7Error("AE", code, "the document cannot be shared as a PDSm DocumentReference: " + " | ".join(texts),
+                    locations.get(element, ""))
 
 
 def _refused(header: MessageHeader, error: Hl7Error) -> Hl7Result:
