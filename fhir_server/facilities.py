@@ -194,7 +194,7 @@ async def _write_to_store(settings: Settings, resource: dict[str, Any]) -> tuple
     store = None if settings.mongodb_url else EmbeddedStore(settings.data_dir.resolve())
     url = settings.mongodb_url or store.start()  # type: ignore[union-attr]
     try:
-        repository, _ = await open_repository(settings, url, embedded=store is not None)
+        repository, _ = await open_repository(settings, url)
         try:
             result = await repository.conditional_update("Organization", [("identifier", _token(resource["identifier"][0]))], resource)
         finally:

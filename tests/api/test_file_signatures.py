@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from fhir_server.ingest.hl7v2 import er7
+from fhir_server.cli import main as cli_main
+from tests.hl7v2.conftest import FACILITY
 from tests.hl7v2.test_intake_store import personalised
 from tests.mhd.documents import PDF, document_reference, patient, provide_bundle
 
@@ -97,15 +99,20 @@ def test_a_disguised_file_in_a_provide_document_bundle_rejects_the_bundle(fhir: 
     assert fhir.get("/List", params={"patient": known["id"]}).json()["total"] == 0
 
 
-def test_a_disguised_pdf_in_an_hl7v2_report_is_refused_to_the_sender(server) -> None:
+def test_a_disguised_pdf_in_an_hl7v2_document_is_refused_to_the_sender(server) -> None:
     """AE with an ERR the sender can act on, HTTP 422 (not a 500: the content is the sender's to
-    fix), and nothing of the message stored."""
+    fix), and nothing of the message stored. The message is otherwise a shareable document (its
+    facility is configured, it states its language and confidentiality), so the signature is the
+    only thing refused."""
+    assert cli_main(["facilities", "add", "--server", server.root_url, *FACILITY]) == 0
     tag = uuid.uuid4().hex[:8]
-    message = personalised("oru_r01.hl7", tag)
+    message = personalised("mdm_t02.hl7", tag)
+    message = message.replace(b"|FRA|UNICODE UTF-8|||", "|FRA|UNICODE UTF-8|fr^français^ISO6391||".encode(), 1)
+    message = message.replace(b"|||||AU\r", b"|||||AU|U\r", 1)  # TXA-18: the CDA it no longer carries said so
     message = re.sub(rb"\^TEXT\^XML\^Base64\^[A-Za-z0-9+/=]+", b"^APPLICATION^PDF^Base64^" + b64(PROGRAM).encode(), message)
     response = httpx.post(f"{server.root_url}/ingest/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"})
     ack = er7.parse(response.content)
-    assert (response.status_code, ack.text("MSA-1"), ack.text("ERR-3.1")) == (422, "AE", "102")
+    assert (response.status_code, ack.text("MSA-1"), ack.text("ERR-3.1")) == (422, "AE", "102"), ack.text("ERR-8")
     assert "signature" in ack.text("ERR-8")
     digits = str(int(tag, 16) % 10**9)
     found = httpx.get(f"{server.base_url}/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.10|1800175{digits}"}).json()
