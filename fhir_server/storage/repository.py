@@ -29,7 +29,7 @@ from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_json_patch
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.lookup import LookupTable, keys_of
-from fhir_server.security.callers import PLATFORM, Caller
+from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, outbox
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks
@@ -97,9 +97,10 @@ def _content(resource: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class Reader:
-    """The store queries of one caller; the search engine plans, this runs."""
+    """The store queries of one caller (the search engine plans, this runs), or with `caller` None
+    the server's own look at the whole store (what a write replaces, uniqueness checks)."""
 
-    def __init__(self, repository: Repository, caller: Caller, session: Session) -> None:
+    def __init__(self, repository: Repository, caller: Caller | None, session: Session) -> None:
         self.repository = repository
         self.caller = caller
         self.session = session
@@ -107,6 +108,8 @@ class Reader:
 
     def scoped(self, resource_type: str | None, query: dict[str, Any]) -> dict[str, Any]:
         """`query` with the caller's search-filter conditions: the one place that hook is called."""
+        if self.caller is None:
+            return query
         conditions = self.repository.hooks.condition(self.caller, resource_type)
         if not conditions:
             return query
@@ -168,7 +171,8 @@ class Repository:
         # Told after each commit that wrote outbox events (the dispatcher's wake-up).
         self.on_commit: list[Callable[[], None]] = []
 
-    def reader(self, caller: Caller, session: Session = None) -> Reader:
+    def reader(self, caller: Caller | None, session: Session = None) -> Reader:
+        """Queries for `caller`; None for the server's own checks, which see the whole store."""
         return Reader(self, caller, session)
 
     # ------------------------------------------------------------------ helpers
@@ -224,7 +228,7 @@ class Repository:
         return resource
 
     # ------------------------------------------------------------------ reads
-    async def find_current(self, caller: Caller, resource_type: str, resource_id: str,
+    async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
                            session: Session = None) -> Stored | None:
         """The current document as `caller` may see it (deleted or not), or None."""
         docs = await self.reader(caller, session).find(resource_type, {"_id": resource_id}, {"ix": 0, "sk": 0}, limit=1)
@@ -335,7 +339,7 @@ class Repository:
 
     async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
         """The current version whoever may see it: what a write replaces, so identity never forks."""
-        return await self.find_current(PLATFORM, resource_type, resource_id, session)
+        return await self.find_current(None, resource_type, resource_id, session)
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
     async def create_in(
@@ -414,7 +418,7 @@ class Repository:
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
         matches = await self.ids(resource_type, params, session, limit)
-        if matches and self.hooks.search_filters and caller != PLATFORM:
+        if matches and self.hooks.search_filters:
             visible = await self.engine.ids(resource_type, params, self.reader(caller, session), limit)
             if set(matches) - set(visible):
                 raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
@@ -424,7 +428,7 @@ class Repository:
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
         documents, conditional references), never answered to a caller as such."""
-        return await self.engine.ids(resource_type, params, self.reader(PLATFORM, session), limit)
+        return await self.engine.ids(resource_type, params, self.reader(None, session), limit)
 
     async def search(
         self, caller: Caller, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
