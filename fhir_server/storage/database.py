@@ -17,11 +17,12 @@ from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
-from fhir_server.storage.outbox import OUTBOX
 from fhir_server.storage.pending import PendingWrites
 
 T = TypeVar("T")
 HISTORY = "history"
+# The transactional outbox (fhir_server.storage.outbox) and the dispatcher's lease.
+OUTBOX = "outbox"
 LEASES = "leases"
 
 

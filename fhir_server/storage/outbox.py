@@ -3,26 +3,29 @@
 An event's key starts with its commit time (the write's stamp), so reading pending events in key
 order gives commit order, and with it each patient's order, with no global counter to contend on
 (docs/DECISIONS.md, Audit and outbox). On the embedded store writers are serialised by the gate,
-so stamp order is commit order; on MongoDB two transactions of one patient writing the same
-resource conflict and the later retries with a later stamp.
+so stamp order is commit order; on MongoDB two transactions writing one resource conflict and the
+later retries with a later stamp.
 
-The dispatcher (fhir_server.events.dispatcher) hands pending events to the after-commit hooks and
-then marks them done; a failed hook leaves them pending, so a restart loses nothing.
+`OutboxStore` is the store side the dispatcher (fhir_server.events.dispatcher) uses: pending
+events, marking them done, and the lease that lets one process at a time dispatch.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
 
 from fhir_server.security.callers import Caller
+from fhir_server.storage.database import LEASES, OUTBOX, Database
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.pending import PendingWrites
 from fhir_server.timefmt import instant
 
-OUTBOX = "outbox"
+LEASE_ID = "outbox-dispatcher"
 
 
 def write_event(stored: Stored, method: str, caller: Caller) -> dict[str, Any]:
@@ -47,3 +50,65 @@ def add(pending: PendingWrites, session: AsyncClientSession, event: dict[str, An
 
 async def ensure_indexes(db: Any) -> None:
     await db[OUTBOX].create_index([("done", ASCENDING)])
+
+
+class OutboxStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.events = database.collection(OUTBOX)
+        self.leases = database.collection(LEASES)
+
+    async def pending(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest events not yet delivered, committed ones only.
+
+        Read as a transaction of its own: the embedded store shows a transaction's writes before
+        it commits, and the gate keeps every writer out meanwhile.
+        """
+        async def read(session: AsyncClientSession) -> list[dict[str, Any]]:
+            cursor = self.events.find({"done": False}, session=session).sort("_id", 1).limit(limit)
+            return await cursor.to_list(length=limit)
+
+        return await self.database.in_transaction(read)
+
+    async def mark_done(self, ids: list[str]) -> None:
+        # One equality per event: a range could take in an event committed meanwhile with an
+        # earlier stamp, and the embedded store scans for `$in`.
+        async def mark(session: AsyncClientSession) -> None:
+            for event_id in ids:
+                await self.events.update_one({"_id": event_id}, {"$set": {"done": True}}, session=session)
+
+        await self.database.in_transaction(mark)
+
+    async def hold_lease(self, owner: str, seconds: float) -> bool:
+        """Take or renew the dispatch lease for `seconds`; False while another live owner holds it.
+
+        Times are epoch seconds and each change bumps `n`: the compare-and-set compares an integer,
+        which every store compares exactly.
+        """
+        now = time.time()
+        async with self.database.gate.read():
+            lease = await self.leases.find_one({"_id": LEASE_ID})
+        if lease is not None and lease["owner"] != owner and lease["until"] > now:
+            return False
+
+        async def take(session: AsyncClientSession) -> bool:
+            if lease is None:
+                try:
+                    await self.leases.insert_one({"_id": LEASE_ID, "owner": owner, "until": now + seconds, "n": 0},
+                                                 session=session)
+                except DuplicateKeyError:
+                    return False
+                return True
+            # Of two processes taking an expired lease, one wins.
+            taken = await self.leases.update_one(
+                {"_id": LEASE_ID, "n": lease["n"]},
+                {"$set": {"owner": owner, "until": now + seconds, "n": lease["n"] + 1}}, session=session)
+            return taken.matched_count == 1
+
+        return bool(await self.database.in_transaction(take))
+
+    async def release(self, owner: str) -> None:
+        async def release(session: AsyncClientSession) -> None:
+            await self.leases.update_one({"_id": LEASE_ID, "owner": owner}, {"$set": {"until": 0.0}}, session=session)
+
+        await self.database.in_transaction(release)
