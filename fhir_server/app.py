@@ -27,7 +27,6 @@ from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry
 from fhir_server.security.server_keys import server_secret
 from fhir_server.security.callers import PLATFORM
-from fhir_server.storage import outbox
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
@@ -72,7 +71,6 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
             [ix_field(p.code) for p in params if p.single and p.type == "reference"],
             [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
         )
-    await outbox.ensure_indexes(database.db)
     hooks = Hooks()
     validate = make_validator(profile_registry)
     hooks.before_writes.append(lambda caller, resource: validate(resource))

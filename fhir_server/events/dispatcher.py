@@ -79,6 +79,6 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a hook's failure must not stop the dispatcher
                 log.warning("after-commit hook failed on %s (retried): %s", events[len(delivered)]["_id"], exc)
             if delivered:
-                await self.store.mark_done(delivered)
+                await self.store.delivered(delivered)
             if len(delivered) < BATCH:
                 return

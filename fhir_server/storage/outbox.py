@@ -7,7 +7,9 @@ so stamp order is commit order; on MongoDB two transactions writing one resource
 later retries with a later stamp.
 
 `OutboxStore` is the store side the dispatcher (fhir_server.events.dispatcher) uses: pending
-events, marking them done, and the lease that lets one process at a time dispatch.
+events, removing them once delivered (what must be kept, the audit trail, is the consumers' own
+append-only store), and the lease that lets one process at a time dispatch. So the outbox holds
+only what is yet to be delivered, and needs no index beyond its key.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -39,17 +40,12 @@ def write_event(stored: Stored, method: str, caller: Caller) -> dict[str, Any]:
         "pat": stored.patient,
         "ts": instant(stored.last_updated),
         "caller": {"kind": caller.kind, "id": caller.id},
-        "done": False,
     }
 
 
 def add(pending: PendingWrites, session: AsyncClientSession, event: dict[str, Any]) -> None:
     """Queue an event with the transaction's other deferred writes: it commits with them or not at all."""
     pending.insert(session, OUTBOX, [event])
-
-
-async def ensure_indexes(db: Any) -> None:
-    await db[OUTBOX].create_index([("done", ASCENDING)])
 
 
 class OutboxStore:
@@ -65,19 +61,19 @@ class OutboxStore:
         it commits, and the gate keeps every writer out meanwhile.
         """
         async def read(session: AsyncClientSession) -> list[dict[str, Any]]:
-            cursor = self.events.find({"done": False}, session=session).sort("_id", 1).limit(limit)
+            cursor = self.events.find({}, session=session).sort("_id", 1).limit(limit)
             return await cursor.to_list(length=limit)
 
         return await self.database.in_transaction(read)
 
-    async def mark_done(self, ids: list[str]) -> None:
+    async def delivered(self, ids: list[str]) -> None:
         # One equality per event: a range could take in an event committed meanwhile with an
         # earlier stamp, and the embedded store scans for `$in`.
-        async def mark(session: AsyncClientSession) -> None:
+        async def remove(session: AsyncClientSession) -> None:
             for event_id in ids:
-                await self.events.update_one({"_id": event_id}, {"$set": {"done": True}}, session=session)
+                await self.events.delete_one({"_id": event_id}, session=session)
 
-        await self.database.in_transaction(mark)
+        await self.database.in_transaction(remove)
 
     async def hold_lease(self, owner: str, seconds: float) -> bool:
         """Take or renew the dispatch lease for `seconds`; False while another live owner holds it.

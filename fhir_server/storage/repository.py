@@ -471,7 +471,10 @@ class Repository:
             self.database.pending.insert(session, HISTORY, [history_document(stored, method)])
             self.lookup.replace(self.database.pending, session, resource_id, current.lookup_keys if current else [],
                                 stored.lookup_keys)
-            outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
+            # Events are for the after-commit hooks: with none registered there is no one to tell,
+            # and a consumer registered later must not receive a backlog of past writes.
+            if self.hooks.after_commits:
+                outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
         if body is not None:
