@@ -44,7 +44,8 @@ async def supersede_replaced(repository: Repository, session: Session, caller: C
         if current is None or current.deleted or (current.resource or {}).get("status") == "superseded":
             continue
         updated = {**(current.resource or {}), "status": "superseded"}
-        await repository.update_in(session, caller, "DocumentReference", target_id, updated, if_match=current.version)
+        await repository.update_in(session, caller, "DocumentReference", target_id, updated, if_match=current.version,
+                                   for_server=True)
 
 
 def register_write_rules(repository: Repository) -> None:

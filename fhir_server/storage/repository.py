@@ -361,11 +361,17 @@ class Repository:
     async def update_in(
         self, session: Session, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any], *,
         blob: dict[str, Any] | None = None, if_match: int | None = None, method: str = "PUT",
+        for_server: bool = False,
     ) -> WriteResult:
+        """`for_server`: a consequence the server draws (a write rule), made whoever may see the target."""
         check_id(resource_id)
         if resource.get("id") != resource_id:
             raise FhirError(400, "invalid", f"The body's id '{resource.get('id')}' differs from the URL's '{resource_id}'", ["id"])
         current = await self.current(resource_type, resource_id, session)
+        if current is not None and not for_server and self.hooks.search_filters \
+                and await self.find_current(caller, resource_type, resource_id, session) is None:
+            # Neither overwrite nor reveal what the caller may not see; a new id would fork identity.
+            raise FhirError(409, "conflict", f"{resource_type}/{resource_id} cannot be written with this id")
         if if_match is not None and (current is None or current.version != if_match):
             have = "none" if current is None else current.version_id
             raise FhirError(412, "conflict", f"If-Match version {if_match} is not the current version ({have})")
