@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,7 +73,7 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
     hooks = Hooks()
     validate = make_validator(profile_registry)
     hooks.before_writes.append(lambda caller, resource: validate(resource))
-    load_modules(hooks, os.environ.get("FHIR_HOOKS"))
+    load_modules(hooks, settings.hooks)
     repository = Repository(database, resource_types, hooks, _indexer(search_registry), settings.gridfs_threshold,
                             SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
