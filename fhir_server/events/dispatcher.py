@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from pymongo.errors import PyMongoError
@@ -34,6 +35,7 @@ class Dispatcher:
         self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._renewed = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
@@ -59,7 +61,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             try:
-                if await self.store.hold_lease(self.owner, LEASE_SECONDS):
+                if await self._hold_lease():
                     await self._drain()
             except Exception:  # noqa: BLE001 - the dispatcher outlives a store hiccup
                 log.exception("outbox dispatch deferred")
@@ -68,12 +70,23 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
+    async def _hold_lease(self) -> bool:
+        held = await self.store.hold_lease(self.owner, LEASE_SECONDS)
+        self._renewed = time.monotonic() if held else 0.0
+        return held
+
+    async def _still_held(self) -> bool:
+        """Renewed once half of it has run, so slow deliveries never outlast the lease."""
+        return time.monotonic() - self._renewed < LEASE_SECONDS / 2 or await self._hold_lease()
+
     async def _drain(self) -> None:
         while True:
             events = await self.store.pending(BATCH)
             delivered: list[str] = []
             try:
                 for event in events:
+                    if not await self._still_held():
+                        break
                     await self.hooks.committed(event)
                     delivered.append(event["_id"])
             except Exception as exc:  # noqa: BLE001 - a hook's failure must not stop the dispatcher

@@ -6,11 +6,13 @@ hooks are the only path:
   paths passed the hook;
 - after commit: each outbox event is appended as a JSON line to the file named by
   TEST_OUTBOX_FILE; while the file named by TEST_OUTBOX_REFUSE exists the hook fails, as a
-  consumer that is down would, and the events stay in the outbox.
+  consumer that is down would, and the events stay in the outbox; TEST_OUTBOX_DELAY (seconds)
+  makes each delivery slow, as a remote consumer's would be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -38,6 +40,7 @@ async def record_event(event: dict[str, Any]) -> None:
     refuse = os.environ.get("TEST_OUTBOX_REFUSE")
     if refuse and Path(refuse).exists():
         raise RuntimeError("the test consumer is down")
+    await asyncio.sleep(float(os.environ.get("TEST_OUTBOX_DELAY", "0")))
     target = os.environ.get("TEST_OUTBOX_FILE")
     if target:
         with open(target, "a", encoding="utf-8") as out:

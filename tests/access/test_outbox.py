@@ -116,3 +116,30 @@ def test_events_wait_for_their_consumer_across_a_restart(hooked: Hooked, paths: 
     client = hooked.start()
     events = _wait_for(paths["events"], f"Patient/{second}")
     assert [e["rid"] for e in events] == [f"Patient/{first}", f"Patient/{second}"]
+
+
+def test_two_processes_on_one_store_deliver_each_event_once(tmp_path: Path) -> None:
+    from tests.api.test_store_lifecycle import store_url
+
+    events, down = tmp_path / "events.jsonl", tmp_path / "down"
+    # Slow deliveries of a backlog: both processes find it pending at their next rounds.
+    env = {"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events), "TEST_OUTBOX_REFUSE": str(down),
+           "TEST_OUTBOX_DELAY": "0.2"}
+    down.touch()
+    first = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        second = ServerProcess(tmp_path / "data", env={**env, "MONGODB_URL": store_url(tmp_path / "data")}).start()
+        try:
+            written = []
+            for index in range(10):
+                server = first if index % 2 else second
+                response = httpx.post(f"{server.base_url}/Patient", json=_patient(f"P{index}"), headers=HEADERS)
+                written.append(f"Patient/{response.json()['id']}")
+            down.unlink()
+            _wait_for(events, written[-1])
+            time.sleep(2.5)  # two more rounds of both dispatchers: a second delivery would show by now
+            assert [e["rid"] for e in _events(events)] == written
+        finally:
+            second.stop()
+    finally:
+        first.stop()
