@@ -52,8 +52,10 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
     return index
 
 
-async def open_repository(settings: Settings, store_url: str) -> tuple[Repository, ProfileRegistry]:
-    """Connect, load the registries from `profiles/`, create collections and indexes."""
+async def open_repository(settings: Settings, store_url: str,
+                          hooks: Hooks | None = None) -> tuple[Repository, ProfileRegistry]:
+    """Connect, load the registries from `profiles/`, create collections and indexes; `hooks` are
+    those FHIR_HOOKS added, validation is registered as a before-write hook here."""
     search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
     profile_registry = ProfileRegistry.load(settings.profiles_dir)
     # The types served are those with a SearchParameter file: adding a type is adding its data.
@@ -70,10 +72,9 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
             [ix_field(p.code) for p in params if p.single and p.type == "reference"],
             [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
         )
-    hooks = Hooks()
+    hooks = hooks or Hooks()
     validate = make_validator(profile_registry)
-    hooks.before_writes.append(lambda caller, resource: validate(resource))
-    load_modules(hooks, settings.hooks)
+    hooks.before_writes.insert(0, lambda caller, resource: validate(resource))
     repository = Repository(database, resource_types, hooks, _indexer(search_registry), settings.gridfs_threshold,
                             SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
@@ -81,9 +82,13 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
+    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded."""
+    hooks = Hooks()
+    load_modules(hooks, settings.hooks)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository, profiles = await open_repository(settings, store_url)
+        repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None

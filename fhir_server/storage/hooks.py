@@ -64,8 +64,17 @@ class Hooks:
             await hook(event)
 
 
+class HooksUnavailable(Exception):
+    """A module FHIR_HOOKS names cannot be loaded; the message is one line for the operator."""
+
+
 def load_modules(hooks: Hooks, names: str | None) -> None:
     """Let each module named in `names` (FHIR_HOOKS) register its hooks."""
     for name in (n.strip() for n in (names or "").split(",")):
-        if name:
-            importlib.import_module(name).register(hooks)
+        if not name:
+            continue
+        try:
+            register = importlib.import_module(name).register
+        except (ImportError, AttributeError) as exc:
+            raise HooksUnavailable(f"FHIR_HOOKS names '{name}', which cannot be loaded: {exc}") from None
+        register(hooks)

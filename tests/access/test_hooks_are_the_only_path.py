@@ -179,3 +179,13 @@ def test_every_resource_leaving_the_server_passed_the_read_hook(hooked: httpx.Cl
     assert history["entry"] and all(shown(e["resource"]) for e in history["entry"])
     created = hooked.post("/Patient", json=_patient("Written", "shown-2"))
     assert created.status_code == 201 and shown(created.json())
+
+
+def test_a_hooks_module_that_cannot_be_loaded_is_one_line_at_start(tmp_path: Path) -> None:
+    from tests.api.test_store_lifecycle import one_line, serve
+    from tests.server_process import free_port
+
+    result = serve(tmp_path / "data", free_port(), env={"FHIR_HOOKS": "tests.access.no_such_hooks"})
+    assert result.returncode == 1
+    assert one_line(result.stderr) == ("fhir-server: FHIR_HOOKS names 'tests.access.no_such_hooks', which cannot be "
+                                       "loaded: No module named 'tests.access.no_such_hooks'")
