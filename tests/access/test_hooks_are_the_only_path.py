@@ -5,30 +5,22 @@ resource leaving it has passed the resource-read hook."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.access.conftest import HookedServer
 from tests.access.hidden_tag_hooks import HIDDEN, SHOWN
-from tests.server_process import ServerProcess
 
 SYSTEM = "http://example.org/fhir-server/tests/id"
 CODES = "http://example.org/fhir-server/tests/codes"
 
 
 @pytest.fixture(scope="module")
-def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    data_dir: Path = tmp_path_factory.mktemp("hooked") / "data"
-    server = ServerProcess(data_dir, env={"FHIR_HOOKS": "tests.access.hidden_tag_hooks"}).start()
-    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
-    try:
-        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60.0) as client:
-            yield client
-    finally:
-        server.stop()
+def hooked(hooked_server: HookedServer) -> httpx.Client:
+    return hooked_server.client
 
 
 def _create(client: httpx.Client, resource: dict[str, Any], hidden: bool = False) -> str:

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.access.conftest import HEADERS, HOOKS, HookedServer
+from tests.api.test_store_lifecycle import store_url
 from tests.server_process import ServerProcess
-
-HOOKS = "tests.access.hidden_tag_hooks"
-HEADERS = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -35,41 +32,17 @@ def _wait_for(path: Path, rid: str, timeout: float = 15.0) -> list[dict[str, Any
     raise AssertionError(f"no event for {rid} within {timeout}s: {_events(path)}")
 
 
-class Hooked:
-    def __init__(self, data_dir: Path, events: Path, refuse: Path) -> None:
-        self.server = ServerProcess(data_dir, env={"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events),
-                                                   "TEST_OUTBOX_REFUSE": str(refuse)})
-        self.client: httpx.Client | None = None
-
-    def start(self) -> httpx.Client:
-        self.server.start()
-        self.client = httpx.Client(base_url=self.server.base_url, headers=HEADERS, timeout=60.0)
-        return self.client
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.server.stop()
-
-
-@pytest.fixture
-def paths(tmp_path: Path) -> dict[str, Path]:
-    return {"data": tmp_path / "data", "events": tmp_path / "events.jsonl", "refuse": tmp_path / "consumer-down"}
-
-
-@pytest.fixture
-def hooked(paths: dict[str, Path]) -> Iterator[Hooked]:
-    server = Hooked(paths["data"], paths["events"], paths["refuse"])
-    yield server
-    server.stop()
+def _mine(events: list[dict[str, Any]], rids: set[str]) -> list[dict[str, Any]]:
+    """The events of the resources a test wrote (the server is shared)."""
+    return [e for e in events if e["rid"] in rids]
 
 
 def _patient(family: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "name": [{"family": family}]}
 
 
-def test_events_follow_commits_in_order_with_their_patient(hooked: Hooked, paths: dict[str, Path]) -> None:
-    client = hooked.start()
+def test_events_follow_commits_in_order_with_their_patient(hooked_server: HookedServer) -> None:
+    client, log = hooked_server.client, hooked_server.events
     patient = client.post("/Patient", json=_patient("Ordre")).json()["id"]
     observation = client.post("/Observation", json={
         "resourceType": "Observation", "status": "final", "code": {"text": "poids"},
@@ -77,7 +50,8 @@ def test_events_follow_commits_in_order_with_their_patient(hooked: Hooked, paths
     assert client.put(f"/Patient/{patient}", json={**_patient("Ordre"), "id": patient, "gender": "female"}).status_code == 200
     assert client.delete(f"/Observation/{observation}").status_code == 204
     organization = client.post("/Organization", json={"resourceType": "Organization", "name": "CH"}).json()["id"]
-    events = _wait_for(paths["events"], f"Organization/{organization}")
+    rids = {f"Patient/{patient}", f"Observation/{observation}", f"Organization/{organization}"}
+    events = _mine(_wait_for(log, f"Organization/{organization}"), rids)
     assert [(e["method"], e["rid"], e["vid"], e["pat"]) for e in events] == [
         ("POST", f"Patient/{patient}", 1, patient),
         ("POST", f"Observation/{observation}", 1, patient),
@@ -88,10 +62,10 @@ def test_events_follow_commits_in_order_with_their_patient(hooked: Hooked, paths
     assert [e["_id"] for e in events] == sorted(e["_id"] for e in events)
 
 
-def test_a_rolled_back_transaction_leaves_no_event(hooked: Hooked, paths: dict[str, Path]) -> None:
-    client = hooked.start()
+def test_a_rolled_back_transaction_leaves_no_event(hooked_server: HookedServer) -> None:
+    client, log = hooked_server.client, hooked_server.events
     existing = client.post("/Patient", json=_patient("Avant")).json()["id"]
-    _wait_for(paths["events"], f"Patient/{existing}")
+    before = len(_wait_for(log, f"Patient/{existing}"))
     failing = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:8b7f0c2e-1111-4c1e-9a55-0c1f3f5b2d01", "resource": _patient("Annulé"),
          "request": {"method": "POST", "url": "Patient"}},
@@ -100,27 +74,32 @@ def test_a_rolled_back_transaction_leaves_no_event(hooked: Hooked, paths: dict[s
     ]}
     assert client.post("", json=failing).status_code == 412
     after = client.post("/Patient", json=_patient("Après")).json()["id"]
-    events = _wait_for(paths["events"], f"Patient/{after}")
-    assert [e["rid"] for e in events] == [f"Patient/{existing}", f"Patient/{after}"]
+    # Only this test writes to the shared server meanwhile: nothing between its two patients.
+    events = _wait_for(log, f"Patient/{after}")
+    assert [e["rid"] for e in events[before - 1:]] == [f"Patient/{existing}", f"Patient/{after}"]
 
 
-def test_events_wait_for_their_consumer_across_a_restart(hooked: Hooked, paths: dict[str, Path]) -> None:
-    paths["refuse"].touch()
-    client = hooked.start()
-    first = client.post("/Patient", json=_patient("Un")).json()["id"]
-    second = client.post("/Patient", json=_patient("Deux")).json()["id"]
-    time.sleep(1.5)  # more than one dispatch round: the consumer refused them
-    assert _events(paths["events"]) == []
-    hooked.stop()
-    paths["refuse"].unlink()
-    client = hooked.start()
-    events = _wait_for(paths["events"], f"Patient/{second}")
-    assert [e["rid"] for e in events] == [f"Patient/{first}", f"Patient/{second}"]
+def test_events_wait_for_their_consumer_across_a_restart(tmp_path: Path) -> None:
+    events, down = tmp_path / "events.jsonl", tmp_path / "down"
+    env = {"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events), "TEST_OUTBOX_REFUSE": str(down)}
+    down.touch()
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        first = httpx.post(f"{server.base_url}/Patient", json=_patient("Un"), headers=HEADERS).json()["id"]
+        second = httpx.post(f"{server.base_url}/Patient", json=_patient("Deux"), headers=HEADERS).json()["id"]
+        time.sleep(1.2)  # more than one dispatch round: the consumer refused them
+        assert _events(events) == []
+    finally:
+        server.stop()
+    down.unlink()
+    server.start()
+    try:
+        assert [e["rid"] for e in _wait_for(events, f"Patient/{second}")] == [f"Patient/{first}", f"Patient/{second}"]
+    finally:
+        server.stop()
 
 
 def test_two_processes_on_one_store_deliver_each_event_once(tmp_path: Path) -> None:
-    from tests.api.test_store_lifecycle import store_url
-
     events, down = tmp_path / "events.jsonl", tmp_path / "down"
     # Slow deliveries of a backlog: both processes find it pending at their next rounds.
     env = {"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events), "TEST_OUTBOX_REFUSE": str(down),
@@ -137,7 +116,7 @@ def test_two_processes_on_one_store_deliver_each_event_once(tmp_path: Path) -> N
                 written.append(f"Patient/{response.json()['id']}")
             down.unlink()
             _wait_for(events, written[-1])
-            time.sleep(2.5)  # two more rounds of both dispatchers: a second delivery would show by now
+            time.sleep(1.5)  # another round of both dispatchers: a second delivery would show by now
             assert [e["rid"] for e in _events(events)] == written
         finally:
             second.stop()
