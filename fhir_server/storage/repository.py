@@ -5,8 +5,9 @@ Reads (read, vread, history, search with its counts, pages, includes, chains and
 conditional matching) run through a `Reader` for the caller, whose `scoped` is the one place the
 search-filter hook adds its conditions to the store query. Writes check the resource through the
 before-write hook (`prepare`, where validation is registered), then run in one store transaction
-each: current document, history entry and outbox event (plus whatever the write rules add), so a
-version and its event are either fully there or not at all. Every document carries `pat`, the
+each: current document, history entry and, while an after-commit hook is registered, outbox
+event (plus whatever the write rules add), so a version and its event are either fully there or
+not at all. Every document carries `pat`, the
 patient it belongs to (fhir_server.storage.patient_key).
 """
 
