@@ -11,7 +11,7 @@ from typing import Any
 from fhir_server.errors import FhirError
 from fhir_server.interactions.output import outgoing
 from fhir_server.security.callers import Caller
-from fhir_server.storage.repository import Repository, WriteResult, check_id
+from fhir_server.storage.repository import Repository, Session, WriteResult, check_id
 
 
 @dataclass
@@ -53,24 +53,44 @@ async def conditional_update(repository: Repository, caller: Caller, resource_ty
         caller, resource_type, criteria, resource, if_match=if_match))
 
 
-async def patch(repository: Repository, caller: Caller, resource_type: str, resource_id: str, operations: Any, *,
-                if_match: int | None = None) -> Written:
-    current = await repository.read(caller, resource_type, resource_id)
+async def patch_in(repository: Repository, session: Session, caller: Caller, resource_type: str, resource_id: str,
+                   operations: Any, *, if_match: int | None = None) -> WriteResult:
+    """A JSON Patch inside a store transaction: the route's and a Bundle entry's alike."""
+    current = await repository.read(caller, resource_type, resource_id, session)
     if if_match is not None and if_match != current.version:
         raise FhirError(412, "conflict", f"If-Match version {if_match} is not the current version ({current.version})")
     patched = repository.patched(caller, current, operations)
-    return await _written(repository, caller, await repository.update(
-        caller, resource_type, resource_id, patched, if_match=current.version, method="PATCH"))
+    return await repository.update_in(session, caller, resource_type, resource_id, patched,
+                                      if_match=current.version, method="PATCH")
+
+
+async def match_one(repository: Repository, session: Session, caller: Caller, resource_type: str,
+                    criteria: list[tuple[str, str]]) -> str:
+    """The one resource conditional patch criteria name."""
+    matches = await repository.match_params(caller, resource_type, criteria, session, 2)
+    if len(matches) != 1:
+        raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
+                        f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
+    return matches[0]
+
+
+async def patch(repository: Repository, caller: Caller, resource_type: str, resource_id: str, operations: Any, *,
+                if_match: int | None = None) -> Written:
+    async def work(session: Session) -> WriteResult:
+        return await patch_in(repository, session, caller, resource_type, resource_id, operations, if_match=if_match)
+
+    return await _written(repository, caller, await repository.run(work))
 
 
 async def conditional_patch(repository: Repository, caller: Caller, resource_type: str,
                             criteria: list[tuple[str, str]], operations: Any) -> Written:
     repository.check_type(resource_type)
-    matches = await repository.match_params(caller, resource_type, criteria, None, 2)
-    if len(matches) != 1:
-        raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
-                        f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
-    return await patch(repository, caller, resource_type, matches[0], operations)
+
+    async def work(session: Session) -> WriteResult:
+        resource_id = await match_one(repository, session, caller, resource_type, criteria)
+        return await patch_in(repository, session, caller, resource_type, resource_id, operations)
+
+    return await _written(repository, caller, await repository.run(work))
 
 
 async def delete(repository: Repository, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:

@@ -19,6 +19,7 @@ import orjson
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.interactions import read as reading
+from fhir_server.interactions import write as writing
 from fhir_server.interactions.output import outgoing
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
@@ -210,18 +211,9 @@ class BundleProcessor:
         if entry.method == "PATCH":
             resource_id = entry.resource_id
             if resource_id is None:
-                matches = await repo.match_params(caller, entry.resource_type, entry.criteria, session, limit=2)
-                if len(matches) != 1:
-                    raise FhirError(412, "multiple-matches", "conditional patch must match exactly one resource")
-                resource_id = matches[0]
-            current = await repo.read(caller, entry.resource_type, resource_id, session)
-            expected = parse_etag(entry.if_match)
-            if expected is not None and expected != current.version:
-                raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
-            patched = repo.patched(caller, current, item.patch)
-            result = await repo.update_in(session, caller, entry.resource_type, resource_id, patched,
-                                          if_match=current.version, method="PATCH")
-            return await self._written(result)
+                resource_id = await writing.match_one(repo, session, caller, entry.resource_type, entry.criteria)
+            return await self._written(await writing.patch_in(repo, session, caller, entry.resource_type, resource_id,
+                                                              item.patch, if_match=parse_etag(entry.if_match)))
         return await self._get(session, entry)
 
     async def _get(self, session: Session, entry: Entry) -> dict[str, Any]:

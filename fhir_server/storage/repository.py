@@ -282,7 +282,7 @@ class Repository:
         async def work(session: Session) -> WriteResult:
             return await self.create_in(session, caller, stripped, blob=blob, if_none_exist=if_none_exist)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def update(
         self, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any], *,
@@ -295,7 +295,7 @@ class Repository:
             return await self.update_in(session, caller, resource_type, resource_id, stripped, blob=blob,
                                         if_match=if_match, method=method)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def conditional_update(
         self, caller: Caller, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *,
@@ -307,11 +307,11 @@ class Repository:
             return await self.conditional_update_in(session, caller, resource_type, criteria, stripped, blob=blob,
                                                     if_match=if_match)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def delete(self, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:
         self.check_type(resource_type)
-        return await self._run(lambda session: self.delete_in(session, caller, resource_type, resource_id))
+        return await self.run(lambda session: self.delete_in(session, caller, resource_type, resource_id))
 
     async def conditional_delete(self, caller: Caller, resource_type: str,
                                  criteria: list[tuple[str, str]]) -> WriteResult | None:
@@ -320,7 +320,7 @@ class Repository:
         async def work(session: Session) -> WriteResult | None:
             return await self.conditional_delete_in(session, caller, resource_type, criteria)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
@@ -329,7 +329,8 @@ class Repository:
             listener()
         return result
 
-    async def _run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+    async def run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+        """`work` in one store transaction, again on fresh data while another writer got there first."""
         for attempt in range(attempts):
             try:
                 return await self.in_transaction(work)
