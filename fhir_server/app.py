@@ -12,6 +12,8 @@ from fhir_server.api import error_handlers, ingest_routes, instance_routes, oper
 from fhir_server.config import Settings
 from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
+from fhir_server.events.dispatcher import Dispatcher
+from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import capability_statement
 from fhir_server.operations.transaction import TransactionService
@@ -23,7 +25,9 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry
 from fhir_server.security.server_keys import server_secret
+from fhir_server.security.callers import PLATFORM
 from fhir_server.storage.database import Database
+from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
@@ -48,8 +52,10 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
     return index
 
 
-async def open_repository(settings: Settings, store_url: str) -> tuple[Repository, ProfileRegistry]:
-    """Connect, load the registries from `profiles/`, create collections and indexes."""
+async def open_repository(settings: Settings, store_url: str,
+                          hooks: Hooks | None = None) -> tuple[Repository, ProfileRegistry]:
+    """Connect, load the registries from `profiles/`, create collections and indexes; `hooks` are
+    those FHIR_HOOKS added, validation is registered as a before-write hook here."""
     search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
     profile_registry = ProfileRegistry.load(settings.profiles_dir)
     # The types served are those with a SearchParameter file: adding a type is adding its data.
@@ -66,23 +72,35 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
             [ix_field(p.code) for p in params if p.single and p.type == "reference"],
             [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
         )
-    repository = Repository(database, resource_types, make_validator(profile_registry), _indexer(search_registry),
-                            settings.gridfs_threshold)
-    repository.search_engine = SearchEngine(database, search_registry, resource_types)
+    hooks = hooks or Hooks()
+    validate = make_validator(profile_registry)
+    hooks.before_writes.insert(0, lambda caller, resource: validate(resource))
+    repository = Repository(database, resource_types, hooks, _indexer(search_registry), settings.gridfs_threshold,
+                            SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
     return repository, profile_registry
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
+    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded."""
+    hooks = Hooks()
+    load_modules(hooks, settings.hooks)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository, profiles = await open_repository(settings, store_url)
+        repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
+        app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # With no after-commit hook registered, events wait in the outbox for the first one.
+        dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
+        if dispatcher is not None:
+            repository.on_commit.append(dispatcher.wake)
+            dispatcher.start()
         engine = repository.engine
 
         def statement(base: str) -> dict[str, Any]:
@@ -92,7 +110,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
-            intake = TransactionService(repository, app.state.search)
+            # Senders are checked by the listener; what they send is stored by the platform.
+            intake = TransactionService(repository, app.state.search, PLATFORM)
             mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(intake))
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
@@ -101,6 +120,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             if mllp is not None:
                 mllp.close()
                 await mllp.wait_closed()
+            if dispatcher is not None:
+                await dispatcher.stop()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)

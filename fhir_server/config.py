@@ -32,6 +32,8 @@ class Settings:
     profiles_dir: Path = PROJECT_ROOT / "profiles"
     # Public base URL used in Location headers and fullUrls; derived from the request when unset.
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
+    # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
+    hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
     def page_size(self, asked: int | None) -> int:
         """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""
