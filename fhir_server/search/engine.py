@@ -11,7 +11,7 @@ from fhir_server.errors import FhirError
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES, LookupTable
 from fhir_server.search.fields import field_key, ix_field, sk_field
-from fhir_server.search.filters import date, number, reference, string, token, uri
+from fhir_server.search.filters import composite, date, number, position, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.paging import (
     Cursor,
@@ -41,7 +41,11 @@ SUPPORTED_MODIFIERS = {
     "date": {None, "missing"},
     "number": {None, "missing"},
     "quantity": {None, "missing"},
+    "composite": {None, "missing"},
+    "special": {None, "missing"},
 }
+# Refused whatever the handling asked: ignoring them would answer every resource of the type.
+ALWAYS_REFUSED = ("too-costly", "not-supported")
 
 
 @dataclass
@@ -91,8 +95,9 @@ class SearchEngine:
                 alternatives = await self._criterion(resource_type, criterion, context)
             except FhirError as exc:
                 # A malformed value is ignored like an unknown parameter unless the client asked
-                # for strict handling; a search too costly to run is refused either way.
-                if context.strict or any(i.code == "too-costly" for i in exc.issues):
+                # for strict handling; a search too costly to run, or one the server cannot run, is
+                # refused either way.
+                if context.strict or any(i.code in ALWAYS_REFUSED for i in exc.issues):
                     raise
                 context.ignored.append(criterion.raw_name)
                 continue
@@ -121,6 +126,9 @@ class SearchEngine:
         if param is None:
             self._unknown(context, resource_type, criterion, f"unknown parameter '{name}'")
             return None
+        if not param.searchable:
+            raise FhirError(400, "not-supported", f"'{name}' (full-text or named-query search) is not supported "
+                                                  "by this server", [criterion.raw_name])
         if criterion.chain:
             return await self._chain(param, criterion, context)
         # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
@@ -151,6 +159,10 @@ class SearchEngine:
                 return number.condition(field_name, values)
             case "quantity":
                 return number.quantity_condition(field_name, values)
+            case "composite":
+                return composite.condition(field_name, param, values, context.base_url)
+            case "special":
+                return position.condition(field_name, values)
         self._unknown(context, resource_type, criterion, f"parameters of type {param.type} are not supported")
         return None
 
