@@ -110,6 +110,7 @@ class BundleProcessor:
                     raise
 
         if writes:
+            await self.repo.ready({p.entry.resource_type for p in prepared})
             await self.repo.database.in_transaction(work, exclude_readers=True)
         else:
             await work(None)
@@ -265,6 +266,7 @@ class BundleProcessor:
                 prepared.resource = await self._resolve_references(session, prepared, prepared.resource, identities)
             return await self._execute(session, prepared, identities)
 
+        await self.repo.ready([entry.resource_type])
         return await self.repo.database.in_transaction(work)
 
     async def _batch_search(self, entry: Entry) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class WriteResult:
 # Raises FhirError: 400 when the resource breaks the base R4 rules, 422 when it breaks a profile.
 Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+# The store indexes of a type: (fields holding one value, fields holding arrays).
+IndexFields = Callable[[str], tuple[list[str], list[str]]]
 WriteRule = Callable[["Repository", Session, Stored], Awaitable[None]]
 # Raises FhirError when a patch changes what the type does not let a patch change.
 PatchRule = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -96,12 +98,15 @@ class Repository:
         resource_types: set[str],
         validate: Validator,
         index: Indexer,
+        index_fields: IndexFields,
         gridfs_threshold: int,
     ) -> None:
         self.database = database
         self.resource_types = resource_types
         self.validate = validate
         self.index = index
+        self.index_fields = index_fields
+        self._indexed: set[str] = set()
         self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
         self.lookup = LookupTable(database.db)
         self.search_engine: SearchEngine | None = None
@@ -115,6 +120,18 @@ class Repository:
 
     def collection(self, resource_type: str) -> Any:
         return self.database.collection(resource_type)
+
+    async def ready(self, resource_types: Any) -> None:
+        """Create the search indexes of each type before its first write in this process.
+
+        Every type's collection exists from start-up; its indexes wait until it is written to, so a
+        start touches none of the 145 types, and they are made outside any transaction (the
+        embedded store cannot create them inside one).
+        """
+        for rtype in sorted(set(resource_types) - self._indexed):
+            if rtype in self.resource_types:
+                await self.database.ensure_indexes(rtype, *self.index_fields(rtype))
+                self._indexed.add(rtype)
 
     def prepare(self, resource: Any, resource_type: str | None = None) -> dict[str, Any]:
         """Check a client's resource before any store work: shape, type, then validation."""
@@ -213,7 +230,7 @@ class Repository:
         async def work(session: Session) -> WriteResult:
             return await self.create_in(session, stripped, blob=blob, if_none_exist=if_none_exist)
 
-        return await self._run(work)
+        return await self._run(work, resource["resourceType"])
 
     async def update(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
@@ -224,7 +241,7 @@ class Repository:
         async def work(session: Session) -> WriteResult:
             return await self.update_in(session, resource_type, resource_id, stripped, blob=blob, if_match=if_match)
 
-        return await self._run(work)
+        return await self._run(work, resource_type)
 
     async def conditional_update(
         self, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *, if_match: int | None = None
@@ -234,11 +251,11 @@ class Repository:
         async def work(session: Session) -> WriteResult:
             return await self.conditional_update_in(session, resource_type, criteria, stripped, blob=blob, if_match=if_match)
 
-        return await self._run(work)
+        return await self._run(work, resource_type)
 
     async def delete(self, resource_type: str, resource_id: str) -> WriteResult | None:
         self.check_type(resource_type)
-        return await self._run(lambda session: self.delete_in(session, resource_type, resource_id))
+        return await self._run(lambda session: self.delete_in(session, resource_type, resource_id), resource_type)
 
     async def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]]) -> WriteResult | None:
         self.check_type(resource_type)
@@ -246,9 +263,10 @@ class Repository:
         async def work(session: Session) -> WriteResult | None:
             return await self.conditional_delete_in(session, resource_type, criteria)
 
-        return await self._run(work)
+        return await self._run(work, resource_type)
 
-    async def _run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+    async def _run(self, work: Callable[[Session], Awaitable[Any]], resource_type: str, attempts: int = 5) -> Any:
+        await self.ready([resource_type])
         for attempt in range(attempts):
             try:
                 return await self.database.in_transaction(work)
