@@ -9,7 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fhir_server.api import error_handlers, ingest_routes, instance_routes, operation_routes, system_routes, type_routes
+from fhir_server.api import (
+    compartment_routes,
+    error_handlers,
+    ingest_routes,
+    instance_routes,
+    operation_routes,
+    system_routes,
+    type_routes,
+)
 from fhir_server.config import Settings
 from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
@@ -124,4 +132,6 @@ def create_app(settings: Settings, store_url: str, *, embedded: bool) -> FastAPI
     app.include_router(operation_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
+    # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
+    app.include_router(compartment_routes.router)
     return app

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.errors import FhirError
+from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES, LookupTable
 from fhir_server.search.fields import field_key, ix_field, sk_field
@@ -82,6 +83,7 @@ class SearchEngine:
         self.registry = registry
         self.resource_types = resource_types
         self.lookup = LookupTable(database.db)
+        self.compartment = PatientCompartment(registry)
 
     # ------------------------------------------------------------------ compilation
     async def compile(
@@ -272,6 +274,11 @@ class SearchEngine:
         if request.invalid and strict:
             raise request.invalid[0][1]
         compiled = await self.compile(resource_type, request.criteria, base_url=base_url, strict=strict)
+        if request.compartment is not None:
+            within = FilterBuilder()
+            within.add(compiled.filter)
+            within.any_of(self.compartment.conditions(resource_type, request.compartment, base_url))
+            compiled.filter, compiled.impossible = within.build(), compiled.impossible or within.impossible
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
         # built from it leaves the include out.
