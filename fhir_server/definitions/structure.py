@@ -158,6 +158,18 @@ def primitive(name: str) -> Primitive | None:
 
 
 @cache
+def is_a(type_name: str, ancestor: str) -> bool:
+    """Whether a type is `ancestor` or derives from it (`canonical` is a `uri`, `Age` a `Quantity`)."""
+    current: str | None = type_name
+    while current is not None:
+        if current == ancestor:
+            return True
+        shape = _shape(current) if current[:1].isalpha() else None
+        current = (shape.get("alias") or shape.get("base")) if shape else None
+    return False
+
+
+@cache
 def resource_types() -> frozenset[str]:
     """Every R4 resource type this server stores and searches (145)."""
     # One file per concrete resource type beside the base types' file: listing them reads none.

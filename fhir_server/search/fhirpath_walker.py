@@ -16,7 +16,7 @@ from typing import Any, Callable
 import fhirpathpy
 from fhirpathpy.models import models as fhirpath_models
 
-from fhir_server.definitions.structure import node
+from fhir_server.definitions.structure import is_a, node
 from fhir_server.search.normalize.reference import reference_type
 
 Item = tuple[str | None, Any]  # (FHIR type name, or None when unknown; JSON value)
@@ -249,13 +249,16 @@ def _field(current: _Compiled, name: str) -> _Compiled:
 
 
 def _type_filter(current: _Compiled, type_name: str) -> _Compiled:
+    # FHIRPath `as`/`ofType` keep values of the type or of a type derived from it: `as uri` keeps
+    # canonicals, `as Quantity` keeps Age and Duration.
     wanted = SYSTEM_TYPES.get(type_name, type_name)
     inner = current.step
 
     def type_step(items: list[Item], root: dict) -> list[Item]:
-        return [item for item in inner(items, root) if item[0] == wanted]
+        return [item for item in inner(items, root) if item[0] is not None and is_a(item[0], wanted)]
 
-    return _Compiled(type_step, frozenset({wanted}), current.many)
+    kept = frozenset(t for t in current.types if t is not None and is_a(t, wanted))
+    return _Compiled(type_step, kept or frozenset({wanted}), current.many)
 
 
 def _extension(current: _Compiled, url: str) -> _Compiled:
