@@ -20,13 +20,12 @@ from fhir_server.search.parameters import SearchParameterRegistry
 
 
 def _patient_id(reference: Any) -> str | None:
-    """The id of the Patient a reference names: `Patient/1`, `Patient/1/_history/2`, or an absolute
-    URL ending so; None for anything else (another type, a contained or logical reference)."""
+    """The id of the Patient of this server a reference names (`Patient/1`, `Patient/1/_history/2`);
+    None for anything else: another type, a contained or logical reference, or an absolute URL,
+    which names a patient of another server (`http://hl7.org/fhir/Patient/proband`)."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
-    literal = reference["reference"].split("/_history/", 1)[0]
-    tail = "/".join(literal.rstrip("/").split("/")[-2:])
-    match = RELATIVE_REFERENCE.fullmatch(tail)
+    match = RELATIVE_REFERENCE.fullmatch(reference["reference"])
     return match.group(2) if match and match.group(1) == COMPARTMENT else None
 
 

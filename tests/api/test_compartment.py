@@ -101,5 +101,8 @@ def test_record_patient_is_the_first_parameter_naming_a_patient(compartment: Pat
     assert not compartment.in_patient_compartment(allergy, "p3")
     assert compartment.record_patient({"resourceType": "Patient", "id": "p9"}) == "p9"
     assert compartment.record_patient({"resourceType": "Medication", "id": "m"}) is None
-    absolute = {"resourceType": "Condition", "subject": {"reference": "https://x.example/fhir/Patient/p4/_history/2"}}
-    assert compartment.record_patient(absolute) == "p4"
+    versioned = {"resourceType": "Condition", "subject": {"reference": "Patient/p4/_history/2"}}
+    assert compartment.record_patient(versioned) == "p4"
+    # An absolute URL names a patient of another server (the examples' `http://hl7.org/fhir/Patient/proband`).
+    elsewhere = {"resourceType": "Condition", "subject": {"reference": "http://hl7.org/fhir/Patient/p4"}}
+    assert compartment.record_patient(elsewhere) is None
