@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.r4_examples import ALL, QUICK_MAX_BYTES, Example, Unavailable, load_all, select
+from tests.r4_examples import Example, Unavailable, load_all, select
 
 # The examples R4 itself refuses, and why: the count is in the issue's note. They are refused with 400.
 _NO_BASE = "SearchParameter.base is required (1..*) and absent: the extension packs' parameters name no base"
@@ -140,8 +140,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         types = sorted({e.type for e in select(examples, INVALID)})
         metafunc.parametrize("example_type", types or ["(R4 examples unavailable)"])
     if "invalid_file" in metafunc.fixturenames:
-        sizes = {e.file: e.size for e in examples}
-        names = [n for n in INVALID if n in sizes and (ALL or sizes[n] <= QUICK_MAX_BYTES)]
+        loaded = {e.file for e in examples}
+        names = [n for n in INVALID if n in loaded]
         metafunc.parametrize("invalid_file", names or ["(R4 examples unavailable)"])
 
 
