@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,7 @@ class Repository:
     def collection(self, resource_type: str) -> Any:
         return self.database.collection(resource_type)
 
-    async def ready(self, resource_types: Any) -> None:
+    async def ready(self, resource_types: Iterable[str]) -> None:
         """Create the search indexes of each type before its first write in this process.
 
         Every type's collection exists from start-up; its indexes wait until it is written to, so a
