@@ -12,7 +12,7 @@ from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES, LookupTable
 from fhir_server.search.fields import field_key, ix_field, sk_field
-from fhir_server.search.filters import composite, date, number, position, reference, string, token, uri
+from fhir_server.search.filters import composite, date, near, number, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.paging import (
     Cursor,
@@ -164,7 +164,7 @@ class SearchEngine:
             case "composite":
                 return composite.condition(field_name, param, values, context.base_url)
             case "special":
-                return position.condition(field_name, values)
+                return near.condition(field_name, values)
         self._unknown(context, resource_type, criterion, f"parameters of type {param.type} are not supported")
         return None
 
