@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: install run test bench ans-tables clean
+.PHONY: install run test test-data test-all bench ans-tables clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,21 @@ install: $(STAMP)
 run: install
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
+# One official R4 example per resource type (fetched on first use, see tests/r4_examples.py).
 test: install
 	$(BIN)/pytest -q
 
+# The official R4 examples (npm hl7.fhir.r4.examples 4.0.1) into .cache/, for machines that test offline.
+test-data: install
+	$(BIN)/python -m tests.r4_examples
+
+# Every official R4 example (5306 resources): stored, read back, searched, compartments.
+test-all: install test-data
+	R4_EXAMPLES=all $(BIN)/pytest -q tests/examples
+
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
+	$(BIN)/python -m benchmarks.startup
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

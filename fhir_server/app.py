@@ -8,22 +8,31 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fhir_server.api import error_handlers, ingest_routes, instance_routes, operation_routes, system_routes, type_routes
+from fhir_server.api import (
+    compartment_routes,
+    error_handlers,
+    ingest_routes,
+    instance_routes,
+    operation_routes,
+    system_routes,
+    type_routes,
+)
 from fhir_server.config import Settings
 from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
-from fhir_server.operations.capabilities import capability_statement
+from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.operations.transaction import TransactionService
 from fhir_server.search.engine import SearchEngine
-from fhir_server.search.extract import extract_index
+from fhir_server.definitions import structure
+from fhir_server.search.extract import NOT_EXTRACTED, extract_index
 from fhir_server.search import stored_values
 from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
-from fhir_server.search.parameters import SearchParameterRegistry
+from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.security.server_keys import server_secret
 from fhir_server.security.callers import PLATFORM
 from fhir_server.storage.database import Database
@@ -35,6 +44,8 @@ from fhir_server.write_rules import register_write_rules
 
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
 PAGE_KEY = "page-tokens"
+# The part of a stored date range or quantity that a search compares first.
+SUB_FIELD = {"date": ".l", "quantity": ".v"}
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
@@ -52,30 +63,49 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
     return index
 
 
+def _index_fields(registry: SearchParameterRegistry) -> Any:
+    def fields(resource_type: str) -> tuple[list[str], list[str]]:
+        """The fields searches compare: (scalars: single references; arrays: the other parameters).
+
+        Dates and quantities are compared on their bounds and values (`l`, `v`); composite and
+        `near` values only through sub-fields of several parts, which no one-field index serves.
+        """
+        scalar: list[str] = []
+        arrays: list[str] = []
+        for param in registry.for_type(resource_type):
+            if not param.searchable or param.code in NOT_EXTRACTED or param.type in ("composite", "special"):
+                continue
+            if param.single and param.type == "reference":
+                scalar.append(ix_field(param.code))
+            else:
+                arrays.append(ix_field(param.code) + SUB_FIELD.get(param.type, ""))
+        return scalar, arrays
+
+    return fields
+
+
 async def open_repository(settings: Settings, store_url: str,
                           hooks: Hooks | None = None) -> tuple[Repository, ProfileRegistry]:
-    """Connect, load the registries from `profiles/`, create collections and indexes; `hooks` are
-    those FHIR_HOOKS added, validation is registered as a before-write hook here."""
-    search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
+    """Connect, read the registries from `profiles/`, create the collections; `hooks` are those
+    FHIR_HOOKS added, validation is registered as a before-write hook here.
+
+    Every R4 resource type has its collection from the first start on (the embedded store cannot
+    create one inside a transaction: a read of a missing collection there makes the commit fail).
+    Nothing of a type is compiled or indexed until it is used (see Repository.ready).
+    """
+    search_registry = SearchParameterRegistry.load(parameter_files(settings.profiles_dir))
     profile_registry = ProfileRegistry.load(settings.profiles_dir)
-    # The types served are those with a SearchParameter file: adding a type is adding its data.
-    resource_types = {p.stem for p in (settings.profiles_dir / "SearchParameter").glob("*.json")} - {"Resource"}
+    resource_types = set(structure.resource_types())
     database = Database(store_url, settings.database, data_dir=settings.data_dir)
     await database.connect()
     await database.ensure_collections(sorted(resource_types))
     await database.ensure_history_indexes()
     await LookupTable(database.db).ensure_index()
-    for rtype in sorted(resource_types):
-        params = search_registry.for_type(rtype)
-        await database.ensure_indexes(
-            rtype,
-            [ix_field(p.code) for p in params if p.single and p.type == "reference"],
-            [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
-        )
     hooks = hooks or Hooks()
     validate = make_validator(profile_registry)
     hooks.before_writes.insert(0, lambda caller, resource: validate(resource))
-    repository = Repository(database, resource_types, hooks, _indexer(search_registry), settings.gridfs_threshold,
+    repository = Repository(database, resource_types, hooks, _indexer(search_registry),
+                            _index_fields(search_registry), settings.gridfs_threshold,
                             SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
     return repository, profile_registry
@@ -103,11 +133,9 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             dispatcher.start()
         engine = repository.engine
 
-        def statement(base: str) -> dict[str, Any]:
-            return capability_statement(base, sorted(repository.resource_types), engine.registry, profiles,
-                                        OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
-
-        app.state.capability_statement = statement
+        capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
+                                         OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
+        app.state.capability_statement = capabilities.statement
         mllp = None
         if settings.mllp_port is not None:
             # Senders are checked by the listener; what they send is stored by the platform.
@@ -132,4 +160,6 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     app.include_router(operation_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
+    # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
+    app.include_router(compartment_routes.router)
     return app

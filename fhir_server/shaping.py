@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
 from typing import Any
+
+from fhir_server.definitions.structure import node
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 ALWAYS = {"resourceType", "id", "meta"}
@@ -12,15 +13,11 @@ ALWAYS = {"resourceType", "id", "meta"}
 
 @lru_cache(maxsize=None)
 def summary_elements(resource_type: str) -> frozenset[str]:
-    """Elements marked isSummary in the R4 definitions, read from the fhir.resources models."""
-    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
-    model = getattr(module, resource_type)
-    names = set()
-    for name, info in model.model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("summary_element_property"):
-            names.add(info.alias or name)
-    return frozenset(names)
+    """JSON keys of the elements marked isSummary in the R4 definition of the type."""
+    found = node(resource_type)
+    if found is None:
+        return frozenset()
+    return frozenset(key for key, (element, _) in found.keys.items() if element.summary)
 
 
 def _subsetted(resource: dict[str, Any], keep: set[str]) -> dict[str, Any]:

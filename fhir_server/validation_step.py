@@ -20,8 +20,8 @@ def as_issues(found: list[ValidationIssue]) -> list[Issue]:
 def make_validator(registry: ProfileRegistry) -> Any:
     def validate(resource: dict[str, Any]) -> None:
         if resource.get("resourceType") == "Binary":
-            # The model would base64-decode the payload only to check it; the storage decodes it
-            # anyway and answers 400 on bad base64, so the model sees the Binary without it.
+            # The storage decodes the payload anyway and answers 400 on bad base64, so the
+            # structure check sees the Binary without it rather than scanning it twice.
             resource = {k: v for k, v in resource.items() if k != "data"}
         errors = [i for i in check_base_structure(resource, registry) if i.severity == "error"]
         if errors:

@@ -22,7 +22,9 @@ from fhir_server.search.paging import Cursor
 from fhir_server.search.request import SearchRequest, parse_request
 from fhir_server.search.searchset import Shown, searchset
 from fhir_server.security.callers import Caller
-from fhir_server.storage.repository import Repository
+from fhir_server.storage.repository import Repository, check_id
+
+EVERY_TYPE = "*"
 
 
 class SearchInteraction:
@@ -32,11 +34,20 @@ class SearchInteraction:
         self.settings = settings
 
     async def search(self, caller: Caller, resource_type: str | None, params: list[tuple[str, str]], *,
-                     base_url: str, strict: bool) -> dict[str, Any]:
-        """The searchset Bundle of `params` on one type, or across `_type` when `resource_type` is None."""
+                     base_url: str, strict: bool, compartment: str | None = None) -> dict[str, Any]:
+        """The searchset Bundle of `params` on one type, or across `_type` when `resource_type` is None.
+
+        `compartment` is a patient id: the search runs within that Patient compartment
+        (`Patient/{id}/{type}`), and `resource_type` may then be `*`, every type of the compartment.
+        """
         request = parse_request(params)
         count = self.settings.page_size(request.count)
         path = resource_type or ""
+        if compartment is not None:
+            check_id(compartment)
+            request.compartment = compartment
+            path = f"Patient/{compartment}/{resource_type}"
+            resource_type = self._compartment_types(request, resource_type)
         if resource_type is None:
             if not request.types:
                 raise FhirError(400, "required", "A system-level search needs _type (e.g. _type=Patient,Practitioner)")
@@ -59,6 +70,23 @@ class SearchInteraction:
             return self.tokens.issue(cursor, scope)
 
         return searchset(base_url, path, request, result, shown, count, page_token)
+
+    def _compartment_types(self, request: SearchRequest, resource_type: str | None) -> str | None:
+        """The one type a compartment search reads, or None with `request.types` set for `*`."""
+        members = self.repository.engine.compartment.types()
+        if resource_type == EVERY_TYPE:
+            # `_type` narrows `*` to some of the compartment's types (it is also how `next` links say it).
+            request.types = request.types or members
+            outside = [t for t in request.types if t not in members]
+            if outside:
+                raise FhirError(400, "invalid", f"{', '.join(outside)} cannot be in a Patient compartment", ["_type"])
+            return None
+        assert resource_type is not None
+        self.repository.check_type(resource_type)
+        if resource_type not in members:
+            raise FhirError(400, "invalid", f"{resource_type} resources are not in the Patient compartment (R4 "
+                                            "CompartmentDefinition patient)")
+        return resource_type
 
     async def _shown(self, caller: Caller, result: SearchResult, request: SearchRequest) -> list[Shown]:
         shown: list[Shown] = []

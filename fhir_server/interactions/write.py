@@ -79,7 +79,7 @@ async def patch(repository: Repository, caller: Caller, resource_type: str, reso
     async def work(session: Session) -> WriteResult:
         return await patch_in(repository, session, caller, resource_type, resource_id, operations, if_match=if_match)
 
-    return await _written(repository, caller, await repository.run(work))
+    return await _written(repository, caller, await repository.run(work, [resource_type]))
 
 
 async def conditional_patch(repository: Repository, caller: Caller, resource_type: str,
@@ -90,7 +90,7 @@ async def conditional_patch(repository: Repository, caller: Caller, resource_typ
         resource_id = await match_one(repository, session, caller, resource_type, criteria)
         return await patch_in(repository, session, caller, resource_type, resource_id, operations)
 
-    return await _written(repository, caller, await repository.run(work))
+    return await _written(repository, caller, await repository.run(work, [resource_type]))
 
 
 async def delete(repository: Repository, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:

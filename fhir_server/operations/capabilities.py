@@ -1,68 +1,87 @@
-"""The CapabilityStatement, generated from what is really registered (GET /fhir/metadata)."""
+"""The CapabilityStatement, generated from what is really registered (GET /fhir/metadata).
+
+Types, search parameters, `_include` and `_revinclude` values come from the same definitions the
+server searches with; the part per type is built once (it does not depend on the request).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fhir_server import FHIR_VERSION
-from fhir_server.search.parameters import SearchParameterRegistry
+from fhir_server.search.parameters import COMMON_BASE, SearchParameterRegistry
 from fhir_server.timefmt import now_instant
 from fhir_server.validation.profile_registry import ProfileRegistry
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
-COMMON_SEARCH = [
-    ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"),
-    ("_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"),
-]
 
 
-def capability_statement(
-    base_url: str, resource_types: list[str], search: SearchParameterRegistry, profiles: ProfileRegistry,
-    operations: list[dict[str, str]], implementation_guides: list[str], instantiates: list[str],
-) -> dict[str, Any]:
-    resources = []
-    for rtype in sorted(resource_types):
-        params = [{"name": n, "type": t, "definition": d} for n, t, d in COMMON_SEARCH]
-        params += [
-            {"name": p.code, "type": p.type, "definition": p.url}
-            for p in sorted(search.for_type(rtype), key=lambda p: p.code)
-            if p.code not in ("_id", "_lastUpdated")
-        ]
-        resource: dict[str, Any] = {
-            "type": rtype,
-            "interaction": [{"code": code} for code in INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
-            "referencePolicy": ["literal", "logical", "local"],
-            "searchInclude": ["*"] + sorted(f"{rtype}:{p.code}" for p in search.for_type(rtype) if p.type == "reference"),
-            "searchRevInclude": ["*"],
-            "searchParam": params,
+def _search_param(definition: dict[str, Any]) -> dict[str, Any]:
+    return {"name": definition["code"], "definition": definition["url"], "type": definition["type"]}
+
+
+def _searchable(definitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # R4 defines `_text`, `_content` and `_query` without an expression: not offered, answered 400.
+    return [_search_param(d) for d in sorted(definitions, key=lambda d: d["code"]) if d.get("expression")]
+
+
+class CapabilityBuilder:
+    def __init__(self, resource_types: list[str], search: SearchParameterRegistry, profiles: ProfileRegistry,
+                 operations: list[dict[str, str]], implementation_guides: list[str], instantiates: list[str]) -> None:
+        self.resource_types = sorted(resource_types)
+        self.search = search
+        self.profiles = profiles
+        self.operations = operations
+        self.implementation_guides = implementation_guides
+        self.instantiates = instantiates
+        self._built: list[dict[str, Any]] | None = None
+
+    def _resources(self) -> list[dict[str, Any]]:
+        if self._built is not None:
+            return self._built
+        resources = []
+        revincludes = self.search.revincludes(self.resource_types)
+        for rtype in self.resource_types:
+            resource: dict[str, Any] = {
+                "type": rtype,
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical", "local"],
+                "searchInclude": ["*", *self.search.includes(rtype)],
+                "searchRevInclude": ["*", *revincludes[rtype]],
+                "searchParam": _searchable(self.search.definitions_for(rtype)),
+            }
+            supported = self.profiles.profiles_for_type(rtype)
+            if supported:
+                resource["supportedProfile"] = supported
+            resources.append(resource)
+        self._built = resources
+        return resources
+
+    def statement(self, base_url: str) -> dict[str, Any]:
+        return {
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": now_instant()[:10],
+            "kind": "instance",
+            "instantiates": self.instantiates,
+            "software": {"name": "fhir-server", "version": "0.1.0"},
+            "implementation": {"description": "FHIR R4 server for a national personal health record", "url": base_url},
+            "fhirVersion": FHIR_VERSION,
+            "format": ["application/fhir+json", "json"],
+            "patchFormat": ["application/json-patch+json"],
+            "implementationGuide": self.implementation_guides,
+            "rest": [{
+                "mode": "server",
+                "resource": self._resources(),
+                "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"},
+                                {"code": "search-system"}],
+                "searchParam": _searchable(self.search.definitions_for(COMMON_BASE)),
+                "operation": self.operations,
+            }],
         }
-        supported = profiles.profiles_for_type(rtype)
-        if supported:
-            resource["supportedProfile"] = supported
-        resources.append(resource)
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": now_instant()[:10],
-        "kind": "instance",
-        "instantiates": instantiates,
-        "software": {"name": "fhir-server", "version": "0.1.0"},
-        "implementation": {"description": "FHIR R4 server for a national personal health record", "url": base_url},
-        "fhirVersion": FHIR_VERSION,
-        "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
-        "implementationGuide": implementation_guides,
-        "rest": [{
-            "mode": "server",
-            "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],
-            "searchParam": [{"name": n, "type": t, "definition": d} for n, t, d in COMMON_SEARCH],
-            "operation": operations,
-        }],
-    }

@@ -149,6 +149,7 @@ class BundleProcessor:
             await work(session)
 
         if writes:
+            await self.repo.ready({p.entry.resource_type for p in prepared})
             await _retried(lambda: self.repo.in_transaction(run, exclude_readers=True), "The transaction")
         else:
             await work(None)
@@ -271,6 +272,7 @@ class BundleProcessor:
                     prepared.resource, entry.where)
             return await self._execute(session, prepared, identities)
 
+        await self.repo.ready([entry.resource_type])
         return await _retried(lambda: self.repo.in_transaction(work), entry.where)
 
 

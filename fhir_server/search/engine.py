@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.errors import FhirError
+from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES
 from fhir_server.search.fields import field_key, ix_field, sk_field
-from fhir_server.search.filters import date, number, reference, string, token, uri
+from fhir_server.search.filters import composite, date, near, number, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.paging import (
     Cursor,
@@ -43,7 +44,11 @@ SUPPORTED_MODIFIERS = {
     "date": {None, "missing"},
     "number": {None, "missing"},
     "quantity": {None, "missing"},
+    "composite": {None, "missing"},
+    "special": {None, "missing"},
 }
+# Refused whatever the handling asked: ignoring them would answer every resource of the type.
+ALWAYS_REFUSED = ("too-costly", "not-supported")
 
 
 class Queries(Protocol):
@@ -91,6 +96,7 @@ class SearchEngine:
     def __init__(self, registry: SearchParameterRegistry, resource_types: set[str]) -> None:
         self.registry = registry
         self.resource_types = resource_types
+        self.compartment = PatientCompartment(registry)
 
     # ------------------------------------------------------------------ compilation
     async def compile(
@@ -104,8 +110,9 @@ class SearchEngine:
                 alternatives = await self._criterion(resource_type, criterion, context)
             except FhirError as exc:
                 # A malformed value is ignored like an unknown parameter unless the client asked
-                # for strict handling; a search too costly to run is refused either way.
-                if context.strict or any(i.code == "too-costly" for i in exc.issues):
+                # for strict handling; a search too costly to run, or one the server cannot run, is
+                # refused either way.
+                if context.strict or any(i.code in ALWAYS_REFUSED for i in exc.issues):
                     raise
                 context.ignored.append(criterion.raw_name)
                 continue
@@ -134,6 +141,9 @@ class SearchEngine:
         if param is None:
             self._unknown(context, resource_type, criterion, f"unknown parameter '{name}'")
             return None
+        if not param.searchable:
+            raise FhirError(400, "not-supported", f"'{name}' (full-text or named-query search) is not supported "
+                                                  "by this server", [criterion.raw_name])
         if criterion.chain:
             return await self._chain(param, criterion, context)
         # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
@@ -164,6 +174,10 @@ class SearchEngine:
                 return number.condition(field_name, values)
             case "quantity":
                 return number.quantity_condition(field_name, values)
+            case "composite":
+                return composite.condition(field_name, param, values, context.base_url)
+            case "special":
+                return near.condition(field_name, values)
         self._unknown(context, resource_type, criterion, f"parameters of type {param.type} are not supported")
         return None
 
@@ -269,6 +283,11 @@ class SearchEngine:
         if request.invalid and strict:
             raise request.invalid[0][1]
         compiled = await self.compile(resource_type, request.criteria, queries, base_url=base_url, strict=strict)
+        if request.compartment is not None:
+            within = FilterBuilder()
+            within.add(compiled.filter)
+            within.any_of(self.compartment.conditions(resource_type, request.compartment, base_url))
+            compiled.filter, compiled.impossible = within.build(), compiled.impossible or within.impossible
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
         # built from it leaves the include out.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from fhir_server.search.fhirpath_walker import Item
-from fhir_server.search.normalize import date, number, quantity, reference, string, token, uri
+from fhir_server.search.normalize import composite, date, number, position, quantity, reference, string, token, uri
 from fhir_server.search.sortkeys import encode as sort_encode
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ ENCODERS: dict[str, Callable[[str, list[Item], dict, dict], None]] = {
     "number": number.encode,
     "quantity": quantity.encode,
     "uri": uri.encode,
+    # The one R4 parameter of type special with an expression: Location `near`.
+    "special": position.encode,
 }
 
 
@@ -44,6 +46,8 @@ def extract_index(resource: dict, registry: SearchParameterRegistry) -> tuple[di
             continue
         if param.type == "reference":
             reference.encode(param.code, items, ix, sk, param.single)
+        elif param.type == "composite":
+            composite.encode(param, items, resource, ix)
         else:
             encoder = ENCODERS.get(param.type)
             if encoder is not None:

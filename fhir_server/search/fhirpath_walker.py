@@ -2,27 +2,26 @@
 
 Almost all expressions are simple paths (`A.b.c`, unions, `.where(resolve() is X)`, `as X`,
 `.ofType(X)`, `.extension('url')`), which are compiled here into steps that know, from the
-`fhir.resources` R4B models, the FHIR type and cardinality of each element. fhirpathpy evaluates
+R4 StructureDefinitions, the FHIR type and cardinality of each element. fhirpathpy evaluates
 the rest; it is much slower, so it is only the fallback.
 """
 
 from __future__ import annotations
 
 import re
-import types
-import typing
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
 import fhirpathpy
-from fhir.resources.R4B import get_fhir_model_class
 from fhirpathpy.models import models as fhirpath_models
 
+from fhir_server.definitions.structure import is_a, node
 from fhir_server.search.normalize.reference import reference_type
 
 Item = tuple[str | None, Any]  # (FHIR type name, or None when unknown; JSON value)
 Evaluator = Callable[[dict], list[Item]]
+ItemEvaluator = Callable[[Item, dict], list[Item]]  # (one value, the resource it is in) -> values
 _Step = Callable[[list[Item], dict], list[Item]]
 
 # Resource-level names an expression may start with, besides the resource type itself.
@@ -37,44 +36,18 @@ SYSTEM_TYPES = {"Boolean": "boolean", "String": "string", "Integer": "integer", 
 Element = tuple[str, str | None, bool]  # (JSON key, FHIR type name, repeats)
 
 
-def _field_type(annotation: Any) -> tuple[str | None, bool]:
-    many = False
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin in (typing.Union, types.UnionType):
-            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-        elif origin is list:
-            many = True
-            annotation = typing.get_args(annotation)[0]
-        elif origin is typing.Annotated:
-            marker = annotation.__metadata__[0]
-            name = type(marker).__name__
-            return name[0].lower() + name[1:], many
-        else:
-            break
-    if annotation is bool:
-        return "boolean", many
-    name = getattr(annotation, "__name__", None)
-    if name and name.endswith("Type"):
-        return name[: -len("Type")], many
-    return None, many
-
-
 @lru_cache(maxsize=None)
 def element_map(type_name: str) -> dict[str, tuple[Element, ...]] | None:
-    """Element name -> its JSON keys (one per type for a choice element `value[x]`), or None if unknown."""
-    try:
-        model = get_fhir_model_class(type_name)
-    except KeyError:
+    """Element name -> its JSON keys (one per type for a choice element `value[x]`), or None if unknown.
+
+    Types are R4's (`fhir_server.definitions.structure`); a backbone element's type is its path.
+    """
+    found = node(type_name)
+    if found is None:
         return None
     elements: dict[str, list[Element]] = {}
-    for name, field in model.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
-            continue
-        key = field.alias or name
-        fhir_type, many = _field_type(field.annotation)
-        elements.setdefault(extra.get("one_of_many") or key, []).append((key, fhir_type, many))
+    for key, (element, value_type) in found.keys.items():
+        elements.setdefault(element.name, []).append((key, value_type, element.repeats))
     return {name: tuple(keys) for name, keys in elements.items()}
 
 
@@ -116,10 +89,11 @@ class _Compiled:
 class _Compiler:
     """Recursive descent over the token list; each rule returns a compiled step with static types."""
 
-    def __init__(self, expression: str, base: str) -> None:
+    def __init__(self, expression: str, base: str, start: frozenset[str | None] | None = None) -> None:
         self.tokens = _tokenize(expression)
         self.position = 0
         self.base = base
+        self.start = start if start is not None else frozenset({base})
 
     def peek(self, offset: int = 0) -> str | None:
         index = self.position + offset
@@ -133,8 +107,7 @@ class _Compiler:
         return token
 
     def compile(self) -> _Compiled:
-        start = _Compiled(_identity, frozenset({self.base}), False)
-        compiled = self.union(start)
+        compiled = self.union(_Compiled(_identity, self.start, False))
         if self.peek() is not None:
             raise Unsupported(f"unexpected {self.peek()!r}")
         return compiled
@@ -276,13 +249,16 @@ def _field(current: _Compiled, name: str) -> _Compiled:
 
 
 def _type_filter(current: _Compiled, type_name: str) -> _Compiled:
+    # FHIRPath `as`/`ofType` keep values of the type or of a type derived from it: `as uri` keeps
+    # canonicals, `as Quantity` keeps Age and Duration.
     wanted = SYSTEM_TYPES.get(type_name, type_name)
     inner = current.step
 
     def type_step(items: list[Item], root: dict) -> list[Item]:
-        return [item for item in inner(items, root) if item[0] == wanted]
+        return [item for item in inner(items, root) if item[0] is not None and is_a(item[0], wanted)]
 
-    return _Compiled(type_step, frozenset({wanted}), current.many)
+    kept = frozenset(t for t in current.types if t is not None and is_a(t, wanted))
+    return _Compiled(type_step, kept or frozenset({wanted}), current.many)
 
 
 def _extension(current: _Compiled, url: str) -> _Compiled:
@@ -340,6 +316,22 @@ class CompiledExpression:
     evaluate: Evaluator
     single: bool  # at most one value for this base, per the model's cardinalities
     fast: bool  # compiled walker (False: fhirpathpy)
+    base: str = ""
+    types: frozenset[str | None] = frozenset()  # FHIR types of the values (empty: unknown)
+
+    def component(self, expression: str) -> ItemEvaluator:
+        """A composite parameter's component: `expression` evaluated on one value of this one."""
+        if self.fast and self.types and None not in self.types:
+            try:
+                step = _Compiler(expression, self.base, self.types).compile().step
+            except (Unsupported, NotApplicable):
+                pass
+            else:
+                return lambda item, root: step([item], root)
+        path = fhirpathpy.compile(expression, fhirpath_models["r4"])
+        # `%resource` (MolecularSequence variant coordinates) names the resource the value is in.
+        return lambda item, root: [(None, value) for value in path(item[1], {"resource": root, "rootResource": root})
+                                   if value is not None]
 
 
 def _no_values(resource: dict) -> list[Item]:
@@ -351,15 +343,15 @@ def compile_expression(expression: str, base: str) -> CompiledExpression:
     try:
         compiled = _Compiler(expression, base).compile()
     except NotApplicable:
-        return CompiledExpression(_no_values, True, True)
+        return CompiledExpression(_no_values, True, True, base)
     except Unsupported:
-        return CompiledExpression(_fhirpathpy_evaluator(expression), False, False)
+        return CompiledExpression(_fhirpathpy_evaluator(expression), False, False, base)
     step = compiled.step
 
     def evaluate(resource: dict) -> list[Item]:
         return step([(base, resource)], resource)
 
-    return CompiledExpression(evaluate, not compiled.many, True)
+    return CompiledExpression(evaluate, not compiled.many, True, base, compiled.types)
 
 
 def _fhirpathpy_evaluator(expression: str) -> Evaluator:

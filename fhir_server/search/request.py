@@ -49,6 +49,8 @@ class SearchRequest:
     # The page `page` names, once checked against this search (fhir_server.interactions.search).
     cursor: Cursor | None = None
     types: list[str] = field(default_factory=list)
+    # A Patient compartment search (`/Patient/{id}/{type}`): that patient's id.
+    compartment: str | None = None
     # Result parameters that could not be read, with why: an error under `handling=strict`,
     # ignored (and left out of the self link) otherwise. Only the engine knows which applies.
     invalid: list[tuple[str, FhirError]] = field(default_factory=list)

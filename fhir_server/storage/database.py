@@ -75,6 +75,16 @@ def check_store(hello: dict[str, Any], build_info: dict[str, Any], data_dir: Pat
     return capabilities
 
 
+# The embedded store writes collection names into SQL unquoted, so a name that is an SQLite
+# keyword (sqlite.org/lang_keywords.html) cannot be a collection there; of R4's resource types only
+# `Group` is one. Every store gets the same names, so data moves between them unchanged.
+RENAMED_COLLECTIONS = {"Group": "Group_"}
+
+
+def collection_name(name: str) -> str:
+    return RENAMED_COLLECTIONS.get(name, name)
+
+
 def index_name(field: str) -> str:
     # The embedded store accepts only [A-Za-z0-9_] in index names; search codes contain '-' and '.'.
     return "i_" + "".join(c if c.isalnum() else "_" for c in field)
@@ -112,13 +122,13 @@ class Database:
         await self.client.close()
 
     def collection(self, name: str) -> Any:
-        return self.db[name]
+        return self.db[collection_name(name)]
 
     async def ensure_collections(self, names: list[str]) -> None:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*names, HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES]:
+        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)
@@ -126,7 +136,7 @@ class Database:
                     pass
 
     async def ensure_indexes(self, name: str, scalar_fields: list[str], array_fields: list[str]) -> None:
-        collection = self.db[name]
+        collection = self.collection(name)
         fields = ["sid", "ts", "pat", *scalar_fields]
         if self.capabilities.index_arrays:
             fields += array_fields

@@ -4,14 +4,26 @@ Current versions live in one collection per resource type, `_id` = the FHIR id; 
 deletions included, also lives in the `history` collection. Both carry `pat`, the patient whose
 record holds the resource, a top-level scalar both stores index. Search index values (`ix`) and sort
 keys (`sk`) are written into the same document, so a write stays one atomic document operation.
+
+A resource whose JSON passes `COMPRESS_ABOVE` bytes is kept zlib-compressed (`resz`) instead of
+as a document (`res`): stores refuse documents over 16 MB, and the specification's own examples
+include Bundles of 20 and 35 MB (FHIR JSON compresses about tenfold).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from fhir_server.errors import FhirError
 from fhir_server.timefmt import instant
+
+COMPRESS_ABOVE = 1024 * 1024
+# What a compressed body may take, leaving the rest of the 16 MB document to the index values.
+MAX_COMPRESSED = 12 * 1024 * 1024
 
 
 @dataclass
@@ -42,7 +54,7 @@ def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> 
         "ts": instant(stored.last_updated),
         "del": stored.deleted,
         "pat": stored.patient,
-        "res": stored.resource,
+        **_body(stored.resource),
         "ix": ix,
         "sk": sk,
     }
@@ -65,19 +77,37 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
         "del": stored.deleted,
         "pat": stored.patient,
         "method": method,
-        "res": stored.resource,
+        **_body(stored.resource),
     }
     if stored.blob is not None:
         doc["blob"] = stored.blob
     return doc
 
 
+def _body(resource: dict[str, Any] | None) -> dict[str, Any]:
+    if resource is None:
+        return {"res": None}
+    raw = orjson.dumps(resource)
+    if len(raw) <= COMPRESS_ABOVE:
+        return {"res": resource}
+    packed = zlib.compress(raw, 6)
+    if len(packed) > MAX_COMPRESSED:
+        raise FhirError(413, "too-costly", f"The resource is too large to store ({len(raw) // 2**20} MB of JSON)")
+    return {"res": None, "resz": packed}
+
+
+def _resource(doc: dict[str, Any]) -> dict[str, Any] | None:
+    if doc.get("resz") is not None:
+        return orjson.loads(zlib.decompress(doc["resz"]))
+    return doc.get("res")
+
+
 def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
-    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"),
+    return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], _resource(doc), doc.get("blob"),
                   doc.get("lk") or [], doc.get("pat"))
 
 
 def from_history(doc: dict[str, Any]) -> Stored:
     resource_type, resource_id = doc["rid"].split("/", 1)
-    return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"),
+    return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], _resource(doc), doc.get("blob"),
                   patient=doc.get("pat"))

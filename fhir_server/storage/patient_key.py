@@ -8,23 +8,12 @@ top-level scalar, which both stores answer from their index.
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import orjson
-
+from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.search.fields import field_key
 
-COMPARTMENT_FILE = Path(__file__).resolve().parents[2] / "profiles" / "patient-compartment.json"
 PATIENT_PREFIX = "Patient/"
-
-
-@cache
-def compartment_params() -> dict[str, tuple[str, ...]]:
-    """Type -> the parameters placing it in a patient's compartment, in the definition's order."""
-    data = orjson.loads(COMPARTMENT_FILE.read_bytes())
-    return {rtype: tuple(params) for rtype, params in data["param"].items()}
 
 
 def patient_of(resource_type: str, resource_id: str, ix: dict[str, Any]) -> str | None:
@@ -34,7 +23,7 @@ def patient_of(resource_type: str, resource_id: str, ix: dict[str, Any]) -> str 
     """
     if resource_type == "Patient":
         return resource_id
-    for code in compartment_params().get(resource_type, ()):
+    for code in patient_compartment_params().get(resource_type, ()):
         values = ix.get(field_key(code))
         for value in values if isinstance(values, list) else [values]:
             if isinstance(value, str) and value.startswith(PATIENT_PREFIX):

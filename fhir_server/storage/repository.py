@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,8 @@ class WriteResult:
 
 
 Indexer = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+# The store indexes of a type: (fields holding one value, fields holding arrays).
+IndexFields = Callable[[str], tuple[list[str], list[str]]]
 WriteRule = Callable[["Repository", Session, Caller, Stored], Awaitable[None]]
 # Raises FhirError when a patch changes what the type does not let a patch change.
 PatchRule = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -157,6 +159,7 @@ class Repository:
         resource_types: set[str],
         hooks: Hooks,
         index: Indexer,
+        index_fields: IndexFields,
         gridfs_threshold: int,
         search_engine: SearchEngine,
     ) -> None:
@@ -164,6 +167,8 @@ class Repository:
         self.resource_types = resource_types
         self.hooks = hooks
         self.index = index
+        self.index_fields = index_fields
+        self._indexed: set[str] = set()
         self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
         self.lookup = LookupTable(database.db)
         self.engine = search_engine
@@ -183,6 +188,18 @@ class Repository:
 
     def collection(self, resource_type: str) -> Any:
         return self.database.collection(resource_type)
+
+    async def ready(self, resource_types: Iterable[str]) -> None:
+        """Create the search indexes of each type before its first write in this process.
+
+        Every type's collection exists from start-up; its indexes wait until it is written to, so a
+        start touches none of the 145 types, and they are made outside any transaction (the
+        embedded store cannot create them inside one).
+        """
+        for rtype in sorted(set(resource_types) - self._indexed):
+            if rtype in self.resource_types:
+                await self.database.ensure_indexes(rtype, *self.index_fields(rtype))
+                self._indexed.add(rtype)
 
     def prepare(self, caller: Caller, resource: Any, resource_type: str | None = None) -> dict[str, Any]:
         """Check a caller's resource before any store work: shape, type, then the before-write
@@ -282,7 +299,7 @@ class Repository:
         async def work(session: Session) -> WriteResult:
             return await self.create_in(session, caller, stripped, blob=blob, if_none_exist=if_none_exist)
 
-        return await self.run(work)
+        return await self.run(work, [resource["resourceType"]])
 
     async def update(
         self, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any], *,
@@ -295,7 +312,7 @@ class Repository:
             return await self.update_in(session, caller, resource_type, resource_id, stripped, blob=blob,
                                         if_match=if_match, method=method)
 
-        return await self.run(work)
+        return await self.run(work, [resource_type])
 
     async def conditional_update(
         self, caller: Caller, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *,
@@ -307,11 +324,11 @@ class Repository:
             return await self.conditional_update_in(session, caller, resource_type, criteria, stripped, blob=blob,
                                                     if_match=if_match)
 
-        return await self.run(work)
+        return await self.run(work, [resource_type])
 
     async def delete(self, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:
         self.check_type(resource_type)
-        return await self.run(lambda session: self.delete_in(session, caller, resource_type, resource_id))
+        return await self.run(lambda session: self.delete_in(session, caller, resource_type, resource_id), [resource_type])
 
     async def conditional_delete(self, caller: Caller, resource_type: str,
                                  criteria: list[tuple[str, str]]) -> WriteResult | None:
@@ -320,7 +337,7 @@ class Repository:
         async def work(session: Session) -> WriteResult | None:
             return await self.conditional_delete_in(session, caller, resource_type, criteria)
 
-        return await self.run(work)
+        return await self.run(work, [resource_type])
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
@@ -329,8 +346,10 @@ class Repository:
             listener()
         return result
 
-    async def run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+    async def run(self, work: Callable[[Session], Awaitable[Any]], resource_types: Iterable[str] = (),
+                  attempts: int = 5) -> Any:
         """`work` in one store transaction, again on fresh data while another writer got there first."""
+        await self.ready(resource_types)
         for attempt in range(attempts):
             try:
                 return await self.in_transaction(work)

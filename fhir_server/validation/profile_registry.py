@@ -1,7 +1,7 @@
 """Conformance resources the server enforces, loaded once from the `profiles/` directory.
 
 Each kind has its folder (`profiles/ValueSet/...`), sub-folders included: `R4/` holds what the base
-specification defines. `profiles/R4/required-bindings.json` lists the base R4 required bindings.
+specification defines. `profiles/r4/required-bindings.json` lists the base R4 required bindings.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fhir_server.validation.terminology import Terminology
 
 # Sub-directories of profiles/ this registry reads; others (SearchParameter...) belong to other modules.
 _KINDS = ("StructureDefinition", "ValueSet", "CodeSystem")
-_REQUIRED_BINDINGS = Path("R4") / "required-bindings.json"
+_REQUIRED_BINDINGS = Path("r4") / "required-bindings.json"
 
 
 def canonical_without_version(url: str) -> str:

@@ -1,7 +1,7 @@
 """Required bindings of the base R4 definitions (Observation.status, Patient.gender, Identifier.use
 wherever an Identifier appears...), checked against the whole ValueSet.
 
-Which elements are bound, and to what, is data from the R4 definitions (profiles/R4/, with the
+Which elements are bound, and to what, is data from the R4 definitions (profiles/r4/, with the
 ValueSets and CodeSystems in profiles/ValueSet/R4 and profiles/CodeSystem/R4). The R4B models'
 code lists are not used: some stop short of the ValueSet (`enum_values` ending in "+", as for
 Observation.status and Encounter.status), others are missing (AuditEvent.action, Quantity.comparator).

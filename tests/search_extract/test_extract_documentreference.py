@@ -28,9 +28,10 @@ def test_repeating_references_are_lists_and_keep_absolute_urls(index):
     assert ix["related"] == ["ServiceRequest/sr-1", "urn:uuid:2f1d0a7e-3c44-4b7a-8a8e-0d1b7e2c9f10"]
 
 
-def test_encounter_keeps_only_references_to_encounters(index):
+def test_encounter_keeps_encounters_and_episodes_of_care(index):
+    # R4 clinical-encounter: `DocumentReference.context.encounter`, targets Encounter and EpisodeOfCare.
     ix, _ = index
-    assert ix["encounter"] == ["Encounter/enc-1"]
+    assert ix["encounter"] == ["Encounter/enc-1", "EpisodeOfCare/eoc-1"]
 
 
 def test_relatesto_by_reference_and_by_identifier(index):

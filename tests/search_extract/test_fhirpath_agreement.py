@@ -23,7 +23,7 @@ FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.json"))
 
 def _comparable(param) -> bool:
     expression = param.expression
-    return not (
+    return bool(expression) and not (
         "resolve()" in expression or expression.startswith("Resource.") or "as Boolean" in expression
     )
 

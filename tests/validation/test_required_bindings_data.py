@@ -1,4 +1,4 @@
-"""The base R4 required bindings shipped in profiles/R4 are usable: every bound element is an R4
+"""The base R4 required bindings shipped in profiles/r4 are usable: every bound element is an R4
 element, and every ValueSet is shipped with its codes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fhir_server.definitions.elements import child
 from fhir_server.validation.base_structure import check_base_structure
 from tests.validation.conftest import PROFILES_DIR
 
-TABLE = json.loads((PROFILES_DIR / "R4" / "required-bindings.json").read_text())
+TABLE = json.loads((PROFILES_DIR / "r4" / "required-bindings.json").read_text())
 
 
 def test_every_bound_element_is_an_r4_element_of_a_coded_type():
