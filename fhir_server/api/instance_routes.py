@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.authentication import permit
 from fhir_server.api.body import json_patch_body, read_body, resource_body
 from fhir_server.api.headers import if_match
 from fhir_server.api.history_bundle import history_response
@@ -48,17 +49,24 @@ async def resource_response(request: Request, stored: Stored) -> Response:
 
 @router.get("/fhir/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
-    return await resource_response(request, await repository(request).read(resource_type, resource_id))
+    permit(request, "read", resource_type)
+    stored = await repository(request).read(resource_type, resource_id)
+    permit(request, "read", resource_type, resource=stored.resource)
+    return await resource_response(request, stored)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history/{version}")
 async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
-    return await resource_response(request, await repository(request).vread(resource_type, resource_id, version))
+    permit(request, "vread", resource_type)
+    stored = await repository(request).vread(resource_type, resource_id, version)
+    permit(request, "vread", resource_type, resource=stored.resource)
+    return await resource_response(request, stored)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history")
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
+    permit(request, "history-instance", resource_type)
     return await history_response(request, {"rid": f"{resource_type}/{resource_id}"})
 
 
@@ -87,6 +95,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     if body.get("id") is None:
         raise FhirError(400, "required", "An update must carry the resource id in the body", ["id"])
     resource = repo.prepare(body, resource_type)
+    permit(request, "update", resource_type, resource=resource)
     result = await repo.update(resource_type, resource_id, resource, if_match=if_match(request), raw=raw)
     return write_response(request, result.stored, result.stored.resource, 201 if result.created else 200,
                           "Created" if result.created else ("Updated" if result.changed else "No change"))
@@ -95,17 +104,20 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
 @router.patch("/fhir/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     repo = repository(request)
+    permit(request, "patch", resource_type)
     current = await repo.read(resource_type, resource_id)
     expected = if_match(request)
     if expected is not None and expected != current.version:
         raise FhirError(412, "conflict", f"If-Match version {expected} is not the current version ({current.version})")
     patched = repo.patched(current, await json_patch_body(request))
+    permit(request, "patch", resource_type, resource=patched)
     result = await repo.update(resource_type, resource_id, patched, if_match=current.version, method="PATCH")
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 
 
 @router.delete("/fhir/{resource_type}/{resource_id}")
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+    permit(request, "delete", resource_type)
     result = await repository(request).delete(resource_type, resource_id)
     headers = {"ETag": f'W/"{result.stored.version}"'} if result else {}
     return Response(status_code=204, headers=headers)

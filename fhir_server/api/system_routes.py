@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.authentication import caller, permit
 from fhir_server.api.body import resource_body
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
@@ -27,12 +28,14 @@ async def bundle(request: Request) -> Response:
     body = await resource_body(request)
     # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
     explicit = "return=representation" in request.headers.get("prefer", "")
-    processor = BundleProcessor(repository(request), searches(request), base_url(request), return_resources=explicit)
+    processor = BundleProcessor(repository(request), searches(request), base_url(request), caller=caller(request),
+                                return_resources=explicit, matcher=request.app.state.scope_matcher)
     return fhir_response(request, await processor.process(body))
 
 
 @router.get("/fhir/_history")
 async def system_history(request: Request) -> Response:
+    permit(request, "history-system", "*")
     return await history_response(request, {})
 
 

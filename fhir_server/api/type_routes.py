@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.authentication import caller, permit
 from fhir_server.api.body import json_patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
@@ -28,6 +29,9 @@ def searches(request: Request) -> SearchInteraction:
 
 async def run_search(request: Request, resource_type: str | None, params: list[tuple[str, str]]) -> Response:
     """A search on `resource_type`, or across `_type` when None."""
+    types = [resource_type] if resource_type else [t for name, value in params if name == "_type" for t in value.split(",") if t]
+    for searched in types:
+        permit(request, "search-type" if resource_type else "search-system", searched, criteria=params)
     bundle = await searches(request).search(resource_type, params, base_url=base_url(request), strict=prefer(request).strict)
     return fhir_response(request, bundle)
 
@@ -55,6 +59,7 @@ async def create(request: Request, resource_type: str) -> Response:
     repo.check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
     resource = repo.prepare(body, resource_type)
+    permit(request, "create", resource_type, resource=resource)
     if simplified_publish.applies(resource):
         return await publish_document(request, resource)
     result = await repo.create(resource, if_none_exist=if_none_exist(request), raw=raw)
@@ -67,7 +72,8 @@ async def publish_document(request: Request, resource: dict) -> Response:
     """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
     repo = repository(request)
     bundle, index = simplified_publish.as_transaction(resource)
-    processor = BundleProcessor(repo, searches(request), base_url(request), return_resources=True, document_publication=True)
+    processor = BundleProcessor(repo, searches(request), base_url(request), caller=caller(request), return_resources=True,
+                                document_publication=True, matcher=request.app.state.scope_matcher)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]
     stored = await repo.read("DocumentReference", location.split("/")[1])
@@ -87,6 +93,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     repo.check_type(resource_type)
     body, _ = await binary_or_json(request, resource_type)
     resource = repo.prepare(body, resource_type)
+    permit(request, "update", resource_type, resource=resource)
     result = await repo.conditional_update(resource_type, _criteria(request, "update"), resource, if_match=if_match(request))
     return write_response(request, result.stored, result.stored.resource, 201 if result.created else 200,
                           "Created" if result.created else "Updated")
@@ -96,18 +103,21 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 async def conditional_patch(request: Request, resource_type: str) -> Response:
     repo = repository(request)
     repo.check_type(resource_type)
+    permit(request, "patch", resource_type)
     matches = await repo.match_params(resource_type, _criteria(request, "patch"), None, 2)
     if len(matches) != 1:
         raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
                         f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
     current = await repo.read(resource_type, matches[0])
     patched = repo.patched(current, await json_patch_body(request))
+    permit(request, "patch", resource_type, resource=patched)
     result = await repo.update(resource_type, current.id, patched, if_match=current.version)
     return write_response(request, result.stored, result.stored.resource, 200, "Patched")
 
 
 @router.delete("/fhir/{resource_type}")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
+    permit(request, "delete", resource_type)
     await repository(request).conditional_delete(resource_type, _criteria(request, "delete"))
     return Response(status_code=204)
 
@@ -115,4 +125,5 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
 @router.get("/fhir/{resource_type}/_history")
 async def type_history(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
+    permit(request, "history-type", resource_type)
     return await history_response(request, {"rt": resource_type})

@@ -22,6 +22,8 @@ from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, provide_bundle
+from fhir_server.security.callers import Caller
+from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
@@ -66,10 +68,23 @@ async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
                     "do not write one resource from two entries.")
 
 
+def entry_interaction(entry: Entry) -> str:
+    """The FHIR interaction a Bundle entry asks for, in the scopes' terms."""
+    if entry.method in ("GET", "HEAD"):
+        if entry.resource_id is None:
+            return "search-type"
+        return "vread" if entry.version else "read"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[entry.method]
+
+
 class BundleProcessor:
-    def __init__(self, repository: Repository, search: SearchInteraction, base_url: str, *, return_resources: bool,
-                 document_publication: bool = False) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction, base_url: str, *, caller: Caller,
+                 return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None) -> None:
         self.repo = repository
+        # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
+        # transaction entry fails the whole transaction.
+        self.caller = caller
+        self.matcher = matcher
         self.search = search
         self.base = base_url.rstrip("/")
         self.return_resources = return_resources
@@ -83,9 +98,25 @@ class BundleProcessor:
         return await self.batch(entries)
 
     # ------------------------------------------------------------------ preparation (outside the store)
+    def _authorize(self, entry: Entry) -> None:
+        interaction = entry_interaction(entry)
+        types = [entry.resource_type] if entry.resource_type else \
+            [t for name, value in entry.criteria if name == "_type" for t in value.split(",") if t]
+        for resource_type in types:
+            try:
+                authorize(self.caller, interaction, resource_type,
+                          criteria=entry.criteria if interaction == "search-type" else None,
+                          resource=entry.resource if entry.method in ("POST", "PUT") else None, matcher=self.matcher)
+            except FhirError as error:
+                for issue in error.issues:
+                    issue.diagnostics = f"{entry.where}: {issue.diagnostics}"
+                    issue.expression = [entry.where]
+                raise
+
     async def _prepare(self, entry: Entry) -> Prepared:
         prepared = Prepared(entry)
         self.repo.check_type(entry.resource_type)
+        self._authorize(entry)
         if entry.method in ("POST", "PUT"):
             try:
                 resource = self.repo.prepare(entry.resource, entry.resource_type)
@@ -255,6 +286,7 @@ class BundleProcessor:
 
     async def _batch_entry(self, entry: Entry) -> dict[str, Any]:
         if entry.is_search:
+            self._authorize(entry)
             bundle = await self.search.search(entry.resource_type or None, entry.criteria, base_url=self.base, strict=False)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         prepared = await self._prepare(entry)
@@ -275,12 +307,14 @@ class TransactionService:
     """What the ingest adapters (CDA, HL7 v2) store through: a transaction Bundle in, its
     transaction-response out, with the same checks and atomicity as `POST /fhir`."""
 
-    def __init__(self, repository: Repository, search: SearchInteraction) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller) -> None:
         self.repository = repository
         self.search = search
+        self.caller = caller
 
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return await BundleProcessor(self.repository, self.search, "", return_resources=False).process(bundle)
+        return await BundleProcessor(self.repository, self.search, "", caller=self.caller,
+                                     return_resources=False).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.find_current(resource_type, resource_id)
