@@ -100,7 +100,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
 
         def statement(base: str) -> dict[str, Any]:
             return capability_statement(base, sorted(repository.resource_types), engine.registry, profiles,
-                                        OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
+                                        OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES, auth_routes.capability_security(base))
 
         app.state.capability_statement = statement
         mllp = None

@@ -34,6 +34,19 @@ def smart_configuration(base: str) -> dict[str, Any]:
     }
 
 
+def capability_security(base: str) -> dict[str, Any]:
+    """CapabilityStatement.rest.security: SMART on FHIR, with the oauth-uris extension (SMART App Launch 2.x)."""
+    root = server_root(base)
+    return {
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}]}],
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}]}],
+        "description": "OAuth 2.0 bearer tokens (JWT) from the trusted issuers; SMART App Launch v2 scopes. "
+                       f"Discovery: {base}/.well-known/smart-configuration",
+    }
+
+
 @router.get("/fhir/.well-known/smart-configuration")
 @router.get("/.well-known/smart-configuration")
 async def discovery(request: Request) -> Response:

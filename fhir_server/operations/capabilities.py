@@ -19,6 +19,7 @@ COMMON_SEARCH = [
 def capability_statement(
     base_url: str, resource_types: list[str], search: SearchParameterRegistry, profiles: ProfileRegistry,
     operations: list[dict[str, str]], implementation_guides: list[str], instantiates: list[str],
+    security: dict[str, Any],
 ) -> dict[str, Any]:
     resources = []
     for rtype in sorted(resource_types):
@@ -60,6 +61,7 @@ def capability_statement(
         "implementationGuide": implementation_guides,
         "rest": [{
             "mode": "server",
+            "security": security,
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],
             "searchParam": [{"name": n, "type": t, "definition": d} for n, t, d in COMMON_SEARCH],
