@@ -68,6 +68,8 @@ class ServerProcess(Authenticated):
     port: int = field(default_factory=free_port)
     mllp_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    # More `fhir-server serve` options (e.g. --mllp-tls-cert).
+    args: list[str] = field(default_factory=list)
     # Its own process group, so a test can kill the server and its store together, as a crash would.
     own_group: bool = False
     process: subprocess.Popen[bytes] | None = None
@@ -88,7 +90,7 @@ class ServerProcess(Authenticated):
     def start(self, timeout: float = 60.0) -> ServerProcess:
         env = {**os.environ, **TEST_ENV, **self.env}
         command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), "--mllp-port", str(self.mllp_port)]
+                   "--data-dir", str(self.data_dir), "--mllp-port", str(self.mllp_port), *self.args]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=self.own_group)
