@@ -18,6 +18,7 @@ from fhir_server.api.responses import base_url, fhir_response, write_response
 from fhir_server.errors import FhirError
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.mhd import simplified_publish
+from fhir_server.security.search_reach import reached_types
 from fhir_server.operations.transaction import BundleProcessor
 
 router = APIRouter()
@@ -30,8 +31,12 @@ def searches(request: Request) -> SearchInteraction:
 async def run_search(request: Request, resource_type: str | None, params: list[tuple[str, str]]) -> Response:
     """A search on `resource_type`, or across `_type` when None."""
     types = [resource_type] if resource_type else [t for name, value in params if name == "_type" for t in value.split(",") if t]
+    registry = repository(request).engine.registry
     for searched in types:
         permit(request, "search-type" if resource_type else "search-system", searched, criteria=params)
+        for other in sorted(reached_types(searched, params, registry)):
+            # No criteria of its own: a granular scope on that type does not cover it.
+            permit(request, "search-type", other, criteria=[])
     bundle = await searches(request).search(resource_type, params, base_url=base_url(request), strict=prefer(request).strict)
     return fhir_response(request, bundle)
 

@@ -24,6 +24,7 @@ from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
+from fhir_server.security.search_reach import reached_types
 from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
@@ -102,10 +103,14 @@ class BundleProcessor:
         interaction = entry_interaction(entry)
         types = [entry.resource_type] if entry.resource_type else \
             [t for name, value in entry.criteria if name == "_type" for t in value.split(",") if t]
-        for resource_type in types:
+        asks = [(t, entry.criteria if interaction == "search-type" else None) for t in types]
+        if interaction == "search-type":
+            registry = self.repo.engine.registry
+            # Types the search reads besides its own, with no criteria of their own.
+            asks += [(o, []) for o in sorted({o for t in types for o in reached_types(t, entry.criteria, registry)})]
+        for resource_type, criteria in asks:
             try:
-                authorize(self.caller, interaction, resource_type,
-                          criteria=entry.criteria if interaction == "search-type" else None,
+                authorize(self.caller, interaction, resource_type, criteria=criteria,
                           resource=entry.resource if entry.method in ("POST", "PUT") else None, matcher=self.matcher)
             except FhirError as error:
                 for issue in error.issues:
@@ -255,6 +260,8 @@ class BundleProcessor:
             stored = await self.repo.vread(entry.resource_type, entry.resource_id, entry.version)
         else:
             stored = await self.repo.read(entry.resource_type, entry.resource_id, session)
+        # A granular scope grants the resources matching its criteria: known once read.
+        authorize(self.caller, entry_interaction(entry), entry.resource_type, resource=stored.resource, matcher=self.matcher)
         resource = await self.repo.with_binary_data(stored) if stored.resource_type == "Binary" else stored.resource
         return {"resource": resource, "response": {"status": "200 OK", "etag": f'W/"{stored.version}"', "lastModified": stored.last_updated}}
 

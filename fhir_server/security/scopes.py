@@ -53,6 +53,8 @@ def parse_scope(text: str) -> Scope | None:
     """The resource scope `text` is, or None for any other scope (openid, launch...)."""
     found = _SCOPE.match(text)
     if found is None:
+        if text.split("/", 1)[0] in CONTEXTS:
+            raise ValueError(f"scope {text!r} is not context/type.permissions (e.g. system/Patient.rs)")
         return None
     context, resource_type, permissions, query = found.groups()
     letters = V1.get(permissions, permissions)
