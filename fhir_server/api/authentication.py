@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.api.caller import request_caller
 from fhir_server.api.responses import base_url, json_response
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.security.callers import Caller
@@ -67,21 +68,17 @@ class Authentication:
         return verifier.cached(token, base) or await verifier.verify(token, base)
 
 
-def caller(request: Request) -> Caller:
-    return request.state.caller  # type: ignore[no-any-return]
-
-
 def permit(request: Request, interaction: str, resource_type: str, *, criteria: list[tuple[str, str]] | None = None,
            resource: dict | None = None) -> None:
     """The scope decision for what this request asks (fhir_server.security.scopes.authorize)."""
     matcher: Matcher = request.app.state.scope_matcher
-    authorize(caller(request), interaction, resource_type, criteria=criteria, resource=resource, matcher=matcher)
+    authorize(request_caller(request), interaction, resource_type, criteria=criteria, resource=resource, matcher=matcher)
 
 
 def require_system(request: Request, what: str) -> None:
     """Intake endpoints take documents from registered systems (or the platform), not from people,
     with write scopes; each resource the document becomes is then authorised as it is written."""
-    who = caller(request)
+    who = request_caller(request)
     if who.kind not in ("system", "platform"):
         raise FhirError(403, "forbidden", f"{what} takes documents from a system client (SMART Backend Services)")
     if not any(s.context == "system" and "c" in s.letters for s in who.scopes.resource):

@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from cda.convert import convert_cda
 from cda.errors import CdaError
-from fhir_server.api.authentication import caller, require_system
+from fhir_server.api.authentication import require_system
+from fhir_server.api.caller import request_caller
 from fhir_server.api.body import read_body
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.negotiation import media_type, prefer
@@ -39,7 +40,7 @@ async def ingest_cda(request: Request) -> Response:
         conversion = convert_cda(data) if len(data) <= INLINE_LIMIT else await asyncio.to_thread(convert_cda, data)
     except CdaError as error:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
-    service = TransactionService(repository(request), searches(request), caller(request))
+    service = TransactionService(repository(request), searches(request), request_caller(request))
     await cda_intake.complete(conversion, service.find_by_identifier)
     response = await service.transaction(conversion.bundle)
     entries = conversion.bundle["entry"]
@@ -61,5 +62,5 @@ async def ingest_hl7v2(request: Request) -> Response:
     if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/hl7v2 takes one of {', '.join(sorted(HL7V2_TYPES))}")
     message = await read_body(request)
-    result = await handle_message(message, TransactionService(repository(request), searches(request), caller(request)))
+    result = await handle_message(message, TransactionService(repository(request), searches(request), request_caller(request)))
     return Response(result.ack, status_code=result.http_status, media_type="x-application/hl7-v2+er7")

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.authentication import caller, permit
+from fhir_server.api.authentication import permit
+from fhir_server.api.caller import request_caller
 from fhir_server.api.body import json_patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
@@ -77,7 +78,7 @@ async def publish_document(request: Request, resource: dict) -> Response:
     """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
     repo = repository(request)
     bundle, index = simplified_publish.as_transaction(resource)
-    processor = BundleProcessor(repo, searches(request), base_url(request), caller=caller(request), return_resources=True,
+    processor = BundleProcessor(repo, searches(request), request_caller(request), base_url(request), return_resources=True,
                                 document_publication=True, matcher=request.app.state.scope_matcher)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]

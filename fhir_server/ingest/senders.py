@@ -55,12 +55,12 @@ class MllpSenders:
         for name in names:
             client = self.clients.by_sender.get(name)
             if client is not None:
-                return Caller(kind="system", subject=client.client_id, scopes=Scopes.parse(client.scope),
+                return Caller(kind="system", id=client.client_id, scopes=Scopes.parse(client.scope),
                               organization=client.finess, client_id=client.client_id, role=client.role)
         allowed = [n for n in names if n in self.allowed] or (["any"] if ANY in self.allowed else [])
         if not allowed:
             return None
-        return Caller(kind="system", subject=f"mllp:{allowed[0]}", scopes=Scopes.parse(default_scopes("system")))
+        return Caller(kind="system", id=f"mllp:{allowed[0]}", scopes=Scopes.parse(default_scopes("system")))
 
     def handler(self, repository: Repository, search: SearchInteraction) -> Handler:
         async def handle(message: bytes) -> bytes:

@@ -79,7 +79,7 @@ def entry_interaction(entry: Entry) -> str:
 
 
 class BundleProcessor:
-    def __init__(self, repository: Repository, search: SearchInteraction, base_url: str, *, caller: Caller,
+    def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, base_url: str, *,
                  return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None) -> None:
         self.repo = repository
         # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
@@ -320,8 +320,7 @@ class TransactionService:
         self.caller = caller
 
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return await BundleProcessor(self.repository, self.search, "", caller=self.caller,
-                                     return_resources=False).process(bundle)
+        return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.find_current(resource_type, resource_id)

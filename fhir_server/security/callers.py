@@ -33,7 +33,8 @@ def idnatps(rpps: str) -> str:
 @dataclass(frozen=True)
 class Caller:
     kind: Kind
-    subject: str
+    # The token's subject: INS, IdNatPs, client id, or the kind itself for admin and platform.
+    id: str
     scopes: Scopes
     ins: str | None = None
     idnatps: str | None = None
@@ -56,3 +57,7 @@ class Caller:
     def patient_context(self) -> str | None:
         """What `patient/` scopes are about: the launch context, or a patient caller's own INS."""
         return self.patient or (self.ins if self.kind == "patient" else None)
+
+
+# The platform acting for itself with full access: command-line tools and migrations.
+PLATFORM = Caller("platform", "platform", Scopes.parse("system/*.cruds"))

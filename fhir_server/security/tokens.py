@@ -180,7 +180,7 @@ def _caller(claims: dict[str, Any], issuer: TrustedIssuer | None, audiences: fro
     if kind == "system" and not (got["client_id"] or got["organization"]):
         raise InvalidToken(f"a system token must name its client ({mapping['client_id']}) or organisation "
                            f"({mapping['organization']})")
-    caller = Caller(kind=kind, subject=str(claims.get("sub", "")), scopes=scopes, issuer=str(claims["iss"]),
+    caller = Caller(kind=kind, id=str(claims.get("sub", "")), scopes=scopes, issuer=str(claims["iss"]),
                     audiences=audiences, expires_at=float(claims["exp"]), **got)  # type: ignore[arg-type]
     if scopes.patient_scoped and caller.patient_context is None:
         raise InvalidToken("the token has patient/ scopes but no patient context")

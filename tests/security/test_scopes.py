@@ -14,7 +14,7 @@ VITAL = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 
 
 def caller(scope: str) -> Caller:
-    return Caller(kind="system", subject="test", scopes=Scopes.parse(scope), organization="999000001")
+    return Caller(kind="system", id="test", scopes=Scopes.parse(scope), organization="999000001")
 
 
 def allowed(scope: str, interaction: str, resource_type: str, **kwargs: object) -> bool:
