@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
+	$(BIN)/python -m benchmarks.auth_cost
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -117,6 +118,10 @@ def serve(args: argparse.Namespace) -> int:
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
         config = uvicorn.Config(create_app(settings, url), host=settings.host, port=port,
                                 log_level=args.log_level, access_log=False)
+        shown_dir = shlex.quote(str(settings.data_dir))
+        ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
+                  f"--audience {settings.base_url or f'http://{shown}:{port}/fhir'} platform   "
+                  "(or practitioner/patient/system/admin; see fhir-server token --help)")
         server = _Server(config, ready)
         server.run(sockets=[listener])
         return 0 if server.started else STARTUP_FAILURE

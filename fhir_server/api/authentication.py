@@ -34,9 +34,15 @@ def _unauthorized(error: InvalidToken) -> object:
     return json_response(body, 401, headers={"WWW-Authenticate": challenge})
 
 
+# Base URLs by (scheme, Host, root path): built once, as Request.base_url costs more than the token check.
+# The Host header is the client's to choose, so the table is bounded.
+BASES_KEPT = 64
+
+
 class Authentication:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._bases: dict[tuple[str, bytes, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -52,19 +58,25 @@ class Authentication:
 
     async def _caller(self, scope: Scope) -> Caller:
         authorization = None
+        host = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
-                break
+            elif name == b"host":
+                host = value
         if authorization is None:
             raise InvalidToken("no bearer token (send Authorization: Bearer <token>)")
         method, _, token = authorization.partition(" ")
         token = token.strip()
         if method.lower() != "bearer" or not token:
             raise InvalidToken("the Authorization header is not 'Bearer <token>'")
-        request = Request(scope)
-        verifier: TokenVerifier = request.app.state.tokens
-        base = base_url(request)
+        verifier: TokenVerifier = scope["app"].state.tokens
+        key = (scope["scheme"], host, scope.get("root_path", ""))
+        base = self._bases.get(key)
+        if base is None:
+            if len(self._bases) >= BASES_KEPT:
+                self._bases.clear()
+            base = self._bases[key] = base_url(Request(scope))
         return verifier.cached(token, base) or await verifier.verify(token, base)
 
 
