@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,9 @@ async def find_client(db: AsyncDatabase[dict[str, Any]], client_id: str) -> Clie
 
 
 async def remember_assertion(db: AsyncDatabase[dict[str, Any]], client_id: str, jti: str, expires: int) -> bool:
-    """Record an assertion's jti; False when it was seen before (a replay)."""
+    """Record an assertion's jti; False when it was seen before (a replay). Assertions past their
+    expiry (with the verifier's leeway) are refused anyway, so their jti need not be kept."""
+    await db[ASSERTIONS].delete_many({"expires": {"$lt": int(time.time()) - 120}})
     try:
         await db[ASSERTIONS].insert_one({"_id": f"{client_id} {jti}", "expires": expires})
     except DuplicateKeyError:

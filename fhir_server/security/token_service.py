@@ -19,7 +19,7 @@ from fhir_server.security.clients import find_client, remember_assertion
 from fhir_server.security.minting import mint
 from fhir_server.security.scopes import Scopes
 from fhir_server.security.signing import ServerSigner
-from fhir_server.security.tokens import jwks_keys
+from fhir_server.security.tokens import fitting_algorithms, jwks_keys
 from fhir_server.storage.database import Database
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -81,12 +81,13 @@ class TokenService:
         claims = None
         for key in candidates:
             try:
-                claims = jwt.decode(assertion, key.key, algorithms=ASSERTION_ALGORITHMS, audience=token_url,
+                claims = jwt.decode(assertion, key.key, algorithms=fitting_algorithms(key, ASSERTION_ALGORITHMS),
+                                    audience=token_url,
                                     issuer=client.client_id, options={"require": ["exp", "iss", "sub", "aud", "jti"]})
                 break
-            except jwt.InvalidSignatureError:
+            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
                 continue
-            except jwt.PyJWTError as exc:
+            except (jwt.PyJWTError, TypeError, ValueError) as exc:
                 raise OAuthError("invalid_client", f"the client assertion is not acceptable: {exc}", 401) from None
         if claims is None:
             raise OAuthError("invalid_client", "the client assertion is not signed by a key of the client's JWKS", 401)

@@ -124,6 +124,13 @@ def jwks_keys(document: Any) -> dict[str, jwt.PyJWK]:
     return keys
 
 
+def fitting_algorithms(jwk: jwt.PyJWK, algorithms: list[str]) -> list[str]:
+    """The algorithms of `algorithms` a key of this type signs with: a token naming another one
+    (an RSA key used as if it were EC, or as an HMAC secret) is refused before its key is used."""
+    family = {"RSA": ("RS", "PS"), "EC": ("ES",)}.get(str(jwk.key_type), ())
+    return [a for a in algorithms if a.startswith(family)]
+
+
 def trusted_issuers(value: str | None) -> list[TrustedIssuer]:
     """FHIR_TRUSTED_ISSUERS: a JSON list (inline or in a file) of objects {issuer, jwks, claims?,
     kind?}, or the short form `ISSUER=JWKS` separated by spaces or commas (Pro Santé Connect claims)."""
@@ -227,8 +234,9 @@ class TokenVerifier:
             key: Any = self.signer.private_key.public_key()
             algorithms = [ALGORITHM]
         elif issuer is not None:
-            key = (await issuer.key(header.get("kid"))).key
-            algorithms = ALGORITHMS
+            jwk = await issuer.key(header.get("kid"))
+            key = jwk.key
+            algorithms = fitting_algorithms(jwk, ALGORITHMS)
         else:
             raise InvalidToken("the token's issuer is not trusted by this server")
         try:
@@ -242,7 +250,8 @@ class TokenVerifier:
             raise InvalidToken(f"the token is not for this server (its audience must be {base_url})") from None
         except jwt.InvalidSignatureError:
             raise InvalidToken("the token's signature does not verify") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # TypeError/ValueError: a key the token's algorithm cannot use, whatever it claims.
             raise InvalidToken(f"the token is not acceptable: {exc}") from None
         aud = claims["aud"]
         caller = _caller(claims, issuer, frozenset([aud] if isinstance(aud, str) else aud))

@@ -178,3 +178,13 @@ def test_the_conformance_runner_gets_its_token_with_client_credentials(server: S
         [sys.executable, "-m", "conformance", "--base-url", server.base_url, "--client-id", str(uuid.uuid4()),
          "--key", str(key), "--suite", "core", "-q"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "invalid_client" in refused.stderr
+
+
+def test_an_assertion_whose_algorithm_does_not_fit_the_key_is_refused(server: ServerProcess, tmp_path: Path) -> None:
+    key, jwks, kid = key_pair(tmp_path, "RSA")
+    client_id = register(server, jwks, "system/*.rs")
+    ec_key, _, _ = key_pair(tmp_path, "EC")
+    token_url = f"{server.root_url}/auth/token"
+    confused = client_assertion(client_id, token_url, ec_key.read_bytes(), kid)  # ES384 under the RSA key's kid
+    response = exchange(server, client_id, key, kid, "system/*.rs", confused)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
