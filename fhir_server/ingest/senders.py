@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.ingest.hl7v2.ack import MessageHeader, build_ack, read_header
 from fhir_server.ingest.hl7v2.errors import Hl7Error
-from fhir_server.ingest.hl7v2.intake import handle_message
+from fhir_server.ingest.hl7v2.intake import FORBIDDEN_CONDITION, handle_message
 from fhir_server.ingest.mllp import Handler
 from fhir_server.operations.transaction import TransactionService
 from fhir_server.security.callers import Caller
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from fhir_server.storage.repository import Repository
 
 ANY = "*"
-# HL7 table 0357 has no code for an unauthorised sender; 207 with ERR-8 saying why is what a
-# sender's operator reads.
-REFUSAL_CONDITION = "207"
 
 
 def _names(header: MessageHeader) -> list[str]:
@@ -68,7 +65,7 @@ class MllpSenders:
             caller = self.caller(header)
             if caller is None:
                 shown = header.sending_facility or "(empty MSH-4)"
-                error = Hl7Error("AR", REFUSAL_CONDITION, f"sender {shown} is not allowed to send to this server "
+                error = Hl7Error("AR", FORBIDDEN_CONDITION, f"sender {shown} is not allowed to send to this server "
                                  "(register it with fhir-server clients add --hl7-sender, or list it in FHIR_MLLP_SENDERS)",
                                  "MSH^1^4")
                 return build_ack(header, "AR", error)

@@ -170,8 +170,8 @@ def _text(value: Any) -> str | None:
 def _caller(claims: dict[str, Any], issuer: TrustedIssuer | None, audiences: frozenset[str]) -> Caller:
     mapping = issuer.mapping if issuer is not None else claim_mapping("pro-sante-connect")
     got = {name: _text(claims.get(claim)) for name, claim in mapping.items() if name != "scope"}
-    kind = issuer.kind if issuer is not None and issuer.kind else got.pop("kind", None)
-    got.pop("kind", None)
+    claimed = got.pop("kind", None)
+    kind = issuer.kind if issuer is not None and issuer.kind else claimed
     if kind is None:
         kind = "practitioner" if got["idnatps"] else "patient" if got["ins"] else "system" if got["client_id"] else None
     if kind not in KINDS or (kind in ("platform", "admin") and issuer is not None and issuer.kind != kind):

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -211,3 +212,20 @@ def test_capability_statement_and_smart_configuration_describe_the_token_endpoin
     keys = httpx.get(smart["jwks_uri"], timeout=30).json()["keys"]
     assert [k["alg"] for k in keys] == ["ES384"] and all("d" not in k for k in keys)
 
+
+
+def test_intake_content_the_systems_scopes_do_not_cover_is_refused_whole(server: ServerProcess, unique: str) -> None:
+    # May write observations, not the Patient an ADT message is about.
+    token = system_token(server, "system/Observation.cruds")
+    tag = unique[:8]
+    message = fixture("adt_a28.hl7").replace(b"IPP0", f"IPP{tag}-0".encode())
+    response = server.post(f"{server.root_url}/ingest/hl7v2", content=message,
+                           headers={**bearer(token), "Content-Type": "x-application/hl7-v2+er7"})
+    assert response.status_code == 403, response.content
+    assert b"MSA|AR|" in response.content and b"ERR|" in response.content
+    found = server.get(f"{server.base_url}/Patient", params={"identifier": f"urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0099"})
+    assert found.json()["total"] == 0
+    letter = (Path(__file__).parent.parent / "cda" / "fixtures" / "ldl_ses_discharge_letter.xml").read_bytes()
+    cda = server.post(f"{server.root_url}/ingest/cda", content=letter,
+                      headers={**bearer(token), "Content-Type": "application/hl7-cda+xml"})
+    assert cda.status_code == 403 and cda.json()["issue"][0]["code"] == "forbidden"
