@@ -10,6 +10,7 @@ clients find the server and get their tokens through them.
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.api.caller import request_caller
@@ -27,7 +28,7 @@ OPEN_PATHS = frozenset({
 REALM = "fhir-server"
 
 
-def _unauthorized(error: InvalidToken) -> object:
+def _unauthorized(error: InvalidToken) -> Response:
     quoted = error.description.replace("\\", "\\\\").replace('"', "'")
     challenge = f'Bearer realm="{REALM}", error="{error.error}", error_description="{quoted}"'
     body = operation_outcome([Issue("error", "login", f"Authentication required: {error.description}")])
@@ -51,7 +52,7 @@ class Authentication:
         try:
             caller = await self._caller(scope)
         except InvalidToken as error:
-            await _unauthorized(error)(scope, receive, send)  # type: ignore[operator]
+            await _unauthorized(error)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
