@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fhir_server.api import auth_routes, error_handlers, ingest_routes, instance_routes, operation_routes, system_routes, type_routes
 from fhir_server.config import Settings
 from fhir_server.ingest.mllp import start_mllp_server
+from fhir_server.events.dispatcher import Dispatcher
+from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import capability_statement
 from fhir_server.search.engine import SearchEngine
@@ -29,6 +31,7 @@ from fhir_server.security.signing import server_signer
 from fhir_server.security.token_service import TokenService
 from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
+from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
@@ -53,8 +56,10 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
     return index
 
 
-async def open_repository(settings: Settings, store_url: str) -> tuple[Repository, ProfileRegistry]:
-    """Connect, load the registries from `profiles/`, create collections and indexes."""
+async def open_repository(settings: Settings, store_url: str,
+                          hooks: Hooks | None = None) -> tuple[Repository, ProfileRegistry]:
+    """Connect, load the registries from `profiles/`, create collections and indexes; `hooks` are
+    those FHIR_HOOKS added, validation is registered as a before-write hook here."""
     search_registry = SearchParameterRegistry.load(settings.profiles_dir / "SearchParameter")
     profile_registry = ProfileRegistry.load(settings.profiles_dir)
     # The types served are those with a SearchParameter file: adding a type is adding its data.
@@ -71,17 +76,23 @@ async def open_repository(settings: Settings, store_url: str) -> tuple[Repositor
             [ix_field(p.code) for p in params if p.single and p.type == "reference"],
             [ix_field(p.code) for p in params if not (p.single and p.type == "reference")],
         )
-    repository = Repository(database, resource_types, make_validator(profile_registry), _indexer(search_registry),
-                            settings.gridfs_threshold)
-    repository.search_engine = SearchEngine(database, search_registry, resource_types)
+    hooks = hooks or Hooks()
+    validate = make_validator(profile_registry)
+    hooks.before_writes.insert(0, lambda caller, resource: validate(resource))
+    repository = Repository(database, resource_types, hooks, _indexer(search_registry), settings.gridfs_threshold,
+                            SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
     return repository, profile_registry
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
+    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded."""
+    hooks = Hooks()
+    load_modules(hooks, settings.hooks)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository, profiles = await open_repository(settings, store_url)
+        repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
@@ -96,6 +107,12 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.token_service = TokenService(repository.database, signer)
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
+        app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # With no after-commit hook registered, events wait in the outbox for the first one.
+        dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
+        if dispatcher is not None:
+            repository.on_commit.append(dispatcher.wake)
+            dispatcher.start()
         engine = repository.engine
 
         def statement(base: str) -> dict[str, Any]:
@@ -116,6 +133,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                 mllp.close()
                 await mllp.wait_closed()
             await clients.stop()
+            if dispatcher is not None:
+                await dispatcher.stop()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)

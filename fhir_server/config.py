@@ -33,6 +33,8 @@ class Settings:
     profiles_dir: Path = PROJECT_ROOT / "profiles"
     # Public base URL used in Location headers and fullUrls; derived from the request when unset.
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
+    # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
+    hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None

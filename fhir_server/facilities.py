@@ -30,6 +30,7 @@ from urllib.parse import quote
 from cda.datatypes import ii_identifier
 from fhir_server.config import PROJECT_ROOT, Settings
 from fhir_server.errors import FhirError
+from fhir_server.security.callers import PLATFORM
 from fhir_server.storage.embedded import StoreUnavailable
 
 IDNAT_STRUCT = "urn:oid:1.2.250.1.71.4.2.2"
@@ -214,7 +215,8 @@ async def _write_to_store(settings: Settings, resource: dict[str, Any]) -> tuple
     try:
         repository, _ = await open_repository(settings, url)
         try:
-            result = await repository.conditional_update("Organization", [("identifier", _token(resource["identifier"][0]))], resource)
+            result = await repository.conditional_update(PLATFORM, "Organization",
+                                                         [("identifier", _token(resource["identifier"][0]))], resource)
         finally:
             await repository.database.close()
     finally:

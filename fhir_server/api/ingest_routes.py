@@ -19,6 +19,7 @@ from fhir_server.api.responses import json_response, version_headers, location
 from fhir_server.api.type_routes import searches
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.ingest import cda_intake
+from fhir_server.interactions import read as reading
 from fhir_server.ingest.hl7v2.intake import handle_message
 from fhir_server.operations.transaction import TransactionService
 
@@ -47,13 +48,15 @@ async def ingest_cda(request: Request) -> Response:
     index = next(i for i, e in enumerate(entries) if e.get("fullUrl") == conversion.document_reference_fullurl)
     answer = response["entry"][index]["response"]
     created = answer["status"].startswith("201")
-    stored = await repository(request).read("DocumentReference", answer["location"].split("/")[1])
+    found = await reading.read(repository(request), request_caller(request), "DocumentReference",
+                               answer["location"].split("/")[1])
+    stored = found.stored
     headers = {**version_headers(stored), "Location": location(request, stored)}
     warnings = [Issue("warning", "informational", w) for w in conversion.warnings]
     if prefer(request).return_ == "OperationOutcome":
         message = Issue("information", "informational", "Document stored" if created else "Document already in the record")
         return json_response(operation_outcome([message, *warnings]), 201 if created else 200, headers=headers)
-    return json_response(stored.resource, 201 if created else 200, headers=headers)
+    return json_response(found.resource, 201 if created else 200, headers=headers)
 
 
 @router.post("/ingest/hl7v2")
@@ -62,5 +65,6 @@ async def ingest_hl7v2(request: Request) -> Response:
     if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/hl7v2 takes one of {', '.join(sorted(HL7V2_TYPES))}")
     message = await read_body(request)
-    result = await handle_message(message, TransactionService(repository(request), searches(request), request_caller(request)))
+    result = await handle_message(message, TransactionService(repository(request), searches(request),
+                                                              request_caller(request)))
     return Response(result.ack, status_code=result.http_status, media_type="x-application/hl7-v2+er7")

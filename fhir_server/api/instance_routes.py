@@ -10,14 +10,15 @@ from starlette.responses import Response
 
 from fhir_server.api.authentication import permit
 from fhir_server.api.body import json_patch_body, read_body, resource_body
+from fhir_server.api.caller import request_caller
 from fhir_server.api.headers import if_match
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.negotiation import JSON_TYPES, is_fhir_json
 from fhir_server.api.responses import fhir_response, version_headers, write_response
-from fhir_server.shaping import shape
-from fhir_server.errors import FhirError
-from fhir_server.storage.documents import Stored
-from fhir_server.storage.repository import Repository, check_id
+from fhir_server.interactions import read as reading
+from fhir_server.interactions import write as writing
+from fhir_server.interactions.read import Found
+from fhir_server.storage.repository import Repository
 
 router = APIRouter()
 
@@ -33,41 +34,47 @@ def wants_raw_binary(request: Request) -> bool:
     return not any(a in JSON_TYPES for a in accept)
 
 
-async def resource_response(request: Request, stored: Stored) -> Response:
-    repo = repository(request)
-    headers = version_headers(stored)
-    if stored.resource_type == "Binary":
-        if wants_raw_binary(request):
-            content = await repo.binary_content(stored)
-            media = (stored.resource or {}).get("contentType") or "application/octet-stream"
-            return Response(content, media_type=media, headers=headers)
-        return fhir_response(request, await repo.with_binary_data(stored), headers=headers)
-    summary = request.query_params.get("_summary")
-    elements = [e for e in request.query_params.get("_elements", "").split(",") if e]
-    return fhir_response(request, shape(stored.resource or {}, summary, elements), headers=headers)
+async def resource_response(request: Request, found: Found) -> Response:
+    headers = version_headers(found.stored)
+    if found.stored.resource_type == "Binary" and wants_raw_binary(request):
+        content = await repository(request).binary_content(found.stored)
+        media = found.resource.get("contentType") or "application/octet-stream"
+        return Response(content, media_type=media, headers=headers)
+    return fhir_response(request, found.resource, headers=headers)
+
+
+def _shaping(request: Request, resource_type: str) -> dict[str, Any]:
+    """`_summary`/`_elements` as asked; a raw Binary answer carries its bytes itself."""
+    return {
+        "summary": request.query_params.get("_summary"),
+        "elements": [e for e in request.query_params.get("_elements", "").split(",") if e],
+        "with_data": not (resource_type == "Binary" and wants_raw_binary(request)),
+    }
 
 
 @router.get("/fhir/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     permit(request, "read", resource_type)
-    stored = await repository(request).read(resource_type, resource_id)
-    permit(request, "read", resource_type, resource=stored.resource)
-    return await resource_response(request, stored)
+    found = await reading.read(repository(request), request_caller(request), resource_type, resource_id,
+                               **_shaping(request, resource_type))
+    permit(request, "read", resource_type, resource=found.stored.resource)
+    return await resource_response(request, found)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history/{version}")
 async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
     permit(request, "vread", resource_type)
-    stored = await repository(request).vread(resource_type, resource_id, version)
-    permit(request, "vread", resource_type, resource=stored.resource)
-    return await resource_response(request, stored)
+    found = await reading.vread(repository(request), request_caller(request), resource_type, resource_id, version,
+                                **_shaping(request, resource_type))
+    permit(request, "vread", resource_type, resource=found.stored.resource)
+    return await resource_response(request, found)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history")
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
     permit(request, "history-instance", resource_type)
-    return await history_response(request, {"rid": f"{resource_type}/{resource_id}"})
+    return await history_response(request, resource_type, resource_id)
 
 
 async def binary_or_json(request: Request, resource_type: str) -> tuple[dict[str, Any], bytes | None]:
@@ -86,38 +93,28 @@ async def binary_or_json(request: Request, resource_type: str) -> tuple[dict[str
 
 @router.put("/fhir/{resource_type}/{resource_id}")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
-    repo = repository(request)
-    repo.check_type(resource_type)
-    check_id(resource_id)
+    repository(request).check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
-    if raw is not None:
-        body["id"] = resource_id
-    if body.get("id") is None:
-        raise FhirError(400, "required", "An update must carry the resource id in the body", ["id"])
-    resource = repo.prepare(body, resource_type)
-    permit(request, "update", resource_type, resource=resource)
-    result = await repo.update(resource_type, resource_id, resource, if_match=if_match(request), raw=raw)
-    return write_response(request, result.stored, result.stored.resource, 201 if result.created else 200,
+    permit(request, "update", resource_type, resource=body)
+    written = await writing.update(repository(request), request_caller(request), resource_type, resource_id, body,
+                                   if_match=if_match(request), raw=raw)
+    result = written.result
+    return write_response(request, result.stored, written.resource, 201 if result.created else 200,
                           "Created" if result.created else ("Updated" if result.changed else "No change"))
 
 
 @router.patch("/fhir/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
-    repo = repository(request)
+    repository(request).check_type(resource_type)
     permit(request, "patch", resource_type)
-    current = await repo.read(resource_type, resource_id)
-    expected = if_match(request)
-    if expected is not None and expected != current.version:
-        raise FhirError(412, "conflict", f"If-Match version {expected} is not the current version ({current.version})")
-    patched = repo.patched(current, await json_patch_body(request))
-    permit(request, "patch", resource_type, resource=patched)
-    result = await repo.update(resource_type, resource_id, patched, if_match=current.version, method="PATCH")
-    return write_response(request, result.stored, result.stored.resource, 200, "Patched")
+    written = await writing.patch(repository(request), request_caller(request), resource_type, resource_id,
+                                  await json_patch_body(request), if_match=if_match(request))
+    return write_response(request, written.result.stored, written.resource, 200, "Patched")
 
 
 @router.delete("/fhir/{resource_type}/{resource_id}")
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     permit(request, "delete", resource_type)
-    result = await repository(request).delete(resource_type, resource_id)
+    result = await writing.delete(repository(request), request_caller(request), resource_type, resource_id)
     headers = {"ETag": f'W/"{result.stored.version}"'} if result else {}
     return Response(status_code=204, headers=headers)

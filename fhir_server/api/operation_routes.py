@@ -8,9 +8,11 @@ from starlette.responses import Response
 
 from fhir_server.api.authentication import permit
 from fhir_server.api.body import resource_body
+from fhir_server.api.caller import request_caller
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.responses import fhir_response
 from fhir_server.api.type_routes import run_search
+from fhir_server.interactions import read as reading
 from fhir_server.operations import record_areas, validate
 
 router = APIRouter()
@@ -35,6 +37,6 @@ async def validate_instance(request: Request, resource_type: str, resource_id: s
 async def advance_directives(request: Request, patient_id: str) -> Response:
     """The patient's current advance directives (a searchset), 404 for an unknown patient."""
     permit(request, "read", "Patient")
-    await repository(request).read("Patient", patient_id)
+    await reading.read(repository(request), request_caller(request), "Patient", patient_id)
     area = record_areas.area("advance-directives")
     return await run_search(request, area.resource_type, area.search(patient_id, request.query_params.multi_items()))

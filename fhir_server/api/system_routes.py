@@ -37,7 +37,7 @@ async def bundle(request: Request) -> Response:
 @router.get("/fhir/_history")
 async def system_history(request: Request) -> Response:
     permit(request, "history-system", "*")
-    return await history_response(request, {})
+    return await history_response(request, None, None)
 
 
 @router.get("/fhir")

@@ -17,6 +17,8 @@ from fhir_server.api.instance_routes import binary_or_json, repository
 from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import base_url, fhir_response, write_response
 from fhir_server.errors import FhirError
+from fhir_server.interactions import read as reading
+from fhir_server.interactions import write as writing
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.mhd import simplified_publish
 from fhir_server.security.search_reach import reached_types
@@ -38,7 +40,8 @@ async def run_search(request: Request, resource_type: str | None, params: list[t
         for other in sorted(reached_types(searched, params, registry)):
             # No criteria of its own: a granular scope on that type does not cover it.
             permit(request, "search-type", other, criteria=[])
-    bundle = await searches(request).search(resource_type, params, base_url=base_url(request), strict=prefer(request).strict)
+    bundle = await searches(request).search(request_caller(request), resource_type, params, base_url=base_url(request),
+                                            strict=prefer(request).strict)
     return fhir_response(request, bundle)
 
 
@@ -64,26 +67,27 @@ async def create(request: Request, resource_type: str) -> Response:
     repo = repository(request)
     repo.check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
-    resource = repo.prepare(body, resource_type)
-    permit(request, "create", resource_type, resource=resource)
-    if simplified_publish.applies(resource):
-        return await publish_document(request, resource)
-    result = await repo.create(resource, if_none_exist=if_none_exist(request), raw=raw)
-    if not result.created:
-        return write_response(request, result.stored, result.stored.resource, 200, "A matching resource already exists")
-    return write_response(request, result.stored, result.stored.resource, 201, "Created")
+    permit(request, "create", resource_type, resource=body)
+    if simplified_publish.applies(body):
+        return await publish_document(request, repo.prepare(request_caller(request), body, resource_type))
+    written = await writing.create(repo, request_caller(request), resource_type, body,
+                                   if_none_exist=if_none_exist(request), raw=raw)
+    if not written.result.created:
+        return write_response(request, written.result.stored, written.resource, 200, "A matching resource already exists")
+    return write_response(request, written.result.stored, written.resource, 201, "Created")
 
 
 async def publish_document(request: Request, resource: dict) -> Response:
     """ITI-105: store the Binaries and the DocumentReference in one transaction, answer with the latter."""
     repo = repository(request)
+    caller = request_caller(request)
     bundle, index = simplified_publish.as_transaction(resource)
-    processor = BundleProcessor(repo, searches(request), request_caller(request), base_url(request), return_resources=True,
+    processor = BundleProcessor(repo, searches(request), caller, base_url(request), return_resources=True,
                                 document_publication=True, matcher=request.app.state.scope_matcher)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]
-    stored = await repo.read("DocumentReference", location.split("/")[1])
-    return write_response(request, stored, stored.resource, 201, "Published")
+    found = await reading.read(repo, caller, "DocumentReference", location.split("/")[1])
+    return write_response(request, found.stored, found.resource, 201, "Published")
 
 
 def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
@@ -95,36 +99,31 @@ def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
 
 @router.put("/fhir/{resource_type}")
 async def conditional_update(request: Request, resource_type: str) -> Response:
-    repo = repository(request)
-    repo.check_type(resource_type)
+    repository(request).check_type(resource_type)
     body, _ = await binary_or_json(request, resource_type)
-    resource = repo.prepare(body, resource_type)
-    permit(request, "update", resource_type, resource=resource)
-    result = await repo.conditional_update(resource_type, _criteria(request, "update"), resource, if_match=if_match(request))
-    return write_response(request, result.stored, result.stored.resource, 201 if result.created else 200,
-                          "Created" if result.created else "Updated")
+    permit(request, "update", resource_type, resource=body)
+    written = await writing.conditional_update(repository(request), request_caller(request), resource_type,
+                                               _criteria(request, "update"), body, if_match=if_match(request))
+    created = written.result.created
+    return write_response(request, written.result.stored, written.resource, 201 if created else 200,
+                          "Created" if created else "Updated")
 
 
 @router.patch("/fhir/{resource_type}")
 async def conditional_patch(request: Request, resource_type: str) -> Response:
-    repo = repository(request)
-    repo.check_type(resource_type)
+    repository(request).check_type(resource_type)
+    criteria = _criteria(request, "patch")
     permit(request, "patch", resource_type)
-    matches = await repo.match_params(resource_type, _criteria(request, "patch"), None, 2)
-    if len(matches) != 1:
-        raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
-                        f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")
-    current = await repo.read(resource_type, matches[0])
-    patched = repo.patched(current, await json_patch_body(request))
-    permit(request, "patch", resource_type, resource=patched)
-    result = await repo.update(resource_type, current.id, patched, if_match=current.version)
-    return write_response(request, result.stored, result.stored.resource, 200, "Patched")
+    written = await writing.conditional_patch(repository(request), request_caller(request), resource_type, criteria,
+                                              await json_patch_body(request))
+    return write_response(request, written.result.stored, written.resource, 200, "Patched")
 
 
 @router.delete("/fhir/{resource_type}")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     permit(request, "delete", resource_type)
-    await repository(request).conditional_delete(resource_type, _criteria(request, "delete"))
+    await writing.conditional_delete(repository(request), request_caller(request), resource_type,
+                                     _criteria(request, "delete"))
     return Response(status_code=204)
 
 
@@ -132,4 +131,4 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
 async def type_history(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     permit(request, "history-type", resource_type)
-    return await history_response(request, {"rt": resource_type})
+    return await history_response(request, resource_type, None)

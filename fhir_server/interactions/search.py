@@ -2,8 +2,10 @@
 
 GET and POST `_search` on a type, system search (`GET [base]?_type=...`) and the search entries
 of a batch all come here. So `_count` is read and capped once (0 asks for the total alone),
-`_page` tokens are checked and handed out once, and a Binary carries its data whichever route
-found it, as `GET [base]/Binary/[id]` gives it.
+`_page` tokens are checked and handed out once, and every match and include leaves through
+`interactions.output.outgoing` (Binary data, the resource-read hook, `_summary`, `_elements`).
+What the caller may not see never matches: the repository adds the search-filter hook's
+conditions to every query of the search.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from typing import Any
 
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
+from fhir_server.interactions.output import outgoing
 from fhir_server.operations.system_search import search_types
 from fhir_server.search.engine import SearchResult
 from fhir_server.search.page_tokens import PageTokens, search_scope
 from fhir_server.search.paging import Cursor
-from fhir_server.search.request import parse_request
-from fhir_server.search.searchset import searchset
+from fhir_server.search.request import SearchRequest, parse_request
+from fhir_server.search.searchset import Shown, searchset
+from fhir_server.security.callers import Caller
 from fhir_server.storage.repository import Repository
 
 
@@ -27,8 +31,8 @@ class SearchInteraction:
         self.tokens = tokens
         self.settings = settings
 
-    async def search(self, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
-                     strict: bool) -> dict[str, Any]:
+    async def search(self, caller: Caller, resource_type: str | None, params: list[tuple[str, str]], *,
+                     base_url: str, strict: bool) -> dict[str, Any]:
         """The searchset Bundle of `params` on one type, or across `_type` when `resource_type` is None."""
         request = parse_request(params)
         count = self.settings.page_size(request.count)
@@ -42,19 +46,26 @@ class SearchInteraction:
             scope = search_scope(path, request.types, request.criteria, request.sort, count)
             request.cursor = self.tokens.open(request.page, scope)
         if resource_type is None:
-            result = await search_types(self.repository, request, base_url=base_url, strict=strict, count=count)
+            result = await search_types(self.repository, caller, request, base_url=base_url, strict=strict,
+                                        count=count)
         else:
-            result = await self.repository.search(resource_type, request, base_url=base_url, strict=strict, count=count)
-        await self._with_binary_data(result)
+            result = await self.repository.search(caller, resource_type, request, base_url=base_url, strict=strict,
+                                                  count=count)
+        shown = await self._shown(caller, result, request)
         # Links carry the criteria and sort the search used, so their tokens are bound to those.
         scope = search_scope(path, request.types, result.used, result.sort, count)
 
         def page_token(cursor: Cursor) -> str:
             return self.tokens.issue(cursor, scope)
 
-        return searchset(base_url, path, request, result, count, page_token)
+        return searchset(base_url, path, request, result, shown, count, page_token)
 
-    async def _with_binary_data(self, result: SearchResult) -> None:
-        for stored in result.matches + result.included:
-            if stored.resource_type == "Binary":
-                stored.resource = await self.repository.with_binary_data(stored)
+    async def _shown(self, caller: Caller, result: SearchResult, request: SearchRequest) -> list[Shown]:
+        shown: list[Shown] = []
+        for mode, found in (("match", result.matches), ("include", result.included)):
+            for stored in found:
+                resource = await outgoing(self.repository, caller, stored, summary=request.summary,
+                                          elements=request.elements)
+                if resource is not None:
+                    shown.append((stored, resource, mode))
+        return shown

@@ -48,7 +48,7 @@ async def _check_unique_master_identifiers(repo: Repository, session: Session, d
         if token in seen:
             issues.append(Issue("error", "duplicate", f"masterIdentifier {token} appears twice in the bundle", [where]))
         seen.add(token)
-        if await repo.engine.ids("DocumentReference", [("identifier", token)], session, 1):
+        if await repo.ids("DocumentReference", [("identifier", token)], session, 1):
             issues.append(Issue("error", "duplicate", f"A document with masterIdentifier {token} is already in the record", [where]))
     return issues
 
@@ -78,13 +78,13 @@ async def resolve_subject(repo: Repository, session: Session, subject: dict[str,
     """The subject as a reference to a Patient the record knows (by id or by INS), else a 422."""
     reference = subject.get("reference")
     if isinstance(reference, str) and reference.startswith("Patient/"):
-        found = await repo.find_current("Patient", reference.split("/", 1)[1], session)
+        found = await repo.current("Patient", reference.split("/", 1)[1], session)
         if found is not None and not found.deleted:
             return subject
         raise FhirError(422, "not-found", f"The subject {reference} is not a patient of the record", [where])
     identifier = subject.get("identifier") or {}
     if identifier.get("system") in INS_SYSTEMS and identifier.get("value"):
-        ids = await repo.engine.ids("Patient", [("identifier", _token(identifier))], session, 2)
+        ids = await repo.ids("Patient", [("identifier", _token(identifier))], session, 2)
         if len(ids) == 1:
             return {**subject, "reference": f"Patient/{ids[0]}"}
         raise FhirError(422, "not-found", f"No single patient of the record has INS {identifier['value']}", [where])

@@ -20,6 +20,7 @@ import orjson
 
 from fhir_server.definitions.elements import walk
 from fhir_server.errors import FhirError
+from fhir_server.security.callers import Caller
 from fhir_server.storage.repository import Repository, Session
 
 URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
@@ -30,9 +31,10 @@ _LINK = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])([^"']*)\2""")
 
 
 class ReferenceRewriter:
-    def __init__(self, repository: Repository, session: Session, identities: dict[str, str]) -> None:
+    def __init__(self, repository: Repository, caller: Caller, session: Session, identities: dict[str, str]) -> None:
         """`identities`: fullUrl -> `Type/id` of every entry the transaction creates or updates."""
         self.repo = repository
+        self.caller = caller
         self.session = session
         self.identities = identities
         self.local = {url: target for url, target in identities.items() if url.startswith(LOCAL_SCHEMES)}
@@ -67,7 +69,7 @@ class ReferenceRewriter:
         if "?" in reference:
             rtype, _, query = reference.partition("?")
             self.repo.check_type(rtype)
-            matches = await self.repo.match(rtype, query, self.session, limit=2)
+            matches = await self.repo.match(self.caller, rtype, query, self.session, limit=2)
             if len(matches) != 1:
                 found = "no" if not matches else "more than one"
                 raise FhirError(412 if matches else 404, "not-found" if not matches else "multiple-matches",

@@ -13,6 +13,7 @@ from fhir_server.errors import FhirError
 from fhir_server.search.engine import SearchResult
 from fhir_server.search.paging import Cursor, foreign_page
 from fhir_server.search.request import SearchRequest
+from fhir_server.security.callers import Caller
 from fhir_server.storage.repository import Repository
 
 ALWAYS_KNOWN = ("_id", "_lastUpdated", "_has")
@@ -37,7 +38,8 @@ def _start(request: SearchRequest) -> tuple[int, Cursor | None]:
     return part, (Cursor(True, inner) if inner is not None else None)
 
 
-async def search_types(repo: Repository, request: SearchRequest, *, base_url: str, strict: bool, count: int) -> SearchResult:
+async def search_types(repo: Repository, caller: Caller, request: SearchRequest, *, base_url: str, strict: bool,
+                       count: int) -> SearchResult:
     for rtype in request.types:
         repo.check_type(rtype)
     searchable = [t for t in request.types if _knows_every_parameter(repo, t, request)]
@@ -52,7 +54,7 @@ async def search_types(repo: Repository, request: SearchRequest, *, base_url: st
         one = copy.copy(request)
         one.cursor = inner if part == start else None
         wanted = max(count - len(combined.matches), 0)
-        result = await repo.search(rtype, one, base_url=base_url, strict=strict, count=wanted)
+        result = await repo.search(caller, rtype, one, base_url=base_url, strict=strict, count=wanted)
         combined.matches += result.matches
         combined.included += result.included
         combined.used, combined.ignored = result.used, result.ignored

@@ -18,6 +18,9 @@ import orjson
 
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
+from fhir_server.interactions import read as reading
+from fhir_server.interactions import write as writing
+from fhir_server.interactions.output import outgoing
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.operations.reference_rewrite import ReferenceRewriter
@@ -87,6 +90,7 @@ class BundleProcessor:
         self.caller = caller
         self.matcher = matcher
         self.search = search
+        self.caller = caller
         self.base = base_url.rstrip("/")
         self.return_resources = return_resources
         # ITI-105 builds its own bundle: it gets the ITI-65 checks without carrying a SubmissionSet.
@@ -124,7 +128,7 @@ class BundleProcessor:
         self._authorize(entry)
         if entry.method in ("POST", "PUT"):
             try:
-                resource = self.repo.prepare(entry.resource, entry.resource_type)
+                resource = self.repo.prepare(self.caller, entry.resource, entry.resource_type)
             except FhirError as error:
                 for issue in error.issues:
                     issue.expression = [f"{entry.where}.resource.{e.split('.', 1)[-1]}" for e in issue.expression] or [entry.where]
@@ -159,7 +163,7 @@ class BundleProcessor:
 
         async def work(session: Session) -> None:
             identities = await self._identities(session, prepared)
-            rewriter = ReferenceRewriter(self.repo, session, identities)
+            rewriter = ReferenceRewriter(self.repo, self.caller, session, identities)
             for item in prepared:
                 if item.resource is not None:
                     item.resource = await rewriter.rewrite(item.resource, item.entry.where)
@@ -180,7 +184,7 @@ class BundleProcessor:
             await work(session)
 
         if writes:
-            await _retried(lambda: self.repo.database.in_transaction(run, exclude_readers=True), "The transaction")
+            await _retried(lambda: self.repo.in_transaction(run, exclude_readers=True), "The transaction")
         else:
             await work(None)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
@@ -194,7 +198,8 @@ class BundleProcessor:
                 continue
             if entry.method == "POST":
                 if entry.if_none_exist:
-                    matches = await self.repo.match(entry.resource_type, entry.if_none_exist, session, limit=2)
+                    matches = await self.repo.match(self.caller, entry.resource_type, entry.if_none_exist, session,
+                                                    limit=2)
                     if len(matches) > 1:
                         raise FhirError(412, "duplicate", f"{entry.where}: ifNoneExist matches more than one {entry.resource_type}", [entry.where])
                     target = matches[0] if matches else str(uuid.uuid4())
@@ -203,7 +208,8 @@ class BundleProcessor:
             elif entry.resource_id is not None:
                 target = entry.resource_id
             else:
-                matches = await self.repo.match_params(entry.resource_type, entry.criteria, session, limit=2)
+                matches = await self.repo.match_params(self.caller, entry.resource_type, entry.criteria, session,
+                                                       limit=2)
                 if len(matches) > 1:
                     raise FhirError(412, "multiple-matches", f"{entry.where}: conditional update matches more than one {entry.resource_type}", [entry.where])
                 target = matches[0] if matches else (item.resource or {}).get("id") or str(uuid.uuid4())
@@ -215,57 +221,49 @@ class BundleProcessor:
 
     async def _execute(self, session: Session, item: Prepared, identities: dict[str, str]) -> dict[str, Any]:
         entry = item.entry
-        repo = self.repo
+        repo, caller = self.repo, self.caller
         if entry.method == "DELETE":
             if entry.resource_id is not None:
-                await repo.delete_in(session, entry.resource_type, entry.resource_id)
+                await repo.delete_in(session, caller, entry.resource_type, entry.resource_id)
             else:
-                await repo.conditional_delete_in(session, entry.resource_type, entry.criteria)
+                await repo.conditional_delete_in(session, caller, entry.resource_type, entry.criteria)
             return {"response": {"status": "204 No Content"}}
         if entry.method == "POST":
             assert item.resource is not None
             target = item.target_id or str(uuid.uuid4())
-            existing = await repo.find_current(entry.resource_type, target, session) if entry.if_none_exist else None
+            existing = await repo.current(entry.resource_type, target, session) if entry.if_none_exist else None
             if existing is not None and not existing.deleted:
-                return self._written(WriteResult(existing, created=False, changed=False))
-            result = await repo.create_in(session, item.resource, blob=item.blob, resource_id=target)
-            return self._written(result)
+                return await self._written(WriteResult(existing, created=False, changed=False))
+            result = await repo.create_in(session, caller, item.resource, blob=item.blob, resource_id=target)
+            return await self._written(result)
         if entry.method == "PUT":
             assert item.resource is not None
             target = item.target_id or str(uuid.uuid4())
             resource = {**item.resource, "id": target}
-            result = await repo.update_in(session, entry.resource_type, target, resource, blob=item.blob,
+            result = await repo.update_in(session, caller, entry.resource_type, target, resource, blob=item.blob,
                                           if_match=parse_etag(entry.if_match))
-            return self._written(result)
+            return await self._written(result)
         if entry.method == "PATCH":
             resource_id = entry.resource_id
             if resource_id is None:
-                matches = await repo.match_params(entry.resource_type, entry.criteria, session, limit=2)
-                if len(matches) != 1:
-                    raise FhirError(412, "multiple-matches", "conditional patch must match exactly one resource")
-                resource_id = matches[0]
-            current = await repo.read(entry.resource_type, resource_id, session)
-            expected = parse_etag(entry.if_match)
-            if expected is not None and expected != current.version:
-                raise FhirError(412, "conflict", f"ifMatch version {expected} is not the current version ({current.version})")
-            patched = repo.patched(current, item.patch)
-            result = await repo.update_in(session, entry.resource_type, resource_id, patched, if_match=current.version,
-                                          method="PATCH")
-            return self._written(result)
+                resource_id = await writing.match_one(repo, session, caller, entry.resource_type, entry.criteria)
+            return await self._written(await writing.patch_in(repo, session, caller, entry.resource_type, resource_id,
+                                                              item.patch, if_match=parse_etag(entry.if_match)))
         return await self._get(session, entry)
 
     async def _get(self, session: Session, entry: Entry) -> dict[str, Any]:
         assert entry.resource_id is not None, "searches go to the search interaction"
         if entry.version:
-            stored = await self.repo.vread(entry.resource_type, entry.resource_id, entry.version)
+            found = await reading.vread(self.repo, self.caller, entry.resource_type, entry.resource_id, entry.version)
         else:
-            stored = await self.repo.read(entry.resource_type, entry.resource_id, session)
+            found = await reading.read(self.repo, self.caller, entry.resource_type, entry.resource_id, session=session)
+        stored = found.stored
         # A granular scope grants the resources matching its criteria: known once read.
         authorize(self.caller, entry_interaction(entry), entry.resource_type, resource=stored.resource, matcher=self.matcher)
-        resource = await self.repo.with_binary_data(stored) if stored.resource_type == "Binary" else stored.resource
-        return {"resource": resource, "response": {"status": "200 OK", "etag": f'W/"{stored.version}"', "lastModified": stored.last_updated}}
+        return {"resource": found.resource,
+                "response": {"status": "200 OK", "etag": f'W/"{stored.version}"', "lastModified": stored.last_updated}}
 
-    def _written(self, result: WriteResult) -> dict[str, Any]:
+    async def _written(self, result: WriteResult) -> dict[str, Any]:
         stored = result.stored
         status = "201 Created" if result.created else "200 OK"
         out: dict[str, Any] = {
@@ -277,8 +275,10 @@ class BundleProcessor:
                 "lastModified": stored.last_updated,
             },
         }
-        if self.return_resources and stored.resource is not None:
-            out["resource"] = stored.resource
+        if self.return_resources:
+            resource = await outgoing(self.repo, self.caller, stored, with_data=False)
+            if resource is not None:
+                out["resource"] = resource
         return out
 
     # ------------------------------------------------------------------ batch
@@ -294,7 +294,8 @@ class BundleProcessor:
     async def _batch_entry(self, entry: Entry) -> dict[str, Any]:
         if entry.is_search:
             self._authorize(entry)
-            bundle = await self.search.search(entry.resource_type or None, entry.criteria, base_url=self.base, strict=False)
+            bundle = await self.search.search(self.caller, entry.resource_type or None, entry.criteria, base_url=self.base,
+                                              strict=False)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         prepared = await self._prepare(entry)
         if entry.method in ("GET", "HEAD"):
@@ -304,15 +305,16 @@ class BundleProcessor:
             prepared.resource = prepared.checked
             identities = await self._identities(session, [prepared])
             if prepared.resource is not None:
-                prepared.resource = await ReferenceRewriter(self.repo, session, identities).rewrite(prepared.resource, entry.where)
+                prepared.resource = await ReferenceRewriter(self.repo, self.caller, session, identities).rewrite(
+                    prepared.resource, entry.where)
             return await self._execute(session, prepared, identities)
 
-        return await _retried(lambda: self.repo.database.in_transaction(work), entry.where)
+        return await _retried(lambda: self.repo.in_transaction(work), entry.where)
 
 
 class TransactionService:
-    """What the ingest adapters (CDA, HL7 v2) store through: a transaction Bundle in, its
-    transaction-response out, with the same checks and atomicity as `POST /fhir`."""
+    """What the ingest adapters (CDA, HL7 v2) store through, for their caller: a transaction Bundle
+    in, its transaction-response out, with the same checks and atomicity as `POST /fhir`."""
 
     def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller) -> None:
         self.repository = repository
@@ -323,10 +325,11 @@ class TransactionService:
         return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
-        return await self.repository.find_current(resource_type, resource_id)
+        return await self.repository.current(resource_type, resource_id, None)
 
     async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]:
-        """Current resources with that identifier (`system|value`): the adapters' lookups."""
-        found = [await self.repository.find_current(resource_type, i)
-                 for i in await self.repository.match_params(resource_type, [("identifier", token)], None, 10)]
+        """Current resources with that identifier (`system|value`): the adapters' lookups of what
+        the record already holds (sending facilities, patients, replaced documents)."""
+        found = [await self.repository.current(resource_type, i, None)
+                 for i in await self.repository.ids(resource_type, [("identifier", token)], None, 10)]
         return [s.resource for s in found if s is not None and not s.deleted and s.resource]

@@ -1,15 +1,19 @@
-"""The search engine: criteria to one MongoDB filter, keyset pages, chains, _has, includes."""
+"""The search engine: criteria to one MongoDB filter, keyset pages, chains, _has, includes.
+
+The engine plans queries and never touches a collection: every query it needs (the page, the
+count, the inner searches of chains and `_has`, `_include`, `_revinclude`) goes through the
+`Queries` the repository hands it for one caller, which adds that caller's search-filter
+conditions (fhir_server.storage.hooks). So nothing the filter hides can match, count or be included.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from pymongo.asynchronous.client_session import AsyncClientSession
+from typing import Any, Protocol
 
 from fhir_server.errors import FhirError
 from fhir_server.search.extract import SORT_VALUE
-from fhir_server.search.lookup import LOOKUP_CODES, LookupTable
+from fhir_server.search.lookup import LOOKUP_CODES
 from fhir_server.search.fields import field_key, ix_field, sk_field
 from fhir_server.search.filters import date, number, reference, string, token, uri
 from fhir_server.search.filters.combine import FilterBuilder
@@ -24,10 +28,8 @@ from fhir_server.search.paging import (
 )
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
-from fhir_server.storage.database import Database
 from fhir_server.storage.documents import Stored, from_current
 
-Session = AsyncClientSession | None
 # A chain or _has resolves its inner search to ids first; past this many the search is refused
 # rather than silently truncated.
 MAX_INNER_IDS = 10_000
@@ -42,6 +44,19 @@ SUPPORTED_MODIFIERS = {
     "number": {None, "missing"},
     "quantity": {None, "missing"},
 }
+
+
+class Queries(Protocol):
+    """The store queries of one caller (fhir_server.storage.repository.Reader)."""
+
+    fast_count: bool
+
+    async def find(self, resource_type: str, query: dict[str, Any], projection: dict[str, Any] | None = None, *,
+                   sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]: ...
+
+    async def count(self, resource_type: str, query: dict[str, Any]) -> int: ...
+
+    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]: ...
 
 
 @dataclass
@@ -68,22 +83,20 @@ class SearchResult:
 class _Context:
     base_url: str
     strict: bool
-    session: Session
+    queries: Queries
     ignored: list[str] = field(default_factory=list)
 
 
 class SearchEngine:
-    def __init__(self, database: Database, registry: SearchParameterRegistry, resource_types: set[str]) -> None:
-        self.database = database
+    def __init__(self, registry: SearchParameterRegistry, resource_types: set[str]) -> None:
         self.registry = registry
         self.resource_types = resource_types
-        self.lookup = LookupTable(database.db)
 
     # ------------------------------------------------------------------ compilation
     async def compile(
-        self, resource_type: str, criteria: list[Criterion], *, base_url: str, strict: bool, session: Session = None
+        self, resource_type: str, criteria: list[Criterion], queries: Queries, *, base_url: str, strict: bool
     ) -> Compiled:
-        context = _Context(base_url, strict, session)
+        context = _Context(base_url, strict, queries)
         builder = FilterBuilder()
         used: list[Criterion] = []
         for criterion in criteria:
@@ -134,7 +147,7 @@ class SearchEngine:
                 raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
             return [{field_name: {"$exists": values[0] == "false"}}]
         if param.type == "token" and modifier is None and param.code in LOOKUP_CODES:
-            ids = await self.lookup.ids(resource_type, param.code, [token.token_key(v) for v in values], context.session)
+            ids = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
             return [_one_of("_id", ids)] if ids else []
         match param.type:
             case "token":
@@ -191,12 +204,10 @@ class SearchEngine:
         if ref is None or ref.type != "reference":
             raise FhirError(400, "invalid", f"'{ref_code}' is not a reference parameter of {source}", [criterion.raw_name])
         inner = parse_criterion(rest, ",".join(v.replace(",", "\\,") for v in criterion.values))
-        compiled = await self.compile(source, [inner], base_url=context.base_url, strict=True, session=context.session)
+        compiled = await self.compile(source, [inner], context.queries, base_url=context.base_url, strict=True)
         if compiled.impossible:
             return []
-        field_name = ix_field(ref.code)
-        cursor = self.database.collection(source).find(compiled.filter, {field_name: 1}, session=context.session)
-        docs = await cursor.to_list(length=MAX_INNER_IDS + 1)
+        docs = await context.queries.find(source, compiled.filter, {ix_field(ref.code): 1}, limit=MAX_INNER_IDS + 1)
         if len(docs) > MAX_INNER_IDS:
             raise FhirError(400, "too-costly", f"_has matches more than {MAX_INNER_IDS} {source} resources; narrow it", [criterion.raw_name])
         # References to this server may be relative or written with its absolute URL.
@@ -211,11 +222,10 @@ class SearchEngine:
         return [_one_of("_id", sorted(ids))] if ids else []
 
     async def _inner_ids(self, resource_type: str, criteria: list[Criterion], context: _Context) -> list[str]:
-        compiled = await self.compile(resource_type, criteria, base_url=context.base_url, strict=True, session=context.session)
+        compiled = await self.compile(resource_type, criteria, context.queries, base_url=context.base_url, strict=True)
         if compiled.impossible:
             return []
-        cursor = self.database.collection(resource_type).find(compiled.filter, {"_id": 1}, session=context.session)
-        docs = await cursor.to_list(length=MAX_INNER_IDS + 1)
+        docs = await context.queries.find(resource_type, compiled.filter, {"_id": 1}, limit=MAX_INNER_IDS + 1)
         if len(docs) > MAX_INNER_IDS:
             raise FhirError(400, "too-costly", f"A chained search matches more than {MAX_INNER_IDS} {resource_type} resources; narrow it")
         return [d["_id"] for d in docs]
@@ -245,21 +255,20 @@ class SearchEngine:
                 fields.append(SortField(sk_field(name) if last else ix_field(name + SORT_VALUE), descending))
         return with_tiebreak(fields)
 
-    async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
+    async def ids(self, resource_type: str, params: list[tuple[str, str]], queries: Queries, limit: int) -> list[str]:
         """Ids matching conditional-operation criteria (always strict: a typo must not match everything)."""
         criteria = [parse_criterion(n, v) for n, v in params]
-        compiled = await self.compile(resource_type, criteria, base_url="", strict=True, session=session)
+        compiled = await self.compile(resource_type, criteria, queries, base_url="", strict=True)
         if compiled.impossible:
             return []
-        cursor = self.database.collection(resource_type).find(compiled.filter, {"_id": 1}, session=session).limit(limit)
-        return [d["_id"] for d in await cursor.to_list(length=limit)]
+        return [d["_id"] for d in await queries.find(resource_type, compiled.filter, {"_id": 1}, limit=limit)]
 
     async def search(
-        self, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
+        self, resource_type: str, request: SearchRequest, queries: Queries, *, base_url: str, strict: bool, count: int
     ) -> SearchResult:
         if request.invalid and strict:
             raise request.invalid[0][1]
-        compiled = await self.compile(resource_type, request.criteria, base_url=base_url, strict=strict)
+        compiled = await self.compile(resource_type, request.criteria, queries, base_url=base_url, strict=strict)
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
         # built from it leaves the include out.
@@ -276,18 +285,17 @@ class SearchEngine:
         total: int | None = None
         # _count=0 and _summary=count ask for the number alone.
         if request.total == "accurate" or request.summary == "count" or count == 0 or (
-            request.total == "estimate" and self.database.capabilities.fast_count
+            request.total == "estimate" and queries.fast_count
         ):
-            async with self.database.gate.read():
-                total = await self.database.collection(resource_type).count_documents(compiled.filter)
+            total = await queries.count(resource_type, compiled.filter)
         if request.summary == "count" or count == 0:
             empty.total = total
             return empty
-        docs, has_next, has_previous = await self._page(resource_type, compiled.filter, fields, cursor, count)
+        docs, has_next, has_previous = await self._page(resource_type, compiled.filter, fields, cursor, count, queries)
         if total is None and cursor is None and not has_next:
             total = len(docs)
         matches = [from_current(resource_type, d) for d in docs]
-        included = await self._includes(matches, request, base_url)
+        included = await self._includes(matches, request, base_url, queries)
         return SearchResult(
             matches, included, total,
             Cursor(True, boundary(docs[-1], fields)) if has_next and docs else None,
@@ -296,23 +304,22 @@ class SearchEngine:
         )
 
     async def _page(
-        self, resource_type: str, query: dict[str, Any], fields: list[SortField], cursor: Cursor | None, count: int
+        self, resource_type: str, query: dict[str, Any], fields: list[SortField], cursor: Cursor | None, count: int,
+        queries: Queries,
     ) -> tuple[list[dict[str, Any]], bool, bool]:
         order = fields if cursor is None or cursor.forward else reversed_fields(fields)
         conditions = [{}] if cursor is None else after_conditions(order, cursor.values)
         # Sort values read from `ix` must come back for the cursor; otherwise the index stays behind.
         projection = None if any(f.field.startswith("ix.") for f in fields) else {"ix": 0}
         docs: list[dict[str, Any]] = []
-        async with self.database.gate.read():
-            for condition in conditions:
-                builder = FilterBuilder()
-                builder.add(query)
-                builder.add(condition)
-                wanted = count + 1 - len(docs)
-                found = self.database.collection(resource_type).find(builder.build(), projection)
-                docs += await found.sort(mongo_sort(order)).limit(wanted).to_list(length=wanted)
-                if len(docs) > count:
-                    break
+        for condition in conditions:
+            builder = FilterBuilder()
+            builder.add(query)
+            builder.add(condition)
+            wanted = count + 1 - len(docs)
+            docs += await queries.find(resource_type, builder.build(), projection, sort=mongo_sort(order), limit=wanted)
+            if len(docs) > count:
+                break
         more = len(docs) > count
         docs = docs[:count]
         if cursor is None:
@@ -322,7 +329,8 @@ class SearchEngine:
         return list(reversed(docs)), True, more
 
     # ------------------------------------------------------------------ _include / _revinclude
-    async def _includes(self, matches: list[Stored], request: SearchRequest, base_url: str) -> list[Stored]:
+    async def _includes(self, matches: list[Stored], request: SearchRequest, base_url: str,
+                        queries: Queries) -> list[Stored]:
         if not matches or not (request.includes or request.revincludes):
             return []
         seen = {(s.resource_type, s.id) for s in matches}
@@ -332,10 +340,10 @@ class SearchEngine:
             found: list[Stored] = []
             for include in request.includes:
                 if depth == 0 or include.iterate:
-                    found += await self._include(include, frontier, base_url)
+                    found += await self._include(include, frontier, base_url, queries)
             for include in request.revincludes:
                 if depth == 0 or include.iterate:
-                    found += await self._revinclude(include, frontier, base_url)
+                    found += await self._revinclude(include, frontier, base_url, queries)
             fresh = []
             for stored in found:
                 if (stored.resource_type, stored.id) not in seen:
@@ -368,16 +376,13 @@ class SearchEngine:
             raise FhirError(400, "invalid", f"'{include.raw}' does not name a reference parameter")
         return [param]
 
-    async def _include(self, include: Include, sources: list[Stored], base_url: str) -> list[Stored]:
+    async def _include(self, include: Include, sources: list[Stored], base_url: str, queries: Queries) -> list[Stored]:
         params = self._include_params(include)
         relevant = [s for s in sources if s.resource_type == include.source]
         if not relevant:
             return []
         projection = {ix_field(p.code): 1 for p in params}
-        async with self.database.gate.read():
-            docs = await self.database.collection(include.source).find(
-                {"_id": {"$in": [s.id for s in relevant]}}, projection
-            ).to_list(length=None)
+        docs = await queries.find(include.source, {"_id": {"$in": [s.id for s in relevant]}}, projection)
         # A reference to this server may have been written with its absolute URL.
         base = base_url.rstrip("/") + "/"
         by_type: dict[str, set[str]] = {}
@@ -388,31 +393,26 @@ class SearchEngine:
                     target, _, target_id = (ref[len(base):] if ref.startswith(base) else ref).partition("/")
                     if target_id and "/" not in target_id and target in self.resource_types and include.target in (None, target):
                         by_type.setdefault(target, set()).add(target_id)
-        return await self._fetch(by_type)
+        return await self._fetch(by_type, queries)
 
-    async def _revinclude(self, include: Include, targets: list[Stored], base_url: str) -> list[Stored]:
+    async def _revinclude(self, include: Include, targets: list[Stored], base_url: str, queries: Queries) -> list[Stored]:
         params = self._include_params(include)
         relative = [f"{t.resource_type}/{t.id}" for t in targets if include.target in (None, t.resource_type)]
         keys = relative + [f"{base_url.rstrip('/')}/{key}" for key in relative]
         if not keys or include.source not in self.resource_types:
             return []
         out: list[Stored] = []
-        async with self.database.gate.read():
-            for p in params:
-                docs = await self.database.collection(include.source).find(
-                    {ix_field(p.code): {"$in": keys}, "del": False}, {"ix": 0}
-                ).limit(MAX_INCLUDED).to_list(length=MAX_INCLUDED)
-                out += [from_current(include.source, d) for d in docs]
+        for p in params:
+            docs = await queries.find(include.source, {ix_field(p.code): {"$in": keys}, "del": False}, {"ix": 0},
+                                      limit=MAX_INCLUDED)
+            out += [from_current(include.source, d) for d in docs]
         return out
 
-    async def _fetch(self, by_type: dict[str, set[str]]) -> list[Stored]:
+    async def _fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
         out: list[Stored] = []
-        async with self.database.gate.read():
-            for rtype, ids in by_type.items():
-                docs = await self.database.collection(rtype).find(
-                    {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0}
-                ).to_list(length=None)
-                out += [from_current(rtype, d) for d in docs]
+        for rtype, ids in by_type.items():
+            docs = await queries.find(rtype, {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0})
+            out += [from_current(rtype, d) for d in docs]
         return out
 
 

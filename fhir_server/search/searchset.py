@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from fhir_server.shaping import shape
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.search.engine import SearchResult
 from fhir_server.search.paging import Cursor
@@ -39,15 +38,19 @@ def _link_params(request: SearchRequest, result: SearchResult, count: int) -> li
     return params
 
 
-def _entry(base: str, stored: Stored, mode: str, request: SearchRequest) -> dict[str, Any]:
-    resource = shape(stored.resource or {}, request.summary, request.elements)
+# A match or include as it leaves the server (fhir_server.interactions.output): stored, resource, mode.
+Shown = tuple[Stored, dict[str, Any], str]
+
+
+def _entry(base: str, shown: Shown) -> dict[str, Any]:
+    stored, resource, mode = shown
     return {"fullUrl": f"{base}/{stored.resource_type}/{stored.id}", "resource": resource, "search": {"mode": mode}}
 
 
-def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, count: int,
+def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, shown: list[Shown], count: int,
               page_token: Callable[[Cursor], str]) -> dict[str, Any]:
-    """`base` is the FHIR base URL, `path` the searched type (empty at system level);
-    `page_token` makes the `_page` value of a link (fhir_server.search.page_tokens)."""
+    """`base` is the FHIR base URL, `path` the searched type (empty at system level), `shown` the
+    matches then includes; `page_token` makes the `_page` value of a link (fhir_server.search.page_tokens)."""
     url = f"{base}/{path}" if path else base
     params = _link_params(request, result, count)
 
@@ -64,8 +67,7 @@ def searchset(base: str, path: str, request: SearchRequest, result: SearchResult
     if result.total is not None:
         bundle["total"] = result.total
     bundle["link"] = links
-    entries = [_entry(base, s, "match", request) for s in result.matches]
-    entries += [_entry(base, s, "include", request) for s in result.included]
+    entries = [_entry(base, s) for s in shown]
     if result.ignored:
         outcome = operation_outcome([Issue("warning", "not-supported", f"Ignored search parameter '{n}'") for n in result.ignored])
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})

@@ -21,6 +21,9 @@ from fhir_server.storage.pending import PendingWrites
 
 T = TypeVar("T")
 HISTORY = "history"
+# The transactional outbox (fhir_server.storage.outbox) and the dispatcher's lease.
+OUTBOX = "outbox"
+LEASES = "leases"
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*names, HISTORY, BLOBS, LOOKUP]:
+        for name in [*names, HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)
@@ -124,7 +127,7 @@ class Database:
 
     async def ensure_indexes(self, name: str, scalar_fields: list[str], array_fields: list[str]) -> None:
         collection = self.db[name]
-        fields = ["sid", "ts", *scalar_fields]
+        fields = ["sid", "ts", "pat", *scalar_fields]
         if self.capabilities.index_arrays:
             fields += array_fields
         for field in fields:
@@ -135,6 +138,7 @@ class Database:
         await history.create_index([("rid", ASCENDING)])
         await history.create_index([("ts", ASCENDING)])
         await history.create_index([("rt", ASCENDING)])
+        await history.create_index([("pat", ASCENDING)])
 
     async def in_transaction(
         self, work: Callable[[AsyncClientSession], Awaitable[T]], *, exclude_readers: bool = False

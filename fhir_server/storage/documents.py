@@ -1,7 +1,8 @@
 """The shape of a stored resource version in MongoDB.
 
 Current versions live in one collection per resource type, `_id` = the FHIR id; every version,
-deletions included, also lives in the `history` collection. Search index values (`ix`) and sort
+deletions included, also lives in the `history` collection. Both carry `pat`, the patient whose
+record holds the resource, a top-level scalar both stores index. Search index values (`ix`) and sort
 keys (`sk`) are written into the same document, so a write stays one atomic document operation.
 """
 
@@ -23,6 +24,8 @@ class Stored:
     resource: dict[str, Any] | None
     blob: dict[str, Any] | None = None
     lookup_keys: list[str] = field(default_factory=list)
+    # The patient whose record holds it (fhir_server.storage.patient_key), None for shared resources.
+    patient: str | None = None
 
     @property
     def version_id(self) -> str:
@@ -38,6 +41,7 @@ def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> 
         "vid": stored.version,
         "ts": instant(stored.last_updated),
         "del": stored.deleted,
+        "pat": stored.patient,
         "res": stored.resource,
         "ix": ix,
         "sk": sk,
@@ -59,6 +63,7 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
         "vid": stored.version,
         "ts": instant(stored.last_updated),
         "del": stored.deleted,
+        "pat": stored.patient,
         "method": method,
         "res": stored.resource,
     }
@@ -69,9 +74,10 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
 
 def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
     return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"),
-                  doc.get("lk") or [])
+                  doc.get("lk") or [], doc.get("pat"))
 
 
 def from_history(doc: dict[str, Any]) -> Stored:
     resource_type, resource_id = doc["rid"].split("/", 1)
-    return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"))
+    return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], doc.get("res"), doc.get("blob"),
+                  patient=doc.get("pat"))

@@ -1,9 +1,14 @@
-"""The one access path to stored resources: every read and write of the server passes here.
+"""The one access path to stored resources: every read and write of the server passes here,
+and every public method names its caller (fhir_server.security.callers).
 
-Writes run in one store transaction each (current document + history entry, plus whatever the
-write rules add), so a version is either fully there or not at all. Reads of current versions,
-versions, history and searches are methods of this class too, so consent and audit can be
-enforced in one place.
+Reads (read, vread, history, search with its counts, pages, includes, chains and `_has`,
+conditional matching) run through a `Reader` for the caller, whose `scoped` is the one place the
+search-filter hook adds its conditions to the store query. Writes check the resource through the
+before-write hook (`prepare`, where validation is registered), then run in one store transaction
+each: current document, history entry and, while an after-commit hook is registered, outbox
+event (plus whatever the write rules add), so a version and its event are either fully there or
+not at all. Every document carries `pat`, the
+patient it belongs to (fhir_server.storage.patient_key).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
@@ -23,9 +28,13 @@ from pymongo.errors import DuplicateKeyError
 from fhir_server.errors import FhirError, gone, not_found
 from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_json_patch
+from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.lookup import LookupTable, keys_of
-from fhir_server.storage import binaries
+from fhir_server.security.callers import Caller
+from fhir_server.storage import binaries, outbox
 from fhir_server.storage.database import HISTORY, Database
+from fhir_server.storage.hooks import Hooks
+from fhir_server.storage.patient_key import patient_of
 from fhir_server.storage.documents import (
     Stored,
     current_document,
@@ -62,10 +71,8 @@ class WriteResult:
     changed: bool = True
 
 
-# Raises FhirError: 400 when the resource breaks the base R4 rules, 422 when it breaks a profile.
-Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
-WriteRule = Callable[["Repository", Session, Stored], Awaitable[None]]
+WriteRule = Callable[["Repository", Session, Caller, Stored], Awaitable[None]]
 # Raises FhirError when a patch changes what the type does not let a patch change.
 PatchRule = Callable[[dict[str, Any], dict[str, Any]], None]
 
@@ -90,24 +97,84 @@ def _content(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+class Reader:
+    """The store queries of one caller (the search engine plans, this runs), or with `caller` None
+    the server's own look at the whole store (what a write replaces, uniqueness checks)."""
+
+    def __init__(self, repository: Repository, caller: Caller | None, session: Session) -> None:
+        self.repository = repository
+        self.caller = caller
+        self.session = session
+        self.fast_count = repository.database.capabilities.fast_count
+
+    def scoped(self, resource_type: str | None, query: dict[str, Any]) -> dict[str, Any]:
+        """`query` with the caller's search-filter conditions: the one place that hook is called."""
+        if self.caller is None:
+            return query
+        conditions = self.repository.hooks.condition(self.caller, resource_type)
+        if not conditions:
+            return query
+        builder = FilterBuilder()
+        for condition in [query, *conditions]:
+            builder.add(condition)
+        return builder.build()
+
+    async def find(self, resource_type: str, query: dict[str, Any], projection: dict[str, Any] | None = None, *,
+                   sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+        return await self._find(resource_type, resource_type, query, projection, sort, limit)
+
+    async def find_history(self, resource_type: str | None, query: dict[str, Any], *,
+                           sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+        """History entries; `resource_type` None for the whole server's."""
+        return await self._find(HISTORY, resource_type, query, None, sort, limit)
+
+    async def _find(self, collection: str, resource_type: str | None, query: dict[str, Any],
+                    projection: dict[str, Any] | None, sort: list[tuple[str, int]] | None, limit: int) -> list[dict[str, Any]]:
+        cursor = self.repository.database.collection(collection).find(
+            self.scoped(resource_type, query), projection, session=self.session)
+        if sort:
+            cursor = cursor.sort(sort)
+        if limit:
+            cursor = cursor.limit(limit)
+        async with self.repository._reading(self.session):
+            return await cursor.to_list(length=limit or None)
+
+    async def count(self, resource_type: str, query: dict[str, Any]) -> int:
+        async with self.repository._reading(self.session):
+            return await self.repository.collection(resource_type).count_documents(
+                self.scoped(resource_type, query), session=self.session)
+
+    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]:
+        # Candidates only: they become an `_id` condition of a scoped query.
+        async with self.repository._reading(self.session):
+            return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
+
+
 class Repository:
     def __init__(
         self,
         database: Database,
         resource_types: set[str],
-        validate: Validator,
+        hooks: Hooks,
         index: Indexer,
         gridfs_threshold: int,
+        search_engine: SearchEngine,
     ) -> None:
         self.database = database
         self.resource_types = resource_types
-        self.validate = validate
+        self.hooks = hooks
         self.index = index
         self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
         self.lookup = LookupTable(database.db)
-        self.search_engine: SearchEngine | None = None
+        self.engine = search_engine
         self.write_rules: dict[str, list[WriteRule]] = {}
         self.patch_rules: dict[str, list[PatchRule]] = {}
+        # Told after each commit that wrote outbox events (the dispatcher's wake-up).
+        self.on_commit: list[Callable[[], None]] = []
+
+    def reader(self, caller: Caller | None, session: Session = None) -> Reader:
+        """Queries for `caller`; None for the server's own checks, which see the whole store."""
+        return Reader(self, caller, session)
 
     # ------------------------------------------------------------------ helpers
     def check_type(self, resource_type: str) -> None:
@@ -117,8 +184,9 @@ class Repository:
     def collection(self, resource_type: str) -> Any:
         return self.database.collection(resource_type)
 
-    def prepare(self, resource: Any, resource_type: str | None = None) -> dict[str, Any]:
-        """Check a client's resource before any store work: shape, type, then validation."""
+    def prepare(self, caller: Caller, resource: Any, resource_type: str | None = None) -> dict[str, Any]:
+        """Check a caller's resource before any store work: shape, type, then the before-write
+        hooks (validation among them). The one place the before-write hook is called."""
         if not isinstance(resource, dict):
             raise FhirError(400, "structure", "The body must be a JSON object holding a FHIR resource")
         rtype = resource.get("resourceType")
@@ -127,16 +195,16 @@ class Repository:
         if resource_type is not None and rtype != resource_type:
             raise FhirError(400, "invalid", f"The body is a {rtype}, the URL names {resource_type}", ["resourceType"])
         self.check_type(rtype)
-        self.validate(resource)
+        self.hooks.check_write(caller, resource)
         return resource
 
-    def patched(self, current: Stored, operations: Any) -> dict[str, Any]:
+    def patched(self, caller: Caller, current: Stored, operations: Any) -> dict[str, Any]:
         """A JSON Patch applied to the current version, held to the type's patch rules, then validated."""
         before = current.resource or {}
         after = apply_json_patch(before, operations)
         for rule in self.patch_rules.get(current.resource_type, []):
             rule(before, after)
-        return self.prepare(after, current.resource_type)
+        return self.prepare(caller, after, current.resource_type)
 
     async def stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if resource.get("resourceType") != "Binary":
@@ -161,32 +229,32 @@ class Repository:
         return resource
 
     # ------------------------------------------------------------------ reads
-    async def find_current(self, resource_type: str, resource_id: str, session: Session = None) -> Stored | None:
-        doc = await self.collection(resource_type).find_one({"_id": resource_id}, {"ix": 0, "sk": 0}, session=session)
-        return from_current(resource_type, doc) if doc else None
+    async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
+                           session: Session = None) -> Stored | None:
+        """The current document as `caller` may see it (deleted or not), or None."""
+        docs = await self.reader(caller, session).find(resource_type, {"_id": resource_id}, {"ix": 0, "sk": 0}, limit=1)
+        return from_current(resource_type, docs[0]) if docs else None
 
-    async def read(self, resource_type: str, resource_id: str, session: Session = None) -> Stored:
+    async def read(self, caller: Caller, resource_type: str, resource_id: str, session: Session = None) -> Stored:
         self.check_type(resource_type)
-        async with self._reading(session):
-            stored = await self.find_current(resource_type, resource_id, session)
+        stored = await self.find_current(caller, resource_type, resource_id, session)
         if stored is None:
             raise not_found(resource_type, resource_id)
         if stored.deleted:
             raise gone(resource_type, resource_id)
         return stored
 
-    async def vread(self, resource_type: str, resource_id: str, version: str) -> Stored:
+    async def vread(self, caller: Caller, resource_type: str, resource_id: str, version: str) -> Stored:
         self.check_type(resource_type)
         if not version.isdigit():
             raise FhirError(404, "not-found", f"Version '{version}' of {resource_type}/{resource_id} is not known")
-        async with self._reading(None):
-            doc = await self.database.collection(HISTORY).find_one(
-                {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}
-            )
-        if doc is None:
-            if await self.find_current(resource_type, resource_id) is None:
+        docs = await self.reader(caller).find_history(
+            resource_type, {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}, limit=1)
+        if not docs:
+            if await self.find_current(caller, resource_type, resource_id) is None:
                 raise not_found(resource_type, resource_id)
             raise FhirError(404, "not-found", f"Version {version} of {resource_type}/{resource_id} is not known")
+        doc = docs[0]
         stored = from_history(doc)
         if stored.deleted:
             raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{resource_id} is a deletion")
@@ -196,156 +264,189 @@ class Repository:
         # Inside a transaction the writer already holds the gate.
         return nullcontext() if session is not None else self.database.gate.read()
 
-    async def history_page(self, query: dict[str, Any], count: int, before: str | None) -> list[HistoryEntry]:
+    async def history_page(self, caller: Caller, resource_type: str | None, query: dict[str, Any], count: int,
+                           before: str | None) -> list[HistoryEntry]:
         """Newest first; `before` is the key of the last entry of the previous page."""
         condition = dict(query)
         if before is not None:
             condition["_id"] = {"$lt": before}
-        async with self._reading(None):
-            cursor = self.database.collection(HISTORY).find(condition).sort("_id", -1).limit(count + 1)
-            docs = await cursor.to_list(length=count + 1)
+        docs = await self.reader(caller).find_history(resource_type, condition, sort=[("_id", -1)], limit=count + 1)
         return [HistoryEntry(from_history(d), d["method"], d["_id"]) for d in docs]
 
     # ------------------------------------------------------------------ writes
     async def create(
-        self, resource: dict[str, Any], *, if_none_exist: str | None = None, raw: bytes | None = None
+        self, caller: Caller, resource: dict[str, Any], *, if_none_exist: str | None = None, raw: bytes | None = None
     ) -> WriteResult:
         stripped, blob = await self.stash_binary(resource, raw)
 
         async def work(session: Session) -> WriteResult:
-            return await self.create_in(session, stripped, blob=blob, if_none_exist=if_none_exist)
+            return await self.create_in(session, caller, stripped, blob=blob, if_none_exist=if_none_exist)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def update(
-        self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
+        self, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any], *,
         if_match: int | None = None, raw: bytes | None = None, method: str = "PUT",
     ) -> WriteResult:
         """`method` is what history records: PUT, or PATCH for a patched resource."""
         stripped, blob = await self.stash_binary(resource, raw)
 
         async def work(session: Session) -> WriteResult:
-            return await self.update_in(session, resource_type, resource_id, stripped, blob=blob, if_match=if_match,
-                                        method=method)
+            return await self.update_in(session, caller, resource_type, resource_id, stripped, blob=blob,
+                                        if_match=if_match, method=method)
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def conditional_update(
-        self, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *, if_match: int | None = None
+        self, caller: Caller, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *,
+        if_match: int | None = None,
     ) -> WriteResult:
         stripped, blob = await self.stash_binary(resource, None)
 
         async def work(session: Session) -> WriteResult:
-            return await self.conditional_update_in(session, resource_type, criteria, stripped, blob=blob, if_match=if_match)
+            return await self.conditional_update_in(session, caller, resource_type, criteria, stripped, blob=blob,
+                                                    if_match=if_match)
 
-        return await self._run(work)
+        return await self.run(work)
 
-    async def delete(self, resource_type: str, resource_id: str) -> WriteResult | None:
+    async def delete(self, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:
         self.check_type(resource_type)
-        return await self._run(lambda session: self.delete_in(session, resource_type, resource_id))
+        return await self.run(lambda session: self.delete_in(session, caller, resource_type, resource_id))
 
-    async def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]]) -> WriteResult | None:
+    async def conditional_delete(self, caller: Caller, resource_type: str,
+                                 criteria: list[tuple[str, str]]) -> WriteResult | None:
         self.check_type(resource_type)
 
         async def work(session: Session) -> WriteResult | None:
-            return await self.conditional_delete_in(session, resource_type, criteria)
+            return await self.conditional_delete_in(session, caller, resource_type, criteria)
 
-        return await self._run(work)
+        return await self.run(work)
 
-    async def _run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+    async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
+        """One store transaction; once committed, the outbox dispatcher is told."""
+        result = await self.database.in_transaction(work, exclude_readers=exclude_readers)
+        for listener in self.on_commit:
+            listener()
+        return result
+
+    async def run(self, work: Callable[[Session], Awaitable[Any]], attempts: int = 5) -> Any:
+        """`work` in one store transaction, again on fresh data while another writer got there first."""
         for attempt in range(attempts):
             try:
-                return await self.database.in_transaction(work)
+                return await self.in_transaction(work)
             except VersionConflict:
                 if attempt == attempts - 1:
                     raise FhirError(409, "conflict", "The resource was changed concurrently; retry the request")
         raise AssertionError("unreachable")
 
+    async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
+        """The current version whoever may see it: what a write replaces, so identity never forks."""
+        return await self.find_current(None, resource_type, resource_id, session)
+
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
     async def create_in(
-        self, session: Session, resource: dict[str, Any], *, blob: dict[str, Any] | None = None,
+        self, session: Session, caller: Caller, resource: dict[str, Any], *, blob: dict[str, Any] | None = None,
         if_none_exist: str | None = None, resource_id: str | None = None,
     ) -> WriteResult:
         rtype = resource["resourceType"]
         if if_none_exist:
-            matches = await self.match(rtype, if_none_exist, session, limit=2)
+            matches = await self.match(caller, rtype, if_none_exist, session, limit=2)
             if len(matches) > 1:
                 raise FhirError(412, "duplicate", f"If-None-Exist '{if_none_exist}' matches more than one {rtype}")
             if matches:
-                existing = await self.find_current(rtype, matches[0], session)
+                existing = await self.current(rtype, matches[0], session)
                 assert existing is not None
                 return WriteResult(existing, created=False, changed=False)
         new_id = resource_id or str(uuid.uuid4())
-        return await self._write(session, rtype, new_id, resource, blob, current=None, method="POST")
+        return await self._write(session, caller, rtype, new_id, resource, blob, current=None, method="POST")
 
     async def update_in(
-        self, session: Session, resource_type: str, resource_id: str, resource: dict[str, Any], *,
+        self, session: Session, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any], *,
         blob: dict[str, Any] | None = None, if_match: int | None = None, method: str = "PUT",
+        for_server: bool = False,
     ) -> WriteResult:
+        """`for_server`: a consequence the server draws (a write rule), made whoever may see the target."""
         check_id(resource_id)
         if resource.get("id") != resource_id:
             raise FhirError(400, "invalid", f"The body's id '{resource.get('id')}' differs from the URL's '{resource_id}'", ["id"])
-        current = await self.find_current(resource_type, resource_id, session)
+        current = await self.current(resource_type, resource_id, session)
+        if current is not None and not for_server and self.hooks.search_filters \
+                and await self.find_current(caller, resource_type, resource_id, session) is None:
+            # Neither overwrite nor reveal what the caller may not see; a new id would fork identity.
+            raise FhirError(409, "conflict", f"{resource_type}/{resource_id} cannot be written with this id")
         if if_match is not None and (current is None or current.version != if_match):
             have = "none" if current is None else current.version_id
             raise FhirError(412, "conflict", f"If-Match version {if_match} is not the current version ({have})")
         if current is not None and not current.deleted and _content(current.resource) == _content(resource) \
                 and binaries.same_content(current.blob, blob):
             return WriteResult(current, created=False, changed=False)
-        return await self._write(session, resource_type, resource_id, resource, blob, current=current, method=method)
+        return await self._write(session, caller, resource_type, resource_id, resource, blob, current=current,
+                                 method=method)
 
     async def conditional_update_in(
-        self, session: Session, resource_type: str, criteria: list[tuple[str, str]], resource: dict[str, Any], *,
-        blob: dict[str, Any] | None = None, if_match: int | None = None,
+        self, session: Session, caller: Caller, resource_type: str, criteria: list[tuple[str, str]],
+        resource: dict[str, Any], *, blob: dict[str, Any] | None = None, if_match: int | None = None,
     ) -> WriteResult:
-        matches = await self.match_params(resource_type, criteria, session, limit=2)
+        matches = await self.match_params(caller, resource_type, criteria, session, limit=2)
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional update criteria match more than one {resource_type}")
         if not matches:
             if resource.get("id"):
-                return await self.update_in(session, resource_type, check_id(resource["id"]), resource, blob=blob)
-            return await self.create_in(session, resource, blob=blob)
+                return await self.update_in(session, caller, resource_type, check_id(resource["id"]), resource, blob=blob)
+            return await self.create_in(session, caller, resource, blob=blob)
         if resource.get("id") not in (None, matches[0]):
             raise FhirError(400, "invalid", f"The body's id '{resource['id']}' differs from the matched resource '{matches[0]}'", ["id"])
         resource = {**resource, "id": matches[0]}
-        return await self.update_in(session, resource_type, matches[0], resource, blob=blob, if_match=if_match)
+        return await self.update_in(session, caller, resource_type, matches[0], resource, blob=blob, if_match=if_match)
 
-    async def delete_in(self, session: Session, resource_type: str, resource_id: str) -> WriteResult | None:
-        current = await self.find_current(resource_type, resource_id, session)
+    async def delete_in(self, session: Session, caller: Caller, resource_type: str, resource_id: str) -> WriteResult | None:
+        current = await self.find_current(caller, resource_type, resource_id, session)
         if current is None or current.deleted:
             return None
-        return await self._write(session, resource_type, resource_id, None, None, current=current, method="DELETE")
+        return await self._write(session, caller, resource_type, resource_id, None, None, current=current,
+                                 method="DELETE")
 
-    async def conditional_delete_in(self, session: Session, resource_type: str, criteria: list[tuple[str, str]]) -> WriteResult | None:
-        matches = await self.match_params(resource_type, criteria, session, limit=2)
+    async def conditional_delete_in(self, session: Session, caller: Caller, resource_type: str,
+                                    criteria: list[tuple[str, str]]) -> WriteResult | None:
+        matches = await self.match_params(caller, resource_type, criteria, session, limit=2)
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional delete criteria match more than one {resource_type}")
         if not matches:
             return None
-        return await self.delete_in(session, resource_type, matches[0])
+        return await self.delete_in(session, caller, resource_type, matches[0])
 
-    async def match(self, resource_type: str, query: str, session: Session, limit: int) -> list[str]:
+    async def match(self, caller: Caller, resource_type: str, query: str, session: Session, limit: int) -> list[str]:
         params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
-        return await self.match_params(resource_type, params, session, limit)
+        return await self.match_params(caller, resource_type, params, session, limit)
 
-    async def match_params(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
+    async def match_params(self, caller: Caller, resource_type: str, params: list[tuple[str, str]], session: Session,
+                           limit: int) -> list[str]:
+        """Ids matching conditional criteria, looked for in the whole store so identity never forks;
+        a match the caller may not see is a 409 that names only what the caller sent."""
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
-        return await self.engine.ids(resource_type, params, session, limit)
+        matches = await self.ids(resource_type, params, session, limit)
+        if matches and self.hooks.search_filters:
+            visible = await self.engine.ids(resource_type, params, self.reader(caller, session), limit)
+            if set(matches) - set(visible):
+                raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
+                                "a stored resource")
+        return matches
 
-    @property
-    def engine(self) -> SearchEngine:
-        assert self.search_engine is not None, "search engine not attached"
-        return self.search_engine
+    async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
+        """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
+        documents, conditional references), never answered to a caller as such."""
+        return await self.engine.ids(resource_type, params, self.reader(None, session), limit)
 
     async def search(
-        self, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
+        self, caller: Caller, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
     ) -> SearchResult:
         self.check_type(resource_type)
-        return await self.engine.search(resource_type, request, base_url=base_url, strict=strict, count=count)
+        return await self.engine.search(resource_type, request, self.reader(caller), base_url=base_url, strict=strict,
+                                        count=count)
 
     async def _write(
-        self, session: Session, resource_type: str, resource_id: str, resource: dict[str, Any] | None,
+        self, session: Session, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any] | None,
         blob: dict[str, Any] | None, *, current: Stored | None, method: str,
     ) -> WriteResult:
         version = (current.version + 1) if current else 1
@@ -362,8 +463,10 @@ class Repository:
             meta["lastUpdated"] = stamp
             body["meta"] = meta
             ix, sk = self.index(body)
+        # A deletion stays in the record of the patient it belonged to.
+        patient = patient_of(resource_type, resource_id, ix) if body is not None else (current.patient if current else None)
         stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob,
-                        keys_of(resource_type, ix))
+                        keys_of(resource_type, ix), patient)
         collection = self.collection(resource_type)
         document = current_document(stored, ix, sk)
         try:
@@ -376,9 +479,13 @@ class Repository:
             self.database.pending.insert(session, HISTORY, [history_document(stored, method)])
             self.lookup.replace(self.database.pending, session, resource_id, current.lookup_keys if current else [],
                                 stored.lookup_keys)
+            # Events are for the after-commit hooks: with none registered there is no one to tell,
+            # and a consumer registered later must not receive a backlog of past writes.
+            if self.hooks.after_commits:
+                outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
         if body is not None:
             for rule in self.write_rules.get(resource_type, []):
-                await rule(self, session, stored)
+                await rule(self, session, caller, stored)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)

@@ -1,0 +1,1 @@
+"""What happens after a commit: the outbox dispatcher and, in later issues, what hangs on it."""

@@ -1,0 +1,97 @@
+"""The outbox dispatcher: pending events, in commit order, to the after-commit hooks.
+
+One process at a time dispatches: it holds a lease in the store (fhir_server.storage.outbox) and
+renews it while it runs; another process (a second worker, a restart after a crash) takes over
+once the lease has expired. A hook that raises leaves its event, and every later one, pending
+until the next round, so delivery is at least once and never reordered. `Hooks.committed` is
+called from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from pymongo.errors import PyMongoError
+
+from fhir_server.storage.database import Database
+from fhir_server.storage.hooks import Hooks
+from fhir_server.storage.outbox import OutboxStore
+
+log = logging.getLogger("fhir_server.events")
+LEASE_SECONDS = 10.0
+# How often pending events are looked for when no local commit woke the dispatcher (other
+# processes' commits, events left by a failed hook); well under the lease, which it renews.
+POLL_SECONDS = 1.0
+BATCH = 100
+
+
+class Dispatcher:
+    def __init__(self, database: Database, hooks: Hooks) -> None:
+        self.store = OutboxStore(database)
+        self.hooks = hooks
+        self.owner = uuid.uuid4().hex
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._renewed = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+
+    def wake(self) -> None:
+        """A local commit wrote events: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        try:
+            await self.store.release(self.owner)
+        except PyMongoError as exc:
+            log.warning("outbox lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                if await self._hold_lease():
+                    await self._drain()
+            except Exception:  # noqa: BLE001 - the dispatcher outlives a store hiccup
+                log.exception("outbox dispatch deferred")
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _hold_lease(self) -> bool:
+        held = await self.store.hold_lease(self.owner, LEASE_SECONDS)
+        self._renewed = time.monotonic() if held else 0.0
+        return held
+
+    async def _still_held(self) -> bool:
+        """Renewed once half of it has run, so slow deliveries never outlast the lease."""
+        return time.monotonic() - self._renewed < LEASE_SECONDS / 2 or await self._hold_lease()
+
+    async def _drain(self) -> None:
+        while True:
+            events = await self.store.pending(BATCH)
+            delivered: list[str] = []
+            try:
+                for event in events:
+                    if not await self._still_held():
+                        break
+                    await self.hooks.committed(event)
+                    delivered.append(event["_id"])
+            except Exception as exc:  # noqa: BLE001 - a hook's failure must not stop the dispatcher
+                log.warning("after-commit hook failed on %s (retried): %s", events[len(delivered)]["_id"], exc)
+            if delivered:
+                await self.store.delivered(delivered)
+            if len(delivered) < BATCH:
+                return

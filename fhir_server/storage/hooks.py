@@ -1,0 +1,80 @@
+"""The named hooks of the access path. Each is called from exactly one place (docs/ARCHITECTURE.md):
+
+- search filter (`Hooks.condition`): conditions ANDed into every store query the repository runs
+  for a caller: searches and their counts, pages, `_include`, `_revinclude`, chains, `_has`,
+  conditional matching, reads, vreads and history. Called from `repository.Reader.scoped`.
+  Conditions may name only keys both stores carry: `pat`, `del`, `ts` and `res.*`.
+- resource read (`Hooks.shown`): every resource leaving the server, matches, includes and history
+  entries alike, may be redacted (or withheld: None). Called from `interactions.output.outgoing`.
+  It runs after paging, so it must not be used to hide: hiding is the search filter's job.
+- before write (`Hooks.check_write`): every resource a caller writes, before any store work;
+  validation is registered here. Called from `Repository.prepare`.
+- after commit (`Hooks.committed`): every outbox event, in commit order per patient, after its
+  transaction committed, at least once. Called from `events.dispatcher.Dispatcher`.
+
+`FHIR_HOOKS` names modules (comma-separated) whose `register(hooks)` adds hooks at start-up:
+that is how tests, and later the access rules, audit and subscriptions, plug in.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.security.callers import Caller
+
+# (caller, resource type or None for system history) -> a store condition, or None for no limit.
+SearchFilter = Callable[[Caller, str | None], dict[str, Any] | None]
+# (caller, resource) -> the resource as it may leave, or None to withhold it.
+ResourceRead = Callable[[Caller, dict[str, Any]], dict[str, Any] | None]
+# (caller, resource) -> None; raises FhirError to refuse the write.
+BeforeWrite = Callable[[Caller, dict[str, Any]], None]
+# (outbox event) -> None; raising leaves the event (and those after it) for the next attempt.
+AfterCommit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Hooks:
+    search_filters: list[SearchFilter] = field(default_factory=list)
+    resource_reads: list[ResourceRead] = field(default_factory=list)
+    before_writes: list[BeforeWrite] = field(default_factory=list)
+    after_commits: list[AfterCommit] = field(default_factory=list)
+
+    def condition(self, caller: Caller, resource_type: str | None) -> list[dict[str, Any]]:
+        """The search-filter conditions for one query of `caller`."""
+        found = (hook(caller, resource_type) for hook in self.search_filters)
+        return [c for c in found if c]
+
+    def shown(self, caller: Caller, resource: dict[str, Any]) -> dict[str, Any] | None:
+        shown: dict[str, Any] | None = resource
+        for hook in self.resource_reads:
+            if shown is None:
+                break
+            shown = hook(caller, shown)
+        return shown
+
+    def check_write(self, caller: Caller, resource: dict[str, Any]) -> None:
+        for hook in self.before_writes:
+            hook(caller, resource)
+
+    async def committed(self, event: dict[str, Any]) -> None:
+        for hook in self.after_commits:
+            await hook(event)
+
+
+class HooksUnavailable(Exception):
+    """A module FHIR_HOOKS names cannot be loaded; the message is one line for the operator."""
+
+
+def load_modules(hooks: Hooks, names: str | None) -> None:
+    """Let each module named in `names` (FHIR_HOOKS) register its hooks."""
+    for name in (n.strip() for n in (names or "").split(",")):
+        if not name:
+            continue
+        try:
+            register = importlib.import_module(name).register
+        except (ImportError, AttributeError) as exc:
+            raise HooksUnavailable(f"FHIR_HOOKS names '{name}', which cannot be loaded: {exc}") from None
+        register(hooks)
