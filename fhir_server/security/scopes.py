@@ -31,6 +31,9 @@ LETTER = {
     "create": "c", "update": "u", "patch": "u", "delete": "d",
 }
 V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+# Interactions whose call sites check the resource once read; any other one asked with neither
+# criteria nor resource (patch, delete, history) is not covered by a granular scope.
+PROVISIONAL = frozenset({"read", "vread"})
 _SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([a-z*]+)(?:\?(.*))?$")
 
 # Whether a resource matches search criteria: given by the server, which knows the search parameters.
@@ -100,8 +103,8 @@ def authorize(caller: Caller, interaction: str, resource_type: str, *,
     """Raise 403 unless a scope of the caller grants `interaction` on `resource_type`.
 
     A granular scope grants a search whose `criteria` include its own, and a resource that
-    matches its criteria. Called without criteria nor resource (before a read), a granular scope
-    grants provisionally: the caller checks the resource once read.
+    matches its criteria. Called without criteria nor resource before a read, a granular scope
+    grants provisionally: the call site checks the resource once read.
     """
     letter = LETTER[interaction]
     candidates = [s for s in caller.scopes.resource if s.covers(resource_type, letter)]
@@ -115,7 +118,7 @@ def authorize(caller: Caller, interaction: str, resource_type: str, *,
     elif resource is not None:
         if matcher is not None and any(matcher(resource, list(s.criteria)) for s in candidates):
             return
-    else:
+    elif interaction in PROVISIONAL:
         return
     narrowed = " or ".join("&".join(f"{k}={v}" for k, v in s.criteria) for s in candidates)
     raise FhirError(403, "forbidden", f"The token grants {interaction} on {resource_type} only where {narrowed}")

@@ -65,6 +65,9 @@ def test_granular_scopes_need_their_criteria() -> None:
     assert allowed(scope, "read", "Observation")
     assert allowed(scope + " system/Observation.r", "read", "Observation", resource={}, matcher=lambda r, c: False)
     assert not allowed(scope, "read", "Observation", resource={}, matcher=lambda r, c: False)
+    # What is patched, deleted or listed is not known beforehand: a granular scope does not cover it.
+    for interaction in ("patch", "delete", "history-instance"):
+        assert not allowed(scope.replace(".rs", ".cruds"), interaction, "Observation")
 
 
 def test_idnatps_is_8_and_the_rpps() -> None:
