@@ -35,6 +35,7 @@ test-all: install test-data
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
 	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.auth_cost
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

@@ -62,7 +62,7 @@ async def post_transaction(client: httpx.AsyncClient, bundle: dict[str, Any]) ->
 
 
 async def load(base_url: str, bundles: Iterable[dict[str, Any]], concurrency: int = 8,
-               progress: Any = None) -> Loaded:
+               progress: Any = None, headers: dict[str, str] | None = None) -> Loaded:
     """Post every bundle, `concurrency` at a time; `progress(loaded)` is called after each one."""
     loaded = Loaded()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=concurrency * 2)
@@ -74,7 +74,7 @@ async def load(base_url: str, bundles: Iterable[dict[str, Any]], concurrency: in
                 progress(loaded)
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url, timeout=300.0,
+    async with httpx.AsyncClient(base_url=base_url, timeout=300.0, headers=headers,
                                  limits=httpx.Limits(max_connections=concurrency)) as client:
         async def produce() -> None:
             for bundle in bundles:

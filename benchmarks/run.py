@@ -119,13 +119,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loads: list[dict[str, Any]] = []
         results: list[Result] = []
         limits = {"max_connections": args.concurrency * 2, "max_keepalive_connections": args.concurrency * 2}
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=httpx.Limits(**limits)) as client:
+        # Authentication is on, as in production: every request carries the platform's token.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=httpx.Limits(**limits),
+                                     headers=server.headers) as client:
             bench = Bench(server.base_url, server.root_url, server.mllp_port, loaded, client,
                           mongo[server.database], mongo[server.database][SCRATCH_COLLECTION], bare.url)
             for index, scale in enumerate(scales):
                 plan = datagen.Plan.for_scale(scale, loaded.documents)
                 step = await load(server.base_url, datagen.bundles(plan), args.load_concurrency,
-                                  _progress(f"{scale:,}", scale - loaded.documents))
+                                  _progress(f"{scale:,}", scale - loaded.documents), server.headers)
                 loaded.merge(step)
                 bench.cache.clear()
                 loads.append(report.load_figures(scale, step))

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from fhir_server.api import (
+    auth_routes,
     compartment_routes,
     error_handlers,
     ingest_routes,
@@ -18,13 +19,11 @@ from fhir_server.api import (
     type_routes,
 )
 from fhir_server.config import Settings
-from fhir_server.ingest.hl7v2.intake import ack_handler
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import CapabilityBuilder
-from fhir_server.operations.transaction import TransactionService
 from fhir_server.search.engine import SearchEngine
 from fhir_server.definitions import structure
 from fhir_server.search.extract import NOT_EXTRACTED, extract_index
@@ -33,8 +32,14 @@ from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
+from fhir_server.api.authentication import Authentication
+from fhir_server.ingest.senders import MllpSenders
+from fhir_server.security.clients import ClientRegistry
+from fhir_server.security.granular import resource_matcher
 from fhir_server.security.server_keys import server_secret
-from fhir_server.security.callers import PLATFORM
+from fhir_server.security.signing import server_signer
+from fhir_server.security.token_service import TokenService
+from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
@@ -124,6 +129,14 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
+        signer = await server_signer(data_dir=key_dir, db=repository.database.db)
+        clients = ClientRegistry(repository.database.db)
+        await clients.start()
+        app.state.signer = signer
+        app.state.tokens = TokenVerifier(signer, issuers_from_environment(), configured_base=settings.base_url,
+                                         disabled_clients=clients.disabled)
+        app.state.token_service = TokenService(repository.database, signer)
+        app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
         # With no after-commit hook registered, events wait in the outbox for the first one.
@@ -135,12 +148,16 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
-        app.state.capability_statement = capabilities.statement
+
+        def statement(base: str) -> dict[str, Any]:
+            return capabilities.statement(base, auth_routes.capability_security(base))
+
+        app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
-            # Senders are checked by the listener; what they send is stored by the platform.
-            intake = TransactionService(repository, app.state.search, PLATFORM)
-            mllp = await start_mllp_server(settings.host, settings.mllp_port, ack_handler(intake))
+            senders = MllpSenders.from_environment(clients)
+            mllp = await start_mllp_server(settings.host, settings.mllp_port,
+                                           senders.handler(repository, app.state.search), tls=settings.mllp_tls())
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
@@ -148,6 +165,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             if mllp is not None:
                 mllp.close()
                 await mllp.wait_closed()
+            await clients.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             await repository.database.close()
@@ -155,6 +173,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
+    app.add_middleware(Authentication)
+    app.include_router(auth_routes.router)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)

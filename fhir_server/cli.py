@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pymongo.errors import PyMongoError
 from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
 from fhir_server.storage.hooks import HooksUnavailable
@@ -32,8 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", type=Path, default=Path("./data"), help="where the embedded store keeps its file")
     serve.add_argument("--mllp-port", type=int, default=None, help="also accept HL7 v2 over MLLP on this port")
+    serve.add_argument("--mllp-tls-cert", type=Path, help="serve MLLP over TLS with this certificate (PEM)")
+    serve.add_argument("--mllp-tls-key", type=Path, help="the private key of --mllp-tls-cert (PEM)")
+    serve.add_argument("--mllp-tls-ca", type=Path, help="require MLLP client certificates signed by this CA (PEM)")
     serve.add_argument("--log-level", default="warning")
     facilities.add_arguments(commands)
+    security_cli.add_arguments(commands)
     return parser
 
 
@@ -86,7 +92,8 @@ class _Server(uvicorn.Server):
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, mllp_port=args.mllp_port)
+    settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, mllp_port=args.mllp_port,
+                        mllp_tls_cert=args.mllp_tls_cert, mllp_tls_key=args.mllp_tls_key, mllp_tls_ca=args.mllp_tls_ca)
     store: EmbeddedStore | None = None
     listener: socket.socket | None = None
     try:
@@ -112,6 +119,10 @@ def serve(args: argparse.Namespace) -> int:
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
         config = uvicorn.Config(create_app(settings, url), host=settings.host, port=port,
                                 log_level=args.log_level, access_log=False)
+        shown_dir = shlex.quote(str(settings.data_dir))
+        ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
+                  f"--audience {settings.base_url or f'http://{shown}:{port}/fhir'} platform   "
+                  "(or practitioner/patient/system/admin; see fhir-server token --help)")
         server = _Server(config, ready)
         server.run(sockets=[listener])
         return 0 if server.started else STARTUP_FAILURE
@@ -130,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "facilities":
         return facilities.run(args)
+    if args.command == "token":
+        return security_cli.token(args)
+    if args.command == "clients":
+        return security_cli.clients(args)
     return serve(args)
 
 

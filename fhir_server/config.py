@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,21 @@ class Settings:
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
+
+    # MLLP over TLS (all three given: client certificates signed by the CA are required).
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_tls_ca: Path | None = None
+
+    def mllp_tls(self) -> ssl.SSLContext | None:
+        if self.mllp_tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.mllp_tls_cert, self.mllp_tls_key)
+        if self.mllp_tls_ca is not None:
+            context.load_verify_locations(self.mllp_tls_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def page_size(self, asked: int | None) -> int:
         """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -164,6 +165,8 @@ def add_arguments(commands: Any) -> None:
     add.add_argument("--data-dir", type=Path, default=Path("./data"),
                      help="the server's data dir, whose store is written when --server is not given")
     add.add_argument("--server", help="base URL of the running server (http://host:port): write through it")
+    add.add_argument("--token", default=os.environ.get("FHIR_TOKEN"),
+                     help="bearer token for --server (default: FHIR_TOKEN, else an admin token signed with the key of --data-dir)")
     add.add_argument("--finess", required=True, help="FINESS number (9 characters)")
     add.add_argument("--name", required=True)
     add.add_argument("--msh4", action="append", default=[], help="an MSH-4 namespace id or universal id its HL7 v2 senders use (repeatable)")
@@ -173,12 +176,27 @@ def add_arguments(commands: Any) -> None:
     add.add_argument("--practice-setting", help="default practiceSetting, a code of JDV_J04 (e.g. ETABLISSEMENT)")
 
 
-def _write_through_server(base: str, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _admin_token(data_dir: Path, base: str) -> str:
+    from fhir_server.security.minting import mint
+    from fhir_server.security.server_keys import KEYS_DIR, file_text
+    from fhir_server.security.signing import SIGNING_KEY, ServerSigner
+    from fhir_server.security.tokens import default_scopes
+
+    key = data_dir / KEYS_DIR / f"{SIGNING_KEY}.pem"
+    if not key.exists():
+        raise ValueError(f"no --token given and no signing key at {key} to make one")
+    signer = ServerSigner(file_text(key.parent, key.name, lambda: ""))
+    return mint(signer, kind="admin", audience=f"{base.rstrip('/')}/fhir", ttl=300, scope=default_scopes("admin"),
+                subject="facilities", identity={})
+
+
+def _write_through_server(base: str, resource: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
     """PUT Organization?identifier=<FINESS> on the running server (a conditional update)."""
     query = quote(_token(resource["identifier"][0]), safe=":/|")
     request = urllib.request.Request(
         f"{base.rstrip('/')}/fhir/Organization?identifier={query}", method="PUT", data=json.dumps(resource).encode(),
-        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
+                 "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (an operator-given URL)
@@ -215,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.server:
-            status, body = _write_through_server(args.server, resource)
+            status, body = _write_through_server(args.server, resource,
+                                                 args.token or _admin_token(args.data_dir, args.server))
         else:
             status, body = asyncio.run(_write_to_store(Settings(data_dir=args.data_dir), resource))
     except StoreUnavailable as exc:

@@ -27,8 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
 
 @pytest.fixture(scope="session")
 def fhir(server: ServerProcess) -> Iterator[httpx.Client]:
-    """A FHIR JSON client on the base URL."""
-    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+    """A FHIR JSON client on the base URL, with the platform's token."""
+    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json", **server.headers}
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=60.0) as client:
         yield client
 

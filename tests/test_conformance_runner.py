@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_runner_passes_against_our_server(server) -> None:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if k != "FHIR_SERVER_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("FHIR_SERVER_URL", "FHIR_SERVER_TOKEN")}
     result = subprocess.run(
-        [sys.executable, "-m", "conformance", "--base-url", server.base_url, "--suite", "core", "-q",
+        [sys.executable, "-m", "conformance", "--base-url", server.base_url, "--token", server.token, "--suite", "core", "-q",
          "-k", "capabilities or crud"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )

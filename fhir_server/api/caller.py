@@ -1,15 +1,12 @@
-"""The caller of an HTTP request.
-
-Until bearer tokens are verified (issue 11, callers and tokens) every request acts as the
-platform, as every request already could; that work replaces this one function.
-"""
+"""The caller of an HTTP request: whom the bearer token names, as the authentication middleware
+(fhir_server.api.authentication) found it."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
-from fhir_server.security.callers import PLATFORM, Caller
+from fhir_server.security.callers import Caller
 
 
 def request_caller(request: Request) -> Caller:
-    return PLATFORM
+    return request.state.caller  # type: ignore[no-any-return]

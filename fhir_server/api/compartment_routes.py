@@ -9,14 +9,21 @@ from starlette.responses import Response
 from fhir_server.api.caller import request_caller
 from fhir_server.api.negotiation import prefer
 from fhir_server.api.responses import base_url, fhir_response
-from fhir_server.api.type_routes import searches
+from fhir_server.api.instance_routes import repository
+from fhir_server.api.type_routes import listed_types, permit_search, searches
 
 router = APIRouter()
 
 
 @router.get("/fhir/Patient/{patient_id}/{resource_type}")
 async def compartment_search(request: Request, patient_id: str, resource_type: str) -> Response:
-    bundle = await searches(request).search(request_caller(request), resource_type, request.query_params.multi_items(),
+    params = request.query_params.multi_items()
+    if resource_type == "*":
+        types = listed_types(params) or repository(request).engine.compartment.types()
+    else:
+        types = [resource_type]
+    permit_search(request, "search-type", types, params)
+    bundle = await searches(request).search(request_caller(request), resource_type, params,
                                             base_url=base_url(request), strict=prefer(request).strict,
                                             compartment=patient_id)
     return fhir_response(request, bundle)

@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from cda.convert import convert_cda
 from cda.errors import CdaError
-from fhir_server.api.body import read_body
+from fhir_server.api.authentication import require_system
 from fhir_server.api.caller import request_caller
+from fhir_server.api.body import read_body
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.negotiation import media_type, prefer
 from fhir_server.api.responses import json_response, version_headers, location
@@ -32,6 +33,7 @@ INLINE_LIMIT = 1024 * 1024
 
 @router.post("/ingest/cda")
 async def ingest_cda(request: Request) -> Response:
+    require_system(request, "POST /ingest/cda")
     if media_type(request.headers.get("content-type")) not in CDA_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/cda takes one of {', '.join(sorted(CDA_TYPES))}")
     data = await read_body(request)
@@ -59,6 +61,7 @@ async def ingest_cda(request: Request) -> Response:
 
 @router.post("/ingest/hl7v2")
 async def ingest_hl7v2(request: Request) -> Response:
+    require_system(request, "POST /ingest/hl7v2")
     if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
         raise FhirError(415, "not-supported", f"POST /ingest/hl7v2 takes one of {', '.join(sorted(HL7V2_TYPES))}")
     message = await read_body(request)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.authentication import permit
 from fhir_server.api.body import json_patch_body, read_body, resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.headers import if_match
@@ -53,20 +54,26 @@ def _shaping(request: Request, resource_type: str) -> dict[str, Any]:
 
 @router.get("/fhir/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
+    permit(request, "read", resource_type)
     found = await reading.read(repository(request), request_caller(request), resource_type, resource_id,
                                **_shaping(request, resource_type))
+    permit(request, "read", resource_type, resource=found.stored.resource)
     return await resource_response(request, found)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history/{version}")
 async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
+    permit(request, "vread", resource_type)
     found = await reading.vread(repository(request), request_caller(request), resource_type, resource_id, version,
                                 **_shaping(request, resource_type))
+    permit(request, "vread", resource_type, resource=found.stored.resource)
     return await resource_response(request, found)
 
 
 @router.get("/fhir/{resource_type}/{resource_id}/_history")
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
+    repository(request).check_type(resource_type)
+    permit(request, "history-instance", resource_type)
     return await history_response(request, resource_type, resource_id)
 
 
@@ -88,6 +95,7 @@ async def binary_or_json(request: Request, resource_type: str) -> tuple[dict[str
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
+    permit(request, "update", resource_type, resource=body)
     written = await writing.update(repository(request), request_caller(request), resource_type, resource_id, body,
                                    if_match=if_match(request), raw=raw)
     result = written.result
@@ -98,6 +106,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
 @router.patch("/fhir/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
+    permit(request, "patch", resource_type)
     written = await writing.patch(repository(request), request_caller(request), resource_type, resource_id,
                                   await json_patch_body(request), if_match=if_match(request))
     return write_response(request, written.result.stored, written.resource, 200, "Patched")
@@ -105,6 +114,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
 
 @router.delete("/fhir/{resource_type}/{resource_id}")
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+    permit(request, "delete", resource_type)
     result = await writing.delete(repository(request), request_caller(request), resource_type, resource_id)
     headers = {"ETag": f'W/"{result.stored.version}"'} if result else {}
     return Response(status_code=204, headers=headers)

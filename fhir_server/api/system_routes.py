@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import resource_body
+from fhir_server.api.authentication import permit
 from fhir_server.api.caller import request_caller
+from fhir_server.api.body import resource_body
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.responses import base_url, fhir_response
@@ -29,12 +30,13 @@ async def bundle(request: Request) -> Response:
     # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
     explicit = "return=representation" in request.headers.get("prefer", "")
     processor = BundleProcessor(repository(request), searches(request), request_caller(request), base_url(request),
-                                return_resources=explicit)
+                                return_resources=explicit, matcher=request.app.state.scope_matcher)
     return fhir_response(request, await processor.process(body))
 
 
 @router.get("/fhir/_history")
 async def system_history(request: Request) -> Response:
+    permit(request, "history-system", "*")
     return await history_response(request, None, None)
 
 

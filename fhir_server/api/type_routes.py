@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.body import json_patch_body, read_body
+from fhir_server.api.authentication import permit
 from fhir_server.api.caller import request_caller
+from fhir_server.api.body import json_patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import binary_or_json, repository
@@ -20,6 +21,7 @@ from fhir_server.interactions import read as reading
 from fhir_server.interactions import write as writing
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.mhd import simplified_publish
+from fhir_server.security.search_reach import reached_types
 from fhir_server.operations.transaction import BundleProcessor
 
 router = APIRouter()
@@ -29,8 +31,24 @@ def searches(request: Request) -> SearchInteraction:
     return request.app.state.search
 
 
+def listed_types(params: list[tuple[str, str]]) -> list[str]:
+    return [t for name, value in params if name == "_type" for t in value.split(",") if t]
+
+
+def permit_search(request: Request, interaction: str, types: list[str], params: list[tuple[str, str]]) -> None:
+    """The caller may search each of `types`, and every type the search reaches from them."""
+    registry = repository(request).engine.registry
+    for searched in types:
+        permit(request, interaction, searched, criteria=params)
+        for other in sorted(reached_types(searched, params, registry)):
+            # No criteria of its own: a granular scope on that type does not cover it.
+            permit(request, "search-type", other, criteria=[])
+
+
 async def run_search(request: Request, resource_type: str | None, params: list[tuple[str, str]]) -> Response:
     """A search on `resource_type`, or across `_type` when None."""
+    permit_search(request, "search-type" if resource_type else "search-system",
+                  [resource_type] if resource_type else listed_types(params), params)
     bundle = await searches(request).search(request_caller(request), resource_type, params, base_url=base_url(request),
                                             strict=prefer(request).strict)
     return fhir_response(request, bundle)
@@ -58,6 +76,7 @@ async def create(request: Request, resource_type: str) -> Response:
     repo = repository(request)
     repo.check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
+    permit(request, "create", resource_type, resource=body)
     if simplified_publish.applies(body):
         return await publish_document(request, repo.prepare(request_caller(request), body, resource_type))
     written = await writing.create(repo, request_caller(request), resource_type, body,
@@ -73,7 +92,7 @@ async def publish_document(request: Request, resource: dict) -> Response:
     caller = request_caller(request)
     bundle, index = simplified_publish.as_transaction(resource)
     processor = BundleProcessor(repo, searches(request), caller, base_url(request), return_resources=True,
-                                document_publication=True)
+                                document_publication=True, matcher=request.app.state.scope_matcher)
     response = await processor.process(bundle)
     location = response["entry"][index]["response"]["location"]
     found = await reading.read(repo, caller, "DocumentReference", location.split("/")[1])
@@ -91,6 +110,7 @@ def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
 async def conditional_update(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     body, _ = await binary_or_json(request, resource_type)
+    permit(request, "update", resource_type, resource=body)
     written = await writing.conditional_update(repository(request), request_caller(request), resource_type,
                                                _criteria(request, "update"), body, if_match=if_match(request))
     created = written.result.created
@@ -102,6 +122,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 async def conditional_patch(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     criteria = _criteria(request, "patch")
+    permit(request, "patch", resource_type)
     written = await writing.conditional_patch(repository(request), request_caller(request), resource_type, criteria,
                                               await json_patch_body(request))
     return write_response(request, written.result.stored, written.resource, 200, "Patched")
@@ -109,6 +130,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
 
 @router.delete("/fhir/{resource_type}")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
+    permit(request, "delete", resource_type)
     await writing.conditional_delete(repository(request), request_caller(request), resource_type,
                                      _criteria(request, "delete"))
     return Response(status_code=204)
@@ -116,4 +138,6 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
 
 @router.get("/fhir/{resource_type}/_history")
 async def type_history(request: Request, resource_type: str) -> Response:
+    repository(request).check_type(resource_type)
+    permit(request, "history-type", resource_type)
     return await history_response(request, resource_type, None)

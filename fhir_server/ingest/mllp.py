@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def start_mllp_server(
     port: int,
     handler: Handler,
     max_message_bytes: int = 64 * 1024 * 1024,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Listen for MLLP; each message is answered with `handler(message)` in arrival order."""
 
@@ -70,7 +72,7 @@ async def start_mllp_server(
             logger.warning("MLLP %s: %s (limit %d bytes), connection closed", peer, exc, max_message_bytes)
         except asyncio.IncompleteReadError:
             logger.warning("MLLP %s: connection closed inside a frame", peer)
-        except ConnectionError:
+        except (ConnectionError, ssl.SSLError):
             pass
         except Exception:
             logger.exception("MLLP %s: handler failed, connection closed", peer)
@@ -82,12 +84,13 @@ async def start_mllp_server(
                 pass
 
     # The stream limit bounds what one frame may buffer: the message plus its framing bytes.
-    return await asyncio.start_server(serve, host, port, limit=max_message_bytes + 2)
+    return await asyncio.start_server(serve, host, port, limit=max_message_bytes + 2, ssl=tls)
 
 
-async def mllp_send(host: str, port: int, message: bytes, timeout: float | None = None) -> bytes:
+async def mllp_send(host: str, port: int, message: bytes, timeout: float | None = None,
+                    tls: ssl.SSLContext | None = None) -> bytes:
     """Send one framed message and return the framed answer's content (for tests and benchmarks)."""
-    reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024 * 1024)
+    reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024 * 1024, ssl=tls)
     try:
         writer.write(frame(message))
         await writer.drain()

@@ -63,7 +63,8 @@ class CapabilityBuilder:
         self._built = resources
         return resources
 
-    def statement(self, base_url: str) -> dict[str, Any]:
+    def statement(self, base_url: str, security: dict[str, Any]) -> dict[str, Any]:
+        """`security`: how clients authenticate (SMART on FHIR), `rest.security`."""
         return {
             "resourceType": "CapabilityStatement",
             "status": "active",
@@ -78,6 +79,7 @@ class CapabilityBuilder:
             "implementationGuide": self.implementation_guides,
             "rest": [{
                 "mode": "server",
+                "security": security,
                 "resource": self._resources(),
                 "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"},
                                 {"code": "search-system"}],

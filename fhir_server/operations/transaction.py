@@ -26,6 +26,8 @@ from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, provide_bundle
 from fhir_server.security.callers import Caller
+from fhir_server.security.scopes import Matcher, authorize
+from fhir_server.security.search_reach import reached_types
 from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
@@ -70,10 +72,23 @@ async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
                     "do not write one resource from two entries.")
 
 
+def entry_interaction(entry: Entry) -> str:
+    """The FHIR interaction a Bundle entry asks for, in the scopes' terms."""
+    if entry.method in ("GET", "HEAD"):
+        if entry.resource_id is None:
+            return "search-type"
+        return "vread" if entry.version else "read"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[entry.method]
+
+
 class BundleProcessor:
     def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, base_url: str, *,
-                 return_resources: bool, document_publication: bool = False) -> None:
+                 return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None) -> None:
         self.repo = repository
+        # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
+        # transaction entry fails the whole transaction.
+        self.caller = caller
+        self.matcher = matcher
         self.search = search
         self.caller = caller
         self.base = base_url.rstrip("/")
@@ -88,9 +103,29 @@ class BundleProcessor:
         return await self.batch(entries)
 
     # ------------------------------------------------------------------ preparation (outside the store)
+    def _authorize(self, entry: Entry) -> None:
+        interaction = entry_interaction(entry)
+        types = [entry.resource_type] if entry.resource_type else \
+            [t for name, value in entry.criteria if name == "_type" for t in value.split(",") if t]
+        asks = [(t, entry.criteria if interaction == "search-type" else None) for t in types]
+        if interaction == "search-type":
+            registry = self.repo.engine.registry
+            # Types the search reads besides its own, with no criteria of their own.
+            asks += [(o, []) for o in sorted({o for t in types for o in reached_types(t, entry.criteria, registry)})]
+        for resource_type, criteria in asks:
+            try:
+                authorize(self.caller, interaction, resource_type, criteria=criteria,
+                          resource=entry.resource if entry.method in ("POST", "PUT") else None, matcher=self.matcher)
+            except FhirError as error:
+                for issue in error.issues:
+                    issue.diagnostics = f"{entry.where}: {issue.diagnostics}"
+                    issue.expression = [entry.where]
+                raise
+
     async def _prepare(self, entry: Entry) -> Prepared:
         prepared = Prepared(entry)
         self.repo.check_type(entry.resource_type)
+        self._authorize(entry)
         if entry.method in ("POST", "PUT"):
             try:
                 resource = self.repo.prepare(self.caller, entry.resource, entry.resource_type)
@@ -224,6 +259,8 @@ class BundleProcessor:
         else:
             found = await reading.read(self.repo, self.caller, entry.resource_type, entry.resource_id, session=session)
         stored = found.stored
+        # A granular scope grants the resources matching its criteria: known once read.
+        authorize(self.caller, entry_interaction(entry), entry.resource_type, resource=stored.resource, matcher=self.matcher)
         return {"resource": found.resource,
                 "response": {"status": "200 OK", "etag": f'W/"{stored.version}"', "lastModified": stored.last_updated}}
 
@@ -257,6 +294,7 @@ class BundleProcessor:
 
     async def _batch_entry(self, entry: Entry) -> dict[str, Any]:
         if entry.is_search:
+            self._authorize(entry)
             bundle = await self.search.search(self.caller, entry.resource_type or None, entry.criteria, base_url=self.base,
                                               strict=False)
             return {"resource": bundle, "response": {"status": "200 OK"}}

@@ -5,8 +5,8 @@ user alone (0600). With MONGODB_URL it is a document of the store's `server_keys
 every process and machine on that database signs and verifies with the same secret. Whichever
 process comes first makes the secret; the others read what it made.
 
-Paging cursors are signed with one of these secrets; the token signing keys of issue 11 live
-by the same rule.
+Paging cursors are signed with one of these secrets; the private key the server signs its
+access tokens with (fhir_server.security.signing) lives by the same rule.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +42,40 @@ async def server_secret(name: str, *, data_dir: Path | None, db: AsyncDatabase[d
     return await stored_secret(db, name)
 
 
+async def server_text(name: str, make: Callable[[], str], *, data_dir: Path | None,
+                      db: AsyncDatabase[dict[str, Any]] | None) -> str:
+    """A key kept as text (a PEM private key): made by `make` the first time, where secrets live."""
+    if data_dir is not None:
+        return file_text(data_dir / KEYS_DIR, f"{name}.pem", make)
+    assert db is not None, "without a data dir the key lives in the store"
+    return await _stored_text(db, name, make)
+
+
 def file_secret(directory: Path, name: str) -> bytes:
     path = directory / f"{name}.key"
+    return _decode(file_text(directory, path.name, lambda: secrets.token_hex(SECRET_BYTES) + "\n"), str(path))
+
+
+def file_text(directory: Path, filename: str, make: Callable[[], str]) -> str:
+    path = directory / filename
     if not path.exists():
-        _create(directory, path)
+        _create(directory, path, make())
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         # Someone widened it; it may have been read, but a server that stops here helps nobody.
         log.warning("%s was readable by others (mode %o); it is now 0600", path, mode)
         path.chmod(0o600)
-    return _decode(path.read_text(encoding="ascii"), str(path))
+    return path.read_text(encoding="ascii")
 
 
-def _create(directory: Path, path: Path) -> None:
+def _create(directory: Path, path: Path, text: str) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Written whole under a temporary name, then linked into place: a process starting at the
     # same moment either finds no file or the complete one, and only the first link wins.
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(handle, "w", encoding="ascii") as out:
-            out.write(secrets.token_hex(SECRET_BYTES) + "\n")
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         try:
@@ -77,17 +92,22 @@ def _create(directory: Path, path: Path) -> None:
 
 
 async def stored_secret(db: AsyncDatabase[dict[str, Any]], name: str) -> bytes:
+    text = await _stored_text(db, name, lambda: secrets.token_hex(SECRET_BYTES))
+    return _decode(text, f"the store's {KEYS_COLLECTION} document '{name}'")
+
+
+async def _stored_text(db: AsyncDatabase[dict[str, Any]], name: str, make: Callable[[], str]) -> str:
     keys = db[KEYS_COLLECTION]
     document = await keys.find_one({"_id": name})
     if document is None:
         try:
-            await keys.insert_one({"_id": name, "secret": secrets.token_hex(SECRET_BYTES), "created": now_instant()})
+            await keys.insert_one({"_id": name, "secret": make(), "created": now_instant()})
         except DuplicateKeyError:
             pass  # another process made it first; everyone uses that one
         document = await keys.find_one({"_id": name})
     if document is None or not isinstance(document.get("secret"), str):
         raise ServerKeyError(f"the store's {KEYS_COLLECTION} document '{name}' holds no secret")
-    return _decode(document["secret"], f"the store's {KEYS_COLLECTION} document '{name}'")
+    return str(document["secret"])
 
 
 def _decode(text: str, where: str) -> bytes:

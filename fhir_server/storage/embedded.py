@@ -115,6 +115,11 @@ class EmbeddedStore:
     def pid_file(self) -> Path:
         return self.data_dir / "embedded-store.pid"
 
+    @property
+    def url_file(self) -> Path:
+        """Where the running store's URL is written, for commands that write while the server runs."""
+        return self.data_dir / "embedded-store.url"
+
     def claim(self) -> None:
         """Take the data dir for this process, or say which server has it."""
         if self._claim is not None:
@@ -194,6 +199,7 @@ class EmbeddedStore:
                 reason = _last_error(log_file, offset) or f"code {self._process.returncode}"
                 raise StoreUnavailable(f"embedded store exited at start ({reason}); see {log_file}")
             if self._ping():
+                self.url_file.write_text(self.url + "\n", encoding="ascii")
                 return self.url
             time.sleep(0.05)
         self.stop()

@@ -28,7 +28,7 @@ def hooked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookedSe
     events = root / "events.jsonl"
     server = ServerProcess(root / "data", env={"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events)}).start()
     try:
-        with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60.0) as client:
+        with server.client(headers=HEADERS, timeout=60.0) as client:
             yield HookedServer(client, events)
     finally:
         server.stop()

@@ -85,8 +85,8 @@ def test_events_wait_for_their_consumer_across_a_restart(tmp_path: Path) -> None
     down.touch()
     server = ServerProcess(tmp_path / "data", env=env).start()
     try:
-        first = httpx.post(f"{server.base_url}/Patient", json=_patient("Un"), headers=HEADERS).json()["id"]
-        second = httpx.post(f"{server.base_url}/Patient", json=_patient("Deux"), headers=HEADERS).json()["id"]
+        first = server.post(f"{server.base_url}/Patient", json=_patient("Un"), headers=HEADERS).json()["id"]
+        second = server.post(f"{server.base_url}/Patient", json=_patient("Deux"), headers=HEADERS).json()["id"]
         time.sleep(1.2)  # more than one dispatch round: the consumer refused them
         assert _events(events) == []
     finally:
@@ -112,7 +112,7 @@ def test_two_processes_on_one_store_deliver_each_event_once(tmp_path: Path) -> N
             written = []
             for index in range(10):
                 server = first if index % 2 else second
-                response = httpx.post(f"{server.base_url}/Patient", json=_patient(f"P{index}"), headers=HEADERS)
+                response = server.post(f"{server.base_url}/Patient", json=_patient(f"P{index}"), headers=HEADERS)
                 written.append(f"Patient/{response.json()['id']}")
             down.unlink()
             _wait_for(events, written[-1])

@@ -21,7 +21,7 @@ ROUNDS = 6
 
 
 def _client(server: ServerProcess) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, headers=FHIR_JSON, timeout=120.0)
+    return server.client(server.base_url, headers=FHIR_JSON, timeout=120.0)
 
 
 def test_transaction_whose_entries_collide_is_409_and_leaves_nothing(fhir: httpx.Client, unique: str) -> None:

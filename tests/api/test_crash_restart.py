@@ -77,7 +77,7 @@ def process_state(pid: int) -> str | None:
 def unreadable(server: ServerProcess, ipps: list[str]) -> list[str]:
     """Those of `ipps` for which the server has no Patient."""
     found: set[str] = set()
-    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+    with server.client(server.base_url, timeout=60) as client:
         for start in range(0, len(ipps), 40):
             wanted = ",".join(f"{IPP_SYSTEM}|{ipp}" for ipp in ipps[start:start + 40])
             bundle = client.get("Patient", params={"identifier": wanted, "_count": "100"}).json()
@@ -121,7 +121,7 @@ def test_restart_stops_a_store_its_killed_server_left_running(tmp_path: Path) ->
         server.process = None
         server.start(timeout=30)
         try:
-            assert httpx.get(f"{server.base_url}/Patient").status_code == 200
+            assert server.get(f"{server.base_url}/Patient").status_code == 200
             assert process_state(store) in ("Z", None), "the orphan store still runs"
             assert "outlived its server; stopping it" in server.log_path.read_text()
         finally:

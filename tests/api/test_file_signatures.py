@@ -104,16 +104,16 @@ def test_a_disguised_pdf_in_an_hl7v2_document_is_refused_to_the_sender(server) -
     fix), and nothing of the message stored. The message is otherwise a shareable document (its
     facility is configured, it states its language and confidentiality), so the signature is the
     only thing refused."""
-    assert cli_main(["facilities", "add", "--server", server.root_url, *FACILITY]) == 0
+    assert cli_main(["facilities", "add", "--server", server.root_url, "--token", server.token, *FACILITY]) == 0
     tag = uuid.uuid4().hex[:8]
     message = personalised("mdm_t02.hl7", tag)
     message = message.replace(b"|FRA|UNICODE UTF-8|||", "|FRA|UNICODE UTF-8|fr^français^ISO6391||".encode(), 1)
     message = message.replace(b"|||||AU\r", b"|||||AU|U\r", 1)  # TXA-18: the CDA it no longer carries said so
     message = re.sub(rb"\^TEXT\^XML\^Base64\^[A-Za-z0-9+/=]+", b"^APPLICATION^PDF^Base64^" + b64(PROGRAM).encode(), message)
-    response = httpx.post(f"{server.root_url}/ingest/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"})
+    response = server.post(f"{server.root_url}/ingest/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"})
     ack = er7.parse(response.content)
     assert (response.status_code, ack.text("MSA-1"), ack.text("ERR-3.1")) == (422, "AE", "102"), ack.text("ERR-8")
     assert "signature" in ack.text("ERR-8")
     digits = str(int(tag, 16) % 10**9)
-    found = httpx.get(f"{server.base_url}/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.10|1800175{digits}"}).json()
+    found = server.get(f"{server.base_url}/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.10|1800175{digits}"}).json()
     assert found.get("entry", []) == []

@@ -23,7 +23,7 @@ JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     """One keep-alive connection: a server that drops it after an error fails the next request."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    with httpx.Client(base_url=server.base_url, headers={"Accept": "application/fhir+json"}, limits=limits,
+    with server.client(server.base_url, headers={"Accept": "application/fhir+json"}, limits=limits,
                       timeout=30.0) as client:
         yield client
 

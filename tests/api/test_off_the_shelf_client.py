@@ -11,7 +11,7 @@ from tests.api.test_crud import INS
 
 def test_fhirpy_create_search_update_delete(server, unique: str) -> None:  # type: ignore[no-untyped-def]
     async def scenario() -> None:
-        client = AsyncFHIRClient(server.base_url, authorization=None)
+        client = AsyncFHIRClient(server.base_url, authorization=f"Bearer {server.token}")
         patient = client.resource("Patient", identifier=[{"system": INS, "value": f"9{unique}"}],
                                   name=[{"family": "Leroy", "given": ["Anne"]}], birthDate="1975-03-04")
         await patient.save()

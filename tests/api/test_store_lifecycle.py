@@ -20,13 +20,13 @@ from tests.server_process import ServerProcess, free_port
 def test_data_survives_restart(tmp_path: Path, unique: str) -> None:
     server = ServerProcess(tmp_path / "data").start()
     try:
-        created = httpx.post(f"{server.base_url}/Patient", json=patient(unique), headers={"Content-Type": "application/fhir+json"}).json()
+        created = server.post(f"{server.base_url}/Patient", json=patient(unique), headers={"Content-Type": "application/fhir+json"}).json()
     finally:
         server.stop()
     assert (tmp_path / "data" / "store" / "fhir.db").exists()
     again = ServerProcess(tmp_path / "data").start()
     try:
-        read = httpx.get(f"{again.base_url}/Patient/{created['id']}")
+        read = again.get(f"{again.base_url}/Patient/{created['id']}")
         assert read.status_code == 200 and read.json()["name"] == created["name"]
     finally:
         again.stop()
@@ -114,7 +114,7 @@ def test_a_second_server_on_the_same_data_dir_is_told_why(tmp_path: Path) -> Non
         assert result.returncode != 0
         assert one_line(result.stderr) == (f"fhir-server: the data dir {(tmp_path / 'data').resolve()} "
                                            f"is in use by another server (PID {first.process.pid})")
-        assert httpx.get(f"{first.base_url}/metadata").status_code == 200
+        assert first.get(f"{first.base_url}/metadata").status_code == 200
     finally:
         first.stop()
 
@@ -124,17 +124,17 @@ def test_a_server_reaching_another_data_dirs_embedded_store_is_refused(tmp_path:
     try:
         family = f"Refused{unique}"
         for gender in ("female", "female", "male"):
-            created = httpx.post(f"{first.base_url}/Patient", json={**patient(unique, family), "gender": gender})
+            created = first.post(f"{first.base_url}/Patient", json={**patient(unique, family), "gender": gender})
             assert created.status_code == 201
         women = {"gender": "female", "family": family}
-        assert httpx.get(f"{first.base_url}/Patient", params=women).json()["total"] == 2
+        assert first.get(f"{first.base_url}/Patient", params=women).json()["total"] == 2
 
         result = serve(tmp_path / "second", free_port(), env={"MONGODB_URL": store_url(tmp_path / "first")})
         assert result.returncode != 0
         line = one_line(result.stderr)
         assert line.startswith("fhir-server: MONGODB_URL reaches the embedded store of another data dir"), line
         # Refused before it created an index: the first server's searches still answer right.
-        assert httpx.get(f"{first.base_url}/Patient", params=women).json()["total"] == 2
+        assert first.get(f"{first.base_url}/Patient", params=women).json()["total"] == 2
     finally:
         first.stop()
 
@@ -144,8 +144,8 @@ def test_a_process_given_the_store_and_its_data_dir_shares_it(tmp_path: Path, un
     try:
         second = ServerProcess(tmp_path / "data", env={"MONGODB_URL": store_url(tmp_path / "data")}).start()
         try:
-            created = httpx.post(f"{second.base_url}/Patient", json={**patient(unique), "gender": "female"}).json()
-            read = httpx.get(f"{first.base_url}/Patient", params={"gender": "female", "identifier": f"1{unique}"})
+            created = second.post(f"{second.base_url}/Patient", json={**patient(unique), "gender": "female"}).json()
+            read = first.get(f"{first.base_url}/Patient", params={"gender": "female", "identifier": f"1{unique}"})
             assert [e["resource"]["id"] for e in read.json()["entry"]] == [created["id"]]
         finally:
             second.stop()

@@ -23,7 +23,7 @@ def test_stale_if_match_answers_412_and_changes_nothing(fhir: httpx.Client, uniq
 
 def test_concurrent_updates_never_lose_one_another(server, unique: str) -> None:  # type: ignore[no-untyped-def]
     headers = {"Content-Type": "application/fhir+json"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
+    with server.client(server.base_url, headers=headers, timeout=60) as client:
         created = client.post("/Patient", json=patient(unique)).json()
         pid = created["id"]
 
@@ -49,7 +49,7 @@ def test_concurrent_updates_never_lose_one_another(server, unique: str) -> None:
 
 def test_plain_concurrent_updates_each_make_a_version(server, unique: str) -> None:  # type: ignore[no-untyped-def]
     headers = {"Content-Type": "application/fhir+json"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
+    with server.client(server.base_url, headers=headers, timeout=60) as client:
         created = client.post("/Patient", json=patient(unique)).json()
         pid = created["id"]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -74,7 +74,7 @@ def test_history_levels_since_count_and_paging(fhir: httpx.Client, unique: str) 
         nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
         if not nxt:
             break
-        page = httpx.get(nxt[0]).json()
+        page = fhir.get(nxt[0]).json()
     assert seen == [6, 5, 4, 3, 2, 1]
     since = fhir.get(f"/Patient/{pid}/_history/3").json()["meta"]["lastUpdated"]
     recent = fhir.get(f"/Patient/{pid}/_history", params={"_since": since}).json()

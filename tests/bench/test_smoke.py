@@ -88,5 +88,5 @@ def test_document_keeps_hand_written_text_and_gets_the_figures(figures: dict[str
 
 def test_a_route_the_server_lacks_is_not_available(server: ServerProcess) -> None:
     with pytest.raises(NotAvailable):
-        probe(httpx.post(f"{server.root_url}/ingest/no-such-path", content=b"x"), 200)
-    assert probe(httpx.get(f"{server.base_url}/metadata"), 200).status_code == 200
+        probe(server.post(f"{server.root_url}/ingest/no-such-path", content=b"x"), 200)
+    assert probe(server.get(f"{server.base_url}/metadata"), 200).status_code == 200

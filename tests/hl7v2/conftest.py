@@ -60,4 +60,4 @@ FACILITY = ["--finess", "999000001", "--name", "Centre Hospitalier Exemple", "--
 
 @pytest.fixture(scope="session", autouse=True)
 def sending_facility(server) -> None:  # type: ignore[no-untyped-def]
-    assert main(["facilities", "add", "--server", server.root_url, *FACILITY]) == 0
+    assert main(["facilities", "add", "--server", server.root_url, "--token", server.token, *FACILITY]) == 0

@@ -26,7 +26,7 @@ def tag() -> str:
 
 @pytest.fixture(scope="module")
 def root(server) -> httpx.Client:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.root_url, timeout=60) as client:
+    with server.client(server.root_url, timeout=60) as client:
         yield client
 
 

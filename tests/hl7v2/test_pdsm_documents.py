@@ -21,7 +21,7 @@ DOCUMENT_MESSAGES = sorted(p.name for p in FIXTURES.glob("*.hl7") if p.name.star
 
 @pytest.fixture(scope="module")
 def root(server) -> httpx.Client:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.root_url, timeout=60) as client:
+    with server.client(server.root_url, timeout=60) as client:
         yield client
 
 

@@ -17,7 +17,7 @@ ER7 = {"Content-Type": "x-application/hl7-v2+er7"}
 
 @pytest.fixture(scope="module")
 def root(server) -> httpx.Client:
-    with httpx.Client(base_url=server.root_url, timeout=120) as client:
+    with server.client(server.root_url, timeout=120) as client:
         yield client
 
 

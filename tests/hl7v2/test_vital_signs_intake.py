@@ -18,7 +18,7 @@ def report_with_weight(tag: str, unit: bytes) -> bytes:
 
 
 def post(server, message: bytes) -> tuple[int, er7.Message]:
-    response = httpx.post(f"{server.root_url}/ingest/hl7v2", content=message, headers=ER7, timeout=60)
+    response = server.post(f"{server.root_url}/ingest/hl7v2", content=message, headers=ER7, timeout=60)
     return response.status_code, er7.parse(response.content)
 
 

@@ -13,7 +13,7 @@ CDA = {"Content-Type": "application/hl7-cda+xml"}
 
 @pytest.fixture(scope="module")
 def ingest(server) -> httpx.Client:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.root_url, timeout=60) as client:
+    with server.client(server.root_url, timeout=60) as client:
         yield client
 
 

@@ -20,7 +20,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def facility(server: ServerProcess) -> dict:
-    found = httpx.get(f"{server.base_url}/Organization", params={"identifier": "urn:hl7v2:sending-facility|CLINFIX"}).json()
+    found = server.get(f"{server.base_url}/Organization", params={"identifier": "urn:hl7v2:sending-facility|CLINFIX"}).json()
     [entry] = found["entry"]
     return entry["resource"]
 
@@ -43,7 +43,8 @@ def test_the_store_is_written_directly_when_the_server_is_down_and_through_it_wh
         assert around.returncode == 1
         assert "pass --server" in around.stderr
 
-        through = run("--server", server.root_url, *FACILITY[:3], "Clinique Fixture renommée", *FACILITY[4:])
+        # The admin token is signed with the key of the data dir the server runs on.
+        through = run("--server", server.root_url, "--data-dir", str(data_dir), *FACILITY[:3], "Clinique Fixture renommée", *FACILITY[4:])
         assert through.returncode == 0, through.stderr
         assert "updated" in through.stdout
         renamed = facility(server)

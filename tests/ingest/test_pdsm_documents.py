@@ -19,7 +19,7 @@ PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-com
 
 @pytest.fixture(scope="module")
 def ingest(server) -> httpx.Client:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.root_url, timeout=60) as client:
+    with server.client(server.root_url, timeout=60) as client:
         yield client
 
 
@@ -27,7 +27,7 @@ def ingest(server) -> httpx.Client:  # type: ignore[no-untyped-def]
 def telemedicine_provider(server) -> None:  # type: ignore[no-untyped-def]
     """The custodian of tlm_da_telemedicine_request.xml, whose documents state no facility type
     nor practice setting: its configuration supplies them."""
-    assert main(["facilities", "add", "--server", server.root_url, "--finess", "690000055", "--name", "Téléexpertise Fixture",
+    assert main(["facilities", "add", "--server", server.root_url, "--token", server.token, "--finess", "690000055", "--name", "Téléexpertise Fixture",
                  "--facility-type", "SA64", "--practice-setting", "AMBULATOIRE"]) == 0
 
 

@@ -145,7 +145,7 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def test_links_survive_a_restart_on_the_same_data_dir(own_server: ServerProcess) -> None:
-    with httpx.Client(base_url=own_server.base_url, headers={"Accept": "application/fhir+json"}) as client:
+    with own_server.client(own_server.base_url, headers={"Accept": "application/fhir+json"}) as client:
         for _ in range(PATIENTS):
             assert client.post("/Patient", json={"resourceType": "Patient"}).status_code == 201
         first = client.get("/Patient", params={"_count": str(PAGE)}).json()
@@ -156,7 +156,7 @@ def test_links_survive_a_restart_on_the_same_data_dir(own_server: ServerProcess)
     previous_path = urlsplit(link(second, "previous") or "")
     own_server.stop()
     own_server.start()
-    with httpx.Client(base_url=own_server.root_url, headers={"Accept": "application/fhir+json"}) as client:
+    with own_server.client(own_server.root_url, headers={"Accept": "application/fhir+json"}) as client:
         third = client.get(f"{next_path.path}?{next_path.query}")
         assert third.status_code == 200, third.text
         back = client.get(f"{previous_path.path}?{previous_path.query}")
@@ -168,7 +168,7 @@ def test_links_survive_a_restart_on_the_same_data_dir(own_server: ServerProcess)
 def test_another_data_dir_has_another_key(own_server: ServerProcess, store: Store, data: list[str]) -> None:
     """Two deployments do not accept each other's tokens."""
     elsewhere = urlsplit(first_next(store))
-    response = httpx.get(f"{own_server.root_url}{elsewhere.path}?{elsewhere.query}")
+    response = own_server.get(f"{own_server.root_url}{elsewhere.path}?{elsewhere.query}")
     refused(response)
 
 

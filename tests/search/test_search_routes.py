@@ -25,7 +25,7 @@ Params = list[tuple[str, str]]
 def fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     process = ServerProcess(tmp_path_factory.mktemp("routes") / "data", env={"FHIR_MAX_COUNT": str(MAX_COUNT)}).start()
     try:
-        with httpx.Client(base_url=process.base_url, headers={"Accept": "application/fhir+json"}, timeout=60.0) as client:
+        with process.client(process.base_url, headers={"Accept": "application/fhir+json"}, timeout=60.0) as client:
             yield client
     finally:
         process.stop()

@@ -152,7 +152,7 @@ def small_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
     process = ServerProcess(tmp_path_factory.mktemp("paging") / "data",
                             env={"FHIR_DEFAULT_COUNT": "3", "FHIR_MAX_COUNT": "4"}).start()
     try:
-        with httpx.Client(base_url=process.base_url, headers={"Accept": "application/fhir+json"}) as client:
+        with process.client(process.base_url, headers={"Accept": "application/fhir+json"}) as client:
             yield client
     finally:
         process.stop()

@@ -52,36 +52,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def in_background(pool: ThreadPoolExecutor, method: str, url: str, **kwargs: object) -> Future[httpx.Response]:
-    return pool.submit(httpx.request, method, url, timeout=30, **kwargs)
+def in_background(pool: ThreadPoolExecutor, server: ServerProcess, method: str, url: str,
+                  **kwargs: object) -> Future[httpx.Response]:
+    return pool.submit(server.request, method, url, timeout=30, **kwargs)
 
 
 def test_a_bundle_in_another_process_holds_reads_and_writes_until_it_commits(server: ServerProcess, unique: str) -> None:
-    created = httpx.post(f"{server.base_url}/Patient", json=patient(unique), headers=FHIR).json()
+    created = server.post(f"{server.base_url}/Patient", json=patient(unique), headers=FHIR).json()
     with ThreadPoolExecutor(2) as pool:
         with held(server.data_dir, "bundle"):
-            read = in_background(pool, "GET", f"{server.base_url}/Patient/{created['id']}")
-            write = in_background(pool, "POST", f"{server.base_url}/Patient", json=patient(unique + "b"), headers=FHIR)
+            read = in_background(pool, server, "GET", f"{server.base_url}/Patient/{created['id']}")
+            write = in_background(pool, server, "POST", f"{server.base_url}/Patient", json=patient(unique + "b"), headers=FHIR)
             time.sleep(STILL_WAITING)
             assert not read.done() and not write.done(), "the server did not wait for the other process's bundle"
             # Waiting requests do not block the event loop.
-            assert httpx.get(f"{server.base_url}/metadata", timeout=5).status_code == 200
+            assert server.get(f"{server.base_url}/metadata", timeout=5).status_code == 200
         assert read.result(timeout=30).status_code == 200
         assert write.result(timeout=30).status_code == 201
 
 
 def test_a_write_in_another_process_holds_writes_but_not_reads(server: ServerProcess, unique: str) -> None:
-    created = httpx.post(f"{server.base_url}/Patient", json=patient(unique), headers=FHIR).json()
+    created = server.post(f"{server.base_url}/Patient", json=patient(unique), headers=FHIR).json()
     with ThreadPoolExecutor(1) as pool:
         with held(server.data_dir, "write"):
-            write = in_background(pool, "PUT", f"{server.base_url}/Patient/{created['id']}",
+            write = in_background(pool, server, "PUT", f"{server.base_url}/Patient/{created['id']}",
                                   json={**created, "gender": "female"}, headers=FHIR)
             time.sleep(STILL_WAITING)
             assert not write.done(), "the server did not wait for the other process's write"
-            read = httpx.get(f"{server.base_url}/Patient/{created['id']}", timeout=5)
+            read = server.get(f"{server.base_url}/Patient/{created['id']}", timeout=5)
             assert read.status_code == 200 and "gender" not in read.json()
         assert write.result(timeout=30).status_code == 200
-    assert httpx.get(f"{server.base_url}/Patient/{created['id']}").json()["gender"] == "female"
+    assert server.get(f"{server.base_url}/Patient/{created['id']}").json()["gender"] == "female"
 
 
 def test_readers_of_one_process_share_the_lock_and_its_bundle_waits_only_for_them(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 RAW_CONTENT_TYPE = "x-application/hl7-v2+er7"
 _HTTP_STATUS = {"AA": 200, "AR": 400, "AE": 422}
+# HL7 table 0357 has no code for a sender not allowed to store something: 207 with ERR-8 saying why.
+FORBIDDEN_CONDITION = "207"
 
 
 class TransactionRepository(Protocol):
@@ -51,10 +53,15 @@ class Hl7Result:
     error: Hl7Error | None = None
     duplicate: bool = False
     warnings: list[str] = field(default_factory=list)
+    # The sender's scopes do not allow storing what the message holds.
+    forbidden: bool = False
 
     @property
     def http_status(self) -> int:
-        """For `POST /ingest/hl7v2`: 200 for AA, 400 for AR, 422 for AE, 500 when storage failed."""
+        """For `POST /ingest/hl7v2`: 200 for AA, 400 for AR, 422 for AE, 403 when the caller may not
+        store what the message holds, 500 when storage failed."""
+        if self.forbidden:
+            return 403
         if self.error is not None and self.error.code == "207":
             return 500
         return _HTTP_STATUS[self.status]
@@ -76,6 +83,10 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
     except Hl7Error as exc:
         return _refused(header, exc)
     except FhirError as exc:
+        if exc.status == 403:
+            # Sending it again will not help: AR, with what the sender's registration lacks.
+            refusal = Hl7Error("AR", FORBIDDEN_CONDITION, f"not stored: {exc.diagnostics}")
+            return Hl7Result(build_ack(header, "AR", refusal), "AR", header.control_id, error=refusal, forbidden=True)
         logger.warning("HL7 v2 message %s not stored: %s", header.control_id, exc)
         # The record refusing the content (a disguised file, a rule) is the sender's to fix: not 207.
         condition = table("refusal-condition").get(str(exc.status), "207") if exc.status < 500 else "207"

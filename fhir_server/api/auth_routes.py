@@ -1,0 +1,74 @@
+"""The built-in authorization server's endpoints and the SMART discovery document."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.body import read_body
+from fhir_server.api.responses import base_url, json_response
+from fhir_server.security.token_service import ASSERTION_ALGORITHMS, OAuthError, TokenService
+from fhir_server.security.tokens import own_issuer, server_root
+
+router = APIRouter()
+# SMART App Launch 2.x capabilities this server has (smart-configuration `capabilities`).
+CAPABILITIES = ["client-confidential-asymmetric", "permission-v1", "permission-v2"]
+SCOPES = ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "system/*.rs", "user/*.rs", "patient/*.rs"]
+
+
+def smart_configuration(base: str) -> dict[str, Any]:
+    root = server_root(base)
+    return {
+        "issuer": own_issuer(base),
+        "jwks_uri": f"{root}/auth/jwks",
+        "token_endpoint": f"{root}/auth/token",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "scopes_supported": SCOPES,
+        "capabilities": CAPABILITIES,
+    }
+
+
+def capability_security(base: str) -> dict[str, Any]:
+    """CapabilityStatement.rest.security: SMART on FHIR, with the oauth-uris extension (SMART App Launch 2.x)."""
+    root = server_root(base)
+    return {
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}]}],
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}]}],
+        "description": "OAuth 2.0 bearer tokens (JWT) from the trusted issuers; SMART App Launch v2 scopes. "
+                       f"Discovery: {base}/.well-known/smart-configuration",
+    }
+
+
+@router.get("/fhir/.well-known/smart-configuration")
+@router.get("/.well-known/smart-configuration")
+async def discovery(request: Request) -> Response:
+    return json_response(smart_configuration(base_url(request)), media_type="application/json")
+
+
+@router.get("/auth/jwks")
+async def jwks(request: Request) -> Response:
+    return json_response(request.app.state.signer.jwks(), media_type="application/json")
+
+
+@router.post("/auth/token")
+async def token(request: Request) -> Response:
+    base = base_url(request)
+    service: TokenService = request.app.state.token_service
+    try:
+        raw = await read_body(request)
+        form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        answer = await service.client_credentials(form, f"{server_root(base)}/auth/token", base)
+    except (OAuthError, UnicodeDecodeError) as error:
+        status, error_code, description = ((error.status, error.error, error.description) if isinstance(error, OAuthError)
+                                           else (400, "invalid_request", "the form body is not UTF-8"))
+        return json_response({"error": error_code, "error_description": description}, status,
+                             media_type="application/json", headers={"Cache-Control": "no-store"})
+    return json_response(answer, media_type="application/json", headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
