@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.access import patient_scope
 from fhir_server.api.caller import request_caller
 from fhir_server.api.responses import base_url, json_response
 from fhir_server.errors import FhirError, Issue, operation_outcome
@@ -54,6 +55,8 @@ class Authentication:
         except InvalidToken as error:
             await _unauthorized(error)(scope, receive, send)
             return
+        # Once per request (a cached caller is shared by requests): whose record patient/ scopes reach.
+        caller = await patient_scope.resolve(caller, scope["app"].state.repository)
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 

@@ -3,7 +3,6 @@
 from cda.document_reference import PDSM_COMPREHENSIVE
 
 SUBMISSION_SET = ("https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "submissionset")
-INS_SYSTEMS = ("urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10")
 PDSM_PROFILES = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
 SIMPLIFIED_PUBLISH = PDSM_PROFILES + "PDSm-SimplifiedPublish"
 COMPREHENSIVE_DOCUMENT_REFERENCE = PDSM_COMPREHENSIVE

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.mhd import INS_SYSTEMS, SUBMISSION_SET
+from fhir_server.mhd import SUBMISSION_SET
+from fhir_server.security.callers import INS_SYSTEMS
 from fhir_server.storage.repository import Repository, Session
 
 

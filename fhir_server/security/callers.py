@@ -18,6 +18,8 @@ KINDS: tuple[Kind, ...] = ("patient", "practitioner", "system", "admin", "platfo
 IDNATPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 # INS-NIR, the national health identifier of a patient (ANS, Référentiel INS).
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+# The INS systems a Patient's identifier may carry: INS-NIR and the test INS-NIA (ANS, Référentiel INS).
+INS_SYSTEMS = (INS_SYSTEM, "urn:oid:1.2.250.1.213.1.4.10")
 
 
 def idnatps(rpps: str) -> str:
@@ -49,6 +51,9 @@ class Caller:
     purpose_of_use: str | None = None
     # The patient the token is about (SMART launch context `patient`), if any.
     patient: str | None = None
+    # The Patient resource id the patient context names, found once per request for callers with
+    # patient/ scopes (fhir_server.access.patient_scope.resolve); None when none was found.
+    record_patient: str | None = None
     issuer: str = ""
     audiences: frozenset[str] = field(default_factory=frozenset)
     expires_at: float = 0.0

@@ -9,6 +9,9 @@
   It runs after paging, so it must not be used to hide: hiding is the search filter's job.
 - before write (`Hooks.check_write`): every resource a caller writes, before any store work;
   validation is registered here. Called from `Repository.prepare`.
+- record write (`Hooks.check_record`): every version a caller writes or deletes, with the patient
+  whose record it goes to (`pat`), before it is stored, inside its transaction. Called from
+  `Repository._write`, the one place `pat` is computed.
 - after commit (`Hooks.committed`): every outbox event, in commit order per patient, after its
   transaction committed, at least once. Called from `events.dispatcher.Dispatcher`.
 
@@ -31,6 +34,8 @@ SearchFilter = Callable[[Caller, str | None], dict[str, Any] | None]
 ResourceRead = Callable[[Caller, dict[str, Any]], dict[str, Any] | None]
 # (caller, resource) -> None; raises FhirError to refuse the write.
 BeforeWrite = Callable[[Caller, dict[str, Any]], None]
+# (caller, resource type, record patient id or None) -> None; raises FhirError to refuse the write.
+RecordWrite = Callable[[Caller, str, str | None], None]
 # (outbox event) -> None; raising leaves the event (and those after it) for the next attempt.
 AfterCommit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -40,6 +45,7 @@ class Hooks:
     search_filters: list[SearchFilter] = field(default_factory=list)
     resource_reads: list[ResourceRead] = field(default_factory=list)
     before_writes: list[BeforeWrite] = field(default_factory=list)
+    record_writes: list[RecordWrite] = field(default_factory=list)
     after_commits: list[AfterCommit] = field(default_factory=list)
 
     def condition(self, caller: Caller, resource_type: str | None) -> list[dict[str, Any]]:
@@ -58,6 +64,10 @@ class Hooks:
     def check_write(self, caller: Caller, resource: dict[str, Any]) -> None:
         for hook in self.before_writes:
             hook(caller, resource)
+
+    def check_record(self, caller: Caller, resource_type: str, patient: str | None) -> None:
+        for hook in self.record_writes:
+            hook(caller, resource_type, patient)
 
     async def committed(self, event: dict[str, Any]) -> None:
         for hook in self.after_commits:

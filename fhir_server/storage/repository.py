@@ -389,7 +389,7 @@ class Repository:
         if resource.get("id") != resource_id:
             raise FhirError(400, "invalid", f"The body's id '{resource.get('id')}' differs from the URL's '{resource_id}'", ["id"])
         current = await self.current(resource_type, resource_id, session)
-        if current is not None and not for_server and self.hooks.search_filters \
+        if current is not None and not for_server and self.hooks.condition(caller, resource_type) \
                 and await self.find_current(caller, resource_type, resource_id, session) is None:
             # Neither overwrite nor reveal what the caller may not see; a new id would fork identity.
             raise FhirError(409, "conflict", f"{resource_type}/{resource_id} cannot be written with this id")
@@ -445,7 +445,7 @@ class Repository:
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
         matches = await self.ids(resource_type, params, session, limit)
-        if matches and self.hooks.search_filters:
+        if matches and self.hooks.condition(caller, resource_type):
             visible = await self.engine.ids(resource_type, params, self.reader(caller, session), limit)
             if set(matches) - set(visible):
                 raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
@@ -484,6 +484,7 @@ class Repository:
             ix, sk = self.index(body)
         # A deletion stays in the record of the patient it belonged to.
         patient = patient_of(resource_type, resource_id, ix) if body is not None else (current.patient if current else None)
+        self.hooks.check_record(caller, resource_type, patient)
         stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob,
                         keys_of(resource_type, ix), patient)
         collection = self.collection(resource_type)
