@@ -69,6 +69,30 @@ def test_hash_mismatch_is_refused_and_nothing_stored(fhir: httpx.Client, known_p
     assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 0
 
 
+def test_content_type_mismatch_is_refused_and_nothing_stored(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """The DocumentReference says PDF, the Binary it points at says plain text: a consumer would
+    be handed bytes under the wrong type, so the bundle is refused whole."""
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id)
+    binary = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary")
+    binary["contentType"] = "text/plain"
+    response = _submit(fhir, bundle)
+    assert response.status_code == 422, response.text
+    issues = response.json()["issue"]
+    assert [e for i in issues for e in i.get("expression", [])] == ["Bundle.entry[1].resource.content[0].attachment.contentType"]
+    assert _documents_of(fhir, known_patient["id"]) == []
+    assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 0
+
+
+def test_matching_content_type_with_parameters_is_compared_whole(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id, data=b"Compte rendu", content_type="text/plain; charset=utf-8")
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    [doc] = _documents_of(fhir, known_patient["id"])
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain; charset=utf-8"
+
+
 def test_size_mismatch_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
     subject = {"reference": f"Patient/{known_patient['id']}"}
     response = _submit(fhir, provide_bundle(subject, master_id, size=len(PDF) + 1))
