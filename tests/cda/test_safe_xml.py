@@ -112,7 +112,7 @@ def test_a_disguised_doctype_is_still_refused(server, tmp_path: Path) -> None:  
     assert LEAK.decode() not in response.text
 
 
-def test_an_xinclude_in_a_stored_document_stays_text(server, fhir: httpx.Client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_xinclude_in_a_stored_document_stays_text(server, fhir: httpx.Client, tmp_path: Path, unique: str) -> None:  # type: ignore[no-untyped-def]
     """A document the server accepts keeps an XInclude as inert markup: nothing of the file it
     names reaches the record."""
     secret = tmp_path / "secret.txt"
@@ -120,6 +120,10 @@ def test_an_xinclude_in_a_stored_document_stays_text(server, fhir: httpx.Client,
     fixture = (FIXTURES / "ldl_ses_discharge_letter.xml").read_bytes()
     include = f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{secret.as_uri()}" parse="text"/>'.encode()
     document = fixture.replace(b"</title>", include + b"</title>", 1)
+    # A document of its own (id, set and patient): the fixture itself belongs to tests/ingest.
+    numeric = str(int(unique, 16))
+    document = (document.replace(b"1.2.250.1.999.1.1.2.2024", f"1.2.250.1.999.1.1.2.{numeric}".encode())
+                .replace(b"IPP000417", f"IPP{unique}".encode()).replace(b"262077512345678", f"2{numeric[:14]:0>14}".encode()))
     with httpx.Client(base_url=server.root_url, timeout=30) as client:
         response = client.post("/ingest/cda", content=document, headers=CDA)
     assert response.status_code in (200, 201), response.text
