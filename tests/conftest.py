@@ -10,17 +10,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server_process import RemoteServer, ServerProcess
+from tests.server_process import InProcessServer, RemoteServer, ServerProcess, dedicated_server
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | RemoteServer]:
-    """Our own server, or the one the conformance runner names in FHIR_SERVER_URL."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | InProcessServer | RemoteServer]:
+    """Our own server (a child process, or in-process with FHIR_TEST_INPROCESS=1), or the one the
+    conformance runner names in FHIR_SERVER_URL."""
     remote = os.environ.get("FHIR_SERVER_URL")
     if remote:
         yield RemoteServer(remote)
         return
-    process = ServerProcess(tmp_path_factory.mktemp("store") / "data").start()
+    process = dedicated_server(tmp_path_factory.mktemp("store") / "data").start()
     yield process
     process.stop()
 
