@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench mutate coverage clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,18 @@ test: install
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
 
+# Mutation testing and coverage need tools `make test` does not (docs/TESTING.md).
+QUALITY_STAMP := $(VENV)/.installed-quality
+$(QUALITY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench,mutate,coverage]'
+	touch $(QUALITY_STAMP)
+
+# The server runs in the test process (FHIR_TEST_INPROCESS) so mutmut sees and mutates its code;
+# two embedded stores are shared by the forked test processes (tests/store_pool.py).
+mutate: $(QUALITY_STAMP)
+	rm -rf mutants
+	FHIR_TEST_INPROCESS=1 FHIR_TEST_STORE_POOL=2 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
+	$(BIN)/python -m tests.mutation report
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants mutants.log .coverage .coverage.* htmlcov

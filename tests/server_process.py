@@ -120,6 +120,8 @@ class InProcessServer:
     port: int = field(default_factory=free_port)
     mllp_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    # An embedded store someone else runs (tests/store_pool.py); None starts one under data_dir.
+    store_url: str | None = None
     store: EmbeddedStore | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -137,6 +139,8 @@ class InProcessServer:
             settings = Settings(port=self.port, data_dir=self.data_dir, mllp_port=self.mllp_port)
         if settings.mongodb_url:
             url, embedded = settings.mongodb_url, False
+        elif self.store_url:
+            url, embedded = self.store_url, True
         else:
             self.store = EmbeddedStore(self.data_dir.resolve())
             url, embedded = self.store.start(), True
