@@ -1,15 +1,24 @@
-"""`make mutate` (mutmut) support: which tests judge a mutant.
+"""`make mutate` (mutmut) support: which tests judge a mutant, and the report per module.
 
 mutmut runs, for each mutant, the tests it saw reaching the mutated function. Through the
 in-process server that is every test whose request passes by (each ITI-65 test reaches the
 transaction code), so a surviving mutant would cost the whole suite. `[tool.fhir-server.mutate-tests]`
 in pyproject.toml names, per module, the tests written for its rules; only those are kept.
+
+`python -m tests.mutation report` reads mutmut's results (mutants/) and prints the score of each
+module; survivors judged harmless are listed in tests/mutation_survivors.toml with why.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
+import json
 import os
+import sys
 import tomllib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -44,3 +53,101 @@ def keep_selected(config: pytest.Config, items: list[pytest.Item]) -> None:
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# mutmut's exit codes (mutmut/stats.py); a timeout is a kill: the mutant made the tests hang.
+KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
+SURVIVED = 0
+NO_TESTS = {5, 33}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    module: str
+    function: str
+    exit_code: int | None
+    change: tuple[str, ...]  # the mutated lines, stripped
+
+
+def _function_name(mangled: str) -> str:
+    """`x_read_body` or `xǁBundleProcessorǁ_execute` to `read_body` or `BundleProcessor._execute`."""
+    return mangled.removeprefix("x_") if not mangled.startswith("xǁ") else ".".join(mangled[2:].split("ǁ"))
+
+
+def _sources(path: Path) -> dict[str, str]:
+    text = path.read_text(encoding="utf-8")
+    return {node.name: ast.get_source_segment(text, node) or "" for node in ast.walk(ast.parse(text))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name}
+
+
+def mutants(root: Path) -> list[Mutant]:
+    found = []
+    for meta in sorted(root.rglob("*.py.meta")):
+        results = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        if not results:
+            continue
+        module = meta.relative_to(root).as_posix().removesuffix(".py.meta").replace("/", ".")
+        sources = _sources(meta.with_suffix(""))
+        for name, exit_code in sorted(results.items()):
+            mangled, _, _ = name.removeprefix(module + ".").rpartition("__mutmut_")
+            original = sources.get(f"{mangled}__mutmut_orig", "").splitlines()[1:]
+            mutated = sources.get(name.removeprefix(module + "."), "").splitlines()[1:]
+            change = tuple(line[1:].strip() for line in difflib.ndiff(original, mutated) if line.startswith("+ "))
+            found.append(Mutant(name, module, _function_name(mangled), exit_code, change))
+    return found
+
+
+def harmless() -> list[dict[str, str]]:
+    return tomllib.loads((ROOT / "tests" / "mutation_survivors.toml").read_text(encoding="utf-8"))["survivor"]
+
+
+def why_harmless(mutant: Mutant, known: list[dict[str, str]]) -> dict[str, str] | None:
+    for entry in known:
+        if (entry["module"], entry["function"]) == (mutant.module, mutant.function) and \
+                any(entry["change"] in line for line in mutant.change):
+            return entry
+    return None
+
+
+def report(root: Path) -> str:
+    known = harmless()
+    rows, unexplained = [], []
+    by_module: dict[str, list[Mutant]] = defaultdict(list)
+    for mutant in mutants(root):
+        by_module[mutant.module].append(mutant)
+    totals: Counter[str] = Counter()
+    for module, group in sorted(by_module.items()):
+        count: Counter[str] = Counter()
+        for mutant in group:
+            if mutant.exit_code in KILLED:
+                count["killed"] += 1
+            elif mutant.exit_code == SURVIVED and (entry := why_harmless(mutant, known)):
+                count[entry["kind"]] += 1
+            elif mutant.exit_code in NO_TESTS:
+                count["no tests"] += 1
+                unexplained.append(mutant)
+            elif mutant.exit_code == SURVIVED:
+                count["survived"] += 1
+                unexplained.append(mutant)
+            else:
+                count["not run"] += 1
+        totals += count
+        rows.append((module, len(group), count))
+    lines = ["| Module | Mutants | Killed | Equivalent | Harmless | Survived | No tests | Not run | Score |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for module, total, count in [*rows, ("**all**", sum(t for _, t, _ in rows), totals)]:
+        judged = total - count["equivalent"] - count["harmless"] - count["not run"]
+        score = f"{100 * count['killed'] / judged:.1f} %" if judged else "-"
+        lines.append(f"| {module} | {total} | {count['killed']} | {count['equivalent']} | {count['harmless']} | "
+                     f"{count['survived']} | {count['no tests']} | {count['not run']} | {score} |")
+    lines += ["", "Score: killed / (mutants - equivalent - harmless - not run).", "", "Unexplained survivors:"]
+    lines += [f"- `{m.name}` ({'no tests' if m.exit_code in NO_TESTS else m.exit_code}): `{' / '.join(m.change)}`"
+              for m in unexplained] or ["- none"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["report"]:
+        sys.exit("usage: python -m tests.mutation report")
+    print(report(ROOT / "mutants"))

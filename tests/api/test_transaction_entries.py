@@ -4,7 +4,12 @@ status the response Bundle claims."""
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+
 import httpx
+import pytest
 
 from tests.api.test_crud import INS, patient
 
@@ -83,3 +88,237 @@ def test_delete_entry_without_id_or_criteria_is_refused(fhir: httpx.Client, uniq
     assert response.status_code == 400, response.text
     assert "DELETE needs an id or criteria" in response.json()["issue"][0]["diagnostics"]
     assert fhir.get(f"/Patient/{created['id']}").status_code == 200
+
+
+# ---------------------------------------------------------------- PATCH entries
+
+def json_patch_entry(url: str, operations: list[dict], content_type: str = "application/json-patch+json", **request: str) -> dict:
+    binary = {"resourceType": "Binary", "contentType": content_type,
+              "data": base64.b64encode(json.dumps(operations).encode()).decode()}
+    return {"resource": binary, "request": {"method": "PATCH", "url": url, **request}}
+
+
+def refused(response: httpx.Response, status: int, code: str, entry: int, words: str) -> dict:
+    assert response.status_code == status, response.text
+    issue = response.json()["issue"][0]
+    assert (issue["severity"], issue["code"]) == ("error", code), issue
+    assert issue["expression"][0].startswith(f"Bundle.entry[{entry}]"), issue
+    assert issue["diagnostics"].startswith(f"Bundle.entry[{entry}]") and words in issue["diagnostics"], issue
+    return issue
+
+
+def test_patch_entry_is_applied(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=transaction(json_patch_entry(f"Patient/{created['id']}", [
+        {"op": "replace", "path": "/birthDate", "value": "1999-12-31"}])))
+    [entry] = response.json()["entry"]
+    assert entry["response"]["status"] == "200 OK"
+    assert entry["response"]["location"] == f"Patient/{created['id']}/_history/2"
+    assert entry["response"]["etag"] == 'W/"2"'
+    assert entry["fullUrl"].endswith(f"/fhir/Patient/{created['id']}")
+    current = fhir.get(f"/Patient/{created['id']}").json()
+    assert (current["birthDate"], current["meta"]["versionId"]) == ("1999-12-31", "2")
+
+
+def test_conditional_patch_entry_patches_the_one_match(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=transaction(json_patch_entry(f"Patient?identifier={INS}|1{unique}", [
+        {"op": "add", "path": "/gender", "value": "female"}])))
+    assert statuses(response) == ["200 OK"]
+    assert fhir.get(f"/Patient/{created['id']}").json()["gender"] == "female"
+    fhir.post("/Patient", json=patient(unique))
+    twice = fhir.post("", json=transaction(json_patch_entry(f"Patient?identifier={INS}|1{unique}", [
+        {"op": "add", "path": "/gender", "value": "male"}])))
+    assert twice.status_code == 412, twice.text
+    assert fhir.get(f"/Patient/{created['id']}").json()["gender"] == "female"
+
+
+def test_patch_entry_with_a_stale_if_match_is_refused(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    fhir.put(f"/Patient/{created['id']}", json=created | {"gender": "other"})
+    response = fhir.post("", json=transaction(json_patch_entry(
+        f"Patient/{created['id']}", [{"op": "remove", "path": "/gender"}], ifMatch='W/"1"')))
+    refused(response, 412, "conflict", 0, "version 1")
+    assert fhir.get(f"/Patient/{created['id']}").json()["gender"] == "other"
+    fresh = fhir.post("", json=transaction(json_patch_entry(
+        f"Patient/{created['id']}", [{"op": "remove", "path": "/gender"}], ifMatch='W/"2"')))
+    assert statuses(fresh) == ["200 OK"]
+
+
+def test_patch_entry_that_is_not_base64_json_is_refused(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    entry = json_patch_entry(f"Patient/{created['id']}", [])
+    entry["resource"]["data"] = base64.b64encode(b"[{not json").decode()
+    refused(fhir.post("", json=transaction(entry)), 400, "invalid", 0, "not base64 JSON")
+    entry["resource"]["data"] = "%%% not base64 %%%"
+    refused(fhir.post("", json=transaction(entry)), 400, "invalid", 0, "not base64 JSON")
+    assert fhir.get(f"/Patient/{created['id']}").json()["meta"]["versionId"] == "1"
+
+
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "Binary", "contentType": "text/plain",
+     "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
+    {"resourceType": "Binary", "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
+    {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [{"name": "type", "valueCode": "delete"}]}]},
+])
+def test_patch_entry_without_a_json_patch_binary_is_refused(fhir: httpx.Client, unique: str, resource: dict) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=transaction({"resource": resource, "request": {"method": "PATCH", "url": f"Patient/{created['id']}"}}))
+    refused(response, 400, "not-supported", 0, "JSON Patch")
+    assert fhir.get(f"/Patient/{created['id']}").json()["birthDate"] == "1980-05-17"
+
+
+# ---------------------------------------------------------------- GET entries and the order of entries
+
+def test_get_entries_read_and_vread(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    fhir.put(f"/Patient/{created['id']}", json=created | {"gender": "male"})
+    response = fhir.post("", json=transaction(
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}/_history/1"}},
+    ))
+    current, first = response.json()["entry"]
+    assert current["response"]["status"] == "200 OK" and current["response"]["etag"] == 'W/"2"'
+    assert current["resource"]["gender"] == "male" and current["response"]["lastModified"] == current["resource"]["meta"]["lastUpdated"]
+    assert first["response"]["etag"] == 'W/"1"' and "gender" not in first["resource"]
+
+
+def test_get_entry_runs_after_the_writes_of_its_bundle(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=transaction(
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+        {"resource": created | {"gender": "female"}, "request": {"method": "PUT", "url": f"Patient/{created['id']}"}},
+    ))
+    read, written = response.json()["entry"]
+    assert written["response"]["status"] == "200 OK"
+    assert read["resource"]["gender"] == "female" and read["resource"]["meta"]["versionId"] == "2"
+
+
+def test_get_entry_of_what_does_not_exist_fails_the_transaction(fhir: httpx.Client, unique: str) -> None:
+    response = fhir.post("", json=transaction(
+        {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": f"Patient/none-{unique}"}},
+    ))
+    refused(response, 404, "not-found", 1, f"none-{unique}")
+    assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 0
+
+
+def test_search_entry_is_refused_inside_a_transaction(fhir: httpx.Client, unique: str) -> None:
+    response = fhir.post("", json=transaction({"request": {"method": "GET", "url": f"Patient?identifier={INS}|1{unique}"}}))
+    refused(response, 400, "not-supported", 0, "searches are supported in batch")
+
+
+def test_batch_search_and_read_entries(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=batch(
+        {"request": {"method": "GET", "url": f"Patient?identifier={INS}|1{unique}&_count=5"}},
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}/_history/1"}},
+    ))
+    assert statuses(response) == ["200 OK", "200 OK", "200 OK"]
+    searchset, read, vread = (e["resource"] for e in response.json()["entry"])
+    assert searchset["type"] == "searchset" and [e["resource"]["id"] for e in searchset["entry"]] == [created["id"]]
+    assert read["id"] == vread["id"] == created["id"]
+
+
+def test_batch_entry_refused_before_running_answers_alone(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=batch(delete("Patient"), delete(f"Patient/{created['id']}")))
+    refusal, deleted = response.json()["entry"]
+    assert refusal["response"]["status"] == "400"
+    assert "DELETE needs an id or criteria" in refusal["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert deleted["response"]["status"] == "204 No Content"
+    assert fhir.get(f"/Patient/{created['id']}").status_code == 410
+
+
+def test_batch_create_resolves_its_own_conditional_reference(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": f"Patient?identifier={INS}|1{unique}"}}
+    response = fhir.post("", json=batch({"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}))
+    assert statuses(response) == ["201 Created"]
+    location = response.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    assert fhir.get(f"/{location}").json()["subject"]["reference"] == f"Patient/{created['id']}"
+
+
+# ---------------------------------------------------------------- PUT and POST entries
+
+def test_put_entry_takes_its_id_from_the_url(fhir: httpx.Client, unique: str) -> None:
+    response = fhir.post("", json=transaction({"resource": patient(unique), "request": {"method": "PUT", "url": f"Patient/put-{unique}"}}))
+    assert statuses(response) == ["201 Created"]
+    assert response.json()["entry"][0]["response"]["location"] == f"Patient/put-{unique}/_history/1"
+    assert fhir.get(f"/Patient/put-{unique}").json()["identifier"][0]["value"] == f"1{unique}"
+
+
+def test_put_entry_whose_body_names_another_id_is_refused(fhir: httpx.Client, unique: str) -> None:
+    entry = {"resource": patient(unique) | {"id": f"other-{unique}"}, "request": {"method": "PUT", "url": f"Patient/put-{unique}"}}
+    issue = refused(fhir.post("", json=transaction(entry)), 400, "invalid", 0, f"other-{unique}")
+    assert issue["expression"] == ["Bundle.entry[0]"]
+    assert fhir.get(f"/Patient/put-{unique}").status_code == 404 and fhir.get(f"/Patient/other-{unique}").status_code == 404
+
+
+def test_conditional_put_entry_creates_updates_or_refuses(fhir: httpx.Client, unique: str) -> None:
+    def put(family: str) -> httpx.Response:
+        return fhir.post("", json=transaction({"resource": patient(unique, family=family),
+                                                "request": {"method": "PUT", "url": f"Patient?identifier={INS}|1{unique}"}}))
+
+    assert statuses(put("Premier")) == ["201 Created"]
+    assert statuses(put("Second")) == ["200 OK"]
+    [only] = fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["entry"]
+    assert (only["resource"]["name"][0]["family"], only["resource"]["meta"]["versionId"]) == ("Second", "2")
+    fhir.post("/Patient", json=patient(unique, family="Intrus"))
+    refused(put("Troisième"), 412, "multiple-matches", 0, "more than one")
+
+
+def test_if_none_exist_matching_two_is_refused(fhir: httpx.Client, unique: str) -> None:
+    fhir.post("/Patient", json=patient(unique))
+    fhir.post("/Patient", json=patient(unique))
+    entry = {"resource": patient(unique), "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={INS}|1{unique}"}}
+    refused(fhir.post("", json=transaction(entry)), 412, "duplicate", 0, "more than one")
+    assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 2
+
+
+def test_invalid_resource_in_an_entry_is_refused_naming_its_element(fhir: httpx.Client, unique: str) -> None:
+    entry = {"resource": patient(unique) | {"birthDate": "17/05/1980"}, "request": {"method": "POST", "url": "Patient"}}
+    response = fhir.post("", json=transaction({"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}}, entry))
+    assert response.status_code == 400, response.text
+    assert any(e == "Bundle.entry[1].resource.birthDate" for i in response.json()["issue"] for e in i.get("expression", []))
+    assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 0
+
+
+def test_entries_sharing_a_full_url_are_refused(fhir: httpx.Client, unique: str) -> None:
+    urn = f"urn:uuid:{uuid.uuid4()}"
+    entries = [{"fullUrl": urn, "resource": patient(unique), "request": {"method": "POST", "url": "Patient"}} for _ in range(2)]
+    response = fhir.post("", json=transaction(*entries))
+    assert response.status_code == 400, response.text
+    assert "share a fullUrl" in response.json()["issue"][0]["diagnostics"]
+    assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize("reference", ["urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100", "urn:oid:1.2.3.4"])
+def test_reference_to_an_entry_the_bundle_lacks_is_refused(fhir: httpx.Client, unique: str, reference: str) -> None:
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": reference}}
+    response = fhir.post("", json=transaction({"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
+                                              {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}))
+    refused(response, 400, "not-found", 1, reference)
+    assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 0
+
+
+def test_responses_carry_resources_only_when_asked(fhir: httpx.Client, unique: str) -> None:
+    entry = {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}}
+    plain = fhir.post("", json=transaction(entry)).json()["entry"][0]
+    assert "resource" not in plain
+    asked = fhir.post("", json=transaction(entry), headers={"Prefer": "return=representation"}).json()["entry"][0]
+    assert asked["resource"]["identifier"][0]["value"] == f"1{unique}"
+    assert asked["fullUrl"].endswith(f"/fhir/Patient/{asked['resource']['id']}")
+    assert asked["response"]["lastModified"] == asked["resource"]["meta"]["lastUpdated"]
+
+
+def test_read_only_transaction_needs_no_write(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    response = fhir.post("", json=transaction({"request": {"method": "GET", "url": f"Patient/{created['id']}"}}))
+    assert statuses(response) == ["200 OK"]
+    assert len(fhir.get(f"/Patient/{created['id']}/_history").json()["entry"]) == 1
