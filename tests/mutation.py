@@ -14,8 +14,10 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import io
 import os
 import sys
+import tokenize
 import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -35,9 +37,15 @@ def selection() -> dict[str, tuple[str, ...]]:
     return {module: tuple(paths) for module, paths in config["tool"]["fhir-server"]["mutate-tests"].items()}
 
 
+def _names(key: str, mutant: str) -> bool:
+    """Whether a selection key (a module, a function `module.x_name`, or a class `module.xǁClassǁ`) names the mutant."""
+    return mutant.startswith(key + ".") or mutant.startswith(key + "__mutmut_") or (key.endswith("ǁ") and mutant.startswith(key))
+
+
 def tests_for(mutant: str) -> tuple[str, ...] | None:
-    """The test paths for a mutant name such as `fhir_server.api.body.x_read_body__mutmut_3`."""
-    matches = [module for module in selection() if mutant.startswith(module + ".")]
+    """The test paths for a mutant name such as `fhir_server.api.body.x_read_body__mutmut_3`: those of
+    the most precise key naming it."""
+    matches = [key for key in selection() if _names(key, mutant)]
     return selection()[max(matches, key=len)] if matches else None
 
 
@@ -68,6 +76,43 @@ class Mutant:
     function: str
     exit_code: int | None
     change: tuple[str, ...]  # the mutated lines, stripped
+    before: tuple[str, ...]  # the same lines before the mutation
+
+
+def _tokens(line: str) -> list[tuple[int, str]]:
+    found = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT):
+                found.append((token.type, token.string))
+    except (tokenize.TokenError, IndentationError):
+        pass  # a line cut inside brackets: the tokens before the cut are enough
+    return found
+
+
+def _reworded(before: str, after: str) -> bool:
+    """Both string literals are prose (they hold a space: a message, a log format, unlike a code or
+    a key) and differ only by XX around them or by case."""
+    return " " in before and after.replace("XX", "").casefold() == before.casefold()
+
+
+def wording_only(mutant: Mutant) -> bool:
+    """The mutant only rewords prose a person reads: no code, key, status or value changes."""
+    if not mutant.change or len(mutant.change) != len(mutant.before):
+        return False
+    for after_line, before_line in zip(mutant.change, mutant.before):
+        after, before = _tokens(after_line), _tokens(before_line)
+        if len(after) != len(before):
+            return False
+        for (kind_a, text_a), (kind_b, text_b) in zip(after, before):
+            if (kind_a, text_a) != (kind_b, text_b) and not (kind_a == kind_b == tokenize.STRING and _reworded(text_b, text_a)):
+                return False
+    return True
+
+
+def log_only(mutant: Mutant) -> bool:
+    """The mutated lines only write a log record (arguments, format): the log line changes, nothing else."""
+    return bool(mutant.before) and all(line.startswith(("log.", "logger.")) for line in mutant.before)
 
 
 def _function_name(mangled: str) -> str:
@@ -93,8 +138,10 @@ def mutants(root: Path) -> list[Mutant]:
             mangled, _, _ = name.removeprefix(module + ".").rpartition("__mutmut_")
             original = sources.get(f"{mangled}__mutmut_orig", "").splitlines()[1:]
             mutated = sources.get(name.removeprefix(module + "."), "").splitlines()[1:]
-            change = tuple(line[1:].strip() for line in difflib.ndiff(original, mutated) if line.startswith("+ "))
-            found.append(Mutant(name, module, _function_name(mangled), exit_code, change))
+            diff = list(difflib.ndiff(original, mutated))
+            change = tuple(line[1:].strip() for line in diff if line.startswith("+ "))
+            before = tuple(line[1:].strip() for line in diff if line.startswith("- "))
+            found.append(Mutant(name, module, _function_name(mangled), exit_code, change, before))
     return found
 
 
@@ -124,6 +171,8 @@ def report(root: Path) -> str:
                 count["killed"] += 1
             elif mutant.exit_code == SURVIVED and (entry := why_harmless(mutant, known)):
                 count[entry["kind"]] += 1
+            elif mutant.exit_code == SURVIVED and (wording_only(mutant) or log_only(mutant)):
+                count["harmless"] += 1
             elif mutant.exit_code in NO_TESTS:
                 count["no tests"] += 1
                 unexplained.append(mutant)

@@ -81,6 +81,7 @@ def test_patch_that_is_not_an_array_of_operations_is_refused(fhir: httpx.Client,
     created = fhir.post("/Patient", json=patient(unique)).json()
     response = fhir.patch(f"/Patient/{created['id']}", content=b'{"op": "remove", "path": "/birthDate"}', headers=JSON_PATCH)
     assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["code"] == "structure"
     assert "array of operations" in response.json()["issue"][0]["diagnostics"]
     unchanged(fhir, created)
 
@@ -90,6 +91,7 @@ def test_failed_patch_test_operation_is_a_422(fhir: httpx.Client, unique: str) -
     operations = [{"op": "test", "path": "/birthDate", "value": "1999-01-01"}, {"op": "remove", "path": "/birthDate"}]
     response = patch(fhir, f"/Patient/{created['id']}", operations)
     assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["code"] == "processing"
     assert "test failed" in response.json()["issue"][0]["diagnostics"]
     unchanged(fhir, created)
 
@@ -103,6 +105,7 @@ def test_patch_that_cannot_be_applied_is_a_400(fhir: httpx.Client, unique: str, 
     created = fhir.post("/Patient", json=patient(unique)).json()
     response = patch(fhir, f"/Patient/{created['id']}", operations)
     assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["code"] == "invalid"
     assert "cannot be applied" in response.json()["issue"][0]["diagnostics"]
     unchanged(fhir, created)
 
@@ -111,5 +114,6 @@ def test_patch_that_replaces_the_whole_resource_with_a_non_object_is_refused(fhi
     created = fhir.post("/Patient", json=patient(unique)).json()
     response = patch(fhir, f"/Patient/{created['id']}", [{"op": "replace", "path": "", "value": [1, 2]}])
     assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["code"] == "processing"
     assert "does not leave a resource" in response.json()["issue"][0]["diagnostics"]
     unchanged(fhir, created)

@@ -154,3 +154,55 @@ def test_the_parser_substitutes_no_entity(tmp_path: Path) -> None:
         with pytest.raises(CdaError) as refused:
             safe_xml.parse_xml(document)
         assert refused.value.code == "forbidden-xml"
+
+
+# Each refusal of parse_xml, with its own code and a message that says why.
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_doctype_is_refused_before_parsing_in_every_encoding(encoding: str) -> None:
+    """Refused as a DOCTYPE even when the rest would not parse: the prolog check runs first."""
+    document = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "e">]><ClinicalDocument><not-closed>').encode(encoding)
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(document)
+    assert refused.value.code == "forbidden-xml"
+    assert "document type declarations" in refused.value.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_undecodable_bytes_in_a_wide_encoding_are_a_clean_refusal(encoding: str) -> None:
+    document = "<ClinicalDocument/>".encode(encoding) + b"\xff"
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(document)
+    assert refused.value.code == "invalid-xml" and "well-formed" in refused.value.message
+
+
+def test_size_limit_is_inclusive() -> None:
+    document = b'<ClinicalDocument xmlns="urn:hl7-org:v3"/>'
+    assert safe_xml.parse_xml(document, max_bytes=len(document)).tag == "{urn:hl7-org:v3}ClinicalDocument"
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(document, max_bytes=len(document) - 1)
+    assert refused.value.code == "too-large" and str(len(document) - 1) in refused.value.message
+
+
+def test_depth_limit() -> None:
+    nested = b"<a>" * 10 + b"</a>" * 10
+    assert safe_xml.parse_xml(nested, max_depth=10) is not None
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(nested, max_depth=9)
+    assert refused.value.code == "forbidden-xml" and "deeper than 9" in refused.value.message
+
+
+def test_malformed_xml_says_where() -> None:
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(b"<ClinicalDocument><title></ClinicalDocument>")
+    assert refused.value.code == "invalid-xml" and "line 1" in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["external DTD subset", "parameter entity"])
+def test_a_disguised_doctype_naming_a_file_is_refused_as_a_doctype(tmp_path: Path, name: str) -> None:
+    """What the resolver answers (nothing) lets the parse end normally, so the DOCTYPE is what refuses it."""
+    secret = tmp_path / "secret.dtd"
+    secret.write_bytes(b'<!ENTITY leak "' + LEAK + b'">')
+    with pytest.raises(CdaError) as refused:
+        safe_xml.parse_xml(hostile_documents(secret)[name])
+    assert refused.value.code == "forbidden-xml" and "document type declarations" in refused.value.message

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import pytest
 
 from tests.mhd.documents import CDA, PDF, provide_bundle, sha1
 
@@ -151,3 +154,55 @@ def test_cda_fills_what_the_sender_left_out(fhir: httpx.Client, known_patient: d
     assert stored["custodian"] and stored["author"] and stored["securityLabel"]
     assert stored["context"]["period"]["start"]
     assert stored["subject"] == subject and stored["masterIdentifier"]["value"] == f"urn:oid:{master_id}"
+
+
+def _cda_bundle(subject: dict, master_id: str, fixture: str) -> dict:
+    from pathlib import Path
+
+    letter = (Path(__file__).parent.parent / "cda" / "fixtures" / fixture).read_bytes()
+    bundle = provide_bundle(subject, master_id, data=letter, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
+    bundle["meta"].pop("profile")
+    doc = bundle["entry"][1]["resource"]
+    doc["meta"].pop("profile")
+    for element in ("custodian", "author", "securityLabel", "context"):
+        doc.pop(element)
+    return bundle
+
+
+def test_cda_is_found_among_other_binaries(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """A PDF and a CDA nobody points at come first in the bundle: the CDA the document names is still read."""
+    import base64
+
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    cda_entry = bundle["entry"][2]
+    others = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Binary", "contentType": content_type,
+                                                                     "data": base64.b64encode(data).decode()},
+               "request": {"method": "POST", "url": "Binary"}}
+              for content_type, data in (("application/pdf", PDF), ("application/hl7-cda+xml", CDA))]
+    bundle["entry"] = bundle["entry"][:2] + others + [cda_entry]
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    stored = _documents_of(fhir, known_patient["id"])[0]
+    assert stored["author"] and stored["custodian"] and stored["context"]["period"]["start"]
+    assert "encounter" not in stored["context"]  # the converter's own Encounter is not part of this bundle
+
+
+def test_level_1_cda_keeps_only_the_content_the_sender_sent(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    response = _submit(fhir, _cda_bundle(subject, master_id, "level1_pdf.xml"))
+    assert response.status_code == 200, response.text
+    [stored] = _documents_of(fhir, known_patient["id"])
+    assert len(stored["content"]) == 1
+    assert stored["content"][0]["attachment"]["contentType"] == "application/hl7-cda+xml"
+
+
+@pytest.mark.parametrize("missing", ["contentType", "data"])
+def test_binary_lacking_what_a_cda_needs_is_refused_not_crashed_on(fhir: httpx.Client, known_patient: dict, master_id: str, missing: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    del bundle["entry"][2]["resource"][missing]
+    response = _submit(fhir, bundle)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert _documents_of(fhir, known_patient["id"]) == []
