@@ -150,9 +150,11 @@ def harmless() -> list[dict[str, str]]:
 
 
 def why_harmless(mutant: Mutant, known: list[dict[str, str]]) -> dict[str, str] | None:
+    """The entry naming this mutant: same module and function, and a mutated line equal to its
+    `line` or holding its `part`."""
     for entry in known:
-        if (entry["module"], entry["function"]) == (mutant.module, mutant.function) and \
-                any(entry["change"] in line for line in mutant.change):
+        if (entry["module"], entry["function"]) == (mutant.module, mutant.function) and any(
+                line == entry.get("line") or ("part" in entry and entry["part"] in line) for line in mutant.change):
             return entry
     return None
 
