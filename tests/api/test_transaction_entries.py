@@ -322,3 +322,31 @@ def test_read_only_transaction_needs_no_write(fhir: httpx.Client, unique: str) -
     response = fhir.post("", json=transaction({"request": {"method": "GET", "url": f"Patient/{created['id']}"}}))
     assert statuses(response) == ["200 OK"]
     assert len(fhir.get(f"/Patient/{created['id']}/_history").json()["entry"]) == 1
+
+
+def test_batch_search_pages_and_links_like_a_search(fhir: httpx.Client, unique: str) -> None:
+    """No _count: the server's default page of 20; unknown parameters are ignored (lenient), as in GET."""
+    entries = [{"resource": patient(unique, family=f"Page{n}"), "request": {"method": "POST", "url": "Patient"}} for n in range(21)]
+    assert fhir.post("", json=transaction(*entries)).status_code == 200
+    response = fhir.post("", json=batch(
+        {"request": {"method": "GET", "url": f"Patient?identifier={INS}|1{unique}&no-such-parameter=x"}},
+        {"request": {"method": "HEAD", "url": f"Patient?identifier={INS}|1{unique}&_count=2"}},
+    ))
+    body = response.json()
+    assert (body["resourceType"], body["type"]) == ("Bundle", "batch-response")
+    assert statuses(response) == ["200 OK", "200 OK"]
+    page, small = (e["resource"] for e in body["entry"])
+    matches = [e for e in page["entry"] if e["search"]["mode"] == "match"]
+    assert (page["resourceType"], page["type"], len(matches)) == ("Bundle", "searchset", 20)
+    self_link = next(link["url"] for link in page["link"] if link["relation"] == "self")
+    assert self_link.startswith(str(fhir.base_url).rstrip("/") + "/Patient?") and "no-such-parameter" not in self_link
+    assert any(link["relation"] == "next" for link in page["link"])
+    assert len(small["entry"]) == 2
+
+
+def test_get_entry_of_a_binary_carries_its_data(fhir: httpx.Client) -> None:
+    stored = fhir.post("/Binary", content=b"%PDF-1.4 test", headers={"Content-Type": "application/pdf"}).json()
+    for bundle in (transaction, batch):
+        response = fhir.post("", json=bundle({"request": {"method": "GET", "url": f"Binary/{stored['id']}"}}))
+        resource = response.json()["entry"][0]["resource"]
+        assert base64.b64decode(resource["data"]) == b"%PDF-1.4 test" and resource["contentType"] == "application/pdf"
