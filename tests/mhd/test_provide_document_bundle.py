@@ -206,3 +206,51 @@ def test_binary_lacking_what_a_cda_needs_is_refused_not_crashed_on(fhir: httpx.C
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
     assert _documents_of(fhir, known_patient["id"]) == []
+
+
+def test_cda_with_media_type_parameters_is_read(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    for content_type in (bundle["entry"][1]["resource"]["content"][0]["attachment"], bundle["entry"][2]["resource"]):
+        content_type["contentType"] = "application/hl7-cda+xml; charset=UTF-8"
+    assert _submit(fhir, bundle).status_code == 200
+    assert _documents_of(fhir, known_patient["id"])[0]["custodian"]
+
+
+def test_bytes_sent_as_another_type_are_not_read_as_cda(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    bundle["entry"][1]["resource"]["content"][0]["attachment"]["contentType"] = "application/octet-stream"
+    bundle["entry"][2]["resource"]["contentType"] = "application/octet-stream"
+    assert _submit(fhir, bundle).status_code == 200
+    stored = _documents_of(fhir, known_patient["id"])[0]
+    assert "custodian" not in stored and "author" not in stored
+
+
+def test_cda_of_a_put_document_reference_is_read(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    bundle["entry"][1]["request"] = {"method": "PUT", "url": f"DocumentReference/doc-{uuid.uuid4().hex[:12]}"}
+    assert _submit(fhir, bundle).status_code == 200, "PUT DocumentReference refused"
+    assert _documents_of(fhir, known_patient["id"])[0]["custodian"]
+
+
+def test_a_cda_that_cannot_be_read_does_not_stop_the_next_one(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    import base64
+    import copy
+
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    broken_doc, broken_binary = copy.deepcopy(bundle["entry"][1]), copy.deepcopy(bundle["entry"][2])
+    broken_binary["fullUrl"], broken_doc["fullUrl"] = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    broken_binary["resource"]["data"] = base64.b64encode(b"<not-closed").decode()
+    attachment = broken_doc["resource"]["content"][0]["attachment"]
+    attachment.update(url=broken_binary["fullUrl"], size=len(b"<not-closed"), hash=sha1(b"<not-closed"))
+    broken_doc["resource"]["masterIdentifier"]["value"] += ".9"
+    broken_doc["resource"]["identifier"][0]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    bundle["entry"] = [bundle["entry"][0], broken_doc, broken_binary, bundle["entry"][1], bundle["entry"][2]]
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    documents = {d["masterIdentifier"]["value"]: d for d in _documents_of(fhir, known_patient["id"])}
+    assert "custodian" not in documents[f"urn:oid:{master_id}.9"]
+    assert documents[f"urn:oid:{master_id}"]["custodian"]

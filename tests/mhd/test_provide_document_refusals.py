@@ -174,3 +174,45 @@ def test_data_that_is_not_base64_is_refused(fhir: httpx.Client, known_patient: d
     response = fhir.post("", json=bundle)
     assert response.status_code == 400, response.text
     nothing_stored(fhir, master_id)
+
+
+def test_every_content_of_a_document_is_checked(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """A first content naming a Binary already in the record, or naming nothing, does not end the checks."""
+    stored = fhir.post("/Binary", content=PDF, headers={"Content-Type": "application/pdf"}).json()
+    for first_url, first_issue in ((f"Binary/{stored['id']}", []), (f"urn:uuid:{uuid.uuid4()}", [("required", f"{ATTACHMENT}.url", "names no Binary")])):
+        bundle = provide_bundle(subject_of(known_patient), master_id, hash_=sha1(b"other"))
+        document = bundle["entry"][1]["resource"]
+        del document["meta"]  # the PDSm profile allows one content
+        second = copy.deepcopy(document["content"][0])
+        document["content"][0]["attachment"] = {**second["attachment"], "url": first_url, "hash": sha1(PDF)}
+        document["content"].append(second)
+        refused(fhir.post("", json=bundle), 422, *first_issue,
+                ("value", f"{DOCUMENT}.content[1].attachment.hash", sha1(PDF)))
+        nothing_stored(fhir, master_id)
+
+
+def test_document_without_master_identifier_does_not_end_the_uniqueness_check(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    assert fhir.post("", json=provide_bundle(subject_of(known_patient), master_id)).status_code == 200
+    bundle = provide_bundle(subject_of(known_patient), master_id, data=PDF + b"other")
+    first = copy.deepcopy(bundle["entry"][1])
+    first["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    del first["resource"]["masterIdentifier"], first["resource"]["meta"]
+    first["resource"]["identifier"][0]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    bundle["entry"].insert(1, first)
+    refused(fhir.post("", json=bundle), 409, ("duplicate", "Bundle.entry[2].resource.masterIdentifier", "already in the record"))
+
+
+def test_versioned_subject_reference_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}/_history/1"}
+    refused(fhir.post("", json=provide_bundle(subject, master_id)), 422,
+            ("not-found", "Bundle.entry[0].resource.subject", "not a patient of the record"))
+
+
+def test_only_the_document_and_submission_set_subjects_are_resolved(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    bundle = provide_bundle(subject_of(known_patient), master_id)
+    note = {"resourceType": "Observation", "status": "final", "code": {"text": "note"}, "subject": {"display": "someone"}}
+    bundle["entry"].append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": note, "request": {"method": "POST", "url": "Observation"}})
+    response = fhir.post("", json=bundle)
+    assert response.status_code == 200, response.text
+    location = response.json()["entry"][3]["response"]["location"].split("/_history")[0]
+    assert fhir.get(f"/{location}").json()["subject"] == {"display": "someone"}

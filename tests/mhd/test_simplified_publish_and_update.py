@@ -87,6 +87,13 @@ def test_simplified_publish_is_stored_under_the_comprehensive_profile(fhir: http
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["meta"]["profile"] == [f"{PDSM}/pdsm-comprehensive-document-reference"]
+    # Another profile the sender claims is kept as it is.
+    both = _document(known_patient["id"], master_id + ".2", attachment)
+    both["meta"]["profile"].append("http://hl7.org/fhir/StructureDefinition/DocumentReference")
+    response = fhir.post("/DocumentReference", json=both)
+    assert response.status_code == 201, response.text
+    assert response.json()["meta"]["profile"] == [f"{PDSM}/pdsm-comprehensive-document-reference",
+                                                   "http://hl7.org/fhir/StructureDefinition/DocumentReference"]
     without_profile = _document(known_patient["id"], master_id + ".1", attachment)
     del without_profile["meta"]
     response = fhir.post("/DocumentReference", json=without_profile)
