@@ -39,5 +39,14 @@ mutate: $(QUALITY_STAMP)
 	FHIR_TEST_INPROCESS=1 FHIR_TEST_STORE_POOL=2 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
 	$(BIN)/python -m tests.mutation report
 
+# Branch coverage of the suite, the server subprocess included; the protecting modules first.
+PROTECTING = fhir_server/api/body.py,fhir_server/operations/patch.py,fhir_server/operations/transaction.py,fhir_server/ingest/hl7v2/ack.py,fhir_server/ingest/hl7v2/intake.py,fhir_server/mhd/*,cda/safe_xml.py
+coverage: $(QUALITY_STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --include='$(PROTECTING)'
+	$(BIN)/coverage report --format=total
+
 clean:
 	rm -rf $(VENV) build *.egg-info mutants mutants.log .coverage .coverage.* htmlcov

@@ -171,9 +171,14 @@ def why_harmless(mutant: Mutant, known: list[dict[str, str]]) -> dict[str, str] 
     return None
 
 
+def _cell(change: tuple[str, ...]) -> str:
+    text = " / ".join(change)
+    return (text[:117] + "...").replace("|", "\\|") if len(text) > 120 else text.replace("|", "\\|")
+
+
 def report(root: Path) -> str:
     known = harmless()
-    rows, unexplained = [], []
+    rows, unexplained, explained = [], [], []
     by_module: dict[str, list[Mutant]] = defaultdict(list)
     for mutant in mutants(root):
         by_module[mutant.module].append(mutant)
@@ -185,10 +190,16 @@ def report(root: Path) -> str:
                 count["killed"] += 1
             elif mutant.exit_code == SURVIVED and (entry := why_harmless(mutant, known)):
                 count[entry["kind"]] += 1
-            elif mutant.exit_code == SURVIVED and (wording_only(mutant) or log_only(mutant)):
+                explained.append((mutant, entry["kind"], entry["why"]))
+            elif mutant.exit_code == SURVIVED and wording_only(mutant):
                 count["harmless"] += 1
+                explained.append((mutant, "harmless", "rewords a message a person reads"))
+            elif mutant.exit_code == SURVIVED and log_only(mutant):
+                count["harmless"] += 1
+                explained.append((mutant, "harmless", "changes a log call only"))
             elif mutant.exit_code == SURVIVED and outside_the_session(mutant):
                 count["same on this store"] += 1
+                explained.append((mutant, "same on this store", "reads or writes outside the transaction's session"))
             elif mutant.exit_code in NO_TESTS:
                 count["no tests"] += 1
                 unexplained.append(mutant)
@@ -210,6 +221,10 @@ def report(root: Path) -> str:
               "Unexplained survivors:"]
     lines += [f"- `{m.name}` ({'no tests' if m.exit_code in NO_TESTS else m.exit_code}): `{' / '.join(m.change)}`"
               for m in unexplained] or ["- none"]
+    lines += ["", "Survivors judged equivalent, harmless or the same on this store:", "",
+              "| Mutant | Change | Kind | Why |", "|---|---|---|---|"]
+    lines += [f"| `{m.name.removeprefix(m.module + '.')}` ({m.module}) | `{_cell(m.change)}` | {kind} | {why} |"
+              for m, kind, why in explained]
     return "\n".join(lines)
 
 
