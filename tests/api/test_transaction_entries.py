@@ -340,6 +340,7 @@ def test_batch_search_pages_and_links_like_a_search(fhir: httpx.Client, unique: 
     assert (page["resourceType"], page["type"], len(matches)) == ("Bundle", "searchset", 20)
     self_link = next(link["url"] for link in page["link"] if link["relation"] == "self")
     assert self_link.startswith(str(fhir.base_url).rstrip("/") + "/Patient?") and "no-such-parameter" not in self_link
+    assert "_count=20" in self_link
     assert any(link["relation"] == "next" for link in page["link"])
     assert len(small["entry"]) == 2
 
@@ -350,3 +351,57 @@ def test_get_entry_of_a_binary_carries_its_data(fhir: httpx.Client) -> None:
         response = fhir.post("", json=bundle({"request": {"method": "GET", "url": f"Binary/{stored['id']}"}}))
         resource = response.json()["entry"][0]["resource"]
         assert base64.b64decode(resource["data"]) == b"%PDF-1.4 test" and resource["contentType"] == "application/pdf"
+
+
+def test_batch_search_with_has_follows_this_servers_references(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": f"Patient/{created['id']}"}}
+    fhir.post("/Encounter", json=encounter)
+    response = fhir.post("", json=batch({"request": {"method": "GET",
+                                                     "url": f"Patient?identifier={INS}|1{unique}&_has:Encounter:subject:status=planned"}}))
+    assert statuses(response) == ["200 OK"]
+    assert [e["resource"]["id"] for e in response.json()["entry"][0]["resource"]["entry"]] == [created["id"]]
+
+
+def test_batch_entry_with_a_reference_to_nothing_is_refused_alone(fhir: httpx.Client, unique: str) -> None:
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020101"}}
+    response = fhir.post("", json=batch({"resource": encounter, "request": {"method": "POST", "url": "Encounter"}},
+                                        {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}}))
+    refusal, created = response.json()["entry"]
+    assert refusal["response"]["status"] == "400"
+    issue = refusal["response"]["outcome"]["issue"][0]
+    assert issue["code"] == "not-found" and issue["expression"] == ["Bundle.entry[0]"]
+    assert created["response"]["status"] == "201 Created"
+
+
+def test_patch_entry_without_data_is_refused(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    entry = json_patch_entry(f"Patient/{created['id']}", [])
+    del entry["resource"]["data"]
+    refused(fhir.post("", json=transaction(entry)), 400, "invalid", 0, "not base64 JSON")
+
+
+def test_conditional_reference_refusals_say_what_they_found(fhir: httpx.Client, unique: str) -> None:
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": f"Patient?identifier={INS}|1{unique}"}}
+    entry = {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}
+    refused(fhir.post("", json=transaction(entry)), 404, "not-found", 0, "matches no Patient")
+    fhir.post("/Patient", json=patient(unique))
+    fhir.post("/Patient", json=patient(unique))
+    refused(fhir.post("", json=transaction(entry)), 412, "multiple-matches", 0, "matches more than one Patient")
+
+
+def test_conditional_reference_splits_at_the_first_question_mark(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Patient", json=patient(unique) | {"identifier": [{"system": INS, "value": f"1{unique}?x"}]}).json()
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": f"Patient?identifier={INS}|1{unique}?x"}}
+    response = fhir.post("", json=transaction({"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}))
+    assert statuses(response) == ["201 Created"]
+    location = response.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    assert fhir.get(f"/{location}").json()["subject"]["reference"] == f"Patient/{created['id']}"

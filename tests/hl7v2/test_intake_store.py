@@ -133,6 +133,7 @@ def test_resend_produces_nothing_new_and_the_same_acknowledgement(ingest, fhir, 
     message = personalised("adt_a01.hl7", tag)
     first, again = ingest(message, message)
     assert (first.duplicate, again.duplicate) == (False, True)
+    assert (again.status, again.control_id, again.http_status) == ("AA", "ADT-A01", 200)
     assert msa(first) == msa(again) == ("AA", "ADT-A01")
     [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
     assert patient["meta"]["versionId"] == "1"
@@ -240,6 +241,7 @@ def test_provenance_says_who_sent_what_and_when(ingest, fhir, tag):
     assert provenance["recorded"] == "2024-03-01T10:30:00+01:00"
     assert provenance["activity"]["coding"] == [{"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": "A01"}]
     [agent] = provenance["agent"]
+    assert agent["type"]["coding"] == [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]
     assert agent["who"] == {"identifier": {"system": "urn:hl7v2:application:CHEXEMPLE", "value": "PAM"}, "display": "PAM / CHEXEMPLE"}
     [entity] = provenance["entity"]
     assert entity["role"] == "source" and entity["what"]["display"] == "HL7 v2 ADT^A01 ADT-A01"
@@ -265,3 +267,22 @@ def test_refusals_carry_the_control_id_and_the_error(ingest, tag):
     [result] = ingest(without_id)
     assert result.control_id == er7.parse(message).text("MSH-10") and result.control_id
     assert (result.error.ack_code, result.error.code, result.http_status) == ("AE", "101", 422)
+
+
+def test_provenance_of_a_message_without_sender(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag).replace(b"MSH|^~\\&|PAM|CHEXEMPLE|", b"MSH|^~\\&|||", 1)
+    [result] = ingest(message)
+    assert result.status == "AA", result.error and result.error.message
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    [provenance] = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    assert provenance["agent"][0]["who"] == {"identifier": {"system": "urn:hl7v2:application:unknown", "value": "unknown"},
+                                             "display": "unknown sender"}
+
+
+def test_sender_facility_is_quoted_into_the_provenance_system(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag).replace(b"|PAM|CHEXEMPLE|", b"|PAM|CH/EXEMPLE LYON|", 1)
+    [result] = ingest(message)
+    assert result.status == "AA", result.error and result.error.message
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    [provenance] = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    assert provenance["agent"][0]["who"]["identifier"]["system"] == "urn:hl7v2:application:CH%2FEXEMPLE%20LYON"
