@@ -129,7 +129,7 @@ def test_conditional_patch_entry_patches_the_one_match(fhir: httpx.Client, uniqu
     fhir.post("/Patient", json=patient(unique))
     twice = fhir.post("", json=transaction(json_patch_entry(f"Patient?identifier={INS}|1{unique}", [
         {"op": "add", "path": "/gender", "value": "male"}])))
-    assert twice.status_code == 412, twice.text
+    refused(twice, 412, "multiple-matches", 0, "exactly one")
     assert fhir.get(f"/Patient/{created['id']}").json()["gender"] == "female"
 
 
@@ -292,6 +292,7 @@ def test_entries_sharing_a_full_url_are_refused(fhir: httpx.Client, unique: str)
     entries = [{"fullUrl": urn, "resource": patient(unique), "request": {"method": "POST", "url": "Patient"}} for _ in range(2)]
     response = fhir.post("", json=transaction(*entries))
     assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["code"] == "invalid"
     assert "share a fullUrl" in response.json()["issue"][0]["diagnostics"]
     assert fhir.get("/Patient", params={"identifier": f"{INS}|1{unique}"}).json()["total"] == 0
 
@@ -405,3 +406,58 @@ def test_conditional_reference_splits_at_the_first_question_mark(fhir: httpx.Cli
     assert statuses(response) == ["201 Created"]
     location = response.json()["entry"][0]["response"]["location"].split("/_history")[0]
     assert fhir.get(f"/{location}").json()["subject"]["reference"] == f"Patient/{created['id']}"
+
+
+def test_binary_put_entry_keeps_its_bytes(fhir: httpx.Client, unique: str) -> None:
+    binary = {"resourceType": "Binary", "contentType": "text/plain", "data": base64.b64encode(b"bonjour").decode()}
+    response = fhir.post("", json=transaction({"resource": binary, "request": {"method": "PUT", "url": f"Binary/txt-{unique}"}}))
+    assert statuses(response) == ["201 Created"]
+    assert fhir.get(f"/Binary/txt-{unique}", headers={"Accept": "text/plain"}).content == b"bonjour"
+
+
+def test_conditional_create_without_match_gets_a_new_id_each_time(fhir: httpx.Client, unique: str) -> None:
+    ids = []
+    for n in range(2):
+        entry = {"resource": patient(f"{unique}{n}"), "request": {"method": "POST", "url": "Patient",
+                                                                  "ifNoneExist": f"identifier={INS}|1{unique}{n}"}}
+        response = fhir.post("", json=transaction(entry))
+        assert statuses(response) == ["201 Created"]
+        ids.append(response.json()["entry"][0]["response"]["location"].split("/")[1])
+    assert len(set(ids)) == 2 and "None" not in ids
+
+
+def test_conditional_put_without_match_creates_at_the_body_id_or_a_new_one(fhir: httpx.Client, unique: str) -> None:
+    with_id = {"resource": patient(f"{unique}a") | {"id": f"given-{unique}"},
+               "request": {"method": "PUT", "url": f"Patient?identifier={INS}|1{unique}a"}}
+    response = fhir.post("", json=transaction(with_id))
+    assert response.json()["entry"][0]["response"]["location"] == f"Patient/given-{unique}/_history/1"
+    ids = []
+    for n in range(2):
+        without_id = {"resource": patient(f"{unique}b{n}"), "request": {"method": "PUT", "url": f"Patient?identifier={INS}|1{unique}b{n}"}}
+        response = fhir.post("", json=transaction(without_id))
+        assert statuses(response) == ["201 Created"]
+        ids.append(response.json()["entry"][0]["response"]["location"].split("/")[1])
+    assert len(set(ids)) == 2 and "None" not in ids
+
+
+def test_absolute_reference_to_an_entry_of_the_bundle_becomes_relative(fhir: httpx.Client, unique: str) -> None:
+    base = str(fhir.base_url).rstrip("/")
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "subject": {"reference": f"{base}/Patient/abs-{unique}"}}
+    response = fhir.post("", json=transaction(
+        {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}},
+        {"resource": patient(unique), "request": {"method": "PUT", "url": f"Patient/abs-{unique}"}},
+    ))
+    assert statuses(response) == ["201 Created", "201 Created"]
+    location = response.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    assert fhir.get(f"/{location}").json()["subject"]["reference"] == f"Patient/abs-{unique}"
+
+
+def test_unknown_reference_inside_a_list_names_its_entry(fhir: httpx.Client, unique: str) -> None:
+    encounter = {"resourceType": "Encounter", "status": "planned",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                 "participant": [{"individual": {"reference": "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020102"}}]}
+    response = fhir.post("", json=transaction({"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
+                                              {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}))
+    refused(response, 400, "not-found", 1, "names no entry of the bundle")

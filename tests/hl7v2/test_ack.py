@@ -162,3 +162,33 @@ def test_ack_replaces_what_its_charset_cannot_carry():
     header = read_header(fixture("mdm_t02_text_latin1.hl7"))
     ack = build_ack(header, "AE", Hl7Error("AE", "207", "échec ✗"))
     assert "échec ?".encode("latin-1") in ack
+
+
+def test_code_outside_table_0357_is_sent_without_text():
+    for version in (b"2.5", b"2.4"):
+        message = fixture("adt_a01.hl7").replace(b"|P|2.5|", b"|P|" + version + b"|")
+        ack = without_time(build_ack(read_header(message), "AE", Hl7Error("AE", "999", "odd", "PID^1^3")))
+        assert ("|999^^HL70357|" if version == b"2.5" else "^999&&HL70357") in ack
+
+
+def test_ack_of_a_header_with_nothing_after_msh_12_ends_there():
+    ack = build_ack(read_header(b"MSH|^~\\&|APP|FAC|||20240301||ADT^A01|C1|P|2.5\rPID|1\r"), "AA")
+    assert without_time(ack) == "MSH|^~\\&|||APP|FAC|<time>||ACK^A01^ACK|AC1|P|2.5\rMSA|AA|C1\r"
+
+
+def test_error_before_2_5_in_the_message_delimiters():
+    message = fixture("adt_a01.hl7").replace(b"|P|2.5|", b"|P|2.4|").replace(b"^", b"$").replace(b"&", b"*")
+    ack = build_ack(read_header(message), "AE", Hl7Error("AE", "101", "required", "PID^1^3"))
+    assert without_time(ack).split("\r")[2] == "ERR|PID$1$3$101*Required field missing*HL70357"
+
+
+@pytest.mark.parametrize("prefix", [b"x" * 12 + b"\r", b"x" * 9 + b"\n", b"\x0b"])
+def test_header_is_found_after_bytes_before_msh(prefix: bytes):
+    header = read_header(prefix + fixture("adt_a01.hl7"))
+    assert (header.control_id, header.sending_application, header.version) == ("ADT-A01", "PAM", "2.5")
+
+
+def test_header_is_the_first_msh_not_one_quoted_later():
+    message = fixture("adt_a01.hl7") + b"NTE|1||MSH|^~\\&|OTHER|FAC|||||ADT^A08|NOT-THIS|P|2.3\r"
+    header = read_header(message)
+    assert (header.control_id, header.sending_application, header.version) == ("ADT-A01", "PAM", "2.5")
