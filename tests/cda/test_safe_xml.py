@@ -93,7 +93,7 @@ def pipe(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", ["external DTD subset", "parameter entity", "external general entity", "XInclude"])
 def test_the_server_opens_no_file_a_document_names(server, pipe: Path, name: str) -> None:  # type: ignore[no-untyped-def]
     document = hostile_documents(pipe)[name]
-    with httpx.Client(base_url=server.root_url, timeout=15) as client:
+    with server.client(server.root_url, timeout=15) as client:
         opened, response = opened_while(lambda: client.post("/ingest/cda", content=document, headers=CDA), pipe)
     assert not opened, f"the server opened the file named by a {name}"
     assert isinstance(response, httpx.Response)
@@ -105,7 +105,7 @@ def test_a_disguised_doctype_is_still_refused(server, tmp_path: Path) -> None:  
     secret = tmp_path / "secret.txt"
     secret.write_bytes(LEAK)
     document = hostile_documents(secret)["external general entity"]
-    with httpx.Client(base_url=server.root_url, timeout=15) as client:
+    with server.client(server.root_url, timeout=15) as client:
         response = client.post("/ingest/cda", content=document, headers=CDA)
     assert response.status_code == 400, response.text
     assert "forbidden-xml" in response.json()["issue"][0]["diagnostics"]
@@ -124,7 +124,7 @@ def test_an_xinclude_in_a_stored_document_stays_text(server, fhir: httpx.Client,
     numeric = str(int(unique, 16))
     document = (document.replace(b"1.2.250.1.999.1.1.2.2024", f"1.2.250.1.999.1.1.2.{numeric}".encode())
                 .replace(b"IPP000417", f"IPP{unique}".encode()).replace(b"262077512345678", f"2{numeric[:14]:0>14}".encode()))
-    with httpx.Client(base_url=server.root_url, timeout=30) as client:
+    with server.client(server.root_url, timeout=30) as client:
         response = client.post("/ingest/cda", content=document, headers=CDA)
     assert response.status_code in (200, 201), response.text
     assert LEAK.decode() not in response.text
