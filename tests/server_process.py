@@ -150,7 +150,7 @@ class RemoteServer(Authenticated):
 
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    """`values` in os.environ while the settings read it, as a child process would see them."""
+    """`values` in os.environ while the server starts and reads it, as a child process would see them."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -164,7 +164,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @dataclass
-class InProcessServer:
+class InProcessServer(Authenticated):
     """What `fhir-server serve` runs (embedded store, app, MLLP listener), on a thread."""
 
     data_dir: Path
@@ -176,6 +176,7 @@ class InProcessServer:
     store: EmbeddedStore | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
+    token: str = ""
 
     @property
     def base_url(self) -> str:
@@ -186,16 +187,22 @@ class InProcessServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> InProcessServer:
-        with _environment(self.env):
-            settings = Settings(port=self.port, data_dir=self.data_dir, mllp_port=self.mllp_port)
+        # Until the app has started: its settings and its startup (the MLLP senders) read the environment.
+        with _environment({**TEST_ENV, **self.env}):
+            self._start(timeout)
+        self.token = server_token(self.data_dir, self.base_url)
+        return self
+
+    def _start(self, timeout: float) -> None:
+        settings = Settings(port=self.port, data_dir=self.data_dir, mllp_port=self.mllp_port)
         if settings.mongodb_url:
-            url, embedded = settings.mongodb_url, False
+            url = settings.mongodb_url
         elif self.store_url:
-            url, embedded = self.store_url, True
+            url = self.store_url
         else:
             self.store = EmbeddedStore(self.data_dir.resolve())
-            url, embedded = self.store.start(), True
-        config = uvicorn.Config(create_app(settings, url, embedded=embedded), host="127.0.0.1", port=self.port,
+            url = self.store.start()
+        config = uvicorn.Config(create_app(settings, url), host="127.0.0.1", port=self.port,
                                 log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fhir-server-{self.port}", daemon=True)
@@ -206,7 +213,6 @@ class InProcessServer:
                 self.stop()
                 raise RuntimeError(f"in-process server did not start within {timeout}s")
             time.sleep(0.02)
-        return self
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
