@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
@@ -162,6 +163,8 @@ def _cda_bundle(subject: dict, master_id: str, fixture: str) -> dict:
     from pathlib import Path
 
     letter = (Path(__file__).parent.parent / "cda" / "fixtures" / fixture).read_bytes()
+    # The document's own id is the masterIdentifier: the first <id> of a CDA is ClinicalDocument/id.
+    letter = re.sub(rb"<id [^>]*/>", f'<id root="{master_id}"/>'.encode(), letter, count=1)
     bundle = provide_bundle(subject, master_id, data=letter, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
     bundle["meta"].pop("profile")
     doc = bundle["entry"][1]["resource"]
