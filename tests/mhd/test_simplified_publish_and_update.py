@@ -59,7 +59,8 @@ def test_simplified_publish_with_data_that_is_not_base64_is_refused(fhir: httpx.
     response = fhir.post("/DocumentReference", json=_document(known_patient["id"], master_id, attachment))
     assert response.status_code == 400, response.text
     issue = response.json()["issue"][0]
-    assert (issue["code"], issue["expression"]) == ("invalid", ["DocumentReference.content[0].attachment.data"])
+    # Refused by the datatype check (a base64Binary value that is not base64), before any Binary is made.
+    assert (issue["code"], issue["expression"]) == ("value", ["DocumentReference.content[0].attachment.data"])
     assert "base64" in issue["diagnostics"]
     assert fhir.get("/DocumentReference", params={"identifier": f"urn:ietf:rfc:3986|urn:oid:{master_id}"}).json()["total"] == 0
 
