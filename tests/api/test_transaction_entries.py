@@ -129,7 +129,7 @@ def test_conditional_patch_entry_patches_the_one_match(fhir: httpx.Client, uniqu
     fhir.post("/Patient", json=patient(unique))
     twice = fhir.post("", json=transaction(json_patch_entry(f"Patient?identifier={INS}|1{unique}", [
         {"op": "add", "path": "/gender", "value": "male"}])))
-    refused(twice, 412, "multiple-matches", 0, "exactly one")
+    refused(twice, 412, "multiple-matches", 0, "match more than one Patient")
     assert fhir.get(f"/Patient/{created['id']}").json()["gender"] == "female"
 
 
