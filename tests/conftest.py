@@ -28,9 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
         yield RemoteServer(remote)
         return
     if IN_PROCESS and store_pool.SIZE:
-        with store_pool.borrowed_store() as (url, database):
-            pooled = InProcessServer(tmp_path_factory.mktemp("store") / "data", store_url=url,
-                                     env={"FHIR_DATABASE": database}).start()
+        with store_pool.borrowed_store() as (url, database, data_dir):
+            pooled = InProcessServer(data_dir, store_url=url, env={"FHIR_DATABASE": database}).start()
             yield pooled
             pooled.stop()
         return

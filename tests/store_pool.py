@@ -46,8 +46,9 @@ def _stop(owner: int, root: Path) -> None:
 
 
 @contextmanager
-def borrowed_store() -> Iterator[tuple[str, str]]:
-    """The URL of a pooled store nobody else holds, and a new database name on it."""
+def borrowed_store() -> Iterator[tuple[str, str, Path]]:
+    """The URL of a pooled store nobody else holds, a new database name on it, and its data dir:
+    the server that borrows it takes that data dir, as only a server of its data dir may use it."""
     while True:
         for store in _start():
             lock = os.open(store.data_dir / "borrowed.lock", os.O_CREAT | os.O_RDWR)
@@ -58,7 +59,7 @@ def borrowed_store() -> Iterator[tuple[str, str]]:
                 continue
             database = f"t{uuid.uuid4().hex[:16]}"
             try:
-                yield store.url, database
+                yield store.url, database, store.data_dir
             finally:
                 client: MongoClient[dict] = MongoClient(store.url, serverSelectionTimeoutMS=2000)
                 try:
