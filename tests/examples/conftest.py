@@ -13,8 +13,10 @@ import pytest
 
 from tests.r4_examples import Example, Unavailable, load_all, select
 
-# The examples R4 itself refuses, and why: the count is in the issue's note. They are refused with 400.
+# The examples the server refuses, and why: those R4 itself refuses (400; the count is in the issue's
+# note), and those a rule of the record refuses (422).
 _NO_BASE = "SearchParameter.base is required (1..*) and absent: the extension packs' parameters name no base"
+_NOT_A_PDF = "attachment declared application/pdf whose bytes do not start with the PDF signature"
 INVALID = {
     "ImplementationGuide-fhir.json": "ImplementationGuide.name and ImplementationGuide.status are required (1..1)",
     "ig-r4.json": "ImplementationGuide.name and ImplementationGuide.status are required (1..1)",
@@ -31,6 +33,12 @@ INVALID = {
     "SearchParameter-valueset-extensions-ValueSet-workflow.json": _NO_BASE,
     "SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json":
         "its id has 67 characters; an R4 id has at most 64",
+    # Valid R4, refused by this server's own rule (docs/DECISIONS.md, file signatures): the bytes
+    # these examples declare as a PDF are placeholders, not a PDF.
+    "Communication-fm-attachment.json": _NOT_A_PDF,
+    "Communication-fm-solicited.json": _NOT_A_PDF,
+    "DiagnosticReport-example-pgx.json": _NOT_A_PDF,
+    "DocumentManifest-654789.json": _NOT_A_PDF,
 }
 # The element each refusal names (OperationOutcome.issue.expression).
 INVALID_AT = {
@@ -38,7 +46,13 @@ INVALID_AT = {
     "ig-r4.json": "ImplementationGuide.name",
     "Questionnaire-qs1.json": "Questionnaire.item[0].item[0].linkId",
     "SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json": "id",
+    "Communication-fm-attachment.json": "Communication.payload[0].contentAttachment.data",
+    "Communication-fm-solicited.json": "Communication.payload[0].contentAttachment.data",
+    "DiagnosticReport-example-pgx.json": "DiagnosticReport.presentedForm[0].data",
+    "DocumentManifest-654789.json": "DocumentManifest.contained[1].content[0].attachment.data",
 }
+# R4 refuses its invalid examples with 400; the server's own content rules answer 422.
+REFUSED_WITH = {file: 422 for file, reason in INVALID.items() if reason == _NOT_A_PDF}
 SERVER_META = ("versionId", "lastUpdated")
 WORKERS = 4
 
