@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: install run test test-data test-all bench ans-tables clean
+.PHONY: install run test test-data test-all bench ans-tables mutate coverage clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,27 @@ bench: install
 ans-tables: install
 	$(BIN)/python -m cda.refresh_tables $(if $(VERSION),--version $(VERSION))
 
+# Mutation testing and coverage need tools `make test` does not (docs/TESTING.md).
+QUALITY_STAMP := $(VENV)/.installed-quality
+$(QUALITY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench,mutate,coverage]'
+	touch $(QUALITY_STAMP)
+
+# The server runs in the test process (FHIR_TEST_INPROCESS) so mutmut sees and mutates its code;
+# two embedded stores are shared by the forked test processes (tests/store_pool.py).
+mutate: $(QUALITY_STAMP)
+	rm -rf mutants
+	FHIR_TEST_INPROCESS=1 FHIR_TEST_STORE_POOL=2 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
+	$(BIN)/python -m tests.mutation report
+
+# Branch coverage of the suite, the server subprocess included; the protecting modules first.
+PROTECTING = fhir_server/api/body.py,fhir_server/operations/patch.py,fhir_server/operations/transaction.py,fhir_server/ingest/hl7v2/ack.py,fhir_server/ingest/hl7v2/intake.py,fhir_server/mhd/*,cda/safe_xml.py
+coverage: $(QUALITY_STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --include='$(PROTECTING)'
+	$(BIN)/coverage report --format=total
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants mutants.log .coverage .coverage.* htmlcov

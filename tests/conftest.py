@@ -10,17 +10,30 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server_process import RemoteServer, ServerProcess
+from tests import store_pool
+from tests.mutation import keep_selected
+from tests.server_process import IN_PROCESS, InProcessServer, RemoteServer, ServerProcess, dedicated_server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep_selected(config, items)
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | RemoteServer]:
-    """Our own server, or the one the conformance runner names in FHIR_SERVER_URL."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | InProcessServer | RemoteServer]:
+    """Our own server (a child process, or in-process with FHIR_TEST_INPROCESS=1), or the one the
+    conformance runner names in FHIR_SERVER_URL."""
     remote = os.environ.get("FHIR_SERVER_URL")
     if remote:
         yield RemoteServer(remote)
         return
-    process = ServerProcess(tmp_path_factory.mktemp("store") / "data").start()
+    if IN_PROCESS and store_pool.SIZE:
+        with store_pool.borrowed_store() as (url, database, data_dir):
+            pooled = InProcessServer(data_dir, store_url=url, env={"FHIR_DATABASE": database}).start()
+            yield pooled
+            pooled.stop()
+        return
+    process = dedicated_server(tmp_path_factory.mktemp("store") / "data").start()
     yield process
     process.stop()
 

@@ -18,7 +18,16 @@ def outcome(response: httpx.Response, status: int) -> dict:
 
 
 def test_malformed_json(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", content=b'{"resourceType": "Patient",'), 400)
+    body = outcome(fhir.post("/Patient", content=b'{"resourceType": "Patient",'), 400)
+    assert body["issue"][0]["code"] == "structure"
+    assert "not valid JSON" in body["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("content", [b"", b"  \r\n\t "])
+def test_empty_body(fhir: httpx.Client, content: bytes) -> None:
+    body = outcome(fhir.post("/Patient", content=content), 400)
+    assert body["issue"][0]["code"] == "structure"
+    assert "empty" in body["issue"][0]["diagnostics"]
 
 
 def test_invalid_resource_names_the_element(fhir: httpx.Client) -> None:

@@ -1,5 +1,6 @@
-"""A tiny run of the benchmark harness end to end: every path measured or reported as not available,
-with figures that make sense. Nothing here depends on how fast the machine is."""
+"""A tiny run of the benchmark harness end to end: every path measured without errors, the results
+file written with every key, figures that agree with each other (a rate is its count over its time,
+p50 <= p95 <= p99). Nothing here depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_SERVER, probe
 from tests.server_process import ServerProcess
 
-# Paths the server has always offered; the ingest paths may still be reported as not available.
-CORE_GROUPS = {"rest", "search", "limit", "mixed"}
+RUN = ["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-concurrency", "2"]
+RESULT_KEYS = {"name", "group", "scale", "status", "note", "requests", "errors", "seconds", "throughput", "p50_ms",
+               "p95_ms", "p99_ms", "cpu_ms_per_request", "store_cpu_ms_per_request", "peak_rss_mb", "limits",
+               "ratios", "hot_spots"}
 
 
 @pytest.fixture(scope="module")
@@ -24,33 +27,41 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     document = out / "PERFORMANCE.md"
     document.write_text("# Performance\n\nHand-written analysis.\n", encoding="utf-8")
-    assert run.main(["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-concurrency", "2",
-                     "--data-dir", str(out / "data"), "--results", str(out / "results"), "--doc", str(document)]) == 0
+    assert run.main([*RUN, "--data-dir", str(out / "data"), "--results", str(out / "results"), "--doc", str(document)]) == 0
     (path,) = (out / "results").glob("*.json")
     figures = json.loads(path.read_text(encoding="utf-8"))
     figures["document"] = document.read_text(encoding="utf-8")
     return figures
 
 
+def test_results_are_written_with_every_key(figures: dict[str, Any]) -> None:
+    assert set(figures) == {"started", "seconds", "settings", "machine", "loads", "results", "targets", "document"}
+    assert figures["settings"] == {"scales": [200], "duration": 0.3, "concurrency": 2, "load_concurrency": 2}
+    assert figures["seconds"] > 0
+    for result in figures["results"]:
+        assert set(result) == RESULT_KEYS, result["name"]
+
+
 def test_every_path_is_reported_once(figures: dict[str, Any]) -> None:
     assert [r["name"] for r in figures["results"]] == [s.name for s in ALL]
 
 
-def test_no_path_fails_and_core_paths_are_available(figures: dict[str, Any]) -> None:
+def test_every_path_is_measured_without_errors(figures: dict[str, Any]) -> None:
+    """Every path the harness knows is served today: 'not available' would hide a broken route."""
     for result in figures["results"]:
-        assert result["status"] in ("ok", "not available"), (result["name"], result["note"])
-        if result["group"] in CORE_GROUPS:
-            assert result["status"] == "ok", (result["name"], result["note"])
+        assert (result["status"], result["note"]) == ("ok", ""), result["name"]
+        assert result["scale"] == 200 and result["errors"] == 0, result["name"]
 
 
 def test_measured_figures_are_sane(figures: dict[str, Any]) -> None:
     fronts = {s.name: s.front for s in ALL}
-    for r in (r for r in figures["results"] if r["status"] == "ok"):
-        assert r["requests"] > 0 and r["errors"] == 0, (r["name"], r["note"])
-        assert r["throughput"] > 0 and r["seconds"] > 0
-        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], r["name"]
-        assert r["peak_rss_mb"] > 0
-        assert r["store_cpu_ms_per_request"] is not None  # the embedded store is found and sampled
+    for r in figures["results"]:
+        assert r["requests"] > 0 and r["seconds"] > 0, r["name"]
+        # The rate is the count over the time it took, not a figure of its own.
+        assert r["throughput"] == pytest.approx(r["requests"] / r["seconds"], rel=0.05), r["name"]
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] < 60_000, r["name"]
+        assert 0 < r["peak_rss_mb"] < 4096
+        assert r["store_cpu_ms_per_request"] is not None and r["store_cpu_ms_per_request"] >= 0  # the store is sampled
         if fronts[r["name"]] == FRONT_SERVER:
             assert r["cpu_ms_per_request"] > 0, r["name"]
 
@@ -66,8 +77,13 @@ def test_paths_are_compared_to_their_limits(figures: dict[str, Any]) -> None:
 
 def test_load_throughput_and_machine_are_recorded(figures: dict[str, Any]) -> None:
     (loaded,) = figures["loads"]
-    assert loaded["documents"] == 200 and loaded["documents_per_s"] > 0
-    assert figures["machine"]["nproc"] >= 1 and "nx-27017" in figures["machine"]["store"]
+    assert (loaded["scale"], loaded["documents"]) == (200, 200)
+    assert loaded["resources"] > loaded["documents"] and loaded["bundles"] > 0 and loaded["seconds"] > 0
+    assert loaded["documents_per_s"] == pytest.approx(loaded["documents"] / loaded["seconds"], rel=0.1)
+    assert loaded["resources_per_s"] == pytest.approx(loaded["resources"] / loaded["seconds"], rel=0.1)
+    machine = figures["machine"]
+    assert machine["nproc"] >= 1 and machine["memory_gb"] > 0 and "nx-27017" in machine["store"]
+    assert machine["python"].startswith("3.") and machine["commit"]
 
 
 def test_every_target_of_issue_7_is_judged(figures: dict[str, Any]) -> None:
@@ -75,9 +91,9 @@ def test_every_target_of_issue_7_is_judged(figures: dict[str, Any]) -> None:
     for wanted in ("read vs bare endpoint", "read: server CPU", "search patient+type: p50", "create: server CPU",
                    "ITI-65", "/ingest/cda", "MLLP", "peak memory"):
         assert any(n.startswith(wanted) for n in names), wanted
-    measured = {t["target"]: t for t in figures["targets"]}
-    assert measured["read vs bare endpoint"]["status"] in ("met", "missed")
-    assert measured["peak memory under mixed load"]["status"] in ("met", "missed")
+    for target in figures["targets"]:
+        assert target["status"] in ("met", "missed"), target
+        assert target["wanted"] and any(c.isdigit() for c in target["measured"]), target
 
 
 def test_document_keeps_hand_written_text_and_gets_the_figures(figures: dict[str, Any]) -> None:

@@ -111,6 +111,7 @@ def test_resend_produces_nothing_new_and_the_same_acknowledgement(ingest, fhir, 
     message = personalised("adt_a01.hl7", tag)
     first, again = ingest(message, message)
     assert (first.duplicate, again.duplicate) == (False, True)
+    assert (again.status, again.control_id, again.http_status) == ("AA", "ADT-A01", 200)
     assert msa(first) == msa(again) == ("AA", "ADT-A01")
     [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
     assert patient["meta"]["versionId"] == "1"
@@ -206,3 +207,60 @@ def test_mllp_listener_with_intake_stores_before_acknowledging(fhir, tag):
                 await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_provenance_says_who_sent_what_and_when(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag)
+    [result] = ingest(message)
+    assert (result.status, result.control_id, result.message_type, result.http_status) == ("AA", "ADT-A01", "ADT^A01", 200)
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    [provenance] = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    # MSH-7 20240301103000, in the sender's time zone (Europe/Paris, mappings/hl7v2/defaults.json).
+    assert provenance["recorded"] == "2024-03-01T10:30:00+01:00"
+    assert provenance["activity"]["coding"] == [{"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": "A01"}]
+    [agent] = provenance["agent"]
+    assert agent["type"]["coding"] == [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]
+    assert agent["who"] == {"identifier": {"system": "urn:hl7v2:application:CHEXEMPLE", "value": "PAM"}, "display": "PAM / CHEXEMPLE"}
+    [entity] = provenance["entity"]
+    assert entity["role"] == "source" and entity["what"]["display"] == "HL7 v2 ADT^A01 ADT-A01"
+    raw = fhir.get(entity["what"]["reference"], headers={"Accept": "application/fhir+json"}).json()
+    assert base64.b64decode(raw["data"]) == message
+
+
+def test_each_message_keeps_its_own_raw_copy(ingest, fhir, tag):
+    """Same sender and MSH-10, other content: two messages, two raw copies, neither overwritten."""
+    first = personalised("adt_a01.hl7", tag)
+    second = first.replace(b"12 rue des Lilas", b"99 avenue Foch")
+    assert [r.status for r in ingest(first, second)] == ["AA", "AA"]
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    provenances = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    raws = {base64.b64decode(fhir.get(p["entity"][0]["what"]["reference"], headers={"Accept": "application/fhir+json"}).json()["data"])
+            for p in provenances}
+    assert raws == {first, second}
+
+
+def test_refusals_carry_the_control_id_and_the_error(ingest, tag):
+    message = personalised("mdm_t02_unknown_patient.hl7", tag)
+    without_id = b"\r".join(s for s in message.split(b"\r") if not s.startswith(b"TXA|"))
+    [result] = ingest(without_id)
+    assert result.control_id == er7.parse(message).text("MSH-10") and result.control_id
+    assert (result.error.ack_code, result.error.code, result.http_status) == ("AE", "101", 422)
+
+
+def test_provenance_of_a_message_without_sender(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag).replace(b"MSH|^~\\&|PAM|CHEXEMPLE|", b"MSH|^~\\&|||", 1)
+    [result] = ingest(message)
+    assert result.status == "AA", result.error and result.error.message
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    [provenance] = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    assert provenance["agent"][0]["who"] == {"identifier": {"system": "urn:hl7v2:application:unknown", "value": "unknown"},
+                                             "display": "unknown sender"}
+
+
+def test_sender_facility_is_quoted_into_the_provenance_system(ingest, fhir, tag):
+    message = personalised("adt_a01.hl7", tag).replace(b"|PAM|CHEXEMPLE|", b"|PAM|CH/EXEMPLE LYON|", 1)
+    [result] = ingest(message)
+    assert result.status == "AA", result.error and result.error.message
+    [patient] = search(fhir, f"Patient?identifier=urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042")
+    [provenance] = search(fhir, f"Provenance?target=Patient/{patient['id']}")
+    assert provenance["agent"][0]["who"]["identifier"]["system"] == "urn:hl7v2:application:CH%2FEXEMPLE%20LYON"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 
 FIXTURES = Path(__file__).parent.parent / "cda" / "fixtures"
 CDA = {"Content-Type": "application/hl7-cda+xml"}
@@ -45,14 +48,103 @@ def test_discharge_letter_lands_once(ingest: httpx.Client, fhir: httpx.Client) -
 
 
 def test_prescription_lines_become_medication_requests(ingest: httpx.Client, fhir: httpx.Client) -> None:
+    """Every line of the prescription, read back from the record, says what the document says:
+    the document is read here on its own with XPath, not through the converter."""
     response = _post(ingest, "ep_med_dm_prescription.xml")
     assert response.status_code in (200, 201), response.text
     doc = _document(fhir, response)
-    requests = fhir.get("/MedicationRequest", params={"subject": doc["subject"]["reference"]}).json()
-    linked = [e["resource"] for e in requests.get("entry", [])
-              if any(s.get("reference") == f"DocumentReference/{doc['id']}" for s in e["resource"].get("supportingInformation", []))]
-    assert len(linked) >= 2
-    assert all(r["status"] and r["intent"] for r in linked)
+    lines = prescription_lines((FIXTURES / "ep_med_dm_prescription.xml").read_bytes())
+    assert len(lines) == 2
+    for line in lines:
+        found = fhir.get("/MedicationRequest", params={"identifier": line["identifier"]}).json()
+        [request] = [e["resource"] for e in found.get("entry", [])]
+        assert {"reference": f"DocumentReference/{doc['id']}"} in request["supportingInformation"]
+        assert request["subject"] == doc["subject"]
+        assert (request["status"], request["intent"]) == ("active", "order")
+        assert request["medicationCodeableConcept"]["coding"][0]["code"] == line["medication"]
+        assert request["dispenseRequest"]["numberOfRepeatsAllowed"] == line["repeats"]
+        quantity = request["dispenseRequest"]["quantity"]
+        assert (quantity["value"], quantity["code"], quantity["system"]) == line["quantity"]
+        dosages = request["dosageInstruction"]
+        if not line["phases"]:
+            assert dosages == [{"text": line["text"]}]
+            continue
+        assert len(dosages) == len(line["phases"])
+        for dosage, phase in zip(dosages, line["phases"]):
+            assert dosage["sequence"] == phase["sequence"]
+            assert dosage["text"] == phase["text"]
+            dose = dosage["doseAndRate"][0]["doseQuantity"]
+            assert (dose["value"], dose["code"], dose["system"]) == phase["dose"]
+            assert [(c["system"], c["code"]) for c in dosage["route"]["coding"]] == [line["route"]]
+            repeat = dosage["timing"]["repeat"]
+            assert repeat["boundsPeriod"] == phase["bounds"]
+            assert (repeat["frequency"], repeat["period"], repeat["periodUnit"]) == phase["every"]
+            maximum = dosage["maxDosePerPeriod"]
+            assert ((maximum["numerator"]["value"], maximum["numerator"]["code"]),
+                    (maximum["denominator"]["value"], maximum["denominator"]["code"])) == line["max_dose"]
+        assert dosages[0]["patientInstruction"] == line["instruction"]
+
+
+HL7 = {"h": "urn:hl7-org:v3", "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
+CODE_SYSTEMS = json.loads((Path(__file__).parents[2] / "mappings" / "cda" / "code_systems.json").read_text())
+UCUM = "http://unitsofmeasure.org"
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def prescription_lines(document: bytes) -> list[dict]:
+    """What each prescription line of a CDA document states (PRE, CI-SIS), as expected values."""
+    root = etree.fromstring(document)
+    narrative = {n.get("ID"): "".join(n.itertext()).strip() for n in root.iterfind(".//h:text//h:content[@ID]", HL7)}
+
+    def one(node: etree._Element, path: str) -> etree._Element:
+        [found] = node.xpath(path, namespaces=HL7)
+        return found
+
+    def referenced_text(node: etree._Element) -> str:
+        return narrative[one(node, "h:text/h:reference/@value").lstrip("#")]
+
+    lines = []
+    for line in root.xpath("//h:section/h:entry/h:substanceAdministration", namespaces=HL7):
+        identifier = one(line, "h:id")
+        route = line.find("h:routeCode", HL7)
+        supply = one(line, "h:entryRelationship/h:supply/h:quantity")
+        code = one(line, "h:consumable//h:manufacturedMaterial/h:code")
+        medication = code.get("code") or one(line, "h:consumable//*[local-name()='ingredient']/*[local-name()='ingredient']/*[local-name()='code']").get("code")
+        phases = []
+        for component in line.xpath("h:entryRelationship[@typeCode='COMP'][h:substanceAdministration]", namespaces=HL7):
+            phase = one(component, "h:substanceAdministration")
+            low = datetime.strptime(one(phase, ".//h:comp[@xsi:type='IVL_TS']/h:low/@value"), "%Y%m%d").date()
+            width = one(phase, ".//h:comp[@xsi:type='IVL_TS']/h:width")
+            assert width.get("unit") == "d"
+            period = one(phase, ".//h:comp[@xsi:type='PIVL_TS']/h:period")
+            dose = one(phase, "h:doseQuantity")
+            phases.append({
+                "sequence": int(one(component, "h:sequenceNumber/@value")),
+                "text": referenced_text(phase),
+                "dose": (_number(dose.get("value")), dose.get("unit"), UCUM),
+                "bounds": {"start": low.isoformat(), "end": (low + timedelta(days=int(width.get("value")))).isoformat()},
+                "every": (1, _number(period.get("value")), period.get("unit")),
+            })
+        maximum = line.find("h:maxDoseQuantity", HL7)
+        instruction = line.xpath("h:entryRelationship/h:act[h:code/@code='PINSTRUCT']", namespaces=HL7)
+        lines.append({
+            "identifier": f"urn:oid:{identifier.get('root')}|{identifier.get('extension')}",
+            "medication": medication,
+            "repeats": int(one(line, "h:repeatNumber/@value")),
+            "quantity": (_number(supply.get("value")), supply.get("unit"), CODE_SYSTEMS["0.4.0.127.0.16.1.1.2.1"]),
+            "route": (CODE_SYSTEMS[route.get("codeSystem")], route.get("code")) if route is not None else None,
+            "max_dose": ((_number(one(maximum, "h:numerator/@value")), one(maximum, "h:numerator/@unit")),
+                         (_number(one(maximum, "h:denominator/@value")), one(maximum, "h:denominator/@unit")))
+            if maximum is not None else None,
+            "instruction": referenced_text(instruction[0]) if instruction else None,
+            "text": referenced_text(line),
+            "phases": phases,
+        })
+    return lines
 
 
 def test_replacement_supersedes(ingest: httpx.Client, fhir: httpx.Client) -> None:

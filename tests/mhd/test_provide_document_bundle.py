@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import httpx
+import pytest
 
 from tests.mhd.documents import CDA, PDF, provide_bundle, sha1
 
@@ -69,6 +73,30 @@ def test_hash_mismatch_is_refused_and_nothing_stored(fhir: httpx.Client, known_p
     assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 0
 
 
+def test_content_type_mismatch_is_refused_and_nothing_stored(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """The DocumentReference says PDF, the Binary it points at says plain text: a consumer would
+    be handed bytes under the wrong type, so the bundle is refused whole."""
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id)
+    binary = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary")
+    binary["contentType"] = "text/plain"
+    response = _submit(fhir, bundle)
+    assert response.status_code == 422, response.text
+    issues = response.json()["issue"]
+    assert [e for i in issues for e in i.get("expression", [])] == ["Bundle.entry[1].resource.content[0].attachment.contentType"]
+    assert _documents_of(fhir, known_patient["id"]) == []
+    assert fhir.get("/List", params={"patient": known_patient["id"]}).json()["total"] == 0
+
+
+def test_matching_content_type_with_parameters_is_compared_whole(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = provide_bundle(subject, master_id, data=b"Compte rendu", content_type="text/plain; charset=utf-8")
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    [doc] = _documents_of(fhir, known_patient["id"])
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain; charset=utf-8"
+
+
 def test_size_mismatch_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
     subject = {"reference": f"Patient/{known_patient['id']}"}
     response = _submit(fhir, provide_bundle(subject, master_id, size=len(PDF) + 1))
@@ -129,3 +157,105 @@ def test_cda_fills_what_the_sender_left_out(fhir: httpx.Client, known_patient: d
     assert stored["custodian"] and stored["author"] and stored["securityLabel"]
     assert stored["context"]["period"]["start"]
     assert stored["subject"] == subject and stored["masterIdentifier"]["value"] == f"urn:oid:{master_id}"
+
+
+def _cda_bundle(subject: dict, master_id: str, fixture: str) -> dict:
+    from pathlib import Path
+
+    letter = (Path(__file__).parent.parent / "cda" / "fixtures" / fixture).read_bytes()
+    # The document's own id is the masterIdentifier: the first <id> of a CDA is ClinicalDocument/id.
+    letter = re.sub(rb"<id [^>]*/>", f'<id root="{master_id}"/>'.encode(), letter, count=1)
+    bundle = provide_bundle(subject, master_id, data=letter, content_type="application/hl7-cda+xml", format_code="urn:asip:ci-sis:ldl-ses:2022")
+    bundle["meta"].pop("profile")
+    doc = bundle["entry"][1]["resource"]
+    doc["meta"].pop("profile")
+    for element in ("custodian", "author", "securityLabel", "context"):
+        doc.pop(element)
+    return bundle
+
+
+def test_cda_is_found_among_other_binaries(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """A PDF and a CDA nobody points at come first in the bundle: the CDA the document names is still read."""
+    import base64
+
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    cda_entry = bundle["entry"][2]
+    others = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Binary", "contentType": content_type,
+                                                                     "data": base64.b64encode(data).decode()},
+               "request": {"method": "POST", "url": "Binary"}}
+              for content_type, data in (("application/pdf", PDF), ("application/hl7-cda+xml", CDA))]
+    bundle["entry"] = bundle["entry"][:2] + others + [cda_entry]
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    stored = _documents_of(fhir, known_patient["id"])[0]
+    assert stored["author"] and stored["custodian"] and stored["context"]["period"]["start"]
+    assert "encounter" not in stored["context"]  # the converter's own Encounter is not part of this bundle
+
+
+def test_level_1_cda_keeps_only_the_content_the_sender_sent(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    response = _submit(fhir, _cda_bundle(subject, master_id, "level1_pdf.xml"))
+    assert response.status_code == 200, response.text
+    [stored] = _documents_of(fhir, known_patient["id"])
+    assert len(stored["content"]) == 1
+    assert stored["content"][0]["attachment"]["contentType"] == "application/hl7-cda+xml"
+
+
+@pytest.mark.parametrize("missing", ["contentType", "data"])
+def test_binary_lacking_what_a_cda_needs_is_refused_not_crashed_on(fhir: httpx.Client, known_patient: dict, master_id: str, missing: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    del bundle["entry"][2]["resource"][missing]
+    response = _submit(fhir, bundle)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert _documents_of(fhir, known_patient["id"]) == []
+
+
+def test_cda_with_media_type_parameters_is_read(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    for content_type in (bundle["entry"][1]["resource"]["content"][0]["attachment"], bundle["entry"][2]["resource"]):
+        content_type["contentType"] = "application/hl7-cda+xml; charset=UTF-8"
+    assert _submit(fhir, bundle).status_code == 200
+    assert _documents_of(fhir, known_patient["id"])[0]["custodian"]
+
+
+def test_bytes_sent_as_another_type_are_not_read_as_cda(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    bundle["entry"][1]["resource"]["content"][0]["attachment"]["contentType"] = "application/octet-stream"
+    bundle["entry"][2]["resource"]["contentType"] = "application/octet-stream"
+    assert _submit(fhir, bundle).status_code == 200
+    stored = _documents_of(fhir, known_patient["id"])[0]
+    assert "custodian" not in stored and "author" not in stored
+
+
+def test_cda_of_a_put_document_reference_is_read(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    bundle["entry"][1]["request"] = {"method": "PUT", "url": f"DocumentReference/doc-{uuid.uuid4().hex[:12]}"}
+    assert _submit(fhir, bundle).status_code == 200, "PUT DocumentReference refused"
+    assert _documents_of(fhir, known_patient["id"])[0]["custodian"]
+
+
+def test_a_cda_that_cannot_be_read_does_not_stop_the_next_one(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    import base64
+    import copy
+
+    subject = {"reference": f"Patient/{known_patient['id']}"}
+    bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
+    broken_doc, broken_binary = copy.deepcopy(bundle["entry"][1]), copy.deepcopy(bundle["entry"][2])
+    broken_binary["fullUrl"], broken_doc["fullUrl"] = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    broken_binary["resource"]["data"] = base64.b64encode(b"<not-closed").decode()
+    attachment = broken_doc["resource"]["content"][0]["attachment"]
+    attachment.update(url=broken_binary["fullUrl"], size=len(b"<not-closed"), hash=sha1(b"<not-closed"))
+    broken_doc["resource"]["masterIdentifier"]["value"] += ".9"
+    broken_doc["resource"]["identifier"][0]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    bundle["entry"] = [bundle["entry"][0], broken_doc, broken_binary, bundle["entry"][1], bundle["entry"][2]]
+    response = _submit(fhir, bundle)
+    assert response.status_code == 200, response.text
+    documents = {d["masterIdentifier"]["value"]: d for d in _documents_of(fhir, known_patient["id"])}
+    assert "custodian" not in documents[f"urn:oid:{master_id}.9"]
+    assert documents[f"urn:oid:{master_id}"]["custodian"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 import pytest
 
 from tests.search.conftest import STRICT, Store
@@ -93,6 +96,46 @@ def test_nested_has(store: Store, data: dict[str, str]) -> None:
     # Practitioners with a role whose documents (as author) exist.
     found = store.ids("/Practitioner", {"_has:PractitionerRole:practitioner:_has:DocumentReference:author:type": "11490-0"})
     assert found == {data["doctor"]}
+
+
+@pytest.fixture(scope="module")
+def practice(fhir: httpx.Client) -> tuple[Store, dict[str, str]]:
+    """Practitioners of their own tag: with a role that authored a discharge letter, with a role
+    that authored only an imaging report, authoring a letter without a role, and with a role that
+    authored nothing."""
+    own = Store(fhir, uuid.uuid4().hex[:12])
+    patient = own.create({"resourceType": "Patient", "name": [{"family": "Lemoine"}]})
+    ids = {name: own.create({"resourceType": "Practitioner", "name": [{"family": name}]})
+           for name in ("letter", "imaging", "direct", "idle")}
+    roles = {name: own.create({"resourceType": "PractitionerRole", "practitioner": {"reference": f"Practitioner/{ids[name]}"}})
+             for name in ("letter", "imaging", "idle")}
+    own.create(document(patient, "11490-0", f"PractitionerRole/{roles['letter']}"))
+    own.create(document(patient, "18748-4", f"PractitionerRole/{roles['imaging']}"))
+    own.create(document(patient, "11490-0", f"Practitioner/{ids['direct']}"))
+    return own, ids
+
+
+@pytest.mark.parametrize(("criteria", "expected"), [
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|11490-0")], {"letter"}),
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|18748-4")], {"imaging"}),
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|11490-0,{LOINC}|18748-4")],
+     {"letter", "imaging"}),
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|11490-0"),
+      ("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|18748-4")], set()),
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", f"{LOINC}|00000-0")], set()),
+    ([("_has:PractitionerRole:practitioner:_has:DocumentReference:author:type", "11490-0"), ("name", "imaging")], set()),
+    # One level: only the practitioner who authored a letter himself, not through a role.
+    ([("_has:DocumentReference:author:type", "11490-0")], {"direct"}),
+])
+def test_nested_has_follows_each_link(practice: tuple[Store, dict[str, str]], criteria: list[tuple[str, str]], expected: set[str]) -> None:
+    own, ids = practice
+    assert own.ids("/Practitioner", criteria) == {ids[name] for name in expected}
+
+
+def test_has_over_roles_finds_every_practitioner_a_role_names(practice: tuple[Store, dict[str, str]]) -> None:
+    own, ids = practice
+    found = own.ids("/Practitioner", [("_has:PractitionerRole:practitioner:_tag", own.tag_param[1])])
+    assert found == {ids["letter"], ids["imaging"], ids["idle"]}
 
 
 def test_malformed_has_is_an_error(store: Store, data: dict[str, str]) -> None:
