@@ -7,12 +7,12 @@ hash filled from the bytes), with the ITI-65 checks, so the record ends up as if
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import hashlib
 import uuid
 from typing import Any
 
+from fhir_server.definitions.primitives import decode_base64
 from fhir_server.errors import FhirError
 from fhir_server.mhd import COMPREHENSIVE_DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH
 
@@ -31,11 +31,11 @@ def as_transaction(resource: dict[str, Any]) -> tuple[dict[str, Any], int]:
         attachment = content.get("attachment") or {}
         if "data" not in attachment:
             continue
-        try:
-            raw = base64.b64decode(attachment.pop("data"), validate=True)
-        except (binascii.Error, ValueError) as exc:
+        # R4 base64Binary may break its groups of four with whitespace, which the validator accepts.
+        raw = decode_base64(attachment.pop("data"))
+        if raw is None:
             raise FhirError(400, "invalid", "attachment.data is not valid base64",
-                            [f"DocumentReference.content[{index}].attachment.data"]) from exc
+                            [f"DocumentReference.content[{index}].attachment.data"])
         full_url = f"urn:uuid:{uuid.uuid4()}"
         binary: dict[str, Any] = {"resourceType": "Binary", "data": base64.b64encode(raw).decode("ascii"),
                                   "contentType": attachment.get("contentType") or "application/octet-stream"}

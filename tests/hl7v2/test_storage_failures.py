@@ -97,6 +97,22 @@ def test_message_the_store_cannot_write_is_acknowledged_ae(own_server) -> None: 
         stored_once_resent(own_server, fhir, tag)
 
 
+def test_message_posted_while_the_store_cannot_write_is_a_503(own_server) -> None:  # type: ignore[no-untyped-def]
+    """Over HTTP the server's own failure is 503 with the AE: the sender sends it again later, never a 500."""
+    tag = uuid.uuid4().hex[:8]
+    lock = sqlite3.connect(own_server.data_dir / "store" / "fhir.db", timeout=1, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        response = own_server.post(f"{own_server.root_url}/ingest/hl7v2", content=admission(tag),
+                                   headers={"Content-Type": "x-application/hl7-v2+er7"}, timeout=60)
+    finally:
+        lock.close()
+    assert response.status_code == 503, response.text
+    acknowledged_ae(er7.parse(response.content), "207", "internal error")
+    with own_server.client(timeout=30) as fhir:
+        nothing_stored(fhir, tag)
+
+
 def test_message_arriving_after_the_store_died_is_acknowledged_ae(own_server) -> None:  # type: ignore[no-untyped-def]
     tag = uuid.uuid4().hex[:8]
     pid = store_pid(own_server)
@@ -125,6 +141,6 @@ def test_message_the_store_refuses_is_acknowledged_ae(server, fhir: httpx.Client
         current = fhir.get(f"/Patient/{twin['id']}").json()
         assert current["meta"]["versionId"] == "1" and current["name"] == twin["name"]
     over_http = server.post(f"{server.root_url}/ingest/hl7v2", content=admission(tag), headers=ER7, timeout=30)
-    # The message's fault, not the server's: 422 (a failure of the server itself is 500).
+    # The message's fault, not the server's: 422 (a failure of the server itself is 503).
     assert over_http.status_code == 422, over_http.text
     acknowledged_ae(er7.parse(over_http.content), "205", "not stored")

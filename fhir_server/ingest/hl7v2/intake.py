@@ -59,11 +59,11 @@ class Hl7Result:
     @property
     def http_status(self) -> int:
         """For `POST /ingest/hl7v2`: 200 for AA, 400 for AR, 422 for AE, 403 when the caller may not
-        store what the message holds, 500 when storage failed."""
+        store what the message holds, 503 when storage failed (the sender should send it again later)."""
         if self.forbidden:
             return 403
         if self.error is not None and self.error.code == "207":
-            return 500
+            return 503
         return _HTTP_STATUS[self.status]
 
 
