@@ -28,9 +28,11 @@ test: install
 test-data: install
 	$(BIN)/python -m tests.r4_examples
 
-# Every official R4 example (5306 resources): stored, read back, searched, compartments.
+# Every official R4 example (5306 resources): stored, read back, searched, compartments; and the
+# whole crash series (kill -9 during intake, then restart at once, ten times).
 test-all: install test-data
 	R4_EXAMPLES=all $(BIN)/pytest -q tests/examples
+	CRASH_ROUNDS=10 $(BIN)/pytest -q tests/api/test_crash_restart.py
 
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
