@@ -477,3 +477,4 @@ def test_invalid_nested_element_is_named_within_its_entry(fhir: httpx.Client, un
     assert response.status_code == 400, response.text
     expressions = [e for i in response.json()["issue"] for e in i.get("expression", [])]
     assert "Bundle.entry[0].resource.name[0].family" in expressions, expressions
+
