@@ -28,7 +28,9 @@ def delete(url: str) -> dict:
 
 def statuses(response: httpx.Response) -> list[str]:
     assert response.status_code == 200, response.text
-    return [e["response"]["status"] for e in response.json()["entry"]]
+    body = response.json()
+    assert body["resourceType"] == "Bundle" and body["type"] in ("transaction-response", "batch-response")
+    return [e["response"]["status"] for e in body["entry"]]
 
 
 def test_delete_entry_deletes(fhir: httpx.Client, unique: str) -> None:
@@ -85,8 +87,7 @@ def test_delete_runs_before_the_create_of_the_same_bundle(fhir: httpx.Client, un
 def test_delete_entry_without_id_or_criteria_is_refused(fhir: httpx.Client, unique: str) -> None:
     created = fhir.post("/Patient", json=patient(unique)).json()
     response = fhir.post("", json=transaction(delete(f"Patient/{created['id']}"), delete("Patient")))
-    assert response.status_code == 400, response.text
-    assert "DELETE needs an id or criteria" in response.json()["issue"][0]["diagnostics"]
+    refused(response, 400, "invalid", 1, "DELETE needs an id or criteria")
     assert fhir.get(f"/Patient/{created['id']}").status_code == 200
 
 
@@ -461,3 +462,19 @@ def test_unknown_reference_inside_a_list_names_its_entry(fhir: httpx.Client, uni
     response = fhir.post("", json=transaction({"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
                                               {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}}))
     refused(response, 400, "not-found", 1, "names no entry of the bundle")
+
+
+def test_entry_whose_resource_is_not_of_its_url_type_is_refused(fhir: httpx.Client, unique: str) -> None:
+    practitioner = {"resourceType": "Practitioner", "name": [{"family": f"P{unique}"}]}
+    response = fhir.post("", json=transaction({"resource": practitioner, "request": {"method": "POST", "url": "Patient"}}))
+    assert response.status_code == 400, response.text
+    assert fhir.get("/Practitioner", params={"family": f"P{unique}"}).json()["total"] == 0
+
+
+def test_invalid_nested_element_is_named_within_its_entry(fhir: httpx.Client, unique: str) -> None:
+    entry = {"resource": patient(unique) | {"name": [{"family": 5}]}, "request": {"method": "POST", "url": "Patient"}}
+    response = fhir.post("", json=transaction(entry))
+    assert response.status_code == 400, response.text
+    expressions = [e for i in response.json()["issue"] for e in i.get("expression", [])]
+    assert "Bundle.entry[0].resource.name[0].family" in expressions, expressions
+

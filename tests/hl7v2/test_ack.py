@@ -192,3 +192,11 @@ def test_header_is_the_first_msh_not_one_quoted_later():
     message = fixture("adt_a01.hl7") + b"NTE|1||MSH|^~\\&|OTHER|FAC|||||ADT^A08|NOT-THIS|P|2.3\r"
     header = read_header(message)
     assert (header.control_id, header.sending_application, header.version) == ("ADT-A01", "PAM", "2.5")
+
+
+def test_header_with_empty_encoding_characters_is_read():
+    """MSH-2 may be empty ('MSH||...'): the default component delimiter applies, nothing raises."""
+    header = read_header(b"MSH||APP|FAC|||20240301||ADT^A01|C1|P|2.5|||||FRA|8859/1\rPID|1\r")
+    assert (header.control_id, header.trigger_event, header.delimiters.codec) == ("C1", "A01", "iso8859-1")
+    ack = build_ack(header, "AR", Hl7Error("AR", "100", "MSH-2 manquant: é", "MSH^1^2"))
+    assert "MSH-2 manquant: é".encode("latin-1") in ack

@@ -122,3 +122,12 @@ def test_http_intake_answers_with_the_ack(root, fhir):
     assert inapplicable.status_code == 422
     error = er7.parse(inapplicable.content)
     assert (error.text("MSA-1"), error.text("ERR-2"), error.text("ERR-2.3"), error.text("ERR-3.1")) == ("AE", "PID", "3", "101")
+
+
+def test_message_with_empty_encoding_characters_gets_an_ack(root):
+    """'MSH||' used to raise inside the ACK builder: no answer over MLLP, a 500 over HTTP."""
+    message = b"MSH||APP|FAC|||20240301||ADT^A01|EMPTY-MSH2|P|2.5\rPID|1\r"
+    response = root.post("/ingest/hl7v2", content=message, headers=ER7)
+    assert response.status_code != 500, response.text
+    ack = er7.parse(response.content)
+    assert ack.text("MSA-2") == "EMPTY-MSH2" and ack.text("MSA-1") in ("AA", "AE", "AR")

@@ -202,11 +202,14 @@ def test_level_1_cda_keeps_only_the_content_the_sender_sent(fhir: httpx.Client, 
     assert stored["content"][0]["attachment"]["contentType"] == "application/hl7-cda+xml"
 
 
-@pytest.mark.parametrize("missing", ["contentType", "data"])
+@pytest.mark.parametrize("missing", ["contentType", "data", "base64"])
 def test_binary_lacking_what_a_cda_needs_is_refused_not_crashed_on(fhir: httpx.Client, known_patient: dict, master_id: str, missing: str) -> None:
     subject = {"reference": f"Patient/{known_patient['id']}"}
     bundle = _cda_bundle(subject, master_id, "ldl_ses_discharge_letter.xml")
-    del bundle["entry"][2]["resource"][missing]
+    if missing == "base64":
+        bundle["entry"][2]["resource"]["data"] = "%%% not base64 %%%"
+    else:
+        del bundle["entry"][2]["resource"][missing]
     response = _submit(fhir, bundle)
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["resourceType"] == "OperationOutcome"

@@ -20,7 +20,7 @@ class Delimiters:
     def from_msh(cls, field: str, encoding_characters: str, codec: str) -> Delimiters:
         # MSH-2 may legitimately have fewer than four characters (no escape, no subcomponent);
         # a missing delimiter is the empty string, which never splits anything.
-        chars = (encoding_characters + "   ")[:4]
+        chars = (encoding_characters + "    ")[:4]
         component, repetition, escape_char, subcomponent = (
             c if c.strip() else "" for c in chars
         )
