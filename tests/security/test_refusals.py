@@ -57,6 +57,8 @@ def calls(existing: dict[str, Any]) -> dict[str, Call]:
         "search": Call("GET", f"/fhir/Patient?{identifier}"),
         "POST _search": Call("POST", "/fhir/Patient/_search", identifier.encode(), "application/x-www-form-urlencoded"),
         "system search": Call("GET", "/fhir?_type=Patient"),
+        "compartment search": Call("GET", f"/fhir/Patient/{pid}/Condition"),
+        "whole compartment": Call("GET", f"/fhir/Patient/{pid}/*"),
         "create": Call("POST", "/fhir/Patient", new),
         "raw Binary create": Call("POST", "/fhir/Binary", b"%PDF-1.4 hello", "application/pdf"),
         "update": Call("PUT", f"/fhir/Patient/{pid}", body),
