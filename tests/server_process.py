@@ -78,8 +78,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LocalServer(Authenticated):
+    """A server of this test run, on a loopback port."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 @dataclass
-class ServerProcess(Authenticated):
+class ServerProcess(LocalServer):
     data_dir: Path
     port: int = field(default_factory=free_port)
     mllp_port: int = field(default_factory=free_port)
@@ -90,14 +104,6 @@ class ServerProcess(Authenticated):
     own_group: bool = False
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/fhir"
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -164,7 +170,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @dataclass
-class InProcessServer(Authenticated):
+class InProcessServer(LocalServer):
     """What `fhir-server serve` runs (embedded store, app, MLLP listener), on a thread."""
 
     data_dir: Path
@@ -177,14 +183,6 @@ class InProcessServer(Authenticated):
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     token: str = ""
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/fhir"
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> InProcessServer:
         # Until the app has started: its settings and its startup (the MLLP senders) read the environment.

@@ -23,7 +23,7 @@ from tests.hl7v2.conftest import fixture
 from tests.server_process import ServerProcess
 
 # The issue's series is ten rounds, run by `make test-all`; `make test` keeps two, which still catch a
-# restart that fails after a crash, within its time budget (../shared/DECISIONS.md, "Time and budgets").
+# restart that fails after a crash, within its time budget (the project decisions on time and budgets).
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "2"))
 # The PID-3 identifier the sending facility gives a patient (adt_a28.hl7's assigning authority).
 IPP_SYSTEM = "urn:oid:1.2.250.1.999.1.1.1"
