@@ -47,8 +47,9 @@ def class_id(professions: frozenset[str]) -> str:
 
 
 def load(path: Path) -> Matrix:
-    """The matrix in `path`, checked so that a mistyped file stops the server instead of
-    silently granting or withholding documents."""
+    """The matrix in `path`, checked so that a mistyped file raises instead of silently granting
+    or withholding documents. The shipped file is read on first use; calling `profession_classes`
+    once at startup makes a bad edit stop the server before it serves anyone."""
     data: dict[str, Any] = orjson.loads(path.read_bytes())
     listed = [_coding(entry) for entry in data["documentTypes"]]
     if len(set(listed)) != len(listed):
