@@ -190,9 +190,7 @@ async def open_records(caller: Caller, reader: Reader, patients: list[str] | Non
     if _unrestricted(caller):
         return None
     if caller.kind == "patient":
-        if patients is not None and any(p != caller.record_patient for p in patients):
-            # Another record named: the patient/ scope filter already shows nothing of it.
-            return Mode((NOWHERE,)).filter()
+        # One record only, whatever the interaction names: another one's resources are not matched.
         return (await _patient_mode(reader, caller, caller.record_patient)).filter()
     if caller.kind == "system":
         return await _organisation(reader, caller, patients)
