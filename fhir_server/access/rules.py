@@ -247,6 +247,8 @@ async def check_record(check: RecordWriteCheck) -> None:
         return
     record = await load(check.reader, check.patient)
     if caller.kind == "patient":
+        if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
+            raise _refuse("This token's person is neither the patient nor one of their legal representatives")
         if record.status in ("opposed", "closed") and check.resource_type not in ("Patient", "Consent"):
             raise _refuse(f"This shared record is {record.status}: nothing more is deposited in it")
         return
