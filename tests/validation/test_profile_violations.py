@@ -132,11 +132,19 @@ def test_code_not_in_extensible_value_set_is_a_warning(registry, fixture):
 def test_dmp_visibility_codes_are_accepted(registry, fixture):
     resource = fixture(DOCREF)
     system = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
-    resource["securityLabel"][1:] = [
-        {"coding": [{"system": system, "code": code}]}
-        for code in ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
-    ]
-    assert validate_resource(resource, None, registry) == []
+    # MASQUE_PS with INVISIBLE_PATIENT is refused on its own account (masked-document-reference).
+    for codes in (("MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX"), ("INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")):
+        resource["securityLabel"][1:] = [{"coding": [{"system": system, "code": code}]} for code in codes]
+        assert validate_resource(resource, None, registry) == []
+
+
+def test_masked_and_invisible_to_the_patient_is_refused(registry, fixture):
+    resource = fixture(DOCREF)
+    system = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    resource["securityLabel"][1:] = [{"coding": [{"system": system, "code": code}]} for code in ("INVISIBLE_PATIENT", "MASQUE_PS")]
+    [issue] = validate_resource(resource, None, registry)
+    assert (issue.severity, issue.code) == ("error", "invariant")
+    assert issue.diagnostics.startswith("masked-document-1: ")
 
 
 def test_failed_invariant(registry, fixture):
