@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.mhd.documents import PDF, document_reference, patient
+from tests.mhd.documents import PDF, document_reference, patient, provide_bundle
 from tests.mhd.test_advance_directives import VISIBILITY, deposit, document
 from tests.server_process import ServerProcess
 
@@ -60,6 +60,17 @@ def test_metadata_update_changes_one_label_and_keeps_the_others(fhir: httpx.Clie
 def test_provide_bundle_masked_and_invisible_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
     response = deposit(fhir, known_patient["id"], master_id, directive=False, labels=["MASQUE_PS", "INVISIBLE_PATIENT"])
     refused_saying_why(response)
+    nothing_stored(fhir, known_patient["id"])
+
+
+def test_visibility_label_under_the_oid_is_refused(fhir: httpx.Client, known_patient: dict, master_id: str) -> None:
+    """Stored under TRE_A07's OID, MASQUE_PS would hide the document from nobody: refused saying so."""
+    bundle = provide_bundle({"reference": f"Patient/{known_patient['id']}"}, master_id)
+    bundle["entry"][1]["resource"]["securityLabel"].append(
+        {"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.13", "code": "MASQUE_PS"}]})
+    response = fhir.post("", json=bundle)
+    assert response.status_code == 422, response.text
+    assert any(VISIBILITY in issue["diagnostics"] for issue in response.json()["issue"])
     nothing_stored(fhir, known_patient["id"])
 
 

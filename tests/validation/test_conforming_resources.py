@@ -30,6 +30,7 @@ CONFORMING = {
     f"{OURS}/dmp-patient": "Patient-dmp-patient.json",
     f"{OURS}/advance-directive-document-reference": "DocumentReference-advance-directive.json",
     f"{OURS}/masked-document-reference": "DocumentReference-masked.json",
+    f"{OURS}/visibility-label-system": "DocumentReference-masked.json",
 }
 
 

@@ -147,6 +147,16 @@ def test_masked_and_invisible_to_the_patient_is_refused(registry, fixture):
     assert issue.diagnostics.startswith("masked-document-1: ")
 
 
+def test_visibility_label_under_the_oid_is_refused(registry, fixture):
+    """Under its OID, TRE_A07 is not the system the access rules read: the label would hide nothing."""
+    resource = fixture(DOCREF)
+    resource["securityLabel"][1:] = [{"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.13", "code": "MASQUE_PS"}]}]
+    del resource["meta"]
+    [issue] = validate_resource(resource, None, registry)
+    assert (issue.severity, issue.code) == ("error", "invariant")
+    assert issue.diagnostics.startswith("visibility-label-1: ")
+
+
 def test_failed_invariant(registry, fixture):
     resource = fixture(DOCREF)
     resource["context"]["period"] = {"start": "2026-07-02T08:00:00+02:00", "end": "2026-07-01T08:00:00+02:00"}
