@@ -100,7 +100,7 @@ async def open_repository(settings: Settings, store_url: str,
     Nothing of a type is compiled or indexed until it is used (see Repository.ready).
     """
     search_registry = SearchParameterRegistry.load(parameter_files(settings.profiles_dir))
-    profile_registry = ProfileRegistry.load(settings.profiles_dir)
+    profile_registry = ProfileRegistry.load(settings.profiles_dir, settings.waivers())
     resource_types = set(structure.resource_types())
     database = Database(store_url, settings.database, data_dir=settings.data_dir)
     await database.connect()

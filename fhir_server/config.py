@@ -36,6 +36,11 @@ class Settings:
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
+    # A document both masked to professionals (MASQUE_PS) and invisible to the patient (INVISIBLE_PATIENT)
+    # is refused unless this is on (FHIR_ALLOW_MASKED_INVISIBLE=1): nobody but its author would see it.
+    allow_masked_invisible: bool = field(
+        default_factory=lambda: os.environ.get("FHIR_ALLOW_MASKED_INVISIBLE", "").lower() in ("1", "true", "yes"))
+
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
@@ -50,6 +55,10 @@ class Settings:
             context.load_verify_locations(self.mllp_tls_ca)
             context.verify_mode = ssl.CERT_REQUIRED
         return context
+
+    def waivers(self) -> frozenset[str]:
+        """The settings that are on among those that lift a rule of profiles/code-profiles.json (`waivedBy`)."""
+        return frozenset(name for name in ("allow_masked_invisible",) if getattr(self, name))
 
     def page_size(self, asked: int | None) -> int:
         """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""

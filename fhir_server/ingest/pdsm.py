@@ -19,7 +19,8 @@ _INDEX = re.compile(r"\[\d+\]")
 
 @cache
 def _registry() -> ProfileRegistry:
-    return ProfileRegistry.load(Settings().profiles_dir)
+    settings = Settings()
+    return ProfileRegistry.load(settings.profiles_dir, settings.waivers())
 
 
 @dataclass(frozen=True)

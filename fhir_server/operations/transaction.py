@@ -24,7 +24,7 @@ from fhir_server.interactions.output import outgoing
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.operations.reference_rewrite import ReferenceRewriter
-from fhir_server.mhd import cda_metadata, provide_bundle
+from fhir_server.mhd import cda_metadata, document_binaries, provide_bundle
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.security.search_reach import reached_types
@@ -169,6 +169,7 @@ class BundleProcessor:
                     item.resource = await rewriter.rewrite(item.resource, item.entry.where)
             if self.document_publication or provide_bundle.is_provide_bundle([p.resource for p in prepared]):
                 await provide_bundle.check(self.repo, session, prepared)
+            document_binaries.bind(prepared)
             for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
                 try:
                     item.response = await self._execute(session, item, identities)

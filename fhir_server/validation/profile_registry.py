@@ -6,6 +6,7 @@ specification defines. `profiles/r4/required-bindings.json` lists the base R4 re
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import orjson
@@ -44,7 +45,8 @@ class ProfileRegistry:
         self.terminology = Terminology(self)
 
     @classmethod
-    def load(cls, profiles_dir: Path) -> ProfileRegistry:
+    def load(cls, profiles_dir: Path, waived: Collection[str] = ()) -> ProfileRegistry:
+        """`waived`: the settings that are on among those code-profile rules name in `waivedBy`."""
         by_kind: dict[str, dict[str, dict]] = {kind: {} for kind in _KINDS}
         for kind in _KINDS:
             folder = profiles_dir / kind
@@ -62,7 +64,7 @@ class ProfileRegistry:
                 by_kind[kind][url] = resource
         bindings_file = profiles_dir / _REQUIRED_BINDINGS
         bindings = orjson.loads(bindings_file.read_bytes())["bindings"] if bindings_file.is_file() else {}
-        code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json")
+        code_profiles = CodeProfiles.load(profiles_dir / "code-profiles.json", waived)
         unknown = sorted({url for urls in code_profiles.by_code.values() for url in urls} - set(by_kind["StructureDefinition"]))
         if unknown:
             raise ValueError(f"code-profiles.json names profiles not in {profiles_dir}: {', '.join(unknown)}")

@@ -31,7 +31,7 @@ def document(patient: str, author: str, *, type_code: str, date: str, creation: 
              replaces: str | None = None) -> dict:
     security = [{"coding": [{"system": CONFIDENTIALITY, "code": "N"}]}]
     if masked:
-        security.append({"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.13", "code": "MASQUE_PS"}]})
+        security.append({"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS"}]})
     resource = {
         "resourceType": "DocumentReference",
         "status": "current",

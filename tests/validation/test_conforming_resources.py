@@ -29,6 +29,8 @@ CONFORMING = {
     f"{FRCORE}/fr-core-patient-ins": "Patient-fr-core-patient-ins.json",
     f"{OURS}/dmp-patient": "Patient-dmp-patient.json",
     f"{OURS}/advance-directive-document-reference": "DocumentReference-advance-directive.json",
+    f"{OURS}/masked-document-reference": "DocumentReference-masked.json",
+    f"{OURS}/visibility-label-system": "DocumentReference-masked.json",
 }
 
 

@@ -132,11 +132,29 @@ def test_code_not_in_extensible_value_set_is_a_warning(registry, fixture):
 def test_dmp_visibility_codes_are_accepted(registry, fixture):
     resource = fixture(DOCREF)
     system = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
-    resource["securityLabel"][1:] = [
-        {"coding": [{"system": system, "code": code}]}
-        for code in ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
-    ]
-    assert validate_resource(resource, None, registry) == []
+    # MASQUE_PS with INVISIBLE_PATIENT is refused on its own account (masked-document-reference).
+    for codes in (("MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX"), ("INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")):
+        resource["securityLabel"][1:] = [{"coding": [{"system": system, "code": code}]} for code in codes]
+        assert validate_resource(resource, None, registry) == []
+
+
+def test_masked_and_invisible_to_the_patient_is_refused(registry, fixture):
+    resource = fixture(DOCREF)
+    system = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    resource["securityLabel"][1:] = [{"coding": [{"system": system, "code": code}]} for code in ("INVISIBLE_PATIENT", "MASQUE_PS")]
+    [issue] = validate_resource(resource, None, registry)
+    assert (issue.severity, issue.code) == ("error", "invariant")
+    assert issue.diagnostics.startswith("masked-document-1: ")
+
+
+def test_visibility_label_under_the_oid_is_refused(registry, fixture):
+    """Under its OID, TRE_A07 is not the system the access rules read: the label would hide nothing."""
+    resource = fixture(DOCREF)
+    resource["securityLabel"][1:] = [{"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.13", "code": "MASQUE_PS"}]}]
+    del resource["meta"]
+    [issue] = validate_resource(resource, None, registry)
+    assert (issue.severity, issue.code) == ("error", "invariant")
+    assert issue.diagnostics.startswith("visibility-label-1: ")
 
 
 def test_failed_invariant(registry, fixture):

@@ -26,6 +26,7 @@ from fhir_server.ingest.hl7v2.engine import stable_uuid
 from fhir_server.ingest.hl7v2.er7 import Value
 from fhir_server.ingest.hl7v2.errors import Hl7Error
 from fhir_server.ingest.hl7v2.mapfiles import load_json
+from fhir_server.ingest.hl7v2.patient_held import keep_patient_held
 from fhir_server.timefmt import now_instant
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
             return Hl7Result(build_ack(header, "AA"), "AA", header.control_id, duplicate=True)
         conversion = convert_message(message)
         await complete_documents(conversion, repository)
+        await keep_patient_held(conversion.bundle, repository)
         await repository.transaction(with_trace(conversion, header, message))
     except Hl7Error as exc:
         return _refused(header, exc)
