@@ -23,7 +23,7 @@ import orjson
 
 from fhir_server.errors import FhirError
 from fhir_server.security.callers import INS_SYSTEMS, Caller
-from fhir_server.storage.hooks import Hooks
+from fhir_server.storage.hooks import Hooks, RecordWriteCheck
 
 if TYPE_CHECKING:
     from fhir_server.storage.repository import Repository
@@ -72,12 +72,13 @@ def search_filter(caller: Caller, resource_type: str | None) -> dict[str, Any] |
     return {"pat": caller.record_patient or NO_PATIENT}
 
 
-def check_record(caller: Caller, resource_type: str, patient: str | None) -> None:
-    if not _bounded(caller, resource_type, WRITE_LETTERS):
+async def check_record(check: RecordWriteCheck) -> None:
+    caller = check.caller
+    if not _bounded(caller, check.resource_type, WRITE_LETTERS):
         return
-    if caller.record_patient is None or patient != caller.record_patient:
-        raise FhirError(403, "forbidden", f"The token's patient/ scopes allow writing a {resource_type} only into "
-                        "the record of the patient in context")
+    if caller.record_patient is None or check.patient != caller.record_patient:
+        raise FhirError(403, "forbidden", f"The token's patient/ scopes allow writing a {check.resource_type} only "
+                        "into the record of the patient in context")
 
 
 def register(hooks: Hooks) -> None:

@@ -55,7 +55,7 @@ class HistoryInteraction:
         scope = history_scope(f"/fhir/{path}", since, count)
         page = asked.get("_page")
         before = _before(page, self.tokens, scope) if page is not None else None
-        entries = await self.repository.history_page(caller, resource_type, query, count, before)
+        entries = await self.repository.history_page(caller, resource_type, query, count, before, resource_id)
         has_next = len(entries) > count
         entries = entries[:count]
         url = f"{base_url}/{path}"

@@ -137,7 +137,8 @@ class Database:
 
     async def ensure_indexes(self, name: str, scalar_fields: list[str], array_fields: list[str]) -> None:
         collection = self.collection(name)
-        fields = ["sid", "ts", "pat", *scalar_fields]
+        # acc.dep: an organisation's own deposits; acc.ctx: the Binaries of a resource (docs/ACCESS-RULES.md).
+        fields = ["sid", "ts", "pat", "acc.dep", "acc.ctx", *scalar_fields]
         if self.capabilities.index_arrays:
             fields += array_fields
         for field in fields:

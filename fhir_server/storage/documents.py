@@ -38,6 +38,8 @@ class Stored:
     lookup_keys: list[str] = field(default_factory=list)
     # The patient whose record holds it (fhir_server.storage.patient_key), None for shared resources.
     patient: str | None = None
+    # The keys access rules compare (fhir_server.storage.hooks, record keys), stored as `acc`.
+    keys: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version_id(self) -> str:
@@ -54,6 +56,7 @@ def current_document(stored: Stored, ix: dict[str, Any], sk: dict[str, Any]) -> 
         "ts": instant(stored.last_updated),
         "del": stored.deleted,
         "pat": stored.patient,
+        "acc": stored.keys,
         **_body(stored.resource),
         "ix": ix,
         "sk": sk,
@@ -76,6 +79,7 @@ def history_document(stored: Stored, method: str) -> dict[str, Any]:
         "ts": instant(stored.last_updated),
         "del": stored.deleted,
         "pat": stored.patient,
+        "acc": stored.keys,
         "method": method,
         **_body(stored.resource),
     }
@@ -104,10 +108,10 @@ def _resource(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 def from_current(resource_type: str, doc: dict[str, Any]) -> Stored:
     return Stored(resource_type, doc["_id"], doc["vid"], doc["ts"][1:], doc["del"], _resource(doc), doc.get("blob"),
-                  doc.get("lk") or [], doc.get("pat"))
+                  doc.get("lk") or [], doc.get("pat"), doc.get("acc") or {})
 
 
 def from_history(doc: dict[str, Any]) -> Stored:
     resource_type, resource_id = doc["rid"].split("/", 1)
     return Stored(resource_type, resource_id, doc["vid"], doc["ts"][1:], doc["del"], _resource(doc), doc.get("blob"),
-                  patient=doc.get("pat"))
+                  patient=doc.get("pat"), keys=doc.get("acc") or {})

@@ -4,11 +4,18 @@
   for a caller: searches and their counts, pages, `_include`, `_revinclude`, chains, `_has`,
   conditional matching, reads, vreads and history. Called from `repository.Reader.scoped`.
   Conditions may name only keys both stores carry: `pat`, `del`, `ts` and `res.*`.
+- record open (`Hooks.open`): once per interaction, before its first store query, with the records
+  (patient ids) the interaction names: a read, the record of the resource; a search, the patients its
+  parameters or compartment name; None when it names none. It makes the record-level decision (may
+  raise 403) and returns a filter its queries then carry like the search filter's conditions.
+  Called from `repository.Reader.open`.
 - resource read (`Hooks.shown`): every resource leaving the server, matches, includes and history
   entries alike, may be redacted (or withheld: None). Called from `interactions.output.outgoing`.
   It runs after paging, so it must not be used to hide: hiding is the search filter's job.
 - before write (`Hooks.check_write`): every resource a caller writes, before any store work;
   validation is registered here. Called from `Repository.prepare`.
+- record keys (`Hooks.keys`): the scalar keys each version carries next to `pat` (who deposited it,
+  its visibility), which the search filter's conditions compare. Called from `Repository._write`.
 - record write (`Hooks.check_record`): every version a caller writes or deletes, with the patient
   whose record it goes to (`pat`), before it is stored, inside its transaction. Called from
   `Repository._write`, the one place `pat` is computed.
@@ -24,18 +31,42 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.security.callers import Caller
 
+if TYPE_CHECKING:
+    from fhir_server.storage.documents import Stored
+    from fhir_server.storage.repository import Reader, Session
+
 # (caller, resource type or None for system history) -> a store condition, or None for no limit.
 SearchFilter = Callable[[Caller, str | None], dict[str, Any] | None]
+# (resource type or None) -> a store condition for one query of an opened interaction, or None.
+ScopeFilter = Callable[[str | None], dict[str, Any] | None]
+# (caller, reader, patients named or None) -> the filter of that interaction's queries, or None.
+RecordOpen = Callable[[Caller, "Reader", list[str] | None], Awaitable[ScopeFilter | None]]
+# (caller, resource type, resource or None for a deletion, current version, the version its
+# securityContext names) -> keys stored with the version.
+RecordKeys = Callable[[Caller, str, dict[str, Any] | None, "Stored | None", "Stored | None"], dict[str, Any]]
 # (caller, resource) -> the resource as it may leave, or None to withhold it.
 ResourceRead = Callable[[Caller, dict[str, Any]], dict[str, Any] | None]
 # (caller, resource) -> None; raises FhirError to refuse the write.
 BeforeWrite = Callable[[Caller, dict[str, Any]], None]
-# (caller, resource type, record patient id or None) -> None; raises FhirError to refuse the write.
-RecordWrite = Callable[[Caller, str, str | None], None]
+# The facts of one version about to be written (or deleted) into a record.
+@dataclass(frozen=True)
+class RecordWriteCheck:
+    caller: Caller
+    resource_type: str
+    resource_id: str
+    resource: dict[str, Any] | None
+    current: Stored | None
+    patient: str | None
+    session: Session
+    reader: Reader
+
+
+# (the write) -> None; raises FhirError to refuse the write.
+RecordWrite = Callable[[RecordWriteCheck], Awaitable[None]]
 # (outbox event) -> None; raising leaves the event (and those after it) for the next attempt.
 AfterCommit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -43,6 +74,8 @@ AfterCommit = Callable[[dict[str, Any]], Awaitable[None]]
 @dataclass
 class Hooks:
     search_filters: list[SearchFilter] = field(default_factory=list)
+    record_opens: list[RecordOpen] = field(default_factory=list)
+    record_keys: list[RecordKeys] = field(default_factory=list)
     resource_reads: list[ResourceRead] = field(default_factory=list)
     before_writes: list[BeforeWrite] = field(default_factory=list)
     record_writes: list[RecordWrite] = field(default_factory=list)
@@ -65,9 +98,20 @@ class Hooks:
         for hook in self.before_writes:
             hook(caller, resource)
 
-    def check_record(self, caller: Caller, resource_type: str, patient: str | None) -> None:
+    async def open(self, caller: Caller, reader: Reader, patients: list[str] | None) -> list[ScopeFilter]:
+        found = [await hook(caller, reader, patients) for hook in self.record_opens]
+        return [f for f in found if f is not None]
+
+    def keys(self, caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
+             context: Stored | None) -> dict[str, Any]:
+        keys: dict[str, Any] = {}
+        for hook in self.record_keys:
+            keys.update(hook(caller, resource_type, resource, current, context))
+        return keys
+
+    async def check_record(self, check: RecordWriteCheck) -> None:
         for hook in self.record_writes:
-            hook(caller, resource_type, patient)
+            await hook(check)
 
     async def committed(self, event: dict[str, Any]) -> None:
         for hook in self.after_commits:

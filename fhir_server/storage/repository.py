@@ -30,10 +30,11 @@ from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_json_patch
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.lookup import LookupTable, keys_of
+from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, outbox
 from fhir_server.storage.database import HISTORY, Database
-from fhir_server.storage.hooks import Hooks
+from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.patient_key import patient_of
 from fhir_server.storage.documents import (
     Stored,
@@ -99,6 +100,18 @@ def _content(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _security_context(resource: dict[str, Any] | None) -> str | None:
+    """The `Type/id` a Binary's `securityContext` names: the Binary is in that resource's record and
+    seen as it is (FHIR R4 Binary: "a proxy of the security sensitivity")."""
+    if resource is None or resource.get("resourceType") != "Binary":
+        return None
+    reference = (resource.get("securityContext") or {}).get("reference")
+    if not isinstance(reference, str) or reference.count("/") != 1:
+        return None
+    rtype, rid = reference.split("/")
+    return reference if rtype != "Binary" and ID_PATTERN.match(rid) and rtype[:1].isupper() and rtype.isalnum() else None
+
+
 class Reader:
     """The store queries of one caller (the search engine plans, this runs), or with `caller` None
     the server's own look at the whole store (what a write replaces, uniqueness checks)."""
@@ -108,12 +121,44 @@ class Reader:
         self.caller = caller
         self.session = session
         self.fast_count = repository.database.capabilities.fast_count
+        # Set by `open`: the record-open hooks' filters for this interaction's queries.
+        self.filters: list[ScopeFilter] | None = None
+
+    async def open(self, patients: list[str] | None) -> Reader:
+        """Open the records (patient ids) this interaction names, None when it names none: the
+        one place the record-open hook is called; it may refuse (403). Queries of a reader never
+        opened open it with None first, so no query escapes the record rules."""
+        if self.caller is None:
+            self.filters = []
+        else:
+            self.filters = await self.repository.hooks.open(self.caller, self, patients)
+        return self
+
+    async def limited(self, resource_type: str) -> bool:
+        """Whether the caller's queries of this type carry any condition."""
+        if self.caller is None:
+            return False
+        if self.filters is None:
+            await self.open(None)
+        return bool(self._conditions(resource_type))
+
+    def _conditions(self, resource_type: str | None) -> list[dict[str, Any]]:
+        assert self.caller is not None and self.filters is not None
+        conditions = self.repository.hooks.condition(self.caller, resource_type)
+        for scope_filter in self.filters:
+            condition = scope_filter(resource_type)
+            if condition:
+                conditions.append(condition)
+        return conditions
 
     def scoped(self, resource_type: str | None, query: dict[str, Any]) -> dict[str, Any]:
-        """`query` with the caller's search-filter conditions: the one place that hook is called."""
+        """`query` with the caller's search-filter conditions and the opened records' filters: the
+        one place that hook is called."""
         if self.caller is None:
             return query
-        conditions = self.repository.hooks.condition(self.caller, resource_type)
+        if self.filters is None:
+            raise AssertionError("a caller's query ran before its interaction opened the records it reads")
+        conditions = self._conditions(resource_type)
         if not conditions:
             return query
         builder = FilterBuilder()
@@ -132,6 +177,8 @@ class Reader:
 
     async def _find(self, collection: str, resource_type: str | None, query: dict[str, Any],
                     projection: dict[str, Any] | None, sort: list[tuple[str, int]] | None, limit: int) -> list[dict[str, Any]]:
+        if self.filters is None:
+            await self.open(None)
         cursor = self.repository.database.collection(collection).find(
             self.scoped(resource_type, query), projection, session=self.session)
         if sort:
@@ -142,6 +189,8 @@ class Reader:
             return await cursor.to_list(length=limit or None)
 
     async def count(self, resource_type: str, query: dict[str, Any]) -> int:
+        if self.filters is None:
+            await self.open(None)
         async with self.repository._reading(self.session):
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
@@ -249,8 +298,21 @@ class Repository:
     async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
                            session: Session = None) -> Stored | None:
         """The current document as `caller` may see it (deleted or not), or None."""
-        docs = await self.reader(caller, session).find(resource_type, {"_id": resource_id}, {"ix": 0, "sk": 0}, limit=1)
+        reader = await self.opened_for(caller, resource_type, resource_id, session)
+        docs = await reader.find(resource_type, {"_id": resource_id}, {"ix": 0, "sk": 0}, limit=1)
         return from_current(resource_type, docs[0]) if docs else None
+
+    async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str,
+                         session: Session = None) -> Reader:
+        """A reader of `caller` opened on the record holding this resource (none if it is in no record
+        or does not exist): reading one resource is reading its record."""
+        reader = self.reader(caller, session)
+        if caller is None:
+            return await reader.open(None)
+        async with self._reading(session):
+            found = await self.collection(resource_type).find_one({"_id": resource_id}, {"pat": 1}, session=session)
+        patient = found.get("pat") if found else None
+        return await reader.open([patient] if patient else [])
 
     async def read(self, caller: Caller, resource_type: str, resource_id: str, session: Session = None) -> Stored:
         self.check_type(resource_type)
@@ -265,7 +327,8 @@ class Repository:
         self.check_type(resource_type)
         if not version.isdigit():
             raise FhirError(404, "not-found", f"Version '{version}' of {resource_type}/{resource_id} is not known")
-        docs = await self.reader(caller).find_history(
+        reader = await self.opened_for(caller, resource_type, resource_id)
+        docs = await reader.find_history(
             resource_type, {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}, limit=1)
         if not docs:
             if await self.find_current(caller, resource_type, resource_id) is None:
@@ -282,12 +345,17 @@ class Repository:
         return nullcontext() if session is not None else self.database.gate.read()
 
     async def history_page(self, caller: Caller, resource_type: str | None, query: dict[str, Any], count: int,
-                           before: str | None) -> list[HistoryEntry]:
-        """Newest first; `before` is the key of the last entry of the previous page."""
+                           before: str | None, resource_id: str | None = None) -> list[HistoryEntry]:
+        """Newest first; `before` is the key of the last entry of the previous page; `resource_id`
+        for one resource's history (whose record is then the one opened)."""
         condition = dict(query)
         if before is not None:
             condition["_id"] = {"$lt": before}
-        docs = await self.reader(caller).find_history(resource_type, condition, sort=[("_id", -1)], limit=count + 1)
+        if resource_id is not None and resource_type is not None:
+            reader = await self.opened_for(caller, resource_type, resource_id)
+        else:
+            reader = await self.reader(caller).open(None)
+        docs = await reader.find_history(resource_type, condition, sort=[("_id", -1)], limit=count + 1)
         return [HistoryEntry(from_history(d), d["method"], d["_id"]) for d in docs]
 
     # ------------------------------------------------------------------ writes
@@ -349,7 +417,8 @@ class Repository:
     async def run(self, work: Callable[[Session], Awaitable[Any]], resource_types: Iterable[str] = (),
                   attempts: int = 5) -> Any:
         """`work` in one store transaction, again on fresh data while another writer got there first."""
-        await self.ready(resource_types)
+        # Binary too: any write may bring a Binary its securityContext names (_follow_context).
+        await self.ready([*resource_types, "Binary"])
         for attempt in range(attempts):
             try:
                 return await self.in_transaction(work)
@@ -389,7 +458,7 @@ class Repository:
         if resource.get("id") != resource_id:
             raise FhirError(400, "invalid", f"The body's id '{resource.get('id')}' differs from the URL's '{resource_id}'", ["id"])
         current = await self.current(resource_type, resource_id, session)
-        if current is not None and not for_server and self.hooks.condition(caller, resource_type) \
+        if current is not None and not for_server \
                 and await self.find_current(caller, resource_type, resource_id, session) is None:
             # Neither overwrite nor reveal what the caller may not see; a new id would fork identity.
             raise FhirError(409, "conflict", f"{resource_type}/{resource_id} cannot be written with this id")
@@ -445,8 +514,9 @@ class Repository:
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
         matches = await self.ids(resource_type, params, session, limit)
-        if matches and self.hooks.condition(caller, resource_type):
-            visible = await self.engine.ids(resource_type, params, self.reader(caller, session), limit)
+        reader = self.reader(caller, session)
+        if matches and await reader.limited(resource_type):
+            visible = await self.engine.ids(resource_type, params, reader, limit)
             if set(matches) - set(visible):
                 raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
                                 "a stored resource")
@@ -461,8 +531,11 @@ class Repository:
         self, caller: Caller, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
     ) -> SearchResult:
         self.check_type(resource_type)
-        return await self.engine.search(resource_type, request, self.reader(caller), base_url=base_url, strict=strict,
-                                        count=count)
+        reader = await self.reader(caller).open(await self.named_patients(resource_type, request))
+        return await self.engine.search(resource_type, request, reader, base_url=base_url, strict=strict, count=count)
+
+    async def named_patients(self, resource_type: str, request: SearchRequest) -> list[str] | None:
+        return await named_patients(self, resource_type, request)
 
     async def _write(
         self, session: Session, caller: Caller, resource_type: str, resource_id: str, resource: dict[str, Any] | None,
@@ -482,11 +555,24 @@ class Repository:
             meta["lastUpdated"] = stamp
             body["meta"] = meta
             ix, sk = self.index(body)
-        # A deletion stays in the record of the patient it belonged to.
-        patient = patient_of(resource_type, resource_id, ix) if body is not None else (current.patient if current else None)
-        self.hooks.check_record(caller, resource_type, patient)
+        context_reference = _security_context(body if body is not None else current.resource if current else None)
+        context = await self.current(*context_reference.split("/"), session) \
+            if context_reference and context_reference.split("/")[0] in self.resource_types else None
+        if body is None:
+            # A deletion stays in the record of the patient it belonged to.
+            patient = current.patient if current else None
+        elif context is not None:
+            patient = context.patient
+        else:
+            patient = patient_of(resource_type, resource_id, ix)
+        await self.hooks.check_record(RecordWriteCheck(caller, resource_type, resource_id, body, current, patient,
+                                                       session, self.reader(None, session)))
+        keys = self.hooks.keys(caller, resource_type, body, current, context)
+        if context_reference:
+            # Kept even before its target is stored: the target's first write then finds this Binary.
+            keys["ctx"] = context_reference
         stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob,
-                        keys_of(resource_type, ix), patient)
+                        keys_of(resource_type, ix), patient, keys)
         collection = self.collection(resource_type)
         document = current_document(stored, ix, sk)
         try:
@@ -496,6 +582,10 @@ class Repository:
                 result = await collection.replace_one({"_id": resource_id, "vid": current.version}, document, session=session)
                 if result.matched_count != 1:
                     raise VersionConflict()
+            if current is not None and (current.keys != keys or current.patient != patient):
+                # Earlier versions are seen as the resource now is: masking a document masks its history.
+                await self.database.collection(HISTORY).update_many(
+                    {"rid": f"{resource_type}/{resource_id}"}, {"$set": {"acc": keys, "pat": patient}}, session=session)
             self.database.pending.insert(session, HISTORY, [history_document(stored, method)])
             self.lookup.replace(self.database.pending, session, resource_id, current.lookup_keys if current else [],
                                 stored.lookup_keys)
@@ -505,7 +595,26 @@ class Repository:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
+        if current is None or current.keys != keys or current.patient != patient:
+            await self._follow_context(session, stored)
         if body is not None:
             for rule in self.write_rules.get(resource_type, []):
                 await rule(self, session, caller, stored)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
+
+    async def _follow_context(self, session: Session, stored: Stored) -> None:
+        """Binaries whose securityContext names `stored` take its record and keys, current and past
+        versions alike, whichever of the two was written first."""
+        if stored.resource_type == "Binary":
+            return
+        target = f"{stored.resource_type}/{stored.id}"
+        keys = {**stored.keys, "ctx": target}
+        binaries_of = {"acc.ctx": target}
+        found = await self.collection("Binary").find(binaries_of, {"_id": 1}, session=session).to_list(None)
+        if not found:
+            return
+        await self.collection("Binary").update_many(binaries_of, {"$set": {"acc": keys, "pat": stored.patient}},
+                                                    session=session)
+        await self.database.collection(HISTORY).update_many(
+            {"rid": {"$in": [f"Binary/{d['_id']}" for d in found]}}, {"$set": {"acc": keys, "pat": stored.patient}},
+            session=session)

@@ -1,0 +1,291 @@
+"""The shared record's access rules (issue 12; docs/ACCESS-RULES.md), on the one access path.
+
+- record open: per interaction, the records it names are decided once each (`records.load`); a
+  record the caller may not open answers 403, the only 403 of these rules; otherwise the decision
+  is a mode, compiled into conditions on the keys every version carries (`record_keys`), so what
+  is hidden is never matched, counted, included, chained through or listed in history, and reads
+  as 404 like what never existed.
+- record write: deposits go to pending and active records only; only the patient (or their legal
+  representative) manages the record's rules, except a professional recording the patient's
+  authorisation of themself (../shared/DECISIONS.md, "Access rules").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from fhir_server.access import habilitations, record_keys
+from fhir_server.access.records import (
+    Record,
+    actor_key,
+    is_own,
+    is_privacy_consent,
+    load,
+    professional_keys,
+    record_status,
+    represents,
+)
+from fhir_server.definitions.compartment import patient_compartment_params
+from fhir_server.errors import FhirError
+from fhir_server.security.callers import Caller
+from fhir_server.storage import outbox
+from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
+from fhir_server.timefmt import instant, now_instant
+
+if TYPE_CHECKING:
+    from fhir_server.storage.repository import Reader
+
+# Matches no stored document: every stored `pat` is a FHIR id, never empty.
+NOWHERE = ""
+NOT_AUTHORISED = ("The patient's authorisation is missing: the patient has not authorised you to access their "
+                  "record (Code de la santé publique L.1111-15)")
+# Which professionals' authorisations a cross-record search looks through, at most.
+MAX_RECORDS = 1000
+
+
+@cache
+def record_types() -> frozenset[str]:
+    """The types whose resources can belong to a record: the Patient compartment, and Binary."""
+    return frozenset({*patient_compartment_params(), "Patient", "Binary"})
+
+
+def _unrestricted(caller: Caller) -> bool:
+    """The platform itself, and a system client of no organisation (a local tool with the server's
+    key), read everything: audited as such (docs/ACCESS-RULES.md)."""
+    return caller.kind == "platform" or (caller.kind == "system" and not caller.organization)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a caller sees in the records opened: `pat` in `patients` and these key conditions;
+    `demographics` whether the Patient itself is seen whatever the other conditions say."""
+    patients: tuple[str, ...]
+    conditions: tuple[tuple[str, Any], ...] = ()
+    demographics: bool = False
+
+    def filter(self) -> ScopeFilter:
+        patients = self.patients
+        where: dict[str, Any] = {"pat": patients[0]} if len(patients) == 1 else {"pat": {"$in": list(patients)}}
+        keyed = {**where, **dict(self.conditions)}
+
+        def condition(resource_type: str | None) -> dict[str, Any] | None:
+            if resource_type is not None and resource_type not in record_types():
+                return None
+            if resource_type == "Patient" and self.demographics:
+                return where
+            return keyed
+        return condition
+
+
+def _professional_conditions(caller: Caller, *, masked: bool) -> tuple[tuple[str, Any], ...]:
+    own = [record_keys.depositor(caller)]
+    if caller.organization:
+        own.append(f"org:{caller.organization}")
+    conditions: list[tuple[str, Any]] = [("acc.hab", {"$in": list(habilitations.profession_classes(caller.profession))})]
+    if not masked:
+        conditions.append(("acc.vis", {"$in": [record_keys.VISIBLE, *own]}))
+    return tuple(conditions)
+
+
+def _refuse(message: str) -> FhirError:
+    return FhirError(403, "forbidden", message)
+
+
+async def _emergency(reader: Reader, caller: Caller, record: Record) -> None:
+    """Emergency access is recorded in the outbox, for the audit trail and to tell the patient and
+    their médecin traitant (issue 13 delivers it)."""
+    stamp = now_instant()
+    event = {"_id": f"{instant(stamp)}|emergency/{record.patient_id}/{caller.id}", "kind": "emergency-access",
+             "pat": record.patient_id, "ts": instant(stamp), "doctors": sorted(record.doctors),
+             "caller": {"kind": caller.kind, "id": caller.id, "idnatps": caller.idnatps,
+                        "organization": caller.organization}}
+    repository = reader.repository
+    if reader.session is not None:
+        outbox.add(repository.database.pending, reader.session, event)
+        return
+
+    async def work(session: Any) -> None:
+        outbox.add(repository.database.pending, session, event)
+    await repository.in_transaction(work)
+
+
+async def _deposited(reader: Reader, caller: Caller, patient_id: str) -> bool:
+    own = reader.repository.reader(None, reader.session)
+    for rtype in ("DocumentReference", "Observation", "Composition"):
+        if await own.find(rtype, {"pat": patient_id, "acc.dep": record_keys.depositor(caller)}, {"_id": 1}, limit=1):
+            return True
+    return False
+
+
+async def _professional_mode(reader: Reader, caller: Caller, record: Record, me: frozenset[str]) -> Mode:
+    if record.status == "opposed":
+        raise _refuse("This person opposed the creation of their shared record: it holds nothing")
+    if record.status == "closed":
+        raise _refuse("This shared record is closed: professionals no longer access it")
+    if me & record.denied:
+        raise _refuse(NOT_AUTHORISED)
+    own_only = Mode((record.patient_id,), (("acc.dep", record_keys.depositor(caller)),), demographics=True)
+    if record.status == "pending":
+        # Deposits before activation are readable by their author alone (../shared/DECISIONS.md).
+        return own_only
+    doctor = bool(me & record.doctors)
+    if doctor or me & record.permitted:
+        return Mode((record.patient_id,), _professional_conditions(caller, masked=doctor))
+    if caller.purpose_of_use == "BTG" and not record.emergency_opposed:
+        await _emergency(reader, caller, record)
+        return Mode((record.patient_id,), _professional_conditions(caller, masked=False))
+    if await _deposited(reader, caller, record.patient_id):
+        return own_only
+    raise _refuse(NOT_AUTHORISED)
+
+
+async def _cross_records(reader: Reader, caller: Caller, me: frozenset[str]) -> Mode:
+    """A professional's search naming no patient: the records that authorise them, as authorised
+    (a médecin traitant's view of masked documents needs the patient named)."""
+    repository = reader.repository
+    candidates: set[str] = set()
+    for key in me:
+        if key.startswith("Practitioner/"):
+            actor = [("actor", key)]
+            doctor = [("general-practitioner", key)]
+        else:
+            value = key.split(":", 1)[1]
+            actor = [("actor:identifier", f"urn:oid:1.2.250.1.71.4.2.1|{value}")]
+            doctor = [("general-practitioner:identifier", f"urn:oid:1.2.250.1.71.4.2.1|{value}")]
+        for cid in await repository.ids("Consent", actor, reader.session, MAX_RECORDS):
+            consent = await repository.current("Consent", cid, reader.session)
+            if consent is not None and consent.patient and is_privacy_consent(consent.resource or {}):
+                candidates.add(consent.patient)
+        candidates.update(await repository.ids("Patient", doctor, reader.session, MAX_RECORDS))
+    opened = []
+    for patient_id in sorted(candidates)[:MAX_RECORDS]:
+        record = await load(reader, patient_id)
+        if record.status == "active" and not me & record.denied and me & (record.permitted | record.doctors):
+            opened.append(patient_id)
+    return Mode(tuple(opened) or (NOWHERE,), _professional_conditions(caller, masked=False))
+
+
+async def _patient_mode(reader: Reader, caller: Caller, patient_id: str | None) -> Mode:
+    if patient_id is None:
+        return Mode((NOWHERE,))
+    record = await load(reader, patient_id)
+    if not record.exists:
+        return Mode((NOWHERE,))
+    if is_own(record, caller):
+        if record.status == "opposed":
+            # Only what honours the objection is kept: their Patient, which they may reactivate.
+            return Mode((patient_id,), (("acc.dep", NOWHERE),), demographics=True)
+        return Mode((patient_id,), (("acc.vfp", {"$lte": instant(now_instant())}),))
+    if await represents(reader, caller, record):
+        if record.status == "opposed":
+            raise _refuse("This person opposed the creation of their shared record: it holds nothing")
+        return Mode((patient_id,), (("acc.vfr", {"$lte": instant(now_instant())}),))
+    raise _refuse("This token's person is neither the patient nor one of their legal representatives")
+
+
+async def open_records(caller: Caller, reader: Reader, patients: list[str] | None) -> ScopeFilter | None:
+    if _unrestricted(caller):
+        return None
+    if caller.kind == "patient":
+        # One record only, whatever the interaction names: another one's resources are not matched.
+        return (await _patient_mode(reader, caller, caller.record_patient)).filter()
+    if caller.kind == "system":
+        return await _organisation(reader, caller, patients)
+    if caller.kind != "practitioner":
+        # Operators administer the server; they do not read records.
+        return Mode((NOWHERE,)).filter()
+    me = await professional_keys(reader, caller)
+    if patients is None:
+        return (await _cross_records(reader, caller, me)).filter()
+    if not patients:
+        return _record_less(caller)
+    modes = [await _professional_mode(reader, caller, await load(reader, p), me) for p in dict.fromkeys(patients)]
+    if len(modes) == 1:
+        return modes[0].filter()
+    if len({m.conditions for m in modes}) != 1:
+        raise FhirError(400, "not-supported", "Your access differs between the patients named: search one record at a time")
+    return Mode(tuple(p for m in modes for p in m.patients), modes[0].conditions).filter()
+
+
+def _record_less(caller: Caller) -> ScopeFilter:
+    """What belongs to no record (a Binary with no securityContext, an Observation of no one): the
+    depositor's alone."""
+    def condition(resource_type: str | None) -> dict[str, Any] | None:
+        if resource_type is not None and resource_type not in record_types():
+            return None
+        return {"pat": None, "acc.dep": record_keys.depositor(caller)}
+    return condition
+
+
+async def _organisation(reader: Reader, caller: Caller, patients: list[str] | None) -> ScopeFilter:
+    """A hospital system reads what its organisation deposited, in records open to professionals."""
+    for patient_id in patients or []:
+        record = await load(reader, patient_id)
+        if record.status in ("opposed", "closed"):
+            raise _refuse(f"This shared record is {record.status}: it accepts no professional access")
+    deposits = (("acc.dep", record_keys.depositor(caller)),)
+
+    def condition(resource_type: str | None) -> dict[str, Any] | None:
+        if resource_type is not None and resource_type not in record_types():
+            return None
+        where: dict[str, Any] = {}
+        if patients is not None:
+            where["pat"] = patients[0] if len(patients) == 1 else {"$in": list(patients) or [NOWHERE]}
+        if resource_type == "Patient":
+            return where or None
+        return {**where, **dict(deposits)}
+    return condition
+
+
+# ---------------------------------------------------------------------------------------------- writes
+async def check_record(check: RecordWriteCheck) -> None:
+    caller = check.caller
+    if _unrestricted(caller) or check.patient is None:
+        return
+    record = await load(check.reader, check.patient)
+    if caller.kind == "patient":
+        if record.status in ("opposed", "closed") and check.resource_type not in ("Patient", "Consent"):
+            raise _refuse(f"This shared record is {record.status}: nothing more is deposited in it")
+        return
+    if check.resource_type == "Patient" and check.current is not None:
+        _keep_patient_choices(check)
+    if record.status in ("opposed", "closed"):
+        raise _refuse(f"This shared record is {record.status}: it accepts no deposit" if record.status == "closed"
+                      else "This person opposed the creation of their shared record: nothing is stored for them")
+    if check.resource_type == "Consent":
+        await _professional_consent(check, record)
+
+
+def _keep_patient_choices(check: RecordWriteCheck) -> None:
+    """The record status and the médecin traitant are the patient's choices."""
+    before = check.current.resource if check.current is not None else None
+    after = check.resource
+    if record_status(before) != record_status(after) \
+            or sorted(map(str, (before or {}).get("generalPractitioner") or [])) != \
+            sorted(map(str, (after or {}).get("generalPractitioner") or [])):
+        raise _refuse("Only the patient sets their record's status and designates their médecin traitant")
+
+
+async def _professional_consent(check: RecordWriteCheck, record: Record) -> None:
+    """A professional may record the patient's authorisation of themself, declaring the patient
+    agreed; nothing else of the patient's rules, and never past a block."""
+    caller = check.caller
+    me = await professional_keys(check.reader, caller) if caller.kind == "practitioner" else frozenset()
+    consent = check.resource or {}
+    provision = consent.get("provision") or {}
+    actors = {actor_key(a.get("reference")) for a in provision.get("actor") or [] if isinstance(a, dict)}
+    if check.current is not None or check.resource is None or not me or not is_privacy_consent(consent) \
+            or provision.get("type") != "permit" or not actors or not actors <= me:
+        raise _refuse("Only the patient manages their access rules; a professional may only record the "
+                      "patient's authorisation of themself")
+    if me & record.denied:
+        raise _refuse("The patient blocked you: nobody can override a block")
+
+
+def register(hooks: Hooks) -> None:
+    hooks.record_opens.append(open_records)
+    hooks.record_keys.append(record_keys.keys)
+    hooks.record_writes.append(check_record)
