@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from fhir_server.security.callers import IDNATPS_SYSTEM
-from tests.mhd.documents import provide_bundle
+from tests.mhd.documents import PDF, provide_bundle
 from tests.server_process import ServerProcess, server_token
 
 FHIR = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
@@ -92,6 +92,8 @@ class World:
     professionals: dict[str, Professional] = field(default_factory=dict)
     documents: dict[str, Document] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    # Other patients of the world by name (twins, records of a given status).
+    patients: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"World({self.unique})"
@@ -183,10 +185,10 @@ class World:
                                                           "code": relationship}]}]})
 
     def provide(self, caller: str, patient_id: str, *, doc_type: tuple[str, str] = LETTER,
-                labels: tuple[str, ...] = (), author: Professional | None = None) -> httpx.Response:
+                labels: tuple[str, ...] = (), author: Professional | None = None, data: bytes = PDF) -> httpx.Response:
         """ITI-65 with `caller`'s token: a submission set, a DocumentReference and its Binary."""
         master_id = f"1.2.250.1.999.1.1.7.{random.randrange(10**12)}"
-        bundle = provide_bundle({"reference": f"Patient/{patient_id}"}, master_id)
+        bundle = provide_bundle({"reference": f"Patient/{patient_id}"}, master_id, data=data)
         document = bundle["entry"][1]["resource"]
         document["type"] = {"coding": [{"system": doc_type[0], "code": doc_type[1]}]}
         document["securityLabel"] = [*document["securityLabel"],
