@@ -185,12 +185,15 @@ class World:
                                                           "code": relationship}]}]})
 
     def provide(self, caller: str, patient_id: str, *, doc_type: tuple[str, str] = LETTER,
-                labels: tuple[str, ...] = (), author: Professional | None = None, data: bytes = PDF) -> httpx.Response:
-        """ITI-65 with `caller`'s token: a submission set, a DocumentReference and its Binary."""
+                labels: tuple[str, ...] = (), author: Professional | None = None, data: bytes = PDF,
+                identifiers: tuple[tuple[str, str], ...] = ()) -> httpx.Response:
+        """ITI-65 with `caller`'s token: a submission set, a DocumentReference (with `identifiers`
+        beside its own) and its Binary."""
         master_id = f"1.2.250.1.999.1.1.7.{random.randrange(10**12)}"
         bundle = provide_bundle({"reference": f"Patient/{patient_id}"}, master_id, data=data)
         document = bundle["entry"][1]["resource"]
         document["type"] = {"coding": [{"system": doc_type[0], "code": doc_type[1]}]}
+        document["identifier"] = [*document["identifier"], *({"system": s, "value": v} for s, v in identifiers)]
         document["securityLabel"] = [*document["securityLabel"],
                                      *({"coding": [{"system": TRE_A07, "code": label}]} for label in labels)]
         if author is not None:
@@ -244,5 +247,5 @@ def says_authorisation_missing(response: httpx.Response) -> bool:
 
 def not_found_shape(response: httpx.Response, resource_id: str) -> tuple[int, str, Any]:
     """What a 404 shows once the asked id is taken out: equal for hidden and never-existing."""
-    body = response.text.replace(resource_id, "<id>")
+    body = response.text.replace(resource_id, "<id>") if resource_id else response.text
     return response.status_code, response.headers.get("content-type", ""), re.sub(r'"lastUpdated":"[^"]*"', "", body)
