@@ -94,6 +94,8 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
     # Other patients of the world by name (twins, records of a given status).
     patients: dict[str, str] = field(default_factory=dict)
+    # Consents a test ends later, by name.
+    consents: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"World({self.unique})"
