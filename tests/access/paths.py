@@ -322,10 +322,13 @@ PATHS: dict[str, Path] = {
 }
 
 
-def expected(path: Path, visible: frozenset[str] | str, sees_patient: bool) -> Outcome:
-    """What `path` must answer a caller who sees `visible` of the record (or is REFUSED)."""
+def expected(path: Path, visible: frozenset[str] | str, sees_patient: bool, named_only: bool = False) -> Outcome:
+    """What `path` must answer a caller who sees `visible` of the record (or is REFUSED); a
+    `named_only` caller (breaking the glass) opens a record only by naming it."""
     if visible == REFUSED:
         found: frozenset[str] | str = REFUSED if path.names_record else frozenset()
+    elif named_only and not path.names_record:
+        found = frozenset()
     elif path.through_patient and not sees_patient:
         found = frozenset()
     else:
