@@ -8,6 +8,7 @@ The record of patient P (active, médecin traitant Dr T):
 - inv_patient: INVISIBLE_PATIENT (not the patient, not their representatives, for a month);
 - inv_rep: INVISIBLE_REPRESENTANTS_LEGAUX (not the representatives);
 - residence: a residence certificate (no physician's habilitation covers it);
+- psychiatric: a psychiatric synthesis (outside the pharmacist's habilitation);
 - by_b: deposited by Dr B, whom the patient never authorised.
 
 Each test asks one caller one path, and compares what it learnt with what the rules let it see.
@@ -20,15 +21,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.access.paths import PATHS, expected
-from tests.access.world import (PHARMACIST, REFUSED, RESIDENCE, World, new_finess, new_ins, open_world,
+from tests.access.world import (PHARMACIST, PSYCHIATRIC, REFUSED, RESIDENCE, World, new_finess, new_ins, open_world,
                                 says_authorisation_missing)
 from tests.server_process import ServerProcess
 
-ALL = frozenset({"plain", "masked_a", "masked_h", "inv_patient", "inv_rep", "residence", "by_b"})
+ALL = frozenset({"plain", "masked_a", "masked_h", "inv_patient", "inv_rep", "residence", "psychiatric", "by_b"})
 MASKED = frozenset({"masked_a", "masked_h"})
-# Documents outside the pharmacist's habilitation: the residence certificate. (The habilitation
-# matrix of policies/ decides the rest; the letter type is read by every profession.)
-NOT_PHARMACIST = frozenset({"residence"})
+# Documents outside the pharmacist's habilitation (policies/habilitations.json); the discharge
+# letter is inside every profession's.
+NOT_PHARMACIST = frozenset({"residence", "psychiatric"})
 
 # What each caller may see of the record, REFUSED for the record-level refusal (403).
 VISIBLE: dict[str, frozenset[str] | str] = {
@@ -46,7 +47,7 @@ VISIBLE: dict[str, frozenset[str] | str] = {
     # Not authorised, breaking the glass: all but masked documents.
     "E_btg": ALL - MASKED - {"residence"},
     # Hospital system: what its organisation deposited.
-    "H": frozenset({"plain", "masked_h", "inv_patient", "inv_rep", "residence"}),
+    "H": frozenset({"plain", "masked_h", "inv_patient", "inv_rep", "residence", "psychiatric"}),
     # Another hospital's system: nothing deposited, nothing seen.
     "H2": frozenset(),
     # The patient: all but INVISIBLE_PATIENT (deposited less than a month ago).
@@ -101,6 +102,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.deposit("inv_patient", "H", labels=("INVISIBLE_PATIENT",))
     world.deposit("inv_rep", "H", labels=("INVISIBLE_REPRESENTANTS_LEGAUX",))
     world.deposit("residence", "H", doc_type=RESIDENCE)
+    world.deposit("psychiatric", "H", doc_type=PSYCHIATRIC)
     world.deposit("by_b", "B", author=world.professionals["B"])
     yield world
     world.http.close()

@@ -39,6 +39,9 @@ PHYSICIAN, PHARMACIST = "10", "21"
 # (issue 12, rule 3).
 LETTER = (LOINC, "11490-0")
 RESIDENCE = (TRE_A05, "ATTEST-RESID")
+# A psychiatric synthesis (LOINC 68599-0): physicians read it, pharmacists do not (habilitation
+# matrix of policies/habilitations.json).
+PSYCHIATRIC = (LOINC, "68599-0")
 # A document is said hidden by reading as 404; refused callers get 403.
 REFUSED = "refused"
 
