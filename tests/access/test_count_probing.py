@@ -65,7 +65,6 @@ QUERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "has_masked": ("/Patient", [("_id", "{p}"), ("_has:DocumentReference:patient:security-label", MASQUE),
                                 ("_total", "accurate")]),
     "revinclude_count": ("/Patient", [("_id", "{p}"), ("_revinclude", "DocumentReference:subject"), ("_count", "2")]),
-    "lists_included": ("/List", [("patient", "{p}"), ("_include", "List:item"), ("_count", "2")]),
     "sorted_by_date": ("/DocumentReference", [("patient", "{p}"), ("_sort", "-date"), ("_count", "2"),
                                               ("_total", "accurate")]),
 }
@@ -86,6 +85,19 @@ def test_the_non_author_learns_nothing_from_counts_and_pages(world: World, query
 def test_the_author_sees_the_difference_the_probe_looks_for(world: World, query: str) -> None:
     """The twins do differ, by the masked document: the probe above is not blind."""
     assert _run(world, "A", "P", query) != _run(world, "A", "Q", query)
+
+
+def test_the_submission_set_of_a_masked_document_does_not_betray_it(world: World) -> None:
+    """ITI-65 stores a submission set (List) with each document: if Dr B counts the Lists of P, a
+    list for the masked document would tell one was deposited even though the document is hidden.
+    (The rules name documents; whether a masked document's submission set is hidden with it is
+    the lead's call: this test makes the leak visible.)"""
+    query = [("patient", "{p}"), ("_include", "List:item"), ("_count", "2"), ("_total", "accurate")]
+    runs = {}
+    for twin in ("P", "Q"):
+        patient = world.patients[twin]
+        runs[twin] = _probe(world, "B", patient, [(k, v.replace("{p}", patient)) for k, v in query], "/List")
+    assert runs["P"] == runs["Q"]
 
 
 def test_the_non_author_pages_hold_exactly_the_letters(world: World) -> None:
