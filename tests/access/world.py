@@ -99,6 +99,8 @@ class World:
     patients: dict[str, str] = field(default_factory=dict)
     # Consents a test ends later, by name.
     consents: dict[str, str] = field(default_factory=dict)
+    # Binaries written on their own (not through ITI-65), by name.
+    binaries: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"World({self.unique})"
