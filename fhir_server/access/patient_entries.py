@@ -32,7 +32,7 @@ from fhir_server.storage.documents import Stored
 from fhir_server.storage.hooks import RecordWrite, RecordWriteCheck
 
 if TYPE_CHECKING:
-    from fhir_server.storage.repository import Repository, Session
+    from fhir_server.storage.repository import Repository, Session, WriteRule
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 ENTRIES_FILE = PROFILES / "patient-entries.json"
@@ -53,6 +53,13 @@ def document_types() -> frozenset[tuple[str, str]]:
     value_set = orjson.loads(DOCUMENT_TYPES_FILE.read_bytes())
     return frozenset((include["system"], concept["code"]) for include in value_set["compose"]["include"]
                      for concept in include.get("concept") or [])
+
+
+@cache
+def patient_owned_types() -> frozenset[str]:
+    """What a patient deposits and only they change: their entries, the Provenance of each, the
+    bytes of their documents, their trusted person and contacts."""
+    return frozenset({*entries()["sources"], "Provenance", "Binary", "RelatedPerson"})
 
 
 def _invalid(message: str, where: str) -> FhirError:
@@ -163,14 +170,18 @@ def record_write(limit: int) -> RecordWrite:
         caller = check.caller
         if _unrestricted(caller):
             return
-        if check.resource_type == "RelatedPerson" and check.resource is not None \
-                and _relationship_codes(check.resource) & set(entries()["platformOnlyRelationships"]):
-            # Representatives open the represented person's record (records.represents).
+        # Representatives open the represented person's record (records.represents): written, changed
+        # into one, or deleted.
+        written = check.resource if check.resource is not None else check.current.resource if check.current else None
+        if check.resource_type == "RelatedPerson" and written is not None \
+                and _relationship_codes(written) & set(entries()["platformOnlyRelationships"]):
             raise FhirError(403, "forbidden", "Legal representatives and guardians are recorded by the platform, "
                             "from the decision that appoints them; you may record your trusted person and contacts")
         deposited = check.current.keys.get("dep", "") if check.current is not None else ""
         if caller.kind != "patient":
-            if deposited.startswith("pt:"):
+            # Entries, their Provenance and a document's bytes; not what the patient and a
+            # professional write in turn (an appointment they request, a message thread).
+            if deposited.startswith("pt:") and check.resource_type in patient_owned_types():
                 raise FhirError(403, "forbidden", "What the patient entered into their record, only the patient "
                                 "changes or deletes")
             return
@@ -186,7 +197,7 @@ def record_write(limit: int) -> RecordWrite:
     return check
 
 
-def binary_size(limit: int) -> Any:
+def binary_size(limit: int) -> WriteRule:
     """The bytes of a patient's Binary are known once stored (raw or base64): over the limit, the
     write's transaction is abandoned."""
     async def rule(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:

@@ -304,9 +304,10 @@ def test_only_the_platform_writes_legal_representatives(world: World, caller: st
     assert world.get("platform", f"/RelatedPerson/{trusted['id']}").json()["meta"]["versionId"] == "1"
 
 
-def test_the_patient_cannot_delete_their_legal_representative(world: World) -> None:
+def test_nobody_but_the_platform_deletes_a_legal_representative(world: World) -> None:
     link = world.representative(world.patient_id, new_ins(), "GUARD")
     assert world.request("P", "DELETE", f"/RelatedPerson/{link}").status_code == 403
+    assert world.request("A", "DELETE", f"/RelatedPerson/{link}").status_code == 403
     assert world.get("platform", f"/RelatedPerson/{link}").status_code == 200
 
 
