@@ -286,11 +286,9 @@ def transaction(world: World, caller: str) -> Outcome:
 class Path:
     run: Callable[[World, str], Outcome]
     # The interaction names the patient's record: a caller who may not open it is refused (403);
-    # otherwise it looks in every record the caller may open, and finds nothing for them.
+    # otherwise it looks in every record the caller may open.
     names_record: bool = True
-    # The answer goes through the Patient resource itself (a chain, `_has`, an include from the
-    # Patient): callers who see only what they deposited do not see the Patient, so find nothing.
-    through_patient: bool = False
+    # It answers a number: the count of what the caller may see.
     counts: bool = False
 
 
@@ -305,34 +303,18 @@ PATHS: dict[str, Path] = {
     "total": Path(total, counts=True),
     "summary_count": Path(summary_count, counts=True),
     "paging": Path(paging),
-    "iti67": Path(iti67, through_patient=True),
-    "chained": Path(chained, through_patient=True),
+    "iti67": Path(iti67),
+    "chained": Path(chained),
     "compartment": Path(compartment),
     "by_id": Path(by_id, names_record=False),
     "system_search": Path(system_search, names_record=False),
-    "has": Path(has, names_record=False, through_patient=True),
+    "has": Path(has, names_record=False),
     "include": Path(include),
-    "revinclude": Path(revinclude, through_patient=True),
+    "revinclude": Path(revinclude),
     "revinclude_iterate": Path(revinclude_iterate),
-    "include_iterate": Path(include_iterate, through_patient=True),
+    "include_iterate": Path(include_iterate),
     "type_history": Path(type_history, names_record=False),
     "system_history": Path(system_history, names_record=False),
     "batch": Path(batch),
     "transaction": Path(transaction),
 }
-
-
-def expected(path: Path, visible: frozenset[str] | str, sees_patient: bool, named_only: bool = False) -> Outcome:
-    """What `path` must answer a caller who sees `visible` of the record (or is REFUSED); a
-    `named_only` caller (breaking the glass) opens a record only by naming it."""
-    if visible == REFUSED:
-        found: frozenset[str] | str = REFUSED if path.names_record else frozenset()
-    elif named_only and not path.names_record:
-        found = frozenset()
-    elif path.through_patient and not sees_patient:
-        found = frozenset()
-    else:
-        found = visible
-    if path.counts and not isinstance(found, str):
-        return len(found)
-    return found
