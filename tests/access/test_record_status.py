@@ -179,6 +179,23 @@ def test_a_closed_record_opens_to_no_professional(world: World, caller: str) -> 
     assert is_refusal(world.get(caller, f"/Binary/{world.documents['k_doc'].binary_id}"))
 
 
+@pytest.mark.parametrize("caller", ["A", "T", "E_btg", "H"])
+def test_a_closed_record_is_not_reached_by_searches_naming_no_patient(world: World, caller: str) -> None:
+    """`_id`, system search and history name no record: they look in the records the caller may
+    open, which a closed record is not."""
+    document = world.documents["k_doc"]
+    for path, params in (("/DocumentReference", {"_id": document.id}),
+                         ("/", {"_type": "DocumentReference", "_id": document.id}),
+                         ("/DocumentReference/_history", {"_since": world.started, "_count": "200"}),
+                         ("/Binary/_history", {"_since": world.started, "_count": "200"})):
+        response = world.get(caller, path, params=params)
+        if is_refusal(response):
+            continue
+        assert response.status_code == 200, (path, response.text)
+        found = bundle_ids(response.json()) | bundle_ids(response.json(), "Binary")
+        assert not found & {document.id, document.binary_id}, (path, caller)
+
+
 @pytest.mark.parametrize("depositor", ["H", "A"])
 def test_a_closed_record_takes_no_deposit(world: World, depositor: str) -> None:
     _refused_with_outcome(world.provide(depositor, world.patients["K"]))

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.access.paths import PATHS
-from tests.access.world import (PHARMACIST, PSYCHIATRIC, REFUSED, RESIDENCE, World, new_finess, new_ins, open_world,
+from tests.access.world import (PHARMACIST, PSYCHIATRIC, REFUSED, RESIDENCE, World, bundle_ids, new_finess, new_ins,
+                                open_world,
                                 says_authorisation_missing)
 from tests.server_process import ServerProcess
 
@@ -133,3 +134,16 @@ def test_refusal_says_the_authorisation_is_missing(world: World, caller: str) ->
     assert response.json()["resourceType"] == "OperationOutcome"
     if caller in ("N", "E"):
         assert says_authorisation_missing(response), response.text
+
+
+@pytest.mark.parametrize(("caller", "finds"), [
+    ("A", True), ("T", True), ("P", True), ("R", True), ("platform", True),
+    # Never authorised, never deposited: the patient's demographics are not theirs to search.
+    ("N", False), ("H2", False), ("E_btg", False)])
+def test_searching_patients_by_name_finds_only_records_the_caller_may_open(world: World, caller: str, finds: bool) -> None:
+    """`Patient?family=` names no record: it must not turn the store into a directory of every
+    patient for a caller who may open none of theirs."""
+    response = world.get(caller, "/Patient", params={"family": f"Acces{world.unique}"})
+    assert response.status_code in (200, 403), response.text
+    found = response.status_code == 200 and world.patient_id in bundle_ids(response.json(), "Patient")
+    assert found == finds
