@@ -22,8 +22,7 @@ import pytest
 
 from tests.access.paths import PATHS
 from tests.access.world import (PHARMACIST, PSYCHIATRIC, REFUSED, RESIDENCE, World, bundle_ids, new_finess, new_ins,
-                                open_world,
-                                says_authorisation_missing)
+                                open_world, says_authorisation_missing)
 from tests.server_process import ServerProcess
 
 ALL = frozenset({"plain", "masked_a", "masked_h", "inv_patient", "inv_rep", "residence", "psychiatric", "by_b"})
