@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.access.world import PHARMACIST, World, bundle_ids, is_refusal, new_finess, new_ins, open_world
+from tests.access.world import IDNATPS_SYSTEM, PHARMACIST, World, bundle_ids, is_refusal, new_finess, new_ins, open_world
 from tests.server_process import ServerProcess
 
 
@@ -93,3 +93,15 @@ def test_a_professional_cannot_delete_the_patient(world: World, caller: str) -> 
     patient, _ = world.patient()
     response = world.request(caller, "DELETE", f"/Patient/{patient}")
     assert world.get("platform", f"/Patient/{patient}").status_code == 200, response.text
+
+
+def test_taking_over_an_authorised_practitioner_resource_opens_nothing(world: World) -> None:
+    """The patient authorised Practitioner/{A}. Dr N adds their own IdNatPs to that shared
+    Practitioner resource: they must not become Dr A for the record's rules."""
+    doctor_a = world.professionals["A"]
+    current = world.get("platform", f"/Practitioner/{doctor_a.practitioner_id}").json()
+    taken = {**current, "identifier": [*current["identifier"],
+                                       {"system": IDNATPS_SYSTEM, "value": world.professionals["N"].idnatps}]}
+    world.request("N", "PUT", f"/Practitioner/{doctor_a.practitioner_id}", json=taken)
+    response = world.get("N", "/DocumentReference", params={"patient": world.patient_id})
+    assert is_refusal(response), response.text
