@@ -175,6 +175,17 @@ def compartment(world: World, caller: str) -> Outcome:
     return _search_keys(world, caller, f"/Patient/{world.patient_id}/DocumentReference", {})
 
 
+def compartment_all(world: World, caller: str) -> Outcome:
+    """The whole Patient compartment (`/Patient/{id}/*`), documents among the rest."""
+    return _search_keys(world, caller, f"/Patient/{world.patient_id}/*", {"_count": "100"})
+
+
+def advance_directives(world: World, caller: str) -> Outcome:
+    """An operation of the record ($advance-directives): the world holds none, so only who may ask
+    is seen, and that it lists none of the world's documents."""
+    return _search_keys(world, caller, f"/Patient/{world.patient_id}/$advance-directives", {})
+
+
 def by_id(world: World, caller: str) -> Outcome:
     """Names no patient: searched in every record the caller may open."""
     ids = ",".join(d.id for d in world.documents.values())
@@ -306,6 +317,7 @@ PATHS: dict[str, Path] = {
     "iti67": Path(iti67),
     "chained": Path(chained),
     "compartment": Path(compartment),
+    "compartment_all": Path(compartment_all),
     "by_id": Path(by_id, names_record=False),
     "system_search": Path(system_search, names_record=False),
     "has": Path(has, names_record=False),
@@ -317,4 +329,7 @@ PATHS: dict[str, Path] = {
     "system_history": Path(system_history, names_record=False),
     "batch": Path(batch),
     "transaction": Path(transaction),
+    "advance_directives": Path(advance_directives),
 }
+# Paths whose answer holds no document whatever the caller sees: only the refusal is compared.
+NO_DOCUMENTS = frozenset({"advance_directives"})
