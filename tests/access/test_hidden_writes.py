@@ -105,3 +105,20 @@ def test_taking_over_an_authorised_practitioner_resource_opens_nothing(world: Wo
     world.request("N", "PUT", f"/Practitioner/{doctor_a.practitioner_id}", json=taken)
     response = world.get("N", "/DocumentReference", params={"patient": world.patient_id})
     assert is_refusal(response), response.text
+
+
+def test_a_deleted_hidden_document_reads_as_never_existing_not_as_gone(world: World) -> None:
+    """410 Gone would tell Dr D that a document they could not see existed."""
+    document = world.deposit("masked_then_deleted", "A", labels=("MASQUE_PS",), author=world.professionals["A"])
+    assert world.request("A", "DELETE", f"/DocumentReference/{document.id}").status_code in (200, 204)
+    assert world.get("A", f"/DocumentReference/{document.id}").status_code == 410
+    never = uuid.uuid4().hex
+    for path in ("/DocumentReference/{}", "/DocumentReference/{}/_history/1", "/DocumentReference/{}/_history"):
+        hidden = world.get("D", path.format(document.id))
+        unknown = world.get("D", path.format(never))
+        assert (hidden.status_code, hidden.text.replace(document.id, "<id>")) == \
+            (unknown.status_code, unknown.text.replace(never, "<id>")), (path, hidden.text)
+    for path in ("/DocumentReference/_history", "/_history"):
+        listed = world.get("D", path, params={"_since": world.started, "_count": "500"})
+        assert listed.status_code == 200, listed.text
+        assert document.id not in listed.text, path
