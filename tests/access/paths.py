@@ -176,8 +176,9 @@ def compartment(world: World, caller: str) -> Outcome:
 
 
 def compartment_all(world: World, caller: str) -> Outcome:
-    """The whole Patient compartment (`/Patient/{id}/*`), documents among the rest."""
-    return _search_keys(world, caller, f"/Patient/{world.patient_id}/*", {"_count": "100"})
+    """The Patient compartment of every type (`/Patient/{id}/*`), here of the document types."""
+    return _search_keys(world, caller, f"/Patient/{world.patient_id}/*",
+                        {"_type": "DocumentReference,List", "_count": "100"})
 
 
 def advance_directives(world: World, caller: str) -> Outcome:
