@@ -23,7 +23,7 @@ import pytest
 from tests.access.paths import NO_DOCUMENTS, PATHS
 from tests.access.world import (PHARMACIST, PSYCHIATRIC, REFUSED, RESIDENCE, World, bundle_ids, new_finess, new_ins,
                                 open_world, says_authorisation_missing)
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, server_token
 
 ALL = frozenset({"plain", "masked_a", "masked_h", "inv_patient", "inv_rep", "residence", "psychiatric", "by_b"})
 MASKED = frozenset({"masked_a", "masked_h"})
@@ -148,3 +148,23 @@ def test_searching_patients_by_name_finds_only_records_the_caller_may_open(world
     assert response.status_code in (200, 403), response.text
     found = response.status_code == 200 and world.patient_id in bundle_ids(response.json(), "Patient")
     assert found == finds
+
+
+def test_a_system_client_of_no_organisation_is_not_the_platform_when_it_is_an_insurer(world: World) -> None:
+    """An insurer (DECISIONS: a system client with role `insurer`) has no organisation in the
+    sense of a care establishment; the rules give it no access to the record, whatever the
+    "system token without an organisation acts as the platform" convenience says."""
+    world.tokens["insurer"] = server_token(world.server.data_dir, world.server.base_url, "system",
+                                           client_id=f"insurer-{world.unique}", role="insurer")
+    seen: set[str] = set()
+    for path, params in (("/DocumentReference", {"patient": world.patient_id}),
+                         ("/DocumentReference", {"_id": ",".join(d.id for d in world.documents.values())}),
+                         ("/DocumentReference/_history", {"_since": world.started, "_count": "200"})):
+        response = world.get("insurer", path, params=params)
+        assert response.status_code in (200, 403), response.text
+        if response.status_code == 200:
+            seen |= {k for k in (world.key_of(i) for i in bundle_ids(response.json())) if k}
+    for document in world.documents.values():
+        if world.get("insurer", f"/Binary/{document.binary_id}", headers={"Accept": "*/*"}).status_code == 200:
+            seen.add(f"binary of {world.key_of(document.id)}")
+    assert seen == set()
