@@ -302,6 +302,8 @@ class Path:
     names_record: bool = True
     # It answers a number: the count of what the caller may see.
     counts: bool = False
+    # It names no record and answers through the Patient resource itself (`_has`).
+    through_patient: bool = False
 
 
 PATHS: dict[str, Path] = {
@@ -321,7 +323,7 @@ PATHS: dict[str, Path] = {
     "compartment_all": Path(compartment_all),
     "by_id": Path(by_id, names_record=False),
     "system_search": Path(system_search, names_record=False),
-    "has": Path(has, names_record=False),
+    "has": Path(has, names_record=False, through_patient=True),
     "include": Path(include),
     "revinclude": Path(revinclude),
     "revinclude_iterate": Path(revinclude_iterate),

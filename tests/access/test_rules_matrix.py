@@ -66,11 +66,17 @@ VISIBLE: dict[str, frozenset[str] | str] = {
     # A friend (RelatedPerson, relationship not parent or guardian) with the patient as context.
     "friend": REFUSED,
 }
+# Callers who see only what they (or their organisation) deposited see the Patient itself only in
+# a record their request names (to deposit and update demographics), not across records.
+WITHOUT_PATIENT = frozenset({"B", "H", "H2"})
 # What a search naming no patient (`_id`, system search, `_has`, type and system history) finds,
 # where it differs from the record named: it looks in every record the caller may open.
 UNNAMED: dict[str, frozenset[str] | str] = {
     # Breaking the glass opens the record a request names, never every record of the country.
     "E_btg": frozenset(),
+    # Nor do one's own deposits in a record one may not otherwise open: a search across records is
+    # one set of conditions for all of them, never an `$or` (../shared/DECISIONS.md, "Access rules").
+    "B": frozenset(),
     # Across records the médecin traitant's view of masked documents needs the patient named
     # (fhir_server/access/rules.py, `_cross_records`): stricter, never a leak.
     "T": ALL - MASKED - {"residence"},
@@ -122,7 +128,7 @@ def test_caller_sees_what_the_rules_allow(world: World, caller: str, path: str) 
     want = VISIBLE[caller]
     if not rule.names_record:
         want = UNNAMED.get(caller, frozenset() if want == REFUSED else want)
-    if path in NO_DOCUMENTS and want != REFUSED:
+    if (path in NO_DOCUMENTS and want != REFUSED) or (rule.through_patient and caller in WITHOUT_PATIENT):
         want = frozenset()
     assert rule.run(world, caller) == (len(want) if rule.counts and not isinstance(want, str) else want)
 
