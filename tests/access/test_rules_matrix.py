@@ -77,12 +77,6 @@ UNNAMED: dict[str, frozenset[str] | str] = {
     # Nor do one's own deposits in a record one may not otherwise open: a search across records is
     # one set of conditions for all of them, never an `$or` (../shared/DECISIONS.md, "Access rules").
     "B": frozenset(),
-    # Across records the médecin traitant's view of masked documents needs the patient named
-    # (fhir_server/access/rules.py, `_cross_records`): stricter, never a leak.
-    "T": ALL - MASKED - {"residence"},
-    # A patient token whose launch context is a record it may not open is refused whatever it asks.
-    "S": REFUSED,
-    "friend": REFUSED,
 }
 
 
