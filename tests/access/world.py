@@ -172,7 +172,8 @@ class World:
         response = self.request("platform", "PUT", f"/Patient/{patient_id}", json=current)
         assert response.status_code == 200, response.text
 
-    def consent(self, patient_id: str, kind: str, actor: Professional | None = None, purpose: bool = False) -> str:
+    def consent(self, patient_id: str, kind: str, actor: Professional | None = None, purpose: bool = False,
+                caller: str = "platform") -> str:
         """A privacy Consent of the patient: permit or deny naming a practitioner, or (purpose) the
         opposition to emergency access."""
         provision: dict[str, Any] = {"type": kind}
@@ -184,7 +185,7 @@ class World:
             provision["purpose"] = [ETREAT]
         return self.create({"resourceType": "Consent", "status": "active", "scope": CONSENT_SCOPE,
                             "category": CONSENT_CATEGORY, "patient": {"reference": f"Patient/{patient_id}"},
-                            "dateTime": now(), "provision": provision})
+                            "dateTime": now(), "provision": provision}, caller)
 
     def representative(self, minor_id: str, ins: str, relationship: str = "PRN") -> str:
         return self.create({"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{minor_id}"},
