@@ -271,7 +271,7 @@ async def check_record(check: RecordWriteCheck) -> None:
         if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
-            raise _refuse(f"This shared record is {record.status}: nothing more is deposited in it")
+            raise _refuse(_refusal(record.status))
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
                 and check.current.keys.get("dep") != record_keys.depositor(caller):
             _only_masking(check)
@@ -301,8 +301,8 @@ def _only_masking(check: RecordWriteCheck) -> None:
 
 def _refusal(status: str) -> str:
     if status == "closed":
-        return "This shared record is closed: it accepts no deposit"
-    return "This person opposed the creation of their shared record: nothing is stored for them"
+        return "This shared record is closed: it refuses deposits"
+    return "This person opposed the creation of their shared record: it refuses deposits, nothing is stored for them"
 
 
 def _keep_patient_choices(check: RecordWriteCheck) -> None:
