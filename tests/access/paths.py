@@ -218,6 +218,11 @@ def include(world: World, caller: str) -> Outcome:
     return _search_keys(world, caller, "/List", {"patient": world.patient_id, "_include": "List:item"}, mode="include")
 
 
+def include_wildcard(world: World, caller: str) -> Outcome:
+    """`_include=List:*`: every reference of the record's submission sets followed."""
+    return _search_keys(world, caller, "/List", {"patient": world.patient_id, "_include": "List:*"}, mode="include")
+
+
 def revinclude(world: World, caller: str) -> Outcome:
     return _search_keys(world, caller, "/Patient", {"_id": world.patient_id,
                                                     "_revinclude": "DocumentReference:subject"})
@@ -325,6 +330,7 @@ PATHS: dict[str, Path] = {
     "system_search": Path(system_search, names_record=False),
     "has": Path(has, names_record=False, through_patient=True),
     "include": Path(include),
+    "include_wildcard": Path(include_wildcard),
     "revinclude": Path(revinclude),
     "revinclude_iterate": Path(revinclude_iterate),
     "include_iterate": Path(include_iterate),
