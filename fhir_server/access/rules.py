@@ -345,6 +345,8 @@ async def _professional_consent(check: RecordWriteCheck, record: Record) -> None
 
 
 def register(hooks: Hooks) -> None:
+    # The matrix is read now: a mistyped policies/habilitations.json stops the start, not a request.
+    habilitations.hidden_classes(None)
     hooks.record_opens.append(open_records)
     hooks.record_keys.append(record_keys.keys)
     hooks.record_writes.append(check_record)
