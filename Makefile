@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.auth_cost
+	$(BIN)/python -m benchmarks.access_rules
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

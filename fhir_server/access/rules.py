@@ -190,9 +190,7 @@ async def open_records(caller: Caller, reader: Reader, patients: list[str] | Non
     if _unrestricted(caller):
         return None
     if caller.kind == "patient":
-        if patients is not None and any(p != caller.record_patient for p in patients):
-            # Another record named: the patient/ scope filter already shows nothing of it.
-            return Mode((NOWHERE,)).filter()
+        # One record only, whatever the interaction names: another one's resources are not matched.
         return (await _patient_mode(reader, caller, caller.record_patient)).filter()
     if caller.kind == "system":
         return await _organisation(reader, caller, patients)
@@ -249,8 +247,12 @@ async def check_record(check: RecordWriteCheck) -> None:
         return
     record = await load(check.reader, check.patient)
     if caller.kind == "patient":
+        if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
+            raise _refuse("This token's person is neither the patient nor one of their legal representatives")
         if record.status in ("opposed", "closed") and check.resource_type not in ("Patient", "Consent"):
             raise _refuse(f"This shared record is {record.status}: nothing more is deposited in it")
+        if check.current is not None and check.current.keys.get("dep") != record_keys.depositor(caller):
+            _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:
         _keep_patient_choices(check)
@@ -259,6 +261,21 @@ async def check_record(check: RecordWriteCheck) -> None:
                       else "This person opposed the creation of their shared record: nothing is stored for them")
     if check.resource_type == "Consent":
         await _professional_consent(check, record)
+
+
+def _only_masking(check: RecordWriteCheck) -> None:
+    """What a professional deposited, the patient may mask or unmask (MASQUE_PS) or delete, not
+    rewrite (issue 12, rule 9)."""
+    if check.resource is None or check.current is None or check.current.resource is None:
+        return
+
+    def unlabelled(resource: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in resource.items() if k not in ("meta", "securityLabel")}
+        labels = record_keys.labels(resource) - {record_keys.MASKED}
+        return {**kept, "labels": sorted(labels)}
+    if unlabelled(check.resource) != unlabelled(check.current.resource):
+        raise _refuse("A patient may mask or unmask (MASQUE_PS) what a professional deposited in their record, "
+                      "or delete it, but not change it")
 
 
 def _keep_patient_choices(check: RecordWriteCheck) -> None:

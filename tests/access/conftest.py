@@ -20,6 +20,7 @@ HEADERS = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+
 class HookedServer:
     client: httpx.Client
     events: Path
+    server: ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,6 @@ def hooked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookedSe
     server = ServerProcess(root / "data", env={"FHIR_HOOKS": HOOKS, "TEST_OUTBOX_FILE": str(events)}).start()
     try:
         with server.client(headers=HEADERS, timeout=60.0) as client:
-            yield HookedServer(client, events)
+            yield HookedServer(client, events, server)
     finally:
         server.stop()

@@ -44,7 +44,7 @@ async def record_event(event: dict[str, Any]) -> None:
     target = os.environ.get("TEST_OUTBOX_FILE")
     if target:
         with open(target, "a", encoding="utf-8") as out:
-            out.write(json.dumps({k: event.get(k) for k in ("_id", "method", "rid", "vid", "pat")}) + "\n")
+            out.write(json.dumps({k: event.get(k) for k in ("_id", "kind", "method", "rid", "vid", "pat")}) + "\n")
 
 
 def register(hooks: Hooks) -> None:

@@ -1,7 +1,7 @@
 """SMART `patient/` scopes reach only the record of the patient in context (issue 11): with patient
 A's token, nothing of patient B is found, counted, included, chained through, listed in history or
 read (it answers 404 like what never existed), and nothing can be written into B's record or
-outside A's; tokens of practitioners, systems and the platform keep seeing both records."""
+outside A's; what other callers see follows the record rules of issue 12."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from fhir_server.security.callers import INS_SYSTEMS
+from tests.access.consents import privacy_consent
 from tests.security.tokens import bearer, server_token, system_token
 from tests.server_process import ServerProcess
 
@@ -151,21 +152,32 @@ def test_a_patient_the_server_does_not_know_sees_no_record(server: ServerProcess
 
 
 def test_a_launch_context_patient_bounds_patient_scopes(server: ServerProcess, records: dict[str, str]) -> None:
+    idnatps = f"8{uuid.uuid4().int % 10**11:011d}"
+    with server.client(headers=FHIR, timeout=60.0) as platform:
+        _created(platform, privacy_consent(records["b"], "permit", idnatps))
     token = server_token(server.data_dir, server.base_url, "practitioner", scope="patient/*.rs",
-                         idnatps="810001234567", profession="10", patient=records["b"])
+                         idnatps=idnatps, profession="10", patient=records["b"])
     with _client(server, token) as app:
         found = _search(app, "/Observation", {"code": f"{CODES}|{records['code']}"})
         assert _ids(found) == {f"Observation/{records['obs_b']}"}
 
 
-def test_practitioners_systems_and_the_platform_see_every_record(server: ServerProcess, records: dict[str, str]) -> None:
+def test_other_callers_see_what_the_record_rules_let_them(server: ServerProcess, records: dict[str, str]) -> None:
+    """Beyond patient/ scopes, issue 12's rules hold: a professional sees the records that authorised
+    them, a hospital system what its organisation deposited, the platform everything."""
+    idnatps = f"8{uuid.uuid4().int % 10**11:011d}"
+    with server.client(headers=FHIR, timeout=60.0) as platform:
+        _created(platform, privacy_consent(records["a"], "permit", idnatps))
+    hospital = system_token(server, "system/*.crs", organization=f"9{uuid.uuid4().int % 10**8:08d}")
+    with _client(server, hospital) as client:
+        deposited = _created(client, _observation(records["b"], records["code"]))
     tokens = {
-        "practitioner": server_token(server.data_dir, server.base_url, "practitioner", idnatps="810001234567",
-                                     profession="10"),
-        "system": system_token(server, "system/*.rs"),
-        "platform": server.token,
+        "practitioner": (server_token(server.data_dir, server.base_url, "practitioner", idnatps=idnatps, profession="10"),
+                         {f"Observation/{records['obs_a']}"}),
+        "system": (hospital, {f"Observation/{deposited}"}),
+        "platform": (server.token, {f"Observation/{records['obs_a']}", f"Observation/{records['obs_b']}",
+                                    f"Observation/{deposited}"}),
     }
-    both = {f"Observation/{records['obs_a']}", f"Observation/{records['obs_b']}"}
-    for kind, token in tokens.items():
+    for kind, (token, expected) in tokens.items():
         with _client(server, token) as client:
-            assert _ids(_search(client, "/Observation", {"code": f"{CODES}|{records['code']}"})) == both, kind
+            assert _ids(_search(client, "/Observation", {"code": f"{CODES}|{records['code']}"})) == expected, kind

@@ -4,13 +4,14 @@ p50 <= p95 <= p99). Nothing here depends on how fast the machine is."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 import pytest
 
-from benchmarks import run
+from benchmarks import access_rules, run
 from benchmarks.measure import NotAvailable
 from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_SERVER, probe
@@ -106,3 +107,52 @@ def test_a_route_the_server_lacks_is_not_available(server: ServerProcess) -> Non
     with pytest.raises(NotAvailable):
         probe(server.post(f"{server.root_url}/ingest/no-such-path", content=b"x"), 200)
     assert probe(server.get(f"{server.base_url}/metadata"), 200).status_code == 200
+
+
+ACCESS_RUN = ["--patients", "12", "--documents-per-patient", "20", "--practitioners", "4", "--searched", "4",
+              "--rounds", "2", "--concurrency", "2", "--load-concurrency", "2"]
+
+
+@pytest.fixture(scope="module")
+def access_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("access-bench")
+    args = access_rules._parser().parse_args([*ACCESS_RUN, "--data-dir", str(out / "data"), "--results", str(out)])
+    return asyncio.run(access_rules.run(args))
+
+
+def test_access_bench_loads_what_it_was_asked(access_figures: dict[str, Any]) -> None:
+    assert access_figures["load"]["documents"] == 12 * 20
+    # 12 patients, 20 documents each, 2 permit Consents each, 3 blocks, 2 emergency oppositions, 4 practitioners.
+    assert access_figures["load"]["resources"] == 12 + 12 * 20 + 12 * 2 + 3 + 2 + 4
+    record = access_figures["enforcement"]
+    assert record["documents_in_record"] == 20 and record["masked_by_others"] >= 1 and record["invisible_to_patient"] >= 1
+
+
+def test_access_bench_measures_every_caller_on_the_same_searches(access_figures: dict[str, Any]) -> None:
+    assert access_figures["error_count"] == 0, access_figures["errors"]
+    rows = {(r["caller"], r["mode"], r["shape"]): r for r in access_figures["rows"]}
+    for caller in access_rules.CALLERS:
+        for mode in access_rules.MODES:
+            for shape in access_rules.SHAPES:
+                row = rows[(caller, mode, shape)]
+                assert row["requests"] == 4 * 2, row  # every searched patient, every round
+                assert 0 < row["p50_ms"] <= row["p95_ms"] < 60_000, row
+                assert 0 < row["mean_entries"] <= 20, row
+            assert rows[(caller, mode, "all")]["requests"] == 4 * 2 * len(access_rules.SHAPES)
+    # The platform sees the whole record: every plain search fills its page of 20.
+    assert rows[("platform", "sequential", "patient")]["mean_entries"] == 20
+
+
+def test_access_bench_judges_the_practitioner_ratio_only(access_figures: dict[str, Any]) -> None:
+    ratios = access_figures["ratios"]
+    assert len(ratios) == 2 * len(access_rules.MODES) * (len(access_rules.SHAPES) + 1)
+    for ratio in ratios:
+        assert ratio["p50_ratio_to_platform"] > 0
+        assert ratio["gated"] == (ratio["caller"] == "practitioner")
+        assert ratio["met"] == (not ratio["gated"] or ratio["p50_ratio_to_platform"] <= 1.15)
+    held = {**access_figures, "error_count": 0, "enforcement": {**access_figures["enforcement"], "enforced": True}}
+    assert access_rules.verdict({**held, "ratios": [{**r, "met": True} for r in ratios]}) == 0
+    assert access_rules.verdict({**held, "ratios": [{**r, "met": not r["gated"]} for r in ratios]}) == 1
+    # Rules absent, or a search refused: the ratio measures nothing, whatever it is.
+    assert access_rules.verdict({**held, "enforcement": {"enforced": False}}) == 2
+    assert access_rules.verdict({**held, "error_count": 1}) == 2

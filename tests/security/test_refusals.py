@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.access.consents import privacy_consent
 from tests.api.test_crud import INS, patient
 from tests.hl7v2.conftest import fixture
 from tests.security.tokens import bearer, server_token, system_token, wrong_tokens
@@ -185,6 +186,8 @@ def test_batch_entries_are_authorised_one_by_one(server: ServerProcess, unique: 
 def test_the_right_scope_is_enough(server: ServerProcess, existing: dict[str, Any]) -> None:
     token = system_token(server, "system/Patient.rs")
     assert server.get(f"{server.base_url}/Patient/{existing['id']}", headers=bearer(token)).status_code == 200
+    # Issue 12: the patient's authorisation comes first.
+    assert server.post(f"{server.base_url}/Consent", json=privacy_consent(existing["id"], "permit", "810001234567")).status_code == 201
     v1 = server_token(server.data_dir, server.base_url, "practitioner", scope="user/Patient.read",
                       idnatps="810001234567", profession="10")
     assert server.get(f"{server.base_url}/Patient", params={"_id": existing["id"]}, headers=bearer(v1)).json()["total"] == 1

@@ -89,7 +89,9 @@ def test_a_granular_scope_over_http(server: ServerProcess, fhir, unique: str) ->
     lab = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
     vital_id = fhir.post("/Observation", json=observation(VITAL, unique)).json()["id"]
     lab_id = fhir.post("/Observation", json=observation(lab, unique)).json()["id"]
-    token = bearer(system_token(server, f"system/Observation.crs?category={VITAL}"))
+    # A client of no organisation acts as the platform (issue 12): only the scope limits it here.
+    token = bearer(system_token(server, f"system/Observation.crs?category={VITAL}", organization=None,
+                                client_id="granular-scope-test"))
     url = f"{server.base_url}/Observation"
     found = server.get(url, params={"category": VITAL, "identifier": f"urn:test:granular|{unique}"}, headers=token)
     assert found.status_code == 200 and [e["resource"]["id"] for e in found.json()["entry"]] == [vital_id]

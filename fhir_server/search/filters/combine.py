@@ -6,6 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 
+# An `_id` no stored resource has (ids have 1 to 64 characters): an indexed equality matching nothing.
+MATCH_NOTHING: dict[str, Any] = {"_id": ""}
+
+
+def _scalar(key: str) -> bool:
+    """Keys holding one value in every stored document (index values under `ix.` may be arrays)."""
+    return key in ("_id", "sid", "pat", "del") or key.startswith("acc.")
+
+
+def _equality(value: Any) -> bool:
+    """A plain value a key must equal (not an operator document)."""
+    return not (isinstance(value, dict) and any(str(k).startswith("$") for k in value))
+
+
 class FilterBuilder:
     def __init__(self) -> None:
         self._fields: dict[str, Any] = {}
@@ -14,10 +28,17 @@ class FilterBuilder:
 
     def add(self, condition: dict[str, Any]) -> None:
         for key, value in condition.items():
-            if key in self._fields or key in ("$or", "$nor") and key in self._fields:
-                self._and.append({key: value})
-            else:
+            if key not in self._fields:
                 self._fields[key] = value
+            elif self._fields[key] == value:
+                # Said twice (a rule repeating the search's own `pat`): once is enough, and a
+                # repeated key would otherwise become an `$and` the embedded store scans for.
+                continue
+            elif _scalar(key) and _equality(value) and _equality(self._fields[key]):
+                # Two different values for one single-valued key: nothing can match.
+                self.impossible = True
+            else:
+                self._and.append({key: value})
 
     def any_of(self, conditions: list[dict[str, Any]]) -> None:
         """OR of conditions; a single one is added as is."""
@@ -29,6 +50,8 @@ class FilterBuilder:
             self.add({"$or": conditions})
 
     def build(self) -> dict[str, Any]:
+        if self.impossible:
+            return dict(MATCH_NOTHING)
         result = dict(self._fields)
         if self._and:
             result["$and"] = self._and
