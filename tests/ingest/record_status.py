@@ -19,7 +19,7 @@ REFUSING = ("opposed", "closed")
 # The FINESS of the sending facility the HL7 v2 fixtures name (tests/hl7v2/conftest.py).
 HOSPITAL_FINESS = "999000001"
 # What the refusal says, by status (fhir_server/access/rules.py).
-REFUSAL = {"opposed": "nothing is stored for them", "closed": "accepts no deposit"}
+REFUSAL = {"opposed": "nothing is stored for them", "closed": "refuses deposits"}
 
 
 def hospital_headers(server: Any) -> dict[str, str]:
