@@ -128,6 +128,16 @@ def test_access_bench_loads_what_it_was_asked(access_figures: dict[str, Any]) ->
     assert record["documents_in_record"] == 20 and record["masked_by_others"] >= 1 and record["invisible_to_patient"] >= 1
 
 
+def test_access_bench_sees_the_rules_enforced(access_figures: dict[str, Any]) -> None:
+    """The ratio means something only when the rules hold: refused without authorisation, masked and
+    patient-invisible documents hidden from whom they are hidden."""
+    record = access_figures["enforcement"]
+    assert (record["unauthorised_status"], record["practitioner_status"], record["patient_status"]) == (403, 200, 200)
+    assert record["practitioner_sees"] == record["documents_in_record"] - record["masked_by_others"]
+    assert record["patient_sees"] == record["documents_in_record"] - record["invisible_to_patient"]
+    assert record["enforced"] is True
+
+
 def test_access_bench_measures_every_caller_on_the_same_searches(access_figures: dict[str, Any]) -> None:
     assert access_figures["error_count"] == 0, access_figures["errors"]
     rows = {(r["caller"], r["mode"], r["shape"]): r for r in access_figures["rows"]}
