@@ -58,7 +58,7 @@ mutate: $(QUALITY_STAMP)
 	$(BIN)/python -m tests.mutation report
 
 # Branch coverage of the suite, the server subprocess included; the protecting modules first.
-PROTECTING = fhir_server/api/body.py,fhir_server/operations/patch.py,fhir_server/operations/transaction.py,fhir_server/ingest/hl7v2/ack.py,fhir_server/ingest/hl7v2/intake.py,fhir_server/mhd/*,cda/safe_xml.py
+PROTECTING = fhir_server/access/*,fhir_server/search/named_patients.py,fhir_server/api/body.py,fhir_server/operations/patch.py,fhir_server/operations/transaction.py,fhir_server/ingest/hl7v2/ack.py,fhir_server/ingest/hl7v2/intake.py,fhir_server/mhd/*,cda/safe_xml.py
 coverage: $(QUALITY_STAMP)
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q

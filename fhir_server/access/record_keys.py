@@ -65,8 +65,11 @@ def one_month_after(moment: datetime) -> str:
 
 
 def _author(resource: dict[str, Any], dep: str) -> str:
-    """Who sees a masked document besides the médecin traitant: its author professional (IdNatPs),
-    else its author organisation (FINESS), else whoever deposited it."""
+    """Who sees a masked document besides the médecin traitant (issue 12, rule 4): for an
+    establishment's document (deposited by its system) the organisation; otherwise its author
+    professional (IdNatPs), else its author organisation (FINESS), else whoever deposited it."""
+    if dep.startswith("org:"):
+        return dep
     contained = {f"#{c.get('id')}": c for c in resource.get("contained") or [] if isinstance(c, dict)}
     people: list[str] = []
     organisations: list[str] = []
@@ -94,7 +97,7 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
         # A deletion is seen as the version it ends was.
         return dict(current.keys) if current is not None else {"dep": depositor(caller)}
     if context is not None:
-        # A Binary is seen as the resource its securityContext names.
+        # A Binary is seen as the resource its securityContext names, a submission set as its document.
         return {k: v for k, v in context.keys.items() if k != "ctx"}
     # The first depositor stays the depositor whoever updates it.
     dep = (current.keys.get("dep") if current is not None else None) or depositor(caller)

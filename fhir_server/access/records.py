@@ -101,7 +101,10 @@ async def load(reader: Reader, patient_id: str) -> Record:
         provision = consent.get("provision") or {}
         actors = {k for a in provision.get("actor") or [] if isinstance(a, dict)
                   for k in [actor_key(a.get("reference"))] if k}
-        if provision.get("type") == "deny" and not actors and EMERGENCY in _codes(provision.get("purpose")):
+        # provision.purpose is a list of Coding, not of CodeableConcept.
+        purposes = {(c.get("system") or "", c.get("code") or "") for c in provision.get("purpose") or []
+                    if isinstance(c, dict)}
+        if provision.get("type") == "deny" and not actors and EMERGENCY in purposes:
             emergency_opposed = True
         elif provision.get("type") == "permit":
             permitted |= actors

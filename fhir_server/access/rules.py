@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 NOWHERE = ""
 NOT_AUTHORISED = ("The patient's authorisation is missing: the patient has not authorised you to access their "
                   "record (Code de la santé publique L.1111-15)")
+# Where the patient states their choices: their Patient (status, médecin traitant) and Consents.
+PATIENT_CHOICES = ("Patient", "Consent")
 # Which professionals' authorisations a cross-record search looks through, at most.
 MAX_RECORDS = 1000
 
@@ -61,7 +63,8 @@ def _unrestricted(caller: Caller) -> bool:
 @dataclass(frozen=True)
 class Mode:
     """What a caller sees in the records opened: `pat` in `patients` and these key conditions;
-    `demographics` whether the Patient itself is seen whatever the other conditions say."""
+    `demographics` whether the Patient itself is seen whatever the other conditions say (for a
+    depositor who is not authorised, in a record they name)."""
     patients: tuple[str, ...]
     conditions: tuple[tuple[str, Any], ...] = ()
     demographics: bool = False
@@ -161,11 +164,15 @@ async def _cross_records(reader: Reader, caller: Caller, me: frozenset[str]) -> 
                 candidates.add(consent.patient)
         candidates.update(await repository.ids("Patient", doctor, reader.session, MAX_RECORDS))
     opened = []
+    doctor_of_all = True
     for patient_id in sorted(candidates)[:MAX_RECORDS]:
         record = await load(reader, patient_id)
         if record.status == "active" and not me & record.denied and me & (record.permitted | record.doctors):
             opened.append(patient_id)
-    return Mode(tuple(opened) or (NOWHERE,), _professional_conditions(caller, masked=False))
+            doctor_of_all = doctor_of_all and bool(me & record.doctors)
+    # One set of conditions serves every record opened: the médecin traitant's view of masked
+    # documents only when they are the médecin traitant of each.
+    return Mode(tuple(opened) or (NOWHERE,), _professional_conditions(caller, masked=bool(opened) and doctor_of_all))
 
 
 async def _patient_mode(reader: Reader, caller: Caller, patient_id: str | None) -> Mode:
@@ -191,7 +198,13 @@ async def open_records(caller: Caller, reader: Reader, patients: list[str] | Non
         return None
     if caller.kind == "patient":
         # One record only, whatever the interaction names: another one's resources are not matched.
-        return (await _patient_mode(reader, caller, caller.record_patient)).filter()
+        try:
+            return (await _patient_mode(reader, caller, caller.record_patient)).filter()
+        except FhirError:
+            if patients is not None:
+                raise
+            # A search naming no record finds nothing rather than telling who may not open which.
+            return Mode((NOWHERE,)).filter()
     if caller.kind == "system":
         return await _organisation(reader, caller, patients)
     if caller.kind != "practitioner":
@@ -234,8 +247,10 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
         where: dict[str, Any] = {}
         if patients is not None:
             where["pat"] = patients[0] if len(patients) == 1 else {"$in": list(patients) or [NOWHERE]}
-        if resource_type == "Patient":
-            return where or None
+        if resource_type == "Patient" and patients is not None:
+            # The Patient of a record it names (to update demographics, as ADT does); across
+            # records, only those it deposited, so no system lists the country's patients.
+            return where
         return {**where, **dict(deposits)}
     return condition
 
@@ -243,22 +258,28 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
 # ---------------------------------------------------------------------------------------------- writes
 async def check_record(check: RecordWriteCheck) -> None:
     caller = check.caller
-    if _unrestricted(caller) or check.patient is None:
+    if check.patient is None:
         return
     record = await load(check.reader, check.patient)
+    if _unrestricted(caller):
+        # The law binds the platform too: nothing is stored for an opposed person, nothing more
+        # deposited in a closed record; the platform may still set the record's own status.
+        if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
+            raise _refuse(_refusal(record.status))
+        return
     if caller.kind == "patient":
         if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")
-        if record.status in ("opposed", "closed") and check.resource_type not in ("Patient", "Consent"):
-            raise _refuse(f"This shared record is {record.status}: nothing more is deposited in it")
-        if check.current is not None and check.current.keys.get("dep") != record_keys.depositor(caller):
+        if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
+            raise _refuse(_refusal(record.status))
+        if check.resource_type not in PATIENT_CHOICES and check.current is not None \
+                and check.current.keys.get("dep") != record_keys.depositor(caller):
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:
         _keep_patient_choices(check)
     if record.status in ("opposed", "closed"):
-        raise _refuse(f"This shared record is {record.status}: it accepts no deposit" if record.status == "closed"
-                      else "This person opposed the creation of their shared record: nothing is stored for them")
+        raise _refuse(_refusal(record.status))
     if check.resource_type == "Consent":
         await _professional_consent(check, record)
 
@@ -276,6 +297,12 @@ def _only_masking(check: RecordWriteCheck) -> None:
     if unlabelled(check.resource) != unlabelled(check.current.resource):
         raise _refuse("A patient may mask or unmask (MASQUE_PS) what a professional deposited in their record, "
                       "or delete it, but not change it")
+
+
+def _refusal(status: str) -> str:
+    if status == "closed":
+        return "This shared record is closed: it refuses deposits"
+    return "This person opposed the creation of their shared record: it refuses deposits, nothing is stored for them"
 
 
 def _keep_patient_choices(check: RecordWriteCheck) -> None:

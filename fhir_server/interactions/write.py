@@ -67,7 +67,7 @@ async def patch_in(repository: Repository, session: Session, caller: Caller, res
 async def match_one(repository: Repository, session: Session, caller: Caller, resource_type: str,
                     criteria: list[tuple[str, str]]) -> str:
     """The one resource conditional patch criteria name."""
-    matches = await repository.match_params(caller, resource_type, criteria, session, 2)
+    matches = await repository.match_params(caller, resource_type, criteria, session, 2, hidden_absent=True)
     if len(matches) != 1:
         raise FhirError(412 if matches else 404, "multiple-matches" if matches else "not-found",
                         f"Conditional patch criteria match {'more than one' if matches else 'no'} {resource_type}")

@@ -100,16 +100,28 @@ def _content(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+# The types whose resources are seen as another resource is (`_security_context`).
+FOLLOWERS = ("Binary", "List")
+
+
 def _security_context(resource: dict[str, Any] | None) -> str | None:
-    """The `Type/id` a Binary's `securityContext` names: the Binary is in that resource's record and
-    seen as it is (FHIR R4 Binary: "a proxy of the security sensitivity")."""
-    if resource is None or resource.get("resourceType") != "Binary":
+    """The `Type/id` a resource is seen as: a Binary's `securityContext` (FHIR R4 Binary: "a proxy
+    of the security sensitivity"), and the one document of a List holding exactly one (an ITI-65
+    submission set), so neither tells what its document hides."""
+    if resource is None:
         return None
-    reference = (resource.get("securityContext") or {}).get("reference")
+    if resource.get("resourceType") == "Binary":
+        reference = (resource.get("securityContext") or {}).get("reference")
+    elif resource.get("resourceType") == "List":
+        items = [(e.get("item") or {}).get("reference") for e in resource.get("entry") or [] if isinstance(e, dict)]
+        reference = items[0] if len(items) == 1 and isinstance(items[0], str) \
+            and items[0].startswith("DocumentReference/") else None
+    else:
+        return None
     if not isinstance(reference, str) or reference.count("/") != 1:
         return None
     rtype, rid = reference.split("/")
-    return reference if rtype != "Binary" and ID_PATTERN.match(rid) and rtype[:1].isupper() and rtype.isalnum() else None
+    return reference if rtype not in FOLLOWERS and ID_PATTERN.match(rid) and rtype[:1].isupper() and rtype.isalnum() else None
 
 
 class Reader:
@@ -132,6 +144,11 @@ class Reader:
             self.filters = []
         else:
             self.filters = await self.repository.hooks.open(self.caller, self, patients)
+        return self
+
+    async def open_for_identity(self) -> Reader:
+        """Only the search filters, no record's rules: the server matching an identity for a deposit."""
+        self.filters = []
         return self
 
     async def limited(self, resource_type: str) -> bool:
@@ -417,8 +434,8 @@ class Repository:
     async def run(self, work: Callable[[Session], Awaitable[Any]], resource_types: Iterable[str] = (),
                   attempts: int = 5) -> Any:
         """`work` in one store transaction, again on fresh data while another writer got there first."""
-        # Binary too: any write may bring a Binary its securityContext names (_follow_context).
-        await self.ready([*resource_types, "Binary"])
+        # Any write may bring a resource seen as the one written (_follow_context).
+        await self.ready([*resource_types, *FOLLOWERS])
         for attempt in range(attempts):
             try:
                 return await self.in_transaction(work)
@@ -496,7 +513,7 @@ class Repository:
 
     async def conditional_delete_in(self, session: Session, caller: Caller, resource_type: str,
                                     criteria: list[tuple[str, str]]) -> WriteResult | None:
-        matches = await self.match_params(caller, resource_type, criteria, session, limit=2)
+        matches = await self.match_params(caller, resource_type, criteria, session, limit=2, hidden_absent=True)
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional delete criteria match more than one {resource_type}")
         if not matches:
@@ -508,19 +525,42 @@ class Repository:
         return await self.match_params(caller, resource_type, params, session, limit)
 
     async def match_params(self, caller: Caller, resource_type: str, params: list[tuple[str, str]], session: Session,
-                           limit: int) -> list[str]:
-        """Ids matching conditional criteria, looked for in the whole store so identity never forks;
-        a match the caller may not see is a 409 that names only what the caller sent."""
+                           limit: int, *, hidden_absent: bool = False) -> list[str]:
+        """Ids matching conditional criteria, looked for in the whole store so identity never forks.
+
+        A match in a record the caller may not open is refused as a read of it would be (403); a
+        match they may not see is a 409 that names only what the caller sent, or, with
+        `hidden_absent` (conditional delete and patch, which create nothing), no match at all.
+        """
         if not params:
             raise FhirError(412, "invalid", "Conditional criteria are empty")
         matches = await self.ids(resource_type, params, session, limit)
+        if not matches:
+            return matches
         reader = self.reader(caller, session)
-        if matches and await reader.limited(resource_type):
-            visible = await self.engine.ids(resource_type, params, reader, limit)
-            if set(matches) - set(visible):
-                raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
-                                "a stored resource")
+        if resource_type == "Patient":
+            # A Patient matched by identity is the one record every depositor writes into (CDA and
+            # HL7 v2 intake match it by INS), whoever may read it: the record's own rules decide
+            # the deposit (record-write hook); only the search filters apply here.
+            await reader.open_for_identity()
+        else:
+            patients = await self._patients_of(resource_type, matches, session)
+            await reader.open(patients)
+        if not await reader.limited(resource_type):
+            return matches
+        visible = await self.engine.ids(resource_type, params, reader, limit)
+        if set(matches) - set(visible):
+            if hidden_absent:
+                return [m for m in matches if m in visible]
+            raise FhirError(409, "conflict", f"The criteria {urlencode(params)} of this {resource_type} conflict with "
+                            "a stored resource")
         return matches
+
+    async def _patients_of(self, resource_type: str, ids: list[str], session: Session) -> list[str]:
+        async with self._reading(session):
+            docs = await self.collection(resource_type).find({"_id": {"$in": ids}}, {"pat": 1},
+                                                             session=session).to_list(None)
+        return list(dict.fromkeys(d["pat"] for d in docs if d.get("pat")))
 
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
@@ -603,18 +643,19 @@ class Repository:
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored) -> None:
-        """Binaries whose securityContext names `stored` take its record and keys, current and past
-        versions alike, whichever of the two was written first."""
-        if stored.resource_type == "Binary":
+        """Resources seen as `stored` (`_security_context`) take its record and keys, current and
+        past versions alike, whichever of the two was written first."""
+        if stored.resource_type in FOLLOWERS:
             return
         target = f"{stored.resource_type}/{stored.id}"
         keys = {**stored.keys, "ctx": target}
-        binaries_of = {"acc.ctx": target}
-        found = await self.collection("Binary").find(binaries_of, {"_id": 1}, session=session).to_list(None)
-        if not found:
-            return
-        await self.collection("Binary").update_many(binaries_of, {"$set": {"acc": keys, "pat": stored.patient}},
-                                                    session=session)
-        await self.database.collection(HISTORY).update_many(
-            {"rid": {"$in": [f"Binary/{d['_id']}" for d in found]}}, {"$set": {"acc": keys, "pat": stored.patient}},
-            session=session)
+        followers = {"acc.ctx": target}
+        for rtype in FOLLOWERS:
+            found = await self.collection(rtype).find(followers, {"_id": 1}, session=session).to_list(None)
+            if not found:
+                continue
+            await self.collection(rtype).update_many(followers, {"$set": {"acc": keys, "pat": stored.patient}},
+                                                     session=session)
+            await self.database.collection(HISTORY).update_many(
+                {"rid": {"$in": [f"{rtype}/{d['_id']}" for d in found]}}, {"$set": {"acc": keys, "pat": stored.patient}},
+                session=session)

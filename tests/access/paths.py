@@ -329,7 +329,7 @@ def expected(path: Path, visible: frozenset[str] | str, sees_patient: bool, name
         found: frozenset[str] | str = REFUSED if path.names_record else frozenset()
     elif named_only and not path.names_record:
         found = frozenset()
-    elif path.through_patient and not sees_patient:
+    elif path.through_patient and not sees_patient and not path.names_record:
         found = frozenset()
     else:
         found = visible

@@ -131,7 +131,9 @@ def test_a_cda_lands_only_in_a_record_that_takes_deposits(world: World, status: 
     ins = new_ins()
     patient = _patient_of_status(world, status, ins)
     root = f"1.2.250.1.999.1.1.2.{uuid.uuid4().int % 10**12}"
-    cda = letter.replace(b"262077512345678", ins.encode()).replace(b"1.2.250.1.999.1.1.2.2024", root.encode())
+    # The stay's id too: an Encounter with this id in another record would be a collision (409).
+    cda = letter.replace(b"262077512345678", ins.encode()).replace(b"1.2.250.1.999.1.1.2.2024", root.encode()) \
+        .replace(b"SEJ-2024-000417", f"SEJ-{uuid.uuid4().hex[:12]}".encode())
     response = world.http.post(world.server.root_url + "/ingest/cda", content=cda,
                                headers={**world.headers("H"), **CDA})
     stored = _stored(world, "DocumentReference", patient)

@@ -66,11 +66,14 @@ VISIBLE: dict[str, frozenset[str] | str] = {
     # A friend (RelatedPerson, relationship not parent or guardian) with the patient as context.
     "friend": REFUSED,
 }
-# Callers who see only what they (or their organisation) deposited do not see the Patient itself.
+# Callers who see only what they (or their organisation) deposited see the Patient itself only in
+# a record their request names (to deposit and update demographics), not across records.
 WITHOUT_PATIENT = frozenset({"B", "H", "H2"})
 # Breaking the glass opens the record the request names, never every record of the country: a
 # search naming no patient finds nothing through it.
-NAMED_ONLY = frozenset({"E_btg"})
+# Nor do one's own deposits in a record one may not otherwise open: a search across records is one
+# set of conditions for all of them, never an `$or` (../shared/DECISIONS.md, "Access rules").
+NAMED_ONLY = frozenset({"E_btg", "B"})
 
 
 @pytest.fixture(scope="module")
