@@ -39,7 +39,7 @@ import httpx
 import orjson
 from pymongo import AsyncMongoClient
 
-from benchmarks import datagen, report
+from benchmarks import datagen, report, store_commands
 from benchmarks.load import FHIR_JSON, Loaded, load
 from benchmarks.measure import Monitor, percentile
 from benchmarks.server import Server
@@ -228,16 +228,26 @@ class Callers:
         return self.platform if caller == "platform" else self.practitioner
 
 
-def callers(server: Server, searched: list[int], practitioners: int) -> Callers:
+def callers(data_dir: Path, base_url: str, searched: list[int], practitioners: int) -> Callers:
+    """Tokens signed with the key of the server of `data_dir`, for `base_url`."""
     def practitioner_token(n: int) -> str:
-        return server_token(server.data_dir, server.base_url, "practitioner", idnatps=idnatps(n),
+        return server_token(data_dir, base_url, "practitioner", idnatps=idnatps(n),
                             profession=codes()["physician_profession"])
 
     # The last practitioner number is never used in the data: nobody authorised them.
-    return Callers(server.token, practitioner_token(SEARCHER),
-                   {n: server_token(server.data_dir, server.base_url, "patient", ins=datagen.ins_value(n))
-                    for n in searched},
+    return Callers(server_token(data_dir, base_url), practitioner_token(SEARCHER),
+                   {n: server_token(data_dir, base_url, "patient", ins=datagen.ins_value(n)) for n in searched},
                    practitioner_token(practitioners))
+
+
+async def explain(data_dir: Path, batch: list[Query], searched: list[int], practitioners: int,
+                  callers_measured: tuple[str, ...], repeat: int) -> dict[str, Any]:
+    """The store commands of each caller's searches, on the stopped server's data (benchmarks.store_commands)."""
+    tokens = callers(data_dir, store_commands.BASE_URL, searched, practitioners)
+    async with store_commands.application(data_dir) as client:
+        return {caller: await store_commands.profile(
+                    client, [(q.url, _headers(tokens.token(caller, q))) for q in batch], repeat)
+                for caller in callers_measured}
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -384,7 +394,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{loaded.documents / max(loaded.seconds, 1e-9):.0f} documents/s")
         batch = queries(loaded, args.searched)
         searched = sorted({q.patient_number for q in batch})
-        tokens = callers(server, searched, sizes.practitioners)
+        tokens = callers(server.data_dir, server.base_url, searched, sizes.practitioners)
         by_number = {number: pid for pid, (number, _) in loaded.patients.items()}
         samples = Samples()
         limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
@@ -402,6 +412,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                        1 if mode == "sequential" else args.concurrency, server, samples)
                 print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
         figures = summary(samples, args.max_ratio, args.callers)
+        server.stop()
+        explained = batch[:len(SHAPES) * args.explain_patients]
+        figures["store_commands"] = await explain(data_dir, explained, searched, sizes.practitioners, args.callers,
+                                                  args.explain_repeat) if explained else {}
         return {
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
@@ -433,6 +447,13 @@ def table(figures: dict[str, Any]) -> str:
                  if "server_cpu_ms_per_request" in row else f"{row['mean_entries']:.1f}")
         lines.append(f"| {row['mode']} | {row['shape']} | {row['caller']} | {row['requests']} | {row['p50_ms']:.2f} | "
                      f"{row['p95_ms']:.2f} | {extra} |")
+    if figures["store_commands"]:
+        lines += ["", "| caller | store commands per search | in-process p50 ms | commands (per search, p50 ms) |",
+                  "|---|---|---|---|"]
+        for caller, seen in figures["store_commands"].items():
+            listed = ", ".join(f"{c['command']} {c['collection']} ({c['per_request']:g}, {c['p50_ms']:.2f})"
+                               for c in seen["commands"])
+            lines.append(f"| {caller} | {seen['commands_per_request']:g} | {seen['request_p50_ms']:.2f} | {listed} |")
     lines += ["", "| mode | query | caller | p50 / platform p50 | gate |", "|---|---|---|---|---|"]
     for ratio in figures["ratios"]:
         gate = ("met" if ratio["met"] else "MISSED") if ratio["gated"] else "-"
@@ -473,6 +494,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight in the concurrent passes")
     parser.add_argument("--callers", type=_callers, default=",".join(CALLERS),
                         help="who searches, platform among them (default %(default)s)")
+    parser.add_argument("--explain-patients", type=int, default=5,
+                        help="patients whose searches are replayed in process to list their store commands (0: none)")
+    parser.add_argument("--explain-repeat", type=_positive, default=5)
     parser.add_argument("--max-ratio", type=float, default=1.15, help="practitioner p50 / platform p50 allowed")
     parser.add_argument("--data-dir", type=Path, default=None, help="a new store directory, kept afterwards")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")

@@ -110,7 +110,8 @@ def test_a_route_the_server_lacks_is_not_available(server: ServerProcess) -> Non
 
 
 ACCESS_RUN = ["--patients", "12", "--documents-per-patient", "20", "--practitioners", "4", "--searched", "4",
-              "--rounds", "2", "--concurrency", "2", "--load-concurrency", "2"]
+              "--rounds", "2", "--concurrency", "2", "--load-concurrency", "2", "--explain-patients", "2",
+              "--explain-repeat", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +167,17 @@ def test_access_bench_judges_the_practitioner_ratio_only(access_figures: dict[st
     # Rules absent, or a search refused: the ratio measures nothing, whatever it is.
     assert access_rules.verdict({**held, "enforcement": {"enforced": False}}) == 2
     assert access_rules.verdict({**held, "error_count": 1}) == 2
+
+
+def test_access_bench_lists_the_store_commands_of_each_search(access_figures: dict[str, Any]) -> None:
+    explained = access_figures["store_commands"]
+    assert set(explained) == set(access_rules.CALLERS)
+    for caller, seen in explained.items():
+        assert seen["requests"] == 2 * len(access_rules.SHAPES) * 2, caller
+        by_name = {(c["command"], c["collection"]): c for c in seen["commands"]}
+        # One page query per search, whatever the rules add around it.
+        assert by_name[("find", "DocumentReference")]["per_request"] == 1, caller
+        assert seen["commands_per_request"] == pytest.approx(sum(c["per_request"] for c in seen["commands"]), abs=0.05)
+    # Without rules a search is its page query alone (the registered clients are re-read now and then).
+    platform = {(c["command"], c["collection"]) for c in explained["platform"]["commands"]}
+    assert platform - {("find", "clients")} == {("find", "DocumentReference")}
