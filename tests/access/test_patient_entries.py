@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.access.world import TRE_A05, World, new_finess, new_ins, open_world
+from tests.access.world import TRE_A05, TRE_A07, World, new_finess, new_ins, open_world
 from tests.mhd.documents import PDF, provide_bundle
 from tests.server_process import ServerProcess
 
@@ -173,6 +173,8 @@ def test_an_entry_naming_someone_else_as_its_source_is_refused(world: World) -> 
         {**entry("AllergyIntolerance", world.patient_id, mark), "asserter": {"reference": practitioner}},
         {**entry("MedicationStatement", world.patient_id, mark), "informationSource": {"reference": practitioner}},
         {**entry("Immunization", world.patient_id, mark), "primarySource": True},
+        {**entry("Immunization", world.patient_id, mark), "reportOrigin": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/immunization-origin", "code": "provider"}]}},
         {**document(world.patient_id, mark), "author": [{"reference": practitioner}]},
     ]
     for resource in cases:
@@ -218,6 +220,21 @@ def test_the_patient_cannot_change_or_delete_a_professionals_document(world: Wor
     after = world.get("platform", f"/DocumentReference/{letter.id}").json()
     assert after["meta"]["versionId"] == current["meta"]["versionId"]
     assert world.get("platform", f"/Binary/{letter.binary_id}").status_code == 200
+
+
+def test_the_patient_masks_a_professionals_entry_without_becoming_its_source(world: World) -> None:
+    """An update is left as sent (nothing filled in): masking what a professional wrote is no entry
+    of the patient's, and has no Provenance naming them."""
+    measured = world.request("A", "POST", "/Observation", json=weight(world.patient_id, 80.0))
+    assert measured.status_code == 201, measured.text
+    observation = measured.json()
+    assert "performer" not in observation
+    masked = {**observation, "meta": {"security": [{"system": TRE_A07, "code": "MASQUE_PS"}]}}
+    response = world.request("P", "PUT", f"/Observation/{observation['id']}", json=masked)
+    assert response.status_code == 200, response.text
+    assert "performer" not in response.json()
+    assert provenances(world, "platform", f"Observation/{observation['id']}") == []
+    assert world.request("P", "DELETE", f"/Observation/{observation['id']}").status_code == 403
 
 
 def test_the_patient_adds_a_document_and_deletes_it(world: World) -> None:
