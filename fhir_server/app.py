@@ -116,7 +116,7 @@ async def open_repository(settings: Settings, store_url: str,
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
-    patient_entries.register(repository, settings.patient_document_max_bytes)
+    await patient_entries.register(repository, settings.patient_document_max_bytes)
     return repository, profile_registry
 
 

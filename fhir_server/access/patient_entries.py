@@ -228,7 +228,10 @@ async def provenance(repository: Repository, session: Session, caller: Caller, s
     await repository.create_in(session, caller, repository.prepare(caller, resource, "Provenance"))
 
 
-def register(repository: Repository, document_max_bytes: int) -> None:
+async def register(repository: Repository, document_max_bytes: int) -> None:
+    # Provenances are written inside the transactions of other types, where no index can be made
+    # (Repository.ready): theirs are made at start-up, so reading a record's stays an indexed query.
+    await repository.ready(["Provenance"])
     hooks = repository.hooks
     # Filled in before validation (registered first), so what is validated is what is stored.
     hooks.before_writes.insert(0, before_write)
