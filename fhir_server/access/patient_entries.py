@@ -165,6 +165,21 @@ def _relationship_codes(resource: dict[str, Any]) -> set[str]:
     return {c.get("code") for c in _codings(resource.get("relationship")) if isinstance(c.get("code"), str)}
 
 
+async def _own_context(check: RecordWriteCheck) -> None:
+    """Bytes a patient sends are seen as the resource their securityContext names (record keys):
+    one of theirs, never a professional's document, which they may mask but not change."""
+    reference = (check.resource or {}).get("securityContext", {}).get("reference")
+    if not isinstance(reference, str) or reference.count("/") != 1:
+        return
+    resource_type, resource_id = reference.split("/")
+    if resource_type not in check.reader.repository.resource_types:
+        return
+    target = await check.reader.repository.current(resource_type, resource_id, check.session)
+    if target is not None and not target.deleted and target.keys.get("dep") != depositor(check.caller):
+        raise FhirError(403, "forbidden", "A patient may mask what someone else deposited in their record, not add "
+                        "bytes to it")
+
+
 def record_write(limit: int) -> RecordWrite:
     async def check(check: RecordWriteCheck) -> None:
         caller = check.caller
@@ -188,6 +203,8 @@ def record_write(limit: int) -> RecordWrite:
         own = check.current is None or check.current.deleted or deposited == depositor(caller)
         if check.resource is None or not own or check.patient is None:
             return
+        if check.resource_type == "Binary":
+            await _own_context(check)
         if check.resource_type in entries()["sources"]:
             _check_sources(check.resource_type, check.resource, f"Patient/{check.patient}")
         if check.resource_type == "DocumentReference":

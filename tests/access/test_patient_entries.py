@@ -217,6 +217,11 @@ def test_the_patient_cannot_change_or_delete_a_professionals_document(world: Wor
     assert world.request("P", "DELETE", f"/Binary/{letter.binary_id}").status_code == 403
     assert world.request("P", "PUT", f"/DocumentReference/{letter.id}",
                          json={**current, "description": "changed"}).status_code == 403
+    before = binaries(world)
+    added = world.request("P", "POST", "/Binary", content=PDF, headers={
+        "Content-Type": "application/pdf", "X-Security-Context": f"DocumentReference/{letter.id}"})
+    assert added.status_code == 403, added.text
+    assert binaries(world) == before
     after = world.get("platform", f"/DocumentReference/{letter.id}").json()
     assert after["meta"]["versionId"] == current["meta"]["versionId"]
     assert world.get("platform", f"/Binary/{letter.binary_id}").status_code == 200
