@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhir_server.access.record_keys import depositor
+from fhir_server.access.records import representative_link
 from fhir_server.access.rules import _unrestricted
 from fhir_server.errors import FhirError
 from fhir_server.file_signatures import media_type
@@ -227,20 +228,29 @@ def binary_size(limit: int) -> WriteRule:
 
 
 async def provenance(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
-    """The Provenance of a version the patient wrote of their own entries. Its targets are the
-    version and the Patient: R4 puts a Provenance in a patient's compartment, hence in their
-    record and under its access rules, only through a target that is the Patient."""
+    """The Provenance of a version the patient wrote of their own entries (or their legal
+    representative, then named as the agent on the patient's behalf). Its targets are the version
+    and the Patient: R4 puts a Provenance in a patient's compartment, hence in their record and
+    under its access rules, only through a target that is the Patient."""
     if caller.kind != "patient" or stored.deleted or stored.patient is None \
             or stored.keys.get("dep") != depositor(caller):
         return
     patient = f"Patient/{stored.patient}"
+    agent: dict[str, Any] = {"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]},
+                             "who": {"reference": patient}}
+    if caller.patient is not None:
+        # A launch context: the caller may be the patient's legal representative, who enters it on
+        # their behalf.
+        link = await representative_link(repository.reader(None, session), caller, stored.patient)
+        if link is not None:
+            agent = {**agent, "who": {"reference": f"RelatedPerson/{link}"}, "onBehalfOf": {"reference": patient}}
     resource = {
         "resourceType": "Provenance",
         "target": [{"reference": f"{stored.resource_type}/{stored.id}/_history/{stored.version}"},
                    {"reference": patient}],
         "recorded": stored.last_updated,
         "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE" if stored.version == 1 else "UPDATE"}]},
-        "agent": [{"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]}, "who": {"reference": patient}}],
+        "agent": [agent],
     }
     await repository.create_in(session, caller, repository.prepare(caller, resource, "Provenance"))
 

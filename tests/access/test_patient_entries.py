@@ -146,6 +146,20 @@ def test_the_patient_enters_and_the_record_says_so(world: World, resource_type: 
     assert len(provenances(world, "A", reference)) == 1
 
 
+def test_a_legal_representative_enters_on_the_minors_behalf(world: World) -> None:
+    minor, _ = world.patient(birth_date="2017-09-03")
+    parent = new_ins()
+    link = world.representative(minor, parent, "MTH")
+    world.patient_caller("R", parent, context=minor)
+    created = world.request("R", "POST", "/Observation", json=weight(minor, 24.0))
+    assert created.status_code == 201, created.text
+    response = world.get("platform", "/Provenance", params={"patient": minor})
+    (provenance,) = [e["resource"] for e in response.json()["entry"]]
+    assert provenance["target"][0]["reference"] == f"Observation/{created.json()['id']}/_history/1"
+    assert provenance["agent"][0]["who"] == {"reference": f"RelatedPerson/{link}"}
+    assert provenance["agent"][0]["onBehalfOf"] == {"reference": f"Patient/{minor}"}
+
+
 @pytest.mark.parametrize("resource_type", ENTRY_TYPES)
 def test_not_into_another_persons_record(world: World, resource_type: str) -> None:
     mark = uuid.uuid4().hex
