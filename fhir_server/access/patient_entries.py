@@ -10,7 +10,7 @@ issue 23; docs/RECORD-CONTENTS.md), as hooks on the one access path. The rules a
   size, of a patient document type; what a patient deposited, only the patient (and the
   platform) changes or deletes (403); only the platform writes who legally represents a person.
 - write rule: every version a patient writes of their own entries gets a Provenance naming the
-  patient as author, in the same transaction.
+  patient (or their legal representative, on their behalf) as author, in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhir_server.access.record_keys import depositor
-from fhir_server.access.records import representative_link
+from fhir_server.access.records import REPRESENTATIVE_ROLES, representative_link
 from fhir_server.access.rules import _unrestricted
 from fhir_server.errors import FhirError
 from fhir_server.file_signatures import media_type
@@ -61,6 +61,13 @@ def patient_owned_types() -> frozenset[str]:
     """What a patient deposits and only they change: their entries, the Provenance of each, the
     bytes of their documents, their trusted person and contacts."""
     return frozenset({*entries()["sources"], "Provenance", "Binary", "RelatedPerson"})
+
+
+@cache
+def platform_only_relationships() -> frozenset[str]:
+    """The relationships of a legal representative (who then opens the represented person's
+    record) or of a guardian."""
+    return REPRESENTATIVE_ROLES | frozenset(entries()["guardianshipRelationships"])
 
 
 def _invalid(message: str, where: str) -> FhirError:
@@ -190,7 +197,7 @@ def record_write(limit: int) -> RecordWrite:
         # into one, or deleted.
         written = check.resource if check.resource is not None else check.current.resource if check.current else None
         if check.resource_type == "RelatedPerson" and written is not None \
-                and _relationship_codes(written) & set(entries()["platformOnlyRelationships"]):
+                and _relationship_codes(written) & platform_only_relationships():
             raise FhirError(403, "forbidden", "Legal representatives and guardians are recorded by the platform, "
                             "from the decision that appoints them; you may record your trusted person and contacts")
         deposited = check.current.keys.get("dep", "") if check.current is not None else ""
