@@ -112,6 +112,17 @@ def test_a_professional_may_record_the_patients_authorisation(world: World) -> N
     assert _sees(world, "W") == NOT_MASKED
 
 
+def test_a_professional_cannot_authorise_someone_else(world: World) -> None:
+    """Dr A, authorised, writes a permit naming Dr X: refused, and Dr X stays refused."""
+    response = world.request("A", "POST", "/Consent", json={
+        "resourceType": "Consent", "status": "active", "scope": CONSENT_SCOPE, "category": CONSENT_CATEGORY,
+        "patient": {"reference": f"Patient/{world.patient_id}"}, "dateTime": now(),
+        "provision": {"type": "permit", "actor": [{"reference": {
+            "reference": f"Practitioner/{world.professionals['X'].practitioner_id}"}}]}})
+    assert response.status_code == 403, response.text
+    assert _sees(world, "X") == REFUSED
+
+
 def test_nobody_overrides_a_block(world: World) -> None:
     """A blocked professional declaring an authorisation for themself stays blocked."""
     world.consent(world.patient_id, "deny", world.professionals["Cw"])
