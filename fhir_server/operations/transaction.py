@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from fhir_server.audit import trace
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.interactions import read as reading
@@ -98,6 +99,7 @@ class BundleProcessor:
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
+        trace.bundle(kind)
         if kind == "transaction":
             return await self.transaction(entries)
         return await self.batch(entries)

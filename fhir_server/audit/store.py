@@ -1,0 +1,77 @@
+"""The audit store: AuditEvents in their own collection, apart from the clinical data.
+
+`audit_events` lives in the clinical database, or in the database FHIR_AUDIT_DATABASE names on the
+same MongoDB; no clinical collection holds it, so no clinical purge (fhir_server.access.opposition)
+reaches it. Nothing in this module updates or deletes: the trail is append-only.
+
+Each document is the AuditEvent (`res`) with scalar keys the trail is read by, all top-level
+equalities both stores index: `pat` (the patient), `who` (the requesting agent), `cid` (the client),
+`ts` (recorded, sortable).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import CollectionInvalid, PyMongoError
+
+from fhir_server.storage.database import Database, index_name
+
+log = logging.getLogger("fhir_server.audit")
+COLLECTION = "audit_events"
+INDEXED = ("ts", "pat", "who", "cid")
+
+
+class AuditUnavailable(Exception):
+    """The audit store did not take the events: the requests waiting on them must fail."""
+
+
+class AuditStore:
+    def __init__(self, database: Database, name: str | None) -> None:
+        self.database = database
+        self.db = database.client.get_database(name, write_concern=database.db.write_concern) if name else database.db
+        self.events = self.db[COLLECTION]
+        # The gate serialises writers of the embedded store's database file; another database has its own.
+        self.gated = self.db.name == database.db.name
+        self._ready = False
+
+    async def ensure(self) -> None:
+        """The collection and its indexes; an unreachable or refusing store is reported at the next
+        write instead of stopping the server: every audited request then answers 503."""
+        try:
+            await self._prepare()
+        except PyMongoError as exc:
+            log.error("audit store not ready (audited requests answer 503 until it is): %s", exc)
+
+    async def _prepare(self) -> None:
+        if self._ready:
+            return
+        if COLLECTION not in await self.db.list_collection_names():
+            try:
+                await self.db.create_collection(COLLECTION)
+            except CollectionInvalid:
+                pass
+        for field in INDEXED:
+            await self.events.create_index([(field, ASCENDING)], name=index_name(field))
+        self._ready = True
+
+    async def insert(self, documents: list[dict[str, Any]]) -> None:
+        """All of `documents` durably stored (the database's journaled write concern), or AuditUnavailable."""
+        try:
+            await self._prepare()
+            if self.gated:
+                async with self.database.gate.write(exclude_readers=False):
+                    await self.events.insert_many(documents, ordered=False)
+            else:
+                await self.events.insert_many(documents, ordered=False)
+        except PyMongoError as exc:
+            raise AuditUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+    async def find(self, query: dict[str, Any], skip: int, limit: int) -> list[dict[str, Any]]:
+        cursor = self.events.find(query, {"res": 1}).sort("ts", DESCENDING).skip(skip).limit(limit)
+        return [doc["res"] for doc in await cursor.to_list(length=limit)]
+
+    async def get(self, event_id: str) -> dict[str, Any] | None:
+        return await self.events.find_one({"_id": event_id})
