@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="audit-cost-"))
+    root.mkdir(parents=True, exist_ok=True)
     servers = {mode: Server(root / mode, env=env) for mode, env in MODES.items()}
     try:
         # Each server gives its own ids: the same records, read in the same order, under their ids.

@@ -141,7 +141,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
-        app.state.audit_store = AuditStore(repository.database, settings.audit_database)
+        app.state.audit_store = AuditStore.beside(repository.database, settings.audit_database)
         await app.state.audit_store.ensure()
         app.state.audit_writer = AuditWriter(app.state.audit_store, settings.audit_group_ms / 1000,
                                              settings.audit_group_max)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, AsyncMongoClient, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
 from fhir_server.storage.database import Database, index_name
+from fhir_server.storage.gate import Gate
 
 log = logging.getLogger("fhir_server.audit")
 COLLECTION = "audit_events"
@@ -29,13 +31,24 @@ class AuditUnavailable(Exception):
 
 
 class AuditStore:
-    def __init__(self, database: Database, name: str | None) -> None:
-        self.database = database
-        self.db = database.client.get_database(name, write_concern=database.db.write_concern) if name else database.db
-        self.events = self.db[COLLECTION]
-        # The gate serialises writers of the embedded store's database file; another database has its own.
-        self.gated = self.db.name == database.db.name
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: AsyncDatabase[dict[str, Any]], *, embedded: bool,
+                 gate: Gate | None) -> None:
+        """`gate`: the clinical writers' gate when the audit shares their database on a store that needs one."""
+        self.client = client
+        self.db = db
+        self.events = db[COLLECTION]
+        self.embedded = embedded
+        self.gate = gate
         self._ready = False
+
+    @classmethod
+    def beside(cls, database: Database, name: str | None) -> AuditStore:
+        """The audit store of a connected clinical `database`: in the database `name` of the same
+        store, or in the clinical database itself."""
+        db = database.client.get_database(name, write_concern=database.db.write_concern) if name else database.db
+        # The gate serialises writers of the embedded store's database file; another database has its own.
+        shared = db.name == database.db.name
+        return cls(database.client, db, embedded=database.capabilities.embedded, gate=database.gate if shared else None)
 
     async def ensure(self) -> None:
         """The collection and its indexes; an unreachable or refusing store is reported at the next
@@ -61,8 +74,8 @@ class AuditStore:
         """All of `documents` durably stored (the database's journaled write concern), or AuditUnavailable."""
         try:
             await self._prepare()
-            if self.gated:
-                async with self.database.gate.write(exclude_readers=False):
+            if self.gate is not None:
+                async with self.gate.write(exclude_readers=False):
                     await self._insert(documents)
             else:
                 await self._insert(documents)
@@ -70,14 +83,14 @@ class AuditStore:
             raise AuditUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
 
     async def _insert(self, documents: list[dict[str, Any]]) -> None:
-        if not self.database.capabilities.embedded:
+        if not self.embedded:
             # One journal commit for the batch: MongoDB's journal groups the writes of one insert_many.
             await self.events.insert_many(documents, ordered=False)
             return
         # The embedded store commits (and syncs) each document of a plain insert_many on its own:
         # 300 documents/s whatever the batch. One transaction commits the batch once: 2,400/s at 16,
         # 6,000/s at 64 (measured on 2 shared cores, docs/PERFORMANCE.md).
-        async with self.database.client.start_session() as session:
+        async with self.client.start_session() as session:
             async with await session.start_transaction(write_concern=self.events.write_concern):
                 await self.events.insert_many(documents, ordered=False, session=session)
 

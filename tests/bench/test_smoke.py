@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import access_rules, run
+from benchmarks import access_rules, audit_cost, run
 from benchmarks.measure import NotAvailable
 from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_SERVER, probe
@@ -156,3 +156,17 @@ def test_access_bench_judges_the_practitioner_ratio_only(access_figures: dict[st
     # Rules absent, or a search refused: the ratio measures nothing, whatever it is.
     assert access_rules.verdict({**held, "enforcement": {"enforced": False}}) == 2
     assert access_rules.verdict({**held, "error_count": 1}) == 2
+
+
+def test_audit_bench_compares_audited_reads_with_the_control(tmp_path: Any) -> None:
+    """A tiny run of benchmarks.audit_cost: both servers measured without errors, the audited one
+    writing one AuditEvent per read and the control none (else it exits 2), figures written."""
+    code = audit_cost.main(["--patients", "4", "--documents-per-patient", "2", "--duration", "0.3", "--rounds", "1",
+                            "--concurrency", "2", "--data-dir", str(tmp_path / "data"), "--results", str(tmp_path)])
+    assert code in (0, 1)  # 1: the ratio missed its target, which a 0.3 s run on a shared machine may
+    (path,) = tmp_path.glob("audit-cost-*.json")
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    assert set(figures["summary"]) == {"audited", "unaudited"}
+    assert all(f["errors"] == 0 and f["throughput"] > 0 for f in figures["summary"].values())
+    assert figures["ratio"] == pytest.approx(figures["summary"]["audited"]["throughput"]
+                                             / figures["summary"]["unaudited"]["throughput"])
