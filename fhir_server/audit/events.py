@@ -188,6 +188,5 @@ def build(interaction: Interaction, caller: Caller | None, status: int, trace: T
         if not event["entity"]:
             del event["entity"]
         documents.append({"_id": event["id"], "ts": instant(recorded), "pat": patient,
-                          "who": agent_key(caller), "cid": client_key(caller),
-                          "btg": bool(caller and caller.purpose_of_use == "BTG"), "res": event})
+                          "who": agent_key(caller), "cid": client_key(caller), "res": event})
     return documents

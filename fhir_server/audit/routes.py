@@ -199,7 +199,7 @@ async def create(request: Request) -> Response:
     patients = [_patient(ref) for entity in event.get("entity") or [] if isinstance(entity, dict)
                 for ref in [((entity.get("what") or {}).get("reference") or "")] if ref.startswith("Patient/")]
     document = {"_id": event["id"], "ts": instant(event["meta"]["lastUpdated"]), "pat": patients[0] if patients else None,
-                "who": agent_key(caller), "cid": client_key(caller), "btg": False, "res": event}
+                "who": agent_key(caller), "cid": client_key(caller), "res": event}
     writer: AuditWriter = request.app.state.audit_writer
     try:
         await writer.write([document])
