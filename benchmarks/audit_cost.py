@@ -61,10 +61,10 @@ def load(server: Server, patients: int, documents: int) -> list[str]:
     return paths
 
 
-def cpu_seconds(server: Server) -> float:
-    """CPU time of the server process and its embedded store so far."""
-    processes = [server.front(), *([store] if (store := server.store()) is not None else [])]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+def cpu_seconds(server: Server) -> tuple[float, float]:
+    """CPU time of the server process and of its embedded store (0 with MONGODB_URL) so far."""
+    store = server.store()
+    return (sum(server.front().cpu_times()[:2]), sum(store.cpu_times()[:2]) if store is not None else 0.0)
 
 
 async def measure(server: Server, paths: list[str], concurrency: int, duration: float) -> dict[str, float]:
@@ -88,10 +88,12 @@ async def measure(server: Server, paths: list[str], concurrency: int, duration: 
         started = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
         seconds = time.perf_counter() - started
-    cpu = cpu_seconds(server) - cpu_before
+    front, store = (after - before for after, before in zip(cpu_seconds(server), cpu_before))
+    reads = max(len(latencies), 1)
     latencies.sort()
     return {"requests": len(latencies), "errors": errors, "throughput": len(latencies) / seconds,
-            "cpu_ms_per_read": 1000 * cpu / max(len(latencies), 1),
+            "cpu_ms_per_read": 1000 * (front + store) / reads, "server_cpu_ms_per_read": 1000 * front / reads,
+            "store_cpu_ms_per_read": 1000 * store / reads,
             "p50_ms": 1000 * latencies[len(latencies) // 2], "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)]}
 
 
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {mode: {"throughput": statistics.median(r["throughput"] for r in results),
                       "p50_ms": statistics.median(r["p50_ms"] for r in results),
                       "p95_ms": statistics.median(r["p95_ms"] for r in results),
-                      "cpu_ms_per_read": statistics.median(r["cpu_ms_per_read"] for r in results),
+                      **{key: statistics.median(r[key] for r in results)
+                         for key in ("cpu_ms_per_read", "server_cpu_ms_per_read", "store_cpu_ms_per_read")},
                       "errors": sum(int(r["errors"]) for r in results)} for mode, results in rounds.items()}
     ratio = summary["audited"]["throughput"] / summary["unaudited"]["throughput"]
     # On a machine others share, the CPU a read costs (server and store) varies less than throughput.
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / f"audit-cost-{started.replace(':', '')}.json").write_text(json.dumps(figures, indent=2))
     for mode, figure in summary.items():
         print(f"{mode:>10}: {figure['throughput']:7.0f} reads/s  p50 {figure['p50_ms']:.1f} ms  "
-              f"p95 {figure['p95_ms']:.1f} ms  CPU {figure['cpu_ms_per_read']:.2f} ms/read  errors {figure['errors']}")
+              f"p95 {figure['p95_ms']:.1f} ms  CPU {figure['cpu_ms_per_read']:.2f} ms/read "
+              f"(server {figure['server_cpu_ms_per_read']:.2f}, store {figure['store_cpu_ms_per_read']:.2f})  errors {figure['errors']}")
     print(f"audited / unaudited read throughput: {ratio:.0%} (target at least {args.min_ratio:.0%}); "
           f"reads per CPU second: {cpu_ratio:.0%}")
     errors = any(f["errors"] for f in summary.values())
