@@ -24,7 +24,7 @@ class Settings:
     mongodb_url: str | None = field(default_factory=lambda: os.environ.get("MONGODB_URL") or None)
     database: str = field(default_factory=lambda: os.environ.get("FHIR_DATABASE", "fhir"))
     mllp_port: int | None = None
-    # The database of the same MongoDB the audit trail goes to (FHIR_AUDIT_DATABASE); unset: `database`.
+    # The database of the same MongoDB the audit trail goes to (FHIR_AUDIT_DATABASE); unset: `database` + "_audit".
     audit_database: str | None = field(default_factory=lambda: os.environ.get("FHIR_AUDIT_DATABASE") or None)
     # Group commit of the audit trail: how long the first waiting event waits for others
     # (FHIR_AUDIT_GROUP_MS), and how many events end the wait at once (FHIR_AUDIT_GROUP_MAX).

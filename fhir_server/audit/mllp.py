@@ -49,6 +49,10 @@ def audited(handler: Handler, sender: Callable[[MessageHeader], Caller | None], 
         try:
             await writer.write(build(interaction, sender(header), status, trace, started, written_kept=status < 400))
         except AuditUnavailable as exc:
+            if code not in ACCEPTED:
+                # Nothing was stored and the sender is already told why: that answer stays.
+                log.error("audit trail unavailable for refused HL7 v2 message %s: %s", header.control_id, exc)
+                return ack
             log.error("audit trail unavailable, HL7 v2 message %s answered AE: %s", header.control_id, exc)
             return build_ack(header, "AE", Hl7Error("AE", FORBIDDEN_CONDITION,
                                                     "the message could not be written to the audit trail; resend later"))

@@ -2,7 +2,8 @@
 
 - `GET /fhir/AuditEvent` (and `POST .../_search`): the trail the caller may read
   (fhir_server.audit.access), newest first; parameters `patient`, `date` (eq, ge, gt, le, lt on
-  `recorded`), `_count`, `_include=AuditEvent:agent`; the requesting professional and organisation
+  `recorded`), `_id`, `_count`, `_summary`, `_elements`, `_include=AuditEvent:agent` (others are
+  refused under `Prefer: handling=strict`, ignored otherwise); the requesting professional and organisation
   are resolved to their stored Practitioner and Organization (`agent.who.reference` and `display`),
   which `_include` adds to the Bundle.
 - `GET /fhir/AuditEvent/{id}`: one event of that trail, else 404.
@@ -25,6 +26,7 @@ from starlette.responses import Response
 from fhir_server.api.authentication import permit
 from fhir_server.api.body import read_body, resource_body
 from fhir_server.api.caller import request_caller
+from fhir_server.api.negotiation import prefer
 from fhir_server.api.responses import base_url, fhir_response, json_response
 from fhir_server.audit.access import trail_filter
 from fhir_server.audit.events import agent_key, client_key, codes
@@ -32,6 +34,7 @@ from fhir_server.audit.hooks import APPEND_ONLY, append_only
 from fhir_server.audit.store import AuditStore, AuditUnavailable
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.errors import FhirError, operation_outcome
+from fhir_server.shaping import shape
 from fhir_server.storage.repository import Repository
 from fhir_server.timefmt import instant, now_instant
 
@@ -40,6 +43,7 @@ PATH = f"/fhir/{APPEND_ONLY}"
 # What `date` prefixes compare `ts` with; a partial date covers its whole span ("\uffff" sorts last).
 RANGES = {"ge": ("$gte", ""), "gt": ("$gt", "\uffff"), "le": ("$lte", "\uffff"), "lt": ("$lt", "")}
 INCLUDES = frozenset({"AuditEvent:agent", "*"})
+PARAMETERS = frozenset({"patient", "date", "_id", "_count", "_offset", "_summary", "_elements", "_include", "_format"})
 
 
 def _store(request: Request) -> AuditStore:
@@ -129,6 +133,9 @@ async def _search(request: Request, params: list[tuple[str, str]]) -> Response:
     values: dict[str, list[str]] = {}
     for name, value in params:
         values.setdefault(name, []).append(value)
+    unknown = sorted(set(values) - PARAMETERS)
+    if unknown and prefer(request).strict:
+        raise FhirError(400, "not-supported", f"AuditEvent searches do not take {', '.join(unknown)}")
     patients = [_patient(p) for value in values.get("patient", []) for p in value.split(",") if p]
     if len(set(patients)) > 1:
         raise FhirError(400, "not-supported", "AuditEvent?patient= takes one patient at a time")
@@ -144,10 +151,16 @@ async def _search(request: Request, params: list[tuple[str, str]]) -> Response:
         dates = _dates(values.get("date", []))
         if dates:
             query["ts"] = dates
+        if values.get("_id"):
+            query["_id"] = values["_id"][-1]
         events = await _store(request).find(query, offset, count + 1)
         more = len(events) > count
         events = events[:count]
     agents = await _resolve_agents(_repository(request), events)
+    summary = (values.get("_summary") or [None])[-1]
+    elements = [e for value in values.get("_elements", []) for e in value.split(",") if e]
+    if summary or elements:
+        events = [shape(e, summary, elements) for e in events]
     base = base_url(request)
     entries: list[dict[str, Any]] = [{"fullUrl": f"{base}/AuditEvent/{e['id']}", "resource": e,
                                       "search": {"mode": "match"}} for e in events]

@@ -1,8 +1,11 @@
 """The audit store: AuditEvents in their own collection, apart from the clinical data.
 
-`audit_events` lives in the clinical database, or in the database FHIR_AUDIT_DATABASE names on the
-same MongoDB; no clinical collection holds it, so no clinical purge (fhir_server.access.opposition)
-reaches it. Nothing in this module updates or deletes: the trail is append-only.
+`audit_events` lives in the database FHIR_AUDIT_DATABASE names on the same MongoDB, by default the
+clinical database's name with `_audit` appended: no clinical collection or database holds it, so no
+clinical purge (fhir_server.access.opposition) reaches it, and on the embedded store it is a file of
+its own, so audit writes never wait on the clinical writers' gate (a long transaction, another
+process writing) and reads keep flowing. Nothing in this module updates or deletes: the trail is
+append-only.
 
 Each document is the AuditEvent (`res`, its JSON as bytes) with scalar keys the trail is read by,
 all top-level equalities both stores index: `pat` (the patient), `who` (the requesting agent), `cid`
@@ -47,8 +50,8 @@ class AuditStore:
     @classmethod
     def beside(cls, database: Database, name: str | None) -> AuditStore:
         """The audit store of a connected clinical `database`: in the database `name` of the same
-        store, or in the clinical database itself."""
-        db = database.client.get_database(name, write_concern=database.db.write_concern) if name else database.db
+        store (None: the clinical database's name + `_audit`)."""
+        db = database.client.get_database(name or f"{database.name}_audit", write_concern=database.db.write_concern)
         # The gate serialises writers of the embedded store's database file; another database has its own.
         shared = db.name == database.db.name
         return cls(database.client, db, embedded=database.capabilities.embedded, gate=database.gate if shared else None)
