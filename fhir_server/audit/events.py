@@ -34,7 +34,6 @@ class Interaction:
     """What was asked: a key of `interactions` in the codes file, and where it applies."""
 
     kind: str
-    resource_type: str | None = None
     # The request line (method and URL, or the message type), kept as the event's description.
     what: str = ""
     # The query of a search or history, sent back base64-encoded in entity.query.

@@ -7,38 +7,30 @@ SEARCHES = frozenset({"search-type", "search-system", "history-type", "history-s
 WRITES = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
-def classify(method: str, path: str) -> tuple[str, str | None]:
-    """(interaction, resource type) of a request; "bundle" is a batch or transaction, told apart
-    once the bundle processor has read its type (fhir_server.audit.trace)."""
-    if not path.startswith("/fhir"):
-        return "operation", None
-    parts = [p for p in path[len("/fhir"):].split("/") if p]
+def classify(method: str, path: str) -> str:
+    """The interaction of a request (a key of `interactions` in profiles/audit/audit-event.json);
+    "bundle" is a batch or transaction, told apart once the bundle processor has read its type
+    (fhir_server.audit.trace). Requests outside /fhir (/ingest/*) are operations."""
+    parts = [p for p in path[len("/fhir"):].split("/") if p] if path.startswith("/fhir") else None
+    if parts is None or (parts and parts[0].startswith("$")):
+        return "operation"
     if not parts:
-        return ("bundle" if method == "POST" else "search-system"), None
-    first = parts[0]
-    if first.startswith("$"):
-        return "operation", None
-    if first == "_history":
-        return "history-system", None
-    if first == "_search":
-        return "search-system", None
-    if first == "metadata":
-        return "capabilities", None
+        return "bundle" if method == "POST" else "search-system"
+    special = {"_history": "history-system", "_search": "search-system", "metadata": "capabilities"}
+    if parts[0] in special:
+        return special[parts[0]]
     if len(parts) == 1:
-        return (WRITES.get(method, "search-type") if method != "GET" else "search-type"), first
+        return "search-type" if method in ("GET", "HEAD") else WRITES.get(method, "operation")
     second = parts[1]
     if second == "_search":
-        return "search-type", first
+        return "search-type"
     if second == "_history":
-        return "history-type", first
+        return "history-type"
     if second.startswith("$"):
-        return "operation", first
+        return "operation"
     if len(parts) == 2:
-        return ("read" if method in ("GET", "HEAD") else WRITES.get(method, "operation")), first
-    third = parts[2]
-    if third == "_history":
-        return ("vread" if len(parts) > 3 else "history-instance"), first
-    if third.startswith("$"):
-        return "operation", first
-    # A compartment search: /fhir/Patient/{id}/{type}.
-    return "search-type", third
+        return "read" if method in ("GET", "HEAD") else WRITES.get(method, "operation")
+    if parts[2] == "_history":
+        return "vread" if len(parts) > 3 else "history-instance"
+    # /fhir/{type}/{id}/$op, or a compartment search /fhir/Patient/{id}/{type}.
+    return "operation" if parts[2].startswith("$") else "search-type"

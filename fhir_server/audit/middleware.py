@@ -41,16 +41,13 @@ def _unavailable() -> Any:
 def _interaction(scope: Scope, status: int, caller: Any, search_body: bytes) -> Interaction:
     method, path = scope["method"], scope["path"]
     query_string: bytes = scope.get("query_string") or b""
-    if path == TOKEN_PATH or (status == 401 and caller is None):
-        kind, resource_type = "login", None
-    else:
-        kind, resource_type = classify(method, path)
+    kind = "login" if path == TOKEN_PATH or (status == 401 and caller is None) else classify(method, path)
     query = None
     if kind in SEARCHES:
         query = query_string + (b"&" if query_string and search_body else b"") + search_body
     what = f"{method} {path}" + (f"?{query_string.decode('latin-1')}" if query_string else "")
     client = scope.get("client")
-    return Interaction(kind, resource_type, what, query, address=client[0] if client else None)
+    return Interaction(kind, what, query, address=client[0] if client else None)
 
 
 class AuditTrail:

@@ -44,7 +44,7 @@ def audited(handler: Handler, sender: Callable[[MessageHeader], Caller | None], 
         code = _ack_code(ack)
         status = 200 if code in ACCEPTED else 403 if code in REFUSED and sender(header) is None else 400
         event = header.trigger_event or "unknown"
-        interaction = Interaction("message", None, f"MLLP {event} {header.control_id}".rstrip(),
+        interaction = Interaction("message", f"MLLP {event} {header.control_id}".rstrip(),
                                   message=(event, f"HL7 v2 {event}"))
         try:
             await writer.write(build(interaction, sender(header), status, trace, started, written_kept=status < 400))
