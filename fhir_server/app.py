@@ -18,6 +18,12 @@ from fhir_server.api import (
     system_routes,
     type_routes,
 )
+from fhir_server.audit import hooks as audit_hooks
+from fhir_server.audit import routes as audit_routes
+from fhir_server.audit.middleware import AuditTrail
+from fhir_server.audit.mllp import audited
+from fhir_server.audit.store import AuditStore
+from fhir_server.audit.writer import AuditWriter
 from fhir_server.config import Settings
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
@@ -127,12 +133,19 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     patient_scope.register(hooks)
     rules.register(hooks)
     load_modules(hooks, settings.hooks)
+    # The audit sees the records named before any rule refuses, and the versions every rule let through.
+    audit_hooks.register_first(hooks)
+    audit_hooks.register_last(hooks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
+        app.state.audit_store = AuditStore.beside(repository.database, settings.audit_database)
+        await app.state.audit_store.ensure()
+        app.state.audit_writer = AuditWriter(app.state.audit_store, settings.audit_group_ms / 1000,
+                                             settings.audit_group_max)
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
@@ -163,8 +176,10 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         mllp = None
         if settings.mllp_port is not None:
             senders = MllpSenders.from_environment(clients)
+            handler = senders.handler(repository, app.state.search)
             mllp = await start_mllp_server(settings.host, settings.mllp_port,
-                                           senders.handler(repository, app.state.search), tls=settings.mllp_tls())
+                                           audited(handler, senders.caller, app.state.audit_writer),
+                                           tls=settings.mllp_tls())
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
@@ -175,13 +190,19 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             await clients.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await app.state.audit_writer.close()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
     app.add_middleware(Authentication)
+    # Outside authentication (added later, so it wraps it): it audits refused tokens too.
+    if not settings.bench_without_audit:
+        app.add_middleware(AuditTrail)
     app.include_router(auth_routes.router)
+    # Before the generic type routes: AuditEvent is served from the audit store.
+    app.include_router(audit_routes.router)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)

@@ -24,6 +24,16 @@ class Settings:
     mongodb_url: str | None = field(default_factory=lambda: os.environ.get("MONGODB_URL") or None)
     database: str = field(default_factory=lambda: os.environ.get("FHIR_DATABASE", "fhir"))
     mllp_port: int | None = None
+    # The database of the same MongoDB the audit trail goes to (FHIR_AUDIT_DATABASE); unset: `database` + "_audit".
+    audit_database: str | None = field(default_factory=lambda: os.environ.get("FHIR_AUDIT_DATABASE") or None)
+    # Group commit of the audit trail: how long the first waiting event waits for others
+    # (FHIR_AUDIT_GROUP_MS), and how many events end the wait at once (FHIR_AUDIT_GROUP_MAX).
+    audit_group_ms: float = field(default_factory=lambda: float(os.environ.get("FHIR_AUDIT_GROUP_MS") or 1))
+    audit_group_max: int = field(default_factory=lambda: _env_int("FHIR_AUDIT_GROUP_MAX", 64))
+    # Bench-only (benchmarks/audit_cost.py's control run): FHIR_BENCH_WITHOUT_AUDIT=1 serves without
+    # the audit trail, which the law forbids in any real use.
+    bench_without_audit: bool = field(
+        default_factory=lambda: os.environ.get("FHIR_BENCH_WITHOUT_AUDIT", "") == "1")
     max_body_bytes: int = field(default_factory=lambda: _env_int("FHIR_MAX_BODY_BYTES", 64 * 1024 * 1024))
     # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT).
     default_count: int = field(default_factory=lambda: _env_int("FHIR_DEFAULT_COUNT", 20))
