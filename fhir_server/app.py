@@ -44,6 +44,8 @@ from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions import wiring as subscriptions
+from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
@@ -144,6 +146,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # Its after-commit hook is registered before the dispatcher is made.
+        delivery = await subscriptions.start(repository, settings)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
@@ -155,7 +159,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return capabilities.statement(base, auth_routes.capability_security(base))
+            return subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base)
 
         app.state.capability_statement = statement
         mllp = None
@@ -173,6 +177,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             await clients.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await delivery.stop()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
@@ -180,6 +185,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     error_handlers.install(app)
     app.add_middleware(Authentication)
     app.include_router(auth_routes.router)
+    app.include_router(subscription_socket)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
