@@ -8,9 +8,10 @@
 - write rule (`record`): the criteria compile as a strict search of this server (a typo would
   otherwise match everything), and the `subscribers` document is written in the same transaction:
   the identity of the caller who set the subscription up, under which every delivery is checked.
-- search filter and record write (`own_only`, `refuse_others`): a Subscription carries its
-  channel's headers (often a secret of the receiver): only who deposited it reads or changes it
-  (`acc.dep`, fhir_server.access.record_keys), besides the platform and admins.
+- search filter (`own_only`): a Subscription carries its channel's headers (often a secret of the
+  receiver): only who deposited it (`acc.dep`, fhir_server.access.record_keys) finds it, besides
+  the platform and admins; so only they change or delete it (a write of a resource its writer
+  cannot see is refused, as for any type).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server.access.record_keys import depositor
-from fhir_server.errors import FhirError, not_found
+from fhir_server.errors import FhirError
 from fhir_server.search.request import RESULT_PARAMETERS, IGNORED_PARAMETERS
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Scopes, authorize
 from fhir_server.storage.documents import Stored
-from fhir_server.storage.hooks import RecordWriteCheck
 from fhir_server.subscriptions.store import SUBSCRIBERS, caller_document
 
 if TYPE_CHECKING:
@@ -134,12 +134,3 @@ def own_only(caller: Caller, resource_type: str | None) -> dict[str, Any] | None
     if resource_type != "Subscription" or _sees_all(caller):
         return None
     return {"acc.dep": depositor(caller)}
-
-
-async def refuse_others(check: RecordWriteCheck) -> None:
-    if check.resource_type != "Subscription" or check.current is None or check.current.deleted \
-            or _sees_all(check.caller):
-        return
-    if check.current.keys.get("dep") != depositor(check.caller):
-        # Like a read of it: someone else's Subscription is not there for this caller.
-        raise not_found("Subscription", check.resource_id)

@@ -20,7 +20,6 @@ async def start(repository: Repository, settings: Settings) -> DeliveryWorker:
     hooks = repository.hooks
     hooks.before_writes.append(resource.accept(repository.resource_types))
     hooks.search_filters.append(resource.own_only)
-    hooks.record_writes.append(resource.refuse_others)
     repository.write_rules.setdefault("Subscription", []).append(resource.record)
     worker = DeliveryWorker(repository, settings)
     hooks.after_commits.append(enqueue(repository, worker.wake))
