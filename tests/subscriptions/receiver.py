@@ -29,6 +29,8 @@ class Receiver:
     notifications: list[Notification] = field(default_factory=list)
     # What the endpoint answers; 503 while the test says it is down.
     status: int = 200
+    # Seconds each answer takes once the notification is recorded (a slow endpoint).
+    delay: float = 0.0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,6 +52,7 @@ class Receiver:
                         receiver.notifications.append(Notification(
                             self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                             json.loads(raw) if raw else None))
+                time.sleep(receiver.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
