@@ -130,7 +130,7 @@ class DeliveryWorker:
 
     async def _round(self) -> None:
         async with self.database.gate.read():
-            subscribers = await self.database.collection(SUBSCRIBERS).find({}).to_list(None)
+            subscribers = await self.database.collection(SUBSCRIBERS).find({"due": True}).to_list(None)
         # Each subscription in order, the subscriptions side by side: a slow endpoint delays only its own.
         outcomes = await asyncio.gather(*(self._serve(s) for s in subscribers), return_exceptions=True)
         for subscriber, outcome in zip(subscribers, outcomes):
@@ -148,6 +148,7 @@ class DeliveryWorker:
             async with self.database.gate.read():
                 pending = await deliveries.find({"sub": subscriber["_id"]}).sort("_id", 1).limit(BATCH).to_list(BATCH)
             if not pending:
+                await self._settled(subscriber["_id"])
                 return
             current = await self.repository.current("Subscription", subscriber["_id"], None)
             if current is None or current.deleted or (current.resource or {}).get("status") not in DELIVERING:
@@ -170,6 +171,17 @@ class DeliveryWorker:
                     current = await self._set_status(current, "active", None) or current
             if len(pending) < BATCH:
                 return
+
+    async def _settled(self, subscription: str) -> None:
+        """Not due any more, unless a delivery was appended meanwhile (checked in the same
+        transaction, so an append is never left unseen: it sets `due` again or is found here)."""
+        async def settle(session: AsyncClientSession) -> None:
+            if await self.database.collection(DELIVERIES).find_one({"sub": subscription}, {"_id": 1},
+                                                                   session=session) is None:
+                await self.database.collection(SUBSCRIBERS).update_one(
+                    {"_id": subscription}, {"$set": {"due": False}}, session=session)
+
+        await self.database.in_transaction(settle)
 
     async def _update(self, work: Any) -> None:
         async def run(session: AsyncClientSession) -> None:

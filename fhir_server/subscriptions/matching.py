@@ -65,6 +65,8 @@ def enqueue(repository: Repository, wake: Callable[[], None]) -> Any:
                     await deliveries.insert_one({"_id": key, "sub": subscription, "event": event["_id"],
                                                  "rid": event["rid"], "vid": event["vid"], "tries": 0, "at": 0.0},
                                                 session=session)
+                # What the worker looks for: only subscriptions with something to send.
+                await subscribers.update_one({"_id": subscription}, {"$set": {"due": True}}, session=session)
 
         await database.in_transaction(append)
         wake()

@@ -3,7 +3,9 @@
 - subscribers: one document per Subscription, written by its write rule in the Subscription's own
   transaction: the criteria's type (`rt`, what the after-commit hook looks up), whether it is
   delivering (`on`), its channel, and the identity of the caller who last set it (`caller`), whose
-  view of the record every delivery is checked against.
+  view of the record every delivery is checked against; `due` while it has deliveries (set with
+  each one appended, cleared only in a transaction that finds none left), so the worker's rounds
+  look at those alone; `failures`, its endpoint's failures in a row.
 - deliveries: one document per (subscription, outbox event) to send, keyed
   `<subscription>|<event id>`; the event id starts with the commit stamp, so key order within a
   subscription is commit order. Removed once sent (or found not to concern the subscriber).
@@ -48,5 +50,6 @@ async def ensure(database: Database) -> None:
     equality indexes the hook and the worker look up by."""
     await database.ensure_collections([SUBSCRIBERS, DELIVERIES, PINGS])
     await database.collection(SUBSCRIBERS).create_index([("rt", ASCENDING)], name="i_rt")
+    await database.collection(SUBSCRIBERS).create_index([("due", ASCENDING)], name="i_due")
     await database.collection(DELIVERIES).create_index([("sub", ASCENDING)], name="i_sub")
     await database.collection(PINGS).create_index([("sub", ASCENDING)], name="i_sub")
