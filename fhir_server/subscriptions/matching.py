@@ -1,7 +1,8 @@
 """The after-commit hook of subscriptions: from an outbox event to durable deliveries.
 
 It must never raise for a subscriber's sake (the dispatcher stops at a failing hook, and everyone
-after would wait): it only looks up the active subscriptions on the event's type, keeps those
+after would wait): it only looks up the active subscriptions on the event's type bound to the
+event's record or to none (`pat`, fhir_server.subscriptions.resource.criteria_patient), keeps those
 whose criteria the written resource matches (the server's own view: whether the subscriber may
 read it is decided at delivery, as that subscriber), and appends one delivery per subscription in
 one transaction. Only a store failure raises, and the dispatcher then offers the event again:
@@ -49,8 +50,12 @@ def enqueue(repository: Repository, wake: Callable[[], None]) -> Any:
         if event.get("kind") != "write" or event.get("method") == "DELETE":
             return
         resource_type, _, rest = event["rid"].partition("/")
+        # Those bound to the event's record, and those bound to none: two equalities each.
+        records = [event["pat"], ""] if event.get("pat") else [""]
+        candidates = []
         async with database.gate.read():
-            candidates = await subscribers.find({"rt": resource_type, "on": True}).to_list(None)
+            for pat in records:
+                candidates += await subscribers.find({"pat": pat, "rt": resource_type, "on": True}).to_list(None)
         if not candidates:
             return
         resource_id = rest

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server.access.record_keys import depositor
+from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.errors import FhirError
 from fhir_server.search.request import RESULT_PARAMETERS, IGNORED_PARAMETERS
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Scopes, authorize
 from fhir_server.storage.documents import Stored
+from fhir_server.storage.patient_key import PATIENT_PREFIX
 from fhir_server.subscriptions.store import SUBSCRIBERS, caller_document
 
 if TYPE_CHECKING:
@@ -58,6 +60,30 @@ def criteria_of(resource: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
         raise FhirError(400, "invalid", f"Subscription.criteria selects resources; it cannot hold {', '.join(shaping)}",
                         ["Subscription.criteria"])
     return resource_type, params
+
+
+def criteria_patient(resource_type: str, params: list[tuple[str, str]]) -> str:
+    """The one patient every match of the criteria belongs to (its `pat`), or "" when they may
+    belong to several: then every event of the type is matched against them.
+
+    A match's `pat` is the patient of the first Patient-compartment parameter that holds a Patient
+    reference (fhir_server.storage.patient_key), so criteria naming one patient in that parameter,
+    or in `patient` where that parameter is `subject` (R4's `patient` is the subject when it is a
+    Patient), only match resources of that patient's record.
+    """
+    compartment = patient_compartment_params().get(resource_type, ())
+    if not compartment:
+        return ""
+    first = compartment[0]
+    named = [v for n, v in params if n == first or (n == "patient" and first == "subject")]
+    if len(named) != 1 or "," in named[0]:
+        return ""
+    value = named[0]
+    if value.startswith(PATIENT_PREFIX):
+        value = value[len(PATIENT_PREFIX):]
+    elif first == "subject" and not any(n == "patient" for n, _ in params):
+        return ""  # a bare subject id may name a Group as well
+    return value if value and "/" not in value else ""
 
 
 def _channel(resource: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +129,10 @@ def accept(resource_types: set[str]) -> Any:
 def subscriber(stored: Stored, caller: dict[str, Any]) -> dict[str, Any]:
     resource = stored.resource or {}
     status = resource.get("status")
-    criteria = resource.get("criteria") if isinstance(resource.get("criteria"), str) else ""
+    resource_type, params = criteria_of(resource)
     channel = _channel(resource)
-    return {"_id": stored.id, "rt": criteria.partition("?")[0], "criteria": criteria,
+    return {"_id": stored.id, "rt": resource_type, "pat": criteria_patient(resource_type, params),
+            "criteria": resource["criteria"],
             "on": status in DELIVERING and channel.get("type") in CHANNELS, "status": status,
             "channel": {k: channel.get(k) for k in ("type", "endpoint", "payload", "header")}, "caller": caller}
 

@@ -1,7 +1,8 @@
 """The collections of subscriptions, next to the Subscription resources themselves.
 
 - subscribers: one document per Subscription, written by its write rule in the Subscription's own
-  transaction: the criteria's type (`rt`, what the after-commit hook looks up), whether it is
+  transaction: the criteria's type (`rt`) and the one record its matches belong to if it names one
+  (`pat`, "" if not): what the after-commit hook looks up by; whether it is
   delivering (`on`), its channel, and the identity of the caller who last set it (`caller`), whose
   view of the record every delivery is checked against; `due` while it has deliveries (set with
   each one appended, cleared only in a transaction that finds none left), so the worker's rounds
@@ -49,7 +50,7 @@ async def ensure(database: Database) -> None:
     """Collections before any transaction (the embedded store cannot create one inside), and the
     equality indexes the hook and the worker look up by."""
     await database.ensure_collections([SUBSCRIBERS, DELIVERIES, PINGS])
-    await database.collection(SUBSCRIBERS).create_index([("rt", ASCENDING)], name="i_rt")
+    await database.collection(SUBSCRIBERS).create_index([("pat", ASCENDING)], name="i_pat")
     await database.collection(SUBSCRIBERS).create_index([("due", ASCENDING)], name="i_due")
     await database.collection(DELIVERIES).create_index([("sub", ASCENDING)], name="i_sub")
     await database.collection(PINGS).create_index([("sub", ASCENDING)], name="i_sub")

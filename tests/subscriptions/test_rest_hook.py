@@ -120,3 +120,18 @@ def test_only_its_owner_reads_or_changes_a_subscription(server: ServerProcess, f
     assert stolen.status_code == 409, stolen.text
     assert world.request("other", "DELETE", f"/Subscription/{sub['id']}").status_code in (204, 404)
     assert fhir.get(f"/Subscription/{sub['id']}").json()["channel"]["endpoint"] == receiver.url
+
+
+def test_criteria_naming_no_patient_match_every_record(fhir: httpx.Client, receiver: Receiver, unique: str) -> None:
+    code = {"coding": [{"system": "urn:oid:1.2.250.1.999.13.2", "code": unique}]}
+    response = fhir.post("/Subscription", json=subscription(f"Observation?code=urn:oid:1.2.250.1.999.13.2|{unique}",
+                                                            receiver.url))
+    assert response.status_code == 201, response.text
+    written = []
+    for family in ("Un", "Deux"):
+        patient = _patient(fhir, f"{family}{unique}")
+        fhir.post("/Observation", json=_observation(patient, "autre code"))
+        created = fhir.post("/Observation", json={**_observation(patient, "ce code"), "code": code})
+        written.append(f"Observation/{created.json()['id']}/1")
+    got = receiver.wait_for(lambda n: len(n) >= 2)
+    assert [n.event.rsplit("|", 1)[1] for n in got] == written
