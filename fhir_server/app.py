@@ -148,7 +148,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
         # Its after-commit hook is registered before the dispatcher is made.
-        delivery = await subscriptions.start(repository, settings)
+        delivery = await subscriptions.start(repository, settings, clients.disabled)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:

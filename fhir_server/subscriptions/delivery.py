@@ -66,8 +66,10 @@ def _headers(channel: dict[str, Any]) -> dict[str, str]:
 
 
 class DeliveryWorker:
-    def __init__(self, repository: Repository, settings: Settings) -> None:
+    def __init__(self, repository: Repository, settings: Settings, disabled_clients: set[str]) -> None:
         self.repository = repository
+        # Kept current by the client registry: a disabled client's subscriptions stop being notified at once.
+        self.disabled_clients = disabled_clients
         self.database = repository.database
         self.leases = OutboxStore(self.database)
         self.owner = uuid.uuid4().hex
@@ -233,6 +235,8 @@ class DeliveryWorker:
 
     async def _deliver(self, subscriber: dict[str, Any], delivery: dict[str, Any]) -> None:
         caller = caller_of(subscriber["caller"])
+        if caller.client_id is not None and caller.client_id in self.disabled_clients:
+            return  # as its tokens are refused, so are its notifications
         resource_type, _, resource_id = delivery["rid"].partition("/")
         try:
             _, params = criteria_of(subscriber)

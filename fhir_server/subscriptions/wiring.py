@@ -13,7 +13,7 @@ from fhir_server.subscriptions.matching import enqueue
 from fhir_server.subscriptions.websocket import WEBSOCKET_EXTENSION, WEBSOCKET_PATH
 
 
-async def start(repository: Repository, settings: Settings) -> DeliveryWorker:
+async def start(repository: Repository, settings: Settings, disabled_clients: set[str]) -> DeliveryWorker:
     """Register before the outbox dispatcher is made (it runs only while an after-commit hook is
     registered); the worker is started here and stopped by the caller."""
     await store.ensure(repository.database)
@@ -21,7 +21,7 @@ async def start(repository: Repository, settings: Settings) -> DeliveryWorker:
     hooks.before_writes.append(resource.accept(repository.resource_types))
     hooks.search_filters.append(resource.own_only)
     repository.write_rules.setdefault("Subscription", []).append(resource.record)
-    worker = DeliveryWorker(repository, settings)
+    worker = DeliveryWorker(repository, settings, disabled_clients)
     hooks.after_commits.append(enqueue(repository, worker.wake))
     worker.start()
     return worker

@@ -14,7 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.access.conftest import HEADERS
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, server_token
 from tests.subscriptions.receiver import Receiver, subscription
 
 FAST_RETRIES = {"FHIR_SUBSCRIPTION_RETRY_MS": "100", "FHIR_SUBSCRIPTION_ERROR_AFTER": "3"}
@@ -112,3 +112,33 @@ def test_websocket_clients_bind_and_are_pinged(own_server: ServerProcess, client
         assert [socket.recv(timeout=15), socket.recv(timeout=15)] == [f"ping {sub}"] * 2
         with pytest.raises(TimeoutError):
             socket.recv(timeout=1.5)
+
+
+def test_a_disabled_clients_subscriptions_stop_being_notified(own_server: ServerProcess, client: httpx.Client,
+                                                              tmp_path: Path) -> None:
+    from tests.security.test_clients import clients, key_pair, register
+
+    _, jwks, _ = key_pair(tmp_path, "RSA")
+    client_id = register(own_server, jwks, "system/*.rs")
+    token = server_token(own_server.data_dir, own_server.base_url, "system", client_id=client_id,
+                         scope="system/Subscription.cruds system/Observation.rs")
+    receiver, witness = Receiver().start(), Receiver().start()
+    try:
+        patient = _patient(client)
+        criteria = f"Observation?patient=Patient/{patient}"
+        created = httpx.post(f"{own_server.base_url}/Subscription", headers={**HEADERS, "Authorization": f"Bearer {token}"},
+                             json=subscription(criteria, receiver.url))
+        assert created.status_code == 201, created.text
+        assert client.post("/Subscription", json=subscription(criteria, witness.url)).status_code == 201
+        _observation(client, patient, "avant")
+        receiver.wait_for(lambda n: len(n) == 1)
+        disabled = clients(own_server, "disable", client_id)
+        assert disabled.returncode == 0, disabled.stderr
+        time.sleep(2.0)  # the running server reloads the registry every second
+        _observation(client, patient, "apres")
+        witness.wait_for(lambda n: len(n) == 2)
+        time.sleep(1.0)
+        assert len(receiver.received()) == 1
+    finally:
+        receiver.stop()
+        witness.stop()
