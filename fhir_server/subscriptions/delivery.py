@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -63,6 +64,17 @@ def _headers(channel: dict[str, Any]) -> dict[str, str]:
         if name.strip() and value.strip():
             headers[name.strip()] = value.strip()
     return headers
+
+
+def _ended(resource: dict[str, Any]) -> bool:
+    end = resource.get("end")
+    if not isinstance(end, str):
+        return False
+    try:
+        moment = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)) <= datetime.now(timezone.utc)
 
 
 class DeliveryWorker:
@@ -153,6 +165,11 @@ class DeliveryWorker:
                 await self._settled(subscriber["_id"])
                 return
             current = await self.repository.current("Subscription", subscriber["_id"], None)
+            if current is not None and not current.deleted and _ended(current.resource or {}) \
+                    and (current.resource or {}).get("status") in DELIVERING:
+                # R4 `end`: when the server turns the subscription off.
+                current = await self._set_status(current, "off", None)
+                continue
             if current is None or current.deleted or (current.resource or {}).get("status") not in DELIVERING:
                 await self._drop(subscriber["_id"], pending, deleted=current is None or current.deleted)
                 return

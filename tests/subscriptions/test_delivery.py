@@ -142,3 +142,22 @@ def test_a_disabled_clients_subscriptions_stop_being_notified(own_server: Server
     finally:
         receiver.stop()
         witness.stop()
+
+
+def test_a_subscription_past_its_end_is_turned_off_and_notifies_nothing(client: httpx.Client) -> None:
+    receiver, witness = Receiver().start(), Receiver().start()
+    try:
+        patient = _patient(client)
+        criteria = f"Observation?patient=Patient/{patient}"
+        ended = client.post("/Subscription", json={**subscription(criteria, receiver.url),
+                                                   "end": "2020-01-01T00:00:00Z"})
+        assert ended.status_code == 201, ended.text
+        assert client.post("/Subscription", json=subscription(criteria, witness.url)).status_code == 201
+        _observation(client, patient, "un")
+        witness.wait_for(lambda n: len(n) == 1)
+        off = _until(client, f"/Subscription/{ended.json()['id']}", lambda s: s["status"] == "off")
+        assert off["end"] == "2020-01-01T00:00:00Z"
+        assert receiver.received() == []
+    finally:
+        receiver.stop()
+        witness.stop()
