@@ -167,9 +167,9 @@ class DeliveryWorker:
             current = await self.repository.current("Subscription", subscriber["_id"], None)
             if current is not None and not current.deleted and _ended(current.resource or {}) \
                     and (current.resource or {}).get("status") in DELIVERING:
-                # R4 `end`: when the server turns the subscription off.
-                current = await self._set_status(current, "off", None)
-                continue
+                # R4 `end`: when the server turns the subscription off (its deliveries go next round).
+                await self._set_status(current, "off", None)
+                return
             if current is None or current.deleted or (current.resource or {}).get("status") not in DELIVERING:
                 await self._drop(subscriber["_id"], pending, deleted=current is None or current.deleted)
                 return
