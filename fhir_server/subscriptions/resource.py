@@ -140,7 +140,6 @@ def subscriber(stored: Stored, caller: dict[str, Any]) -> dict[str, Any]:
 async def record(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
     resource_type, params = criteria_of(stored.resource or {})
     if resource_type in repository.resource_types:
-        await repository.ready([resource_type])
         # Compiled as a strict search (400 on an unknown parameter or modifier); the match is not used.
         await repository.ids(resource_type, params, session, 1)
     subscribers = repository.database.collection(SUBSCRIBERS)
