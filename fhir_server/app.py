@@ -50,6 +50,8 @@ from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions import wiring as subscriptions
+from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
@@ -159,6 +161,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # Its after-commit hook is registered before the dispatcher is made.
+        delivery = await subscriptions.start(repository, settings, clients.disabled)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
@@ -170,7 +174,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return capabilities.statement(base, auth_routes.capability_security(base))
+            return subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base)
 
         app.state.capability_statement = statement
         mllp = None
@@ -190,6 +194,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             await clients.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await delivery.stop()
             await app.state.audit_writer.close()
             await repository.database.close()
 
@@ -203,6 +208,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     app.include_router(auth_routes.router)
     # Before the generic type routes: AuditEvent is served from the audit store.
     app.include_router(audit_routes.router)
+    app.include_router(subscription_socket)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)

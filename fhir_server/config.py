@@ -46,6 +46,13 @@ class Settings:
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
+    # Subscriptions (fhir_server.subscriptions.delivery): the first retry of a failed notification
+    # waits this long, each next one twice as long (at most 5 minutes); after this many failures in
+    # a row the Subscription's status is `error`; an endpoint has this long to answer.
+    subscription_retry_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_RETRY_MS", 1000))
+    subscription_error_after: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_ERROR_AFTER", 5))
+    subscription_timeout_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_TIMEOUT_MS", 10000))
+
     # A document both masked to professionals (MASQUE_PS) and invisible to the patient (INVISIBLE_PATIENT)
     # is refused unless this is on (FHIR_ALLOW_MASKED_INVISIBLE=1): nobody but its author would see it.
     allow_masked_invisible: bool = field(

@@ -75,36 +75,37 @@ class OutboxStore:
 
         await self.database.in_transaction(remove)
 
-    async def hold_lease(self, owner: str, seconds: float) -> bool:
-        """Take or renew the dispatch lease for `seconds`; False while another live owner holds it.
+    async def hold_lease(self, owner: str, seconds: float, lease_id: str = LEASE_ID) -> bool:
+        """Take or renew the dispatch lease (or another worker's, `lease_id`) for `seconds`; False
+        while another live owner holds it.
 
         Times are epoch seconds and each change bumps `n`: the compare-and-set compares an integer,
         which every store compares exactly.
         """
         now = time.time()
         async with self.database.gate.read():
-            lease = await self.leases.find_one({"_id": LEASE_ID})
+            lease = await self.leases.find_one({"_id": lease_id})
         if lease is not None and lease["owner"] != owner and lease["until"] > now:
             return False
 
         async def take(session: AsyncClientSession) -> bool:
             if lease is None:
                 try:
-                    await self.leases.insert_one({"_id": LEASE_ID, "owner": owner, "until": now + seconds, "n": 0},
+                    await self.leases.insert_one({"_id": lease_id, "owner": owner, "until": now + seconds, "n": 0},
                                                  session=session)
                 except DuplicateKeyError:
                     return False
                 return True
             # Of two processes taking an expired lease, one wins.
             taken = await self.leases.update_one(
-                {"_id": LEASE_ID, "n": lease["n"]},
+                {"_id": lease_id, "n": lease["n"]},
                 {"$set": {"owner": owner, "until": now + seconds, "n": lease["n"] + 1}}, session=session)
             return taken.matched_count == 1
 
         return bool(await self.database.in_transaction(take))
 
-    async def release(self, owner: str) -> None:
+    async def release(self, owner: str, lease_id: str = LEASE_ID) -> None:
         async def release(session: AsyncClientSession) -> None:
-            await self.leases.update_one({"_id": LEASE_ID, "owner": owner}, {"$set": {"until": 0.0}}, session=session)
+            await self.leases.update_one({"_id": lease_id, "owner": owner}, {"$set": {"until": 0.0}}, session=session)
 
         await self.database.in_transaction(release)
