@@ -39,6 +39,8 @@ class Matrix:
     allowed_by_type: dict[Coding, frozenset[str]]  # every listed type -> professions that see it
     allowed_unlisted: frozenset[str]  # who sees a type the matrix does not list, or no type at all
     classes_by_profession: dict[str, tuple[str, ...]]
+    # Every class a document can be given, `*` included.
+    every_class: frozenset[str]
 
 
 def class_id(professions: frozenset[str]) -> str:
@@ -75,7 +77,8 @@ def load(path: Path) -> Matrix:
         profession: tuple(sorted({NOT_A_DOCUMENT} | {class_id(s) for s in every_set if profession in s}))
         for profession in data["professions"]
     }
-    return Matrix(allowed_by_type, frozenset(allowed_unlisted), classes_by_profession)
+    every_class = frozenset({NOT_A_DOCUMENT} | {class_id(s) for s in every_set})
+    return Matrix(allowed_by_type, frozenset(allowed_unlisted), classes_by_profession, every_class)
 
 
 def _closed_under_intersection(sets: set[frozenset[str]]) -> set[frozenset[str]]:
@@ -121,3 +124,11 @@ def profession_classes(profession: str | None) -> tuple[str, ...]:
     if profession is None:
         return (NOT_A_DOCUMENT,)
     return _matrix().classes_by_profession.get(profession, (NOT_A_DOCUMENT,))
+
+
+def hidden_classes(profession: str | None) -> tuple[str, ...]:
+    """The classes this profession may not see, sorted: the shorter way to say the same thing
+    for most professions (a physician's is the residence certificate's alone), and a `$nin` of
+    one value costs the store less than an `$in` of six (docs/PERFORMANCE.md). Classes given
+    under an earlier matrix are in neither list: documents must be re-classed after a change."""
+    return tuple(sorted(_matrix().every_class - set(profession_classes(profession))))

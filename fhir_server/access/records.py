@@ -17,7 +17,8 @@ from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.timefmt import now_instant
 
 if TYPE_CHECKING:
-    from fhir_server.storage.repository import Reader
+    from fhir_server.storage.documents import Stored
+    from fhir_server.storage.repository import Reader, Repository, Session
 
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
 STATUSES = ("pending", "active", "closed", "opposed")
@@ -64,14 +65,6 @@ def is_privacy_consent(consent: dict[str, Any]) -> bool:
     return CONSENT_SCOPE in _codes(consent.get("scope")) and CONSENT_CATEGORY in _codes(consent.get("category"))
 
 
-def _in_force(consent: dict[str, Any], now: str) -> bool:
-    if consent.get("status") != "active" or not is_privacy_consent(consent):
-        return False
-    period = (consent.get("provision") or {}).get("period") or {}
-    start, end = period.get("start"), period.get("end")
-    return not (isinstance(start, str) and start[:10] > now[:10]) and not (isinstance(end, str) and end[:10] < now[:10])
-
-
 @dataclass(frozen=True)
 class Record:
     patient_id: str
@@ -82,43 +75,109 @@ class Record:
     doctors: frozenset[str] = field(default_factory=frozenset)
     emergency_opposed: bool = False
     identifiers: frozenset[str] = field(default_factory=frozenset)
+    # Whether professionals are named by IdNatPs (`idnatps:`) in it, each Practitioner reference
+    # resolved when the rules were written: then a token's IdNatPs is all it takes to find them.
+    resolved: bool = False
 
 
-async def load(reader: Reader, patient_id: str) -> Record:
-    """The record's facts, whoever may see them: the server deciding, not a caller reading."""
-    own = reader.repository.reader(None, reader.session)
-    found = await own.find("Patient", {"_id": patient_id, "del": False}, {"res": 1}, limit=1)
-    patient = found[0].get("res") if found else None
-    consents = await own.find("Consent", {"pat": patient_id, "del": False}, {"res": 1})
-    now = now_instant()
-    permitted: set[str] = set()
-    denied: set[str] = set()
-    emergency_opposed = False
-    for doc in consents:
-        consent = doc.get("res") or {}
-        if not _in_force(consent, now):
+# Where a Patient's current document keeps its record's rules (beside `acc`, which holds what every
+# version carries), kept in step by `refresh_rules`.
+RULES_KEY = "rules"
+
+
+async def refresh_rules(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
+    """After a Patient or Consent write (or deletion): the record's rules summarised on the
+    Patient's current document, so opening a record is one lookup (docs/PERFORMANCE.md)."""
+    patient_id = stored.id if stored.resource_type == "Patient" else stored.patient
+    if not patient_id:
+        return
+    patients = repository.collection("Patient")
+    found = await patients.find_one({"_id": patient_id}, {"res": 1, "del": 1}, session=session)
+    if found is None or found.get("del"):
+        return
+    consents = await repository.collection("Consent").find({"pat": patient_id, "del": False}, {"res": 1},
+                                                              session=session).to_list(None)
+    rules = _summary(found.get("res") or {}, [d.get("res") or {} for d in consents])
+    references = {k for name in ("permit", "deny") for k, _, _ in rules[name]} | set(rules["doctors"])
+    named = await _idnatps_of(repository, session, sorted(k for k in references if k.startswith("Practitioner/")))
+    for name in ("permit", "deny"):
+        rules[name] += [[named[k], start, end] for k, start, end in rules[name] if k in named]
+    rules["doctors"] += [named[k] for k in rules["doctors"] if k in named]
+    await patients.update_one({"_id": patient_id}, {"$set": {RULES_KEY: rules}}, session=session)
+
+
+async def _idnatps_of(repository: Repository, session: Session, references: list[str]) -> dict[str, str]:
+    if not references:
+        return {}
+    ids = [r.split("/", 1)[1] for r in references]
+    docs = await repository.collection("Practitioner").find({"_id": {"$in": ids}, "del": False}, {"res": 1},
+                                                             session=session).to_list(None)
+    named: dict[str, str] = {}
+    for doc in docs:
+        for identifier in (doc.get("res") or {}).get("identifier") or []:
+            if isinstance(identifier, dict) and identifier.get("system") == IDNATPS_SYSTEM and identifier.get("value"):
+                named[f"Practitioner/{doc['_id']}"] = f"idnatps:{identifier['value']}"
+    return named
+
+
+def _summary(patient: dict[str, Any], consents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The active privacy Consents and the Patient's choices; periods are kept, and judged when read."""
+    rules: dict[str, Any] = {"permit": [], "deny": [], "emergency": [], "doctors": [],
+                             "status": record_status(patient),
+                             "ids": sorted({f"{i.get('system')}|{i.get('value')}" for i in patient.get("identifier") or []
+                                            if isinstance(i, dict)})}
+    for consent in consents:
+        if consent.get("status") != "active" or not is_privacy_consent(consent):
             continue
         provision = consent.get("provision") or {}
-        actors = {k for a in provision.get("actor") or [] if isinstance(a, dict)
-                  for k in [actor_key(a.get("reference"))] if k}
+        period = provision.get("period") or {}
+        start, end = period.get("start"), period.get("end")
+        actors = sorted({k for a in provision.get("actor") or [] if isinstance(a, dict)
+                         for k in [actor_key(a.get("reference"))] if k})
         # provision.purpose is a list of Coding, not of CodeableConcept.
         purposes = {(c.get("system") or "", c.get("code") or "") for c in provision.get("purpose") or []
                     if isinstance(c, dict)}
         if provision.get("type") == "deny" and not actors and EMERGENCY in purposes:
-            emergency_opposed = True
-        elif provision.get("type") == "permit":
-            permitted |= actors
-        elif provision.get("type") == "deny":
-            denied |= actors
-    doctors = {k for r in (patient or {}).get("generalPractitioner") or [] for k in [actor_key(r)] if k}
-    identifiers = {f"{i.get('system')}|{i.get('value')}" for i in (patient or {}).get("identifier") or []
-                   if isinstance(i, dict)}
-    return Record(patient_id, patient is not None, record_status(patient), frozenset(permitted), frozenset(denied),
-                  frozenset(doctors), emergency_opposed, frozenset(identifiers))
+            rules["emergency"].append([start, end])
+        elif provision.get("type") in ("permit", "deny"):
+            rules[provision["type"]] += [[k, start, end] for k in actors]
+    rules["doctors"] = sorted({k for r in patient.get("generalPractitioner") or [] for k in [actor_key(r)] if k})
+    return rules
+
+
+def _in_period(start: Any, end: Any, today: str) -> bool:
+    return not (isinstance(start, str) and start[:10] > today) and not (isinstance(end, str) and end[:10] < today)
+
+
+async def load(reader: Reader, patient_id: str) -> Record:
+    """The record's facts, whoever may see them: the server deciding, not a caller reading. One
+    lookup of the Patient's document, whose `rules` summarise them; without it (a record
+    whose Patient is not stored), its Consents are read."""
+    own = reader.repository.reader(None, reader.session)
+    found = await own.find("Patient", {"_id": patient_id, "del": False}, {"res": 1, RULES_KEY: 1}, limit=1)
+    patient = found[0] if found else None
+    rules = (patient or {}).get(RULES_KEY)
+    resolved = rules is not None
+    if rules is None:
+        consents = await own.find("Consent", {"pat": patient_id, "del": False}, {"res": 1})
+        rules = _summary((patient or {}).get("res") or {}, [d.get("res") or {} for d in consents])
+    today = now_instant()[:10]
+    return Record(
+        patient_id, patient is not None, rules["status"],
+        frozenset(k for k, start, end in rules["permit"] if _in_period(start, end, today)),
+        frozenset(k for k, start, end in rules["deny"] if _in_period(start, end, today)),
+        frozenset(rules["doctors"]),
+        any(_in_period(start, end, today) for start, end in rules["emergency"]),
+        frozenset(rules["ids"]), resolved)
+
+
+def token_keys(caller: Caller) -> frozenset[str]:
+    """How a record whose rules are resolved names this professional: by their IdNatPs."""
+    return frozenset({f"idnatps:{caller.idnatps}"}) if caller.idnatps else frozenset()
 
 
 async def professional_keys(reader: Reader, caller: Caller) -> frozenset[str]:
-    """How records may name this professional: their IdNatPs, and each Practitioner carrying it."""
+    """How any record may name this professional: their IdNatPs, and each Practitioner carrying it."""
     if not caller.idnatps:
         return frozenset()
     ids = await reader.repository.ids("Practitioner", [("identifier", f"{IDNATPS_SYSTEM}|{caller.idnatps}")],
@@ -145,3 +204,8 @@ async def represents(reader: Reader, caller: Caller, record: Record) -> bool:
 def is_own(record: Record, caller: Caller) -> bool:
     """Whether a patient caller is the record's patient (their INS is on the Patient)."""
     return any(f"{system}|{caller.ins}" in record.identifiers for system in INS_SYSTEMS)
+
+
+def register_write_rules(repository: Repository) -> None:
+    for resource_type in ("Patient", "Consent"):
+        repository.write_rules.setdefault(resource_type, []).append(refresh_rules)

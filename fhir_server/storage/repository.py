@@ -637,9 +637,9 @@ class Repository:
             raise VersionConflict() from exc
         if current is None or current.keys != keys or current.patient != patient:
             await self._follow_context(session, stored)
-        if body is not None:
-            for rule in self.write_rules.get(resource_type, []):
-                await rule(self, session, caller, stored)
+        # Deletions too: a rule may keep something in step with what is no longer there.
+        for rule in self.write_rules.get(resource_type, []):
+            await rule(self, session, caller, stored)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored) -> None:
