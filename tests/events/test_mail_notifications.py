@@ -156,6 +156,22 @@ def test_a_patient_without_an_address_gets_nothing_and_the_others_still_do(world
     assert mailbox.to(address(world, "silent")) == []
 
 
+def test_an_updated_document_is_no_new_document(world: World, mailbox: Mailbox) -> None:
+    """The patient had no address when the document came; they add one; an update of the
+    document later tells them nothing."""
+    patient_id = patient(world, "late", email_address=False)
+    document = world.deposit("late-letter", "H", patient_id)
+    current = world.get("platform", f"/Patient/{patient_id}").json()
+    current["telecom"] = [{"system": "email", "value": address(world, "late")}]
+    assert world.request("platform", "PUT", f"/Patient/{patient_id}", json=current).status_code == 200
+    letter = world.get("platform", f"/DocumentReference/{document.id}").json()
+    letter["description"] = "corrigé"
+    assert world.request("H", "PUT", f"/DocumentReference/{document.id}", json=letter).status_code == 200
+    world.deposit("late-barrier", "H", patient(world, "late-barrier"))
+    wait_for(lambda: mailbox.to(address(world, "late-barrier")))
+    assert mailbox.to(address(world, "late")) == []
+
+
 def test_removing_the_invisible_label_early_sends_the_email_then(world: World, mailbox: Mailbox) -> None:
     patient_id = patient(world, "early")
     document_id = invisible(world, "early-letter", patient_id)
@@ -168,6 +184,23 @@ def test_removing_the_invisible_label_early_sends_the_email_then(world: World, m
     assert world.request("H", "PUT", f"/DocumentReference/{document_id}", json=current).status_code == 200
     wait_for(lambda: mailbox.to(address(world, "early")))
     assert patient_reads(world, patient_id, document_id) == 200
+
+
+def test_a_minors_parents_are_told_unless_the_document_is_invisible_to_them(world: World, mailbox: Mailbox) -> None:
+    minor = world.create({"resourceType": "Patient", "name": [{"family": f"Mail{world.unique}", "given": ["kid"]}],
+                          "birthDate": "2019-01-01"})
+    for name, relationship in (("mum", "MTH"), ("friend", "FRND")):
+        world.create({"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{minor}"},
+                      "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                                    "code": relationship}]}],
+                      "telecom": [{"system": "email", "value": address(world, name)}]})
+    world.deposit("kid-letter", "H", minor)
+    [message] = wait_for(lambda: mailbox.to(address(world, "mum")))
+    assert "Nouveau document" in message["Subject"]
+    world.deposit("kid-secret", "H", minor, labels=("INVISIBLE_REPRESENTANTS_LEGAUX",))
+    world.deposit("kid-barrier", "H", patient(world, "kid-barrier"))
+    wait_for(lambda: mailbox.to(address(world, "kid-barrier")))
+    assert len(mailbox.to(address(world, "mum"))) == 1 and mailbox.to(address(world, "friend")) == []
 
 
 def test_breaking_the_glass_tells_the_patient_and_the_medecin_traitant(world: World, mailbox: Mailbox) -> None:
