@@ -31,7 +31,7 @@ TEMPLATES = PROJECT_ROOT / "mappings" / "notifications"
 SPOOL_DIR = "mail-spool"
 SCHEMES = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
 DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
-TIMEOUT_SECONDS = 30.0
+TIMEOUT_SECONDS = 10.0
 
 
 class MailUnavailable(Exception):

@@ -40,8 +40,8 @@ from fhir_server.timefmt import instant, now, now_instant
 
 log = logging.getLogger("fhir_server.notifications")
 LEASE_ID = "mail"
-# Longer than one SMTP exchange can take (mail.TIMEOUT_SECONDS): renewed between messages.
-LEASE_SECONDS = 60.0
+# Longer than one SMTP exchange should take (mail.TIMEOUT_SECONDS per step): renewed between messages.
+LEASE_SECONDS = 30.0
 POLL_SECONDS = 1.0
 BATCH = 50
 SCAN_MARK = "visibility-scan"

@@ -11,6 +11,7 @@ SMTP server (aiosmtpd) started by the test, or in the mail spool when no SMTP se
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import time
@@ -24,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.access.world import World, new_finess, open_world
+from tests.api.test_store_lifecycle import store_url
 from tests.server_process import ServerProcess, free_port
 
 TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
@@ -36,8 +38,11 @@ class Mailbox:
     """What an SMTP server received."""
     messages: list[EmailMessage] = field(default_factory=list)
     port: int = 0
+    # Seconds each message takes to be accepted: a slow server, while which another sender could act.
+    delay: float = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        await asyncio.sleep(self.delay)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
@@ -48,8 +53,8 @@ class Mailbox:
         return [m for m in self.messages if address in m["X-Envelope-To"].split(", ")]
 
 
-def smtp_server(port: int) -> tuple[Controller, Mailbox]:
-    mailbox = Mailbox()
+def smtp_server(port: int, delay: float = 0.0) -> tuple[Controller, Mailbox]:
+    mailbox = Mailbox(delay=delay)
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     mailbox.port = port
@@ -294,3 +299,36 @@ def test_without_smtp_each_message_is_a_file_in_the_spool(tmp_path: Path) -> Non
     finally:
         world.http.close()
         server.stop()
+
+
+def test_two_processes_on_one_store_send_each_message_once(tmp_path: Path) -> None:
+    """Both serve HTTP and queue; one at a time sends (its lease), whichever took the deposit."""
+    port = free_port()
+    env = {"FHIR_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    first = ServerProcess(tmp_path / "data", env=env).start()
+    second = None
+    controller = None
+    worlds: list[World] = []
+    try:
+        second = ServerProcess(tmp_path / "data", env={**env, "MONGODB_URL": store_url(tmp_path / "data")}).start()
+        worlds = [open_world(first), open_world(second)]
+        for world in worlds:
+            world.system("H", new_finess())
+        names = []
+        for index in range(6):
+            world = worlds[index % 2]
+            names.append(address(world, f"two-{index}"))
+            world.deposit(f"two-{index}", "H", patient(world, f"two-{index}"))
+        controller, mailbox = smtp_server(port, delay=0.5)
+        for name in names:
+            wait_for(lambda: mailbox.to(name))
+        time.sleep(2)  # more rounds of both workers: a second sending would show by now
+        assert sorted(m["X-Envelope-To"] for m in mailbox.messages) == sorted(names)
+    finally:
+        for world in worlds:
+            world.http.close()
+        if second is not None:
+            second.stop()
+        first.stop()
+        if controller is not None:
+            controller.stop()
