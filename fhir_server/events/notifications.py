@@ -42,7 +42,9 @@ log = logging.getLogger("fhir_server.notifications")
 LEASE_ID = "mail"
 # Longer than one SMTP exchange should take (mail.TIMEOUT_SECONDS per step): renewed between messages.
 LEASE_SECONDS = 30.0
-POLL_SECONDS = 1.0
+# How often the queue is looked at when no local event woke the worker (messages queued by
+# another process, retries coming due).
+POLL_SECONDS = 2.0
 BATCH = 50
 SCAN_MARK = "visibility-scan"
 ADULT_AGE = 18
@@ -85,16 +87,16 @@ def _name(resource: dict[str, Any] | None) -> str | None:
 
 
 def _minor(patient: dict[str, Any]) -> bool:
+    """Under 18 today; a birth date of a year or a month alone counts from its first day."""
     born = patient.get("birthDate")
-    if not isinstance(born, str) or len(born) < 4:
-        return False
+    if isinstance(born, str) and len(born) in (4, 7):
+        born += "-01-01"[:10 - len(born)]
     try:
-        birth = date(int(born[:4]), int(born[5:7] or 1) if len(born) >= 7 else 1, int(born[8:10]) if len(born) >= 10 else 1)
-    except ValueError:
+        birth = date.fromisoformat(born)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return False
     today = now().date()
-    age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
-    return age < ADULT_AGE
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day)) < ADULT_AGE
 
 
 class Notifications:
@@ -270,7 +272,7 @@ class Notifications:
         while True:
             self._wake.clear()
             try:
-                if await self._hold_lease():
+                if await self._still_held():
                     if time.monotonic() >= self._next_scan:
                         await self._scan()
                         self._next_scan = time.monotonic() + self.scan_seconds

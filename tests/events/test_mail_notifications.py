@@ -332,3 +332,13 @@ def test_two_processes_on_one_store_send_each_message_once(tmp_path: Path) -> No
         first.stop()
         if controller is not None:
             controller.stop()
+
+
+@pytest.mark.parametrize("setting", [{"FHIR_SMTP_URL": "http://mail.example.org"},
+                                     {"FHIR_SMTP_URL": "smtp://mail.example.org:port"},
+                                     {"FHIR_MAIL_FROM": "nobody"}])
+def test_unusable_mail_settings_stop_the_start_with_a_message(tmp_path: Path, setting: dict[str, str]) -> None:
+    server = ServerProcess(tmp_path / "data", env=setting)
+    with pytest.raises(RuntimeError) as failed:
+        server.start(timeout=30)
+    assert next(iter(setting)) in str(failed.value)
