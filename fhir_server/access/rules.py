@@ -299,9 +299,11 @@ async def check_record(check: RecordWriteCheck) -> None:
 
 
 def _only_masking(check: RecordWriteCheck) -> None:
-    """What a professional deposited, the patient may mask or unmask (MASQUE_PS) or delete, not
-    rewrite (issue 12, rule 9)."""
-    if check.resource is None or check.current is None or check.current.resource is None:
+    """What a professional deposited, the patient may mask or unmask (MASQUE_PS), not rewrite
+    (issue 12, rule 9) nor delete (issue 23)."""
+    if check.resource is None:
+        raise _refuse("A patient may mask or unmask (MASQUE_PS) what someone else deposited in their record, not delete it")
+    if check.current is None or check.current.resource is None:
         return
 
     def unlabelled(resource: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +312,7 @@ def _only_masking(check: RecordWriteCheck) -> None:
         return {**kept, "labels": sorted(labels)}
     if unlabelled(check.resource) != unlabelled(check.current.resource):
         raise _refuse("A patient may mask or unmask (MASQUE_PS) what a professional deposited in their record, "
-                      "or delete it, but not change it")
+                      "but not change it")
 
 
 def _keep_professional_identity(check: RecordWriteCheck) -> None:
