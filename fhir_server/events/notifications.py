@@ -186,12 +186,13 @@ class Notifications:
         patient = await self._current("Patient", document.patient)
         if patient is None or patient.resource is None:
             return
-        await self._tell(f"{key}/patient", "document-available", values, _emails(patient.resource),
-                         f"Patient/{document.patient}")
         if str(document.keys.get("vfr") or instant("")) <= instant(now_instant()):
             for person_id, emails in await self._representatives(document.patient, patient.resource):
                 await self._tell(f"{key}/representative/{person_id}", "document-available", values, emails,
                                  f"RelatedPerson/{person_id}")
+        # The patient's last: once theirs is queued, so is every other (the shortcut above).
+        await self._tell(f"{key}/patient", "document-available", values, _emails(patient.resource),
+                         f"Patient/{document.patient}")
 
     async def _emergency(self, event: dict[str, Any]) -> None:
         """One message to each per professional, record and day: an emergency access is many
@@ -207,8 +208,6 @@ class Notifications:
             return
         who = await self._professional(caller.get("idnatps"))
         values = {"who": who, "date": _moment(stamp), "patient": _name(patient.resource) or f"Patient/{patient_id}"}
-        await self._tell(f"{key}/patient", "emergency-access-patient", values, _emails(patient.resource),
-                         f"Patient/{patient_id}")
         for person_id, emails in await self._representatives(patient_id, patient.resource):
             await self._tell(f"{key}/representative/{person_id}", "emergency-access-patient", values, emails,
                              f"RelatedPerson/{person_id}")
@@ -216,6 +215,10 @@ class Notifications:
             for practitioner in await self._practitioners(str(doctor)):
                 await self._tell(f"{key}/doctor/{practitioner.id}", "emergency-access-doctor", values,
                                  _emails(practitioner.resource), f"Practitioner/{practitioner.id}")
+        # The patient's last: once theirs is queued, so is every other (the shortcut above), even
+        # when this event is delivered again after a crash halfway through.
+        await self._tell(f"{key}/patient", "emergency-access-patient", values, _emails(patient.resource),
+                         f"Patient/{patient_id}")
 
     async def _tell(self, key: str, template: str, values: dict[str, str], emails: list[str], whom: str) -> None:
         if not emails:
