@@ -27,6 +27,7 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.config import Settings
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
+from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import CapabilityBuilder
@@ -129,11 +130,14 @@ async def open_repository(settings: Settings, store_url: str,
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
-    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded."""
+    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
+    when the mail settings cannot be used."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
+    notifications = Notifications(settings)
+    hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
     audit_hooks.register_first(hooks)
@@ -168,6 +172,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         if dispatcher is not None:
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
+        notifications.start(repository)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
@@ -192,6 +197,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                 mllp.close()
                 await mllp.wait_closed()
             await clients.stop()
+            await notifications.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             await delivery.stop()

@@ -62,6 +62,15 @@ class Settings:
     patient_document_max_bytes: int = field(
         default_factory=lambda: _env_int("FHIR_PATIENT_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
 
+    # Patient e-mail notifications (fhir_server.events.notifications). The SMTP server as
+    # smtp://[user:password@]host[:port] (smtp+starttls:// to upgrade with STARTTLS, smtps:// for TLS
+    # from the start); unset, each message is written to the mail spool in the data dir instead.
+    smtp_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_SMTP_URL") or None)
+    mail_from: str = field(default_factory=lambda: os.environ.get("FHIR_MAIL_FROM") or "no-reply@localhost")
+    # How often the documents that have just become visible to their patient are looked for.
+    visibility_scan_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_VISIBILITY_SCAN_SECONDS") or 3600))
+
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None

@@ -35,7 +35,7 @@ from fhir_server.errors import FhirError
 from fhir_server.interactions.output import outgoing
 from fhir_server.search.request import parse_request
 from fhir_server.storage.documents import Stored
-from fhir_server.storage.outbox import OutboxStore
+from fhir_server.storage.leases import Lease
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.resource import DELIVERING, DELIVERY_CALLER, criteria_of
 from fhir_server.subscriptions.store import DELIVERIES, LEASE_ID, PINGS, SUBSCRIBERS, caller_of
@@ -83,7 +83,7 @@ class DeliveryWorker:
         # Kept current by the client registry: a disabled client's subscriptions stop being notified at once.
         self.disabled_clients = disabled_clients
         self.database = repository.database
-        self.leases = OutboxStore(self.database)
+        self.lease = Lease(self.database, LEASE_ID)
         self.owner = uuid.uuid4().hex
         self.base_url = settings.base_url or ""
         self.retry = settings.subscription_retry_ms / 1000
@@ -115,7 +115,7 @@ class DeliveryWorker:
         if self._http is not None:
             await self._http.aclose()
         try:
-            await self.leases.release(self.owner, LEASE_ID)
+            await self.lease.release(self.owner)
         except PyMongoError as exc:
             log.warning("subscription lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
 
@@ -134,7 +134,7 @@ class DeliveryWorker:
 
     async def _hold_lease(self) -> bool:
         async with self._renewing:
-            held = await self.leases.hold_lease(self.owner, LEASE_SECONDS, LEASE_ID)
+            held = await self.lease.hold(self.owner, LEASE_SECONDS)
             self._renewed = time.monotonic() if held else 0.0
             return held
 

@@ -27,7 +27,7 @@ from fhir_server.storage.database import Database
 SUBSCRIBERS = "subscribers"
 DELIVERIES = "subscription_deliveries"
 PINGS = "subscription_pings"
-# The delivery worker's lease (fhir_server.storage.outbox.OutboxStore.hold_lease).
+# The delivery worker's lease (fhir_server.storage.leases.Lease).
 LEASE_ID = "subscription-delivery"
 # The identity fields a delivery runs under. Not the purpose of use: an emergency access (BTG) is
 # one request's, never inherited by the notifications that follow it.
