@@ -5,10 +5,13 @@ each has its control: the same write by the insurer is accepted."""
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
 from tests.access.claims import CLAIM_SYSTEM, eob
@@ -170,3 +173,74 @@ def test_another_insurer_cannot_overwrite_a_claim(world: World) -> None:
     assert world.get("platform", f"/{EOB}/{stored['id']}").json()["outcome"] == "complete"
 
 
+
+
+# -- the NDJSON import ------------------------------------------------------------------------------
+
+NDJSON = {"Content-Type": "application/fhir+ndjson"}
+
+
+def ndjson(resources: list[Any]) -> bytes:
+    return b"\n".join(r if isinstance(r, bytes) else orjson.dumps(r) for r in resources) + b"\n"
+
+
+def post_import(world: World, caller: str, body: bytes, **headers: str) -> httpx.Response:
+    return world.request(caller, "POST", "/$import", content=body, headers={**NDJSON, **headers})
+
+
+def summary(response: httpx.Response) -> tuple[str, list[str]]:
+    issues = response.json()["issue"]
+    return issues[0]["diagnostics"], [i["diagnostics"] for i in issues[1:]]
+
+
+def test_import_stores_good_lines_and_names_the_bad_ones(world: World) -> None:
+    good = [claim(world) for _ in range(4)]
+    invalid = {**claim(world), "status": "not-a-status"}
+    closed = claim(world, world.patients["closed"])
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": f"Patient/{world.patient_id}"}}
+    lines = [good[0], b"{not json", good[1], invalid, good[2], closed, observation, good[3]]
+    response = post_import(world, "I", ndjson(lines))
+    assert response.status_code == 200, response.text
+    head, refused = summary(response)
+    assert head == "8 lines read: 4 stored (4 created, 0 updated), 0 unchanged, 4 refused"
+    assert [r.split(" ", 2)[1] for r in refused] == ["2", "4", "6", "7"]
+    assert "closed" in refused[2] and "(refused, 403)" in refused[2] and "(refused, 400)" in refused[1] and "status" in refused[1]
+    for resource in good:
+        assert len(stored_claims(world, resource["identifier"][0]["value"])) == 1
+    for resource in (invalid, closed):
+        assert stored_claims(world, resource["identifier"][0]["value"]) == []
+    # The patient reads what was imported.
+    found = world.get("P", f"/{EOB}", params={"identifier": f"{CLAIM_SYSTEM}|{good[3]['identifier'][0]['value']}"})
+    assert len(found.json().get("entry", [])) == 1
+
+
+def test_import_again_changes_nothing_and_a_changed_line_is_a_new_version(world: World) -> None:
+    lines = [claim(world) for _ in range(3)]
+    first = post_import(world, "I", ndjson(lines))
+    assert summary(first)[0] == "3 lines read: 3 stored (3 created, 0 updated), 0 unchanged, 0 refused"
+    lines[1] = {**lines[1], "outcome": "partial"}
+    again = post_import(world, "I", gzip.compress(ndjson(lines)), **{"Content-Encoding": "gzip"})
+    assert again.status_code == 200, again.text
+    assert summary(again)[0] == "3 lines read: 1 stored (0 created, 1 updated), 2 unchanged, 0 refused"
+    versions = [stored_claims(world, r["identifier"][0]["value"]) for r in lines]
+    assert [(len(v), v[0]["meta"]["versionId"]) for v in versions] == [(1, "1"), (1, "2"), (1, "1")]
+    assert versions[1][0]["outcome"] == "partial"
+
+
+def test_import_is_the_insurer_s_for_reimbursements(world: World) -> None:
+    resource = claim(world)
+    response = post_import(world, "H", ndjson([resource]))
+    assert response.status_code == 200, response.text
+    assert summary(response)[0].endswith("1 refused")
+    assert stored_claims(world, resource["identifier"][0]["value"]) == []
+    # People do not import.
+    assert is_refusal(post_import(world, "P", ndjson([resource])))
+
+
+def test_import_refuses_what_is_not_ndjson(world: World) -> None:
+    response = world.request("I", "POST", "/$import", json=claim(world))
+    assert response.status_code == 415
+    assert post_import(world, "I", b"\n\n").status_code == 400
+    broken = post_import(world, "I", b"not gzip", **{"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and broken.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,167 @@
+"""`POST [base]/$import`: many resources in one request, as FHIR NDJSON (one resource a line,
+`application/fhir+ndjson`, gzip optional), for a depositor loading a whole population at once,
+the insurer's reimbursements first (docs/RECORD-CONTENTS.md, item d).
+
+The operation's name is the one HAPI FHIR, Azure and the Bulk Data import draft use for loading
+NDJSON; those pull files from URLs named in a Parameters body, this one takes the lines in the
+request body itself ("push"), so no file has to be reachable from the server.
+
+Each line is what a create of it would be: the caller's scopes, the type's checks and validation
+(`Repository.prepare`), the record's rules and the record-write hooks, the same stored documents.
+Lines are written `BATCH` at a time, in one store transaction each (`Repository.write_many`). A
+refused line is reported with its number and why, and nothing of it is stored; the other lines
+are. The answer is an OperationOutcome: the count of lines stored, unchanged and refused, then one
+issue per refused line.
+
+A resource's id is the server's: for a line with an identifier, keyed by that identifier (its
+first with a system and a value) and the caller, with a server secret, so the same line sent again
+finds its resource (unchanged, or a new version) and a later line with the same identifier is a
+new version of it; a line without identifier is a new resource each time. An `id` in the line is
+ignored, as in a create.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.security.callers import Caller
+from fhir_server.security.scopes import Matcher, authorize
+from fhir_server.storage.repository import Repository, WriteResult
+
+NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson", "application/x-ndjson")
+# Lines per store transaction: large enough that a round trip carries many documents.
+BATCH = 1000
+# Refused lines described one by one in the answer, at most; the rest are counted.
+MAX_LISTED = 1000
+# Binary content goes with its bytes, through `POST /Binary` (fhir_server.storage.binaries).
+NOT_IMPORTED = ("Binary",)
+
+
+@dataclass
+class Summary:
+    lines: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: list[tuple[int, FhirError]] = field(default_factory=list)
+
+    def outcome(self, fatal: FhirError | None = None) -> dict[str, Any]:
+        stored = self.created + self.updated
+        issues = [Issue("information", "informational",
+                        f"{self.lines} lines read: {stored} stored ({self.created} created, {self.updated} updated), "
+                        f"{self.unchanged} unchanged, {len(self.refused)} refused")]
+        if fatal is not None:
+            issues += [Issue("fatal", i.code, f"The import stopped after line {self.lines}: {i.diagnostics}")
+                       for i in fatal.issues]
+        for number, error in self.refused[:MAX_LISTED]:
+            issues += [Issue("error", i.code, f"Line {number} (refused, {error.status}): {i.diagnostics}", i.expression)
+                       for i in error.issues]
+        if len(self.refused) > MAX_LISTED:
+            issues.append(Issue("error", "too-costly", f"{len(self.refused) - MAX_LISTED} more refused lines not listed"))
+        return operation_outcome(issues)
+
+
+async def ndjson_lines(chunks: AsyncIterator[bytes], gzipped: bool, max_line: int) -> AsyncIterator[tuple[int, bytes]]:
+    """(line number, line) for each non-blank line; FhirError 400 when the body is not readable
+    (bad gzip), 413 for a line longer than `max_line` bytes."""
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if gzipped else None
+    pending = b""
+    number = 0
+    async for chunk in chunks:
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk)
+            except zlib.error as exc:
+                raise FhirError(400, "structure", f"The body is not valid gzip: {exc}") from None
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            number += 1
+            if line.strip():
+                yield number, line
+        if len(pending) > max_line:
+            raise FhirError(413, "too-costly", f"Line {number + 1} is over the limit of {max_line} bytes")
+    if inflate is not None and not inflate.eof:
+        raise FhirError(400, "structure", "The gzip body ends before its end")
+    if pending.strip():
+        yield number + 1, pending
+
+
+class Importer:
+    def __init__(self, repository: Repository, caller: Caller, matcher: Matcher, secret: bytes) -> None:
+        self.repository = repository
+        self.caller = caller
+        self.matcher = matcher
+        self.secret = secret
+        self.summary = Summary()
+        self.batch: list[tuple[int, str, dict[str, Any]]] = []
+        self.batch_ids: set[str] = set()
+
+    async def run(self, lines: AsyncIterator[tuple[int, bytes]]) -> Summary:
+        try:
+            async for number, line in lines:
+                self.summary.lines = number
+                try:
+                    resource_id, resource = self.prepare(line)
+                except FhirError as exc:
+                    self.summary.refused.append((number, exc))
+                    continue
+                if resource_id in self.batch_ids or len(self.batch) >= BATCH:
+                    # A second line for the same resource is a new version of it: the first is written first.
+                    await self.flush()
+                self.batch.append((number, resource_id, resource))
+                self.batch_ids.add(resource_id)
+        finally:
+            # Lines read before the body broke off are written like the others.
+            await self.flush()
+        return self.summary
+
+    def prepare(self, line: bytes) -> tuple[str, dict[str, Any]]:
+        try:
+            resource = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise FhirError(400, "structure", f"not a JSON resource: {exc}") from None
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        if rtype in NOT_IMPORTED:
+            raise FhirError(400, "not-supported", f"{rtype} is written with its content through POST /{rtype}")
+        if isinstance(rtype, str):
+            self.repository.check_type(rtype)
+            authorize(self.caller, "create", rtype, resource=resource, matcher=self.matcher)
+        resource = self.repository.prepare(self.caller, resource)
+        return self.resource_id(resource), resource
+
+    def resource_id(self, resource: dict[str, Any]) -> str:
+        for identifier in resource.get("identifier") or []:
+            if isinstance(identifier, dict) and isinstance(identifier.get("system"), str) \
+                    and isinstance(identifier.get("value"), str):
+                key = "|".join((self.caller.kind, self.caller.id, resource["resourceType"], identifier["system"],
+                                identifier["value"]))
+                return str(uuid.UUID(bytes=hmac.new(self.secret, key.encode(), hashlib.sha256).digest()[:16]))
+        return str(uuid.uuid4())
+
+    async def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_ids = self.batch, [], set()
+        results = await self.repository.write_many(self.caller, [(rid, resource) for _, rid, resource in batch])
+        for (number, _, _), result in zip(batch, results, strict=True):
+            self._count(number, result)
+
+    def _count(self, number: int, result: WriteResult | FhirError) -> None:
+        if isinstance(result, FhirError):
+            self.summary.refused.append((number, result))
+        elif not result.changed:
+            self.summary.unchanged += 1
+        elif result.created:
+            self.summary.created += 1
+        else:
+            self.summary.updated += 1
