@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.auth_cost
 	$(BIN)/python -m benchmarks.access_rules
+	$(BIN)/python -m benchmarks.reimbursements
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install
