@@ -8,7 +8,7 @@ transaction, the NDJSON import) is held to it in the transaction of the write:
   the patient included, gets 403 with nothing stored;
 - the insurer writes those types and its `Coverage`, and the shared resources it needs beside
   them (`Organization`): those it creates, and later only those it deposited; nothing else (no
-  Patient: an insurer never opens a record).
+  Patient: an insurer never opens a record, so its claims name records that exist).
 
 Reads are not this module's: the record's rules (fhir_server.access.rules) show the patient their
 reimbursements and authorised professionals those of the records they may open.
@@ -22,6 +22,7 @@ from functools import cache
 import orjson
 
 from fhir_server.access.record_keys import depositor
+from fhir_server.access.records import load
 from fhir_server.config import PROJECT_ROOT
 from fhir_server.errors import FhirError
 from fhir_server.security.callers import Caller
@@ -55,6 +56,8 @@ async def check_insurer(check: RecordWriteCheck) -> None:
     rules = policy()
     caller = check.caller
     if is_insurer(caller):
+        if check.resource_type in rules.only and check.resource is not None:
+            await _names_a_record(check)
         if check.resource_type in rules.writes:
             return
         if check.resource_type in rules.own_shared and (
@@ -65,6 +68,14 @@ async def check_insurer(check: RecordWriteCheck) -> None:
     if check.resource_type in rules.only and caller.kind != "platform":
         raise FhirError(403, "forbidden", f"Only the patient's health insurer writes {check.resource_type} "
                         "(Code de la santé publique R.1111-42 d)")
+
+
+async def _names_a_record(check: RecordWriteCheck) -> None:
+    """A reimbursement goes to a record that exists: the insurer creates none, and one stored for
+    an unknown id would wait forever for a Patient the server never gives that id."""
+    if check.patient is None or not (await load(check.reader, check.patient)).exists:
+        raise FhirError(422, "business-rule", f"{check.resource_type}.patient must name a Patient stored here "
+                        "(Patient/{id}): there is no such record", [f"{check.resource_type}.patient"])
 
 
 def register(hooks: Hooks) -> None:

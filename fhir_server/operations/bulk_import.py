@@ -22,6 +22,7 @@ ignored, as in a create.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -105,6 +106,10 @@ class Importer:
         self.summary = Summary()
         self.batch: list[tuple[int, str, dict[str, Any]]] = []
         self.batch_ids: set[str] = set()
+        # The batch the store is writing while the next one is checked (one at a time, in order).
+        self.writing: asyncio.Task[None] | None = None
+        # Types the caller's scopes let it create whatever the resource (no granular criteria).
+        self.granted: set[str] = set()
 
     async def run(self, lines: AsyncIterator[tuple[int, bytes]]) -> Summary:
         try:
@@ -123,6 +128,7 @@ class Importer:
         finally:
             # Lines read before the body broke off are written like the others.
             await self.flush()
+            await self.settle()
         return self.summary
 
     def prepare(self, line: bytes) -> tuple[str, dict[str, Any]]:
@@ -135,7 +141,7 @@ class Importer:
             raise FhirError(400, "not-supported", f"{rtype} is written with its content through POST /{rtype}")
         if isinstance(rtype, str):
             self.repository.check_type(rtype)
-            authorize(self.caller, "create", rtype, resource=resource, matcher=self.matcher)
+            self.authorize(rtype, resource)
         resource = self.repository.prepare(self.caller, resource)
         return self.resource_id(resource), resource
 
@@ -148,10 +154,31 @@ class Importer:
                 return str(uuid.UUID(bytes=hmac.new(self.secret, key.encode(), hashlib.sha256).digest()[:16]))
         return str(uuid.uuid4())
 
+    def authorize(self, rtype: str, resource: dict[str, Any]) -> None:
+        if rtype in self.granted:
+            return
+        try:
+            # Without a resource, only a scope with no criteria grants a create.
+            authorize(self.caller, "create", rtype)
+            self.granted.add(rtype)
+        except FhirError:
+            authorize(self.caller, "create", rtype, resource=resource, matcher=self.matcher)
+
     async def flush(self) -> None:
+        """Hand the batch to the store, once the one before is written, and go on checking lines:
+        the store writes while the server validates (docs/PERFORMANCE.md)."""
+        await self.settle()
         if not self.batch:
             return
         batch, self.batch, self.batch_ids = self.batch, [], set()
+        self.writing = asyncio.create_task(self.write(batch))
+
+    async def settle(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            await writing
+
+    async def write(self, batch: list[tuple[int, str, dict[str, Any]]]) -> None:
         results = await self.repository.write_many(self.caller, [(rid, resource) for _, rid, resource in batch])
         for (number, _, _), result in zip(batch, results, strict=True):
             self._count(number, result)

@@ -118,6 +118,14 @@ def test_the_insurer_writes_nothing_else_of_a_record(world: World) -> None:
     assert world.get("platform", f"/Organization/{others}").json()["name"] == f"Hospital {marker}"
 
 
+def test_a_claim_names_a_stored_patient(world: World) -> None:
+    for reference in (f"Patient/{uuid.uuid4()}", "https://elsewhere.example.org/fhir/Patient/1"):
+        resource = eob(reference, uuid.uuid4().hex)
+        response = world.request("I", "POST", f"/{EOB}", json=resource)
+        assert response.status_code == 422, response.text
+        assert stored_claims(world, resource["identifier"][0]["value"]) == []
+
+
 def test_no_deposit_in_a_closed_record(world: World) -> None:
     resource = claim(world, world.patients["closed"])
     assert is_refusal(world.request("I", "POST", f"/{EOB}", json=resource))
@@ -199,16 +207,17 @@ def test_import_stores_good_lines_and_names_the_bad_ones(world: World) -> None:
     closed = claim(world, world.patients["closed"])
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                    "subject": {"reference": f"Patient/{world.patient_id}"}}
-    lines = [good[0], b"{not json", good[1], invalid, good[2], closed, observation, good[3]]
+    unknown = eob(f"Patient/{uuid.uuid4()}", uuid.uuid4().hex)
+    lines = [good[0], b"{not json", good[1], invalid, good[2], closed, observation, good[3], unknown]
     response = post_import(world, "I", ndjson(lines))
     assert response.status_code == 200, response.text
     head, refused = summary(response)
-    assert head == "8 lines read: 4 stored (4 created, 0 updated), 0 unchanged, 4 refused"
-    assert [r.split(" ", 2)[1] for r in refused] == ["2", "4", "6", "7"]
+    assert head == "9 lines read: 4 stored (4 created, 0 updated), 0 unchanged, 5 refused"
+    assert [r.split(" ", 2)[1] for r in refused] == ["2", "4", "6", "7", "9"]
     assert "closed" in refused[2] and "(refused, 403)" in refused[2] and "(refused, 400)" in refused[1] and "status" in refused[1]
     for resource in good:
         assert len(stored_claims(world, resource["identifier"][0]["value"])) == 1
-    for resource in (invalid, closed):
+    for resource in (invalid, closed, unknown):
         assert stored_claims(world, resource["identifier"][0]["value"]) == []
     # The patient reads what was imported.
     found = world.get("P", f"/{EOB}", params={"identifier": f"{CLAIM_SYSTEM}|{good[3]['identifier'][0]['value']}"})
