@@ -39,7 +39,7 @@ import httpx
 import orjson
 from pymongo import AsyncMongoClient
 
-from benchmarks import datagen, report
+from benchmarks import datagen, report, store_commands
 from benchmarks.load import FHIR_JSON, Loaded, load
 from benchmarks.measure import Monitor, percentile
 from benchmarks.server import Server
@@ -52,6 +52,8 @@ SHAPES = ("patient", "patient+status", "patient+type")
 ALL_SHAPES = "all"
 # Practitioner 0 is the one measured: authorised by every patient, never anyone's médecin traitant.
 SEARCHER = 0
+# Requests per caller before measuring: each shape for a few patients.
+WARM_UP = 30
 
 
 NAMESPACE = uuid.UUID("0b6a8f0e-2c1d-4e7a-9b1f-5d3c2a1e0f12")
@@ -104,7 +106,7 @@ def label_and_author(n: int, d: int, practitioners: int) -> tuple[str | None, in
     return None, (n + d) % practitioners
 
 
-def document(patient_ref: str, author_ref: str, label: str | None, n: int, d: int) -> dict[str, Any]:
+def document(patient_ref: str, author: dict[str, Any], label: str | None, n: int, d: int) -> dict[str, Any]:
     type_code, type_display = datagen.document_type(n + d)
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
@@ -113,7 +115,7 @@ def document(patient_ref: str, author_ref: str, label: str | None, n: int, d: in
         "type": {"coding": [{"system": datagen.codes()["document_types"]["system"], "code": type_code,
                              "display": type_display}]},
         "subject": {"reference": patient_ref},
-        "author": [{"reference": author_ref}],
+        "author": [author],
         "date": f"{2015 + (n + d) % 10}-{1 + d % 12:02d}-{1 + n % 28:02d}T10:00:00+01:00",
         "content": [{"attachment": {"contentType": "application/pdf",
                                     "url": f"https://documents.example.org/{n}/{d}.pdf"}}],
@@ -137,6 +139,12 @@ def _actor(practitioner_id: str) -> list[dict[str, Any]]:
     return [{"role": {"coding": [codes()["consent_actor_role"]]}, "reference": {"reference": f"Practitioner/{practitioner_id}"}}]
 
 
+def _author(practitioner_ids: list[str], n: int) -> dict[str, Any]:
+    """The stored Practitioner, and its IdNatPs: the rules know a masked document's author by the latter."""
+    return {"reference": f"Practitioner/{practitioner_ids[n]}",
+            "identifier": {"system": codes()["idnatps_system"], "value": idnatps(n)}}
+
+
 def patient_entries(n: int, sizes: Sizes, practitioner_ids: list[str]) -> list[dict[str, Any]]:
     """A patient with a médecin traitant, their documents, and their Consents: the measured practitioner
     and one other authorised; every fifth patient blocks a third one, every tenth opposes emergency access."""
@@ -148,7 +156,7 @@ def patient_entries(n: int, sizes: Sizes, practitioner_ids: list[str]) -> list[d
     for d in range(sizes.documents_per_patient):
         label, author = label_and_author(n, d, count)
         entries.append(_post(f"urn:uuid:{_uuid('access-doc', n, d)}",
-                             document(patient_url, f"Practitioner/{practitioner_ids[author]}", label, n, d)))
+                             document(patient_url, _author(practitioner_ids, author), label, n, d)))
     consents = [consent(patient_url, {"type": "permit", "actor": _actor(practitioner_ids[SEARCHER])}),
                 consent(patient_url, {"type": "permit", "actor": _actor(practitioner_ids[1 + (n + 1) % (count - 1)])})]
     if n % 5 == 0:
@@ -220,16 +228,26 @@ class Callers:
         return self.platform if caller == "platform" else self.practitioner
 
 
-def callers(server: Server, searched: list[int], practitioners: int) -> Callers:
+def callers(data_dir: Path, base_url: str, searched: list[int], practitioners: int) -> Callers:
+    """Tokens signed with the key of the server of `data_dir`, for `base_url`."""
     def practitioner_token(n: int) -> str:
-        return server_token(server.data_dir, server.base_url, "practitioner", idnatps=idnatps(n),
+        return server_token(data_dir, base_url, "practitioner", idnatps=idnatps(n),
                             profession=codes()["physician_profession"])
 
     # The last practitioner number is never used in the data: nobody authorised them.
-    return Callers(server.token, practitioner_token(SEARCHER),
-                   {n: server_token(server.data_dir, server.base_url, "patient", ins=datagen.ins_value(n))
-                    for n in searched},
+    return Callers(server_token(data_dir, base_url), practitioner_token(SEARCHER),
+                   {n: server_token(data_dir, base_url, "patient", ins=datagen.ins_value(n)) for n in searched},
                    practitioner_token(practitioners))
+
+
+async def explain(data_dir: Path, batch: list[Query], searched: list[int], practitioners: int,
+                  callers_measured: tuple[str, ...], repeat: int) -> dict[str, Any]:
+    """The store commands of each caller's searches, on the stopped server's data (benchmarks.store_commands)."""
+    tokens = callers(data_dir, store_commands.BASE_URL, searched, practitioners)
+    async with store_commands.application(data_dir) as client:
+        return {caller: await store_commands.profile(
+                    client, [(q.url, _headers(tokens.token(caller, q))) for q in batch], repeat)
+                for caller in callers_measured}
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -321,12 +339,12 @@ async def one_pass(client: httpx.AsyncClient, caller: str, mode: str, batch: lis
         totals[2] += len(batch)
 
 
-def summary(samples: Samples, max_ratio: float) -> dict[str, Any]:
+def summary(samples: Samples, max_ratio: float, callers: tuple[str, ...]) -> dict[str, Any]:
     rows, ratios = [], []
     p50: dict[tuple[str, str, str], float] = {}
     for mode in MODES:
         for shape in (*SHAPES, ALL_SHAPES):
-            for caller in CALLERS:
+            for caller in callers:
                 values = sorted(v for s in SHAPES if shape in (s, ALL_SHAPES) for v in samples.latencies[(caller, mode, s)])
                 p50[(caller, mode, shape)] = percentile(values, 0.5) * 1000
                 row = {"caller": caller, "mode": mode, "shape": shape, "requests": len(values),
@@ -339,7 +357,7 @@ def summary(samples: Samples, max_ratio: float) -> dict[str, Any]:
                     seen = samples.entries[(caller, shape)]
                     row["mean_entries"] = round(sum(seen) / max(len(seen), 1), 2)
                 rows.append(row)
-            for caller in ("practitioner", "patient"):
+            for caller in (c for c in callers if c != "platform"):
                 base = p50[("platform", mode, shape)]
                 ratio = round(p50[(caller, mode, shape)] / base, 3) if base else 0.0
                 ratios.append({"caller": caller, "mode": mode, "shape": shape, "p50_ratio_to_platform": ratio,
@@ -376,29 +394,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{loaded.documents / max(loaded.seconds, 1e-9):.0f} documents/s")
         batch = queries(loaded, args.searched)
         searched = sorted({q.patient_number for q in batch})
-        tokens = callers(server, searched, sizes.practitioners)
+        tokens = callers(server.data_dir, server.base_url, searched, sizes.practitioners)
         by_number = {number: pid for pid, (number, _) in loaded.patients.items()}
         samples = Samples()
         limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=limits) as client:
             checks = await enforcement(client, tokens, (by_number[searched[0]], searched[0]), practitioner_ids[SEARCHER])
             print(f"  rules enforced: {checks['enforced']} ({checks})")
-            for caller in CALLERS:  # tokens verified once, connections open, caches warm
-                await one_pass(client, caller, "warm-up", batch, tokens, args.concurrency, server, None)
+            for caller in args.callers:  # tokens verified, connections open, caches warm
+                await one_pass(client, caller, "warm-up", batch[:WARM_UP], tokens, args.concurrency, server, None)
             for round_number in range(args.rounds):
-                order = CALLERS[round_number % 3:] + CALLERS[:round_number % 3]
+                turn = round_number % len(args.callers)
+                order = args.callers[turn:] + args.callers[:turn]
                 for mode in MODES:
                     for caller in order:
                         await one_pass(client, caller, mode, batch, tokens,
                                        1 if mode == "sequential" else args.concurrency, server, samples)
                 print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
-        figures = summary(samples, args.max_ratio)
+        figures = summary(samples, args.max_ratio, args.callers)
+        server.stop()
+        explained = batch[:len(SHAPES) * args.explain_patients]
+        figures["store_commands"] = await explain(data_dir, explained, searched, sizes.practitioners, args.callers,
+                                                  args.explain_repeat) if explained else {}
         return {
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
             "settings": {"patients": sizes.patients, "documents_per_patient": sizes.documents_per_patient,
                          "practitioners": sizes.practitioners, "searched": len(searched), "rounds": args.rounds,
-                         "concurrency": args.concurrency, "max_ratio": args.max_ratio},
+                         "concurrency": args.concurrency, "max_ratio": args.max_ratio, "callers": list(args.callers)},
             "machine": machine,
             "load": {"documents": loaded.documents, "resources": loaded.resources + staff.resources,
                      "seconds": round(loaded.seconds, 1),
@@ -424,6 +447,13 @@ def table(figures: dict[str, Any]) -> str:
                  if "server_cpu_ms_per_request" in row else f"{row['mean_entries']:.1f}")
         lines.append(f"| {row['mode']} | {row['shape']} | {row['caller']} | {row['requests']} | {row['p50_ms']:.2f} | "
                      f"{row['p95_ms']:.2f} | {extra} |")
+    if figures["store_commands"]:
+        lines += ["", "| caller | store commands per search | in-process p50 ms | commands (per search, p50 ms) |",
+                  "|---|---|---|---|"]
+        for caller, seen in figures["store_commands"].items():
+            listed = ", ".join(f"{c['command']} {c['collection']} ({c['per_request']:g}, {c['p50_ms']:.2f})"
+                               for c in seen["commands"])
+            lines.append(f"| {caller} | {seen['commands_per_request']:g} | {seen['request_p50_ms']:.2f} | {listed} |")
     lines += ["", "| mode | query | caller | p50 / platform p50 | gate |", "|---|---|---|---|---|"]
     for ratio in figures["ratios"]:
         gate = ("met" if ratio["met"] else "MISSED") if ratio["gated"] else "-"
@@ -445,6 +475,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _callers(text: str) -> tuple[str, ...]:
+    chosen = tuple(c.strip() for c in text.split(",") if c.strip())
+    if "platform" not in chosen or not set(chosen) <= set(CALLERS):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {','.join(CALLERS)} holding platform")
+    return tuple(c for c in CALLERS if c in chosen)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.access_rules", description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=500)
@@ -455,6 +492,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--searched", type=int, default=100, help="patients whose records are searched")
     parser.add_argument("--rounds", type=_positive, default=3, help="interleaved rounds of every caller")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight in the concurrent passes")
+    parser.add_argument("--callers", type=_callers, default=",".join(CALLERS),
+                        help="who searches, platform among them (default %(default)s)")
+    parser.add_argument("--explain-patients", type=int, default=5,
+                        help="patients whose searches are replayed in process to list their store commands (0: none)")
+    parser.add_argument("--explain-repeat", type=_positive, default=5)
     parser.add_argument("--max-ratio", type=float, default=1.15, help="practitioner p50 / platform p50 allowed")
     parser.add_argument("--data-dir", type=Path, default=None, help="a new store directory, kept afterwards")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")

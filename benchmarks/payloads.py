@@ -47,6 +47,12 @@ def discharge_letter(serial: str, min_size: int = 0) -> bytes:
     set_id = root.find("h:setId", ns)
     if set_id is not None:
         set_id.attrib.update({"root": DOCUMENT_ROOT, "extension": f"set-{serial}"})
+    # Its encounter and prescription lines are its own too: each depositor updates only what it
+    # deposited, so two senders of the same ids would collide (docs/ACCESS-RULES.md).
+    for element in root.iterfind(".//h:encompassingEncounter/h:id", ns):
+        element.set("extension", f"enc-{serial}")
+    for index, element in enumerate(root.iterfind(".//h:substanceAdministration/h:id", ns)):
+        element.set("extension", f"line-{serial}-{index}")
     text = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
     texts = root.findall(".//h:section/h:text", ns)
     if len(text) < min_size and texts:

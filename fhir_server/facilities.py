@@ -61,11 +61,15 @@ class Facility:
     reference: str
     facility_type: dict[str, Any] | None
     practice_setting: dict[str, Any] | None
+    finess: str | None = None
 
     @classmethod
     def of(cls, organization: dict[str, Any]) -> Facility:
         defaults = {e.get("url"): e.get("valueCodeableConcept") for e in organization.get("extension", [])}
-        return cls(f"Organization/{organization['id']}", defaults.get(FACILITY_TYPE), defaults.get(PRACTICE_SETTING))
+        finess = next((i["value"][1:] for i in organization.get("identifier", [])
+                       if i.get("system") == IDNAT_STRUCT and str(i.get("value", "")).startswith("1")), None)
+        return cls(f"Organization/{organization['id']}", defaults.get(FACILITY_TYPE), defaults.get(PRACTICE_SETTING),
+                   finess)
 
 
 def _token(identifier: dict[str, Any]) -> str:

@@ -125,11 +125,10 @@ async def _emergency(reader: Reader, caller: Caller, record: Record) -> None:
 
 
 async def _deposited(reader: Reader, caller: Caller, patient_id: str) -> bool:
+    """Whether the caller ever deposited in this record, whatever the type: one look at history."""
     own = reader.repository.reader(None, reader.session)
-    for rtype in ("DocumentReference", "Observation", "Composition"):
-        if await own.find(rtype, {"pat": patient_id, "acc.dep": record_keys.depositor(caller)}, {"_id": 1}, limit=1):
-            return True
-    return False
+    found = await own.find_history(None, {"pat": patient_id, "acc.dep": record_keys.depositor(caller)}, limit=1)
+    return bool(found)
 
 
 async def _professional_mode(reader: Reader, caller: Caller, record: Record, me: frozenset[str]) -> Mode:
@@ -345,6 +344,8 @@ async def _professional_consent(check: RecordWriteCheck, record: Record) -> None
 
 
 def register(hooks: Hooks) -> None:
+    # The matrix is read now: a mistyped policies/habilitations.json stops the start, not a request.
+    habilitations.hidden_classes(None)
     hooks.record_opens.append(open_records)
     hooks.record_keys.append(record_keys.keys)
     hooks.record_writes.append(check_record)

@@ -3,15 +3,21 @@
 A message is accepted from a sending facility (MSH-4, or MSH-3^MSH-4) registered to a system
 client (`fhir-server clients add --hl7-sender`), which then writes with that client's scopes, or
 named in FHIR_MLLP_SENDERS (comma-separated; `*` accepts any sender, for local trials), which
-writes as a system of the platform. Anyone else gets AR with an ERR segment and nothing is stored.
+writes as the organisation of its sending facility: the FINESS `fhir-server facilities add`
+configured for its MSH-4, else its MSH-4 itself. Never as the platform, which the access rules
+let read and write every record (a closed or opposed one too). Anyone else gets AR with an ERR
+segment and nothing is stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fhir_server import facilities
 from fhir_server.ingest.hl7v2.ack import MessageHeader, build_ack, read_header
 from fhir_server.ingest.hl7v2.errors import Hl7Error
 from fhir_server.ingest.hl7v2.intake import FORBIDDEN_CONDITION, handle_message
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from fhir_server.storage.repository import Repository
 
 ANY = "*"
+logger = logging.getLogger(__name__)
 
 
 def _names(header: MessageHeader) -> list[str]:
@@ -69,6 +76,23 @@ class MllpSenders:
                                  "(register it with fhir-server clients add --hl7-sender, or list it in FHIR_MLLP_SENDERS)",
                                  "MSH^1^4")
                 return build_ack(header, "AR", error)
-            return (await handle_message(message, TransactionService(repository, search, caller))).ack
+            service = TransactionService(repository, search, caller)
+            try:
+                service.caller = await _as_facility(caller, header, service.find_by_identifier)
+            except Exception:
+                # As intake answers any failure: an AE the sender retries, never a silent close.
+                logger.exception("MLLP %s: sending facility not looked up", header.control_id)
+                return build_ack(header, "AE", Hl7Error("AE", "207", "internal error while processing the message"))
+            return (await handle_message(message, service)).ack
 
         return handle
+
+
+async def _as_facility(caller: Caller, header: MessageHeader, search: facilities.Search) -> Caller:
+    """A listed sender, which no client registration gives an organisation, as its sending facility's."""
+    if caller.organization is not None:
+        return caller
+    names = [n for n in header.sending_facility.split(header.delimiters.component)[:2] if n]
+    facility = await facilities.find(search, [facilities.sending_facility_identifier(n) for n in names])
+    organization = facility.finess if facility is not None and facility.finess else f"MSH-4:{names[0] if names else ''}"
+    return dataclasses.replace(caller, organization=organization)

@@ -175,6 +175,18 @@ def compartment(world: World, caller: str) -> Outcome:
     return _search_keys(world, caller, f"/Patient/{world.patient_id}/DocumentReference", {})
 
 
+def compartment_all(world: World, caller: str) -> Outcome:
+    """The Patient compartment of every type (`/Patient/{id}/*`), here of the document types."""
+    return _search_keys(world, caller, f"/Patient/{world.patient_id}/*",
+                        {"_type": "DocumentReference,List", "_count": "100"})
+
+
+def advance_directives(world: World, caller: str) -> Outcome:
+    """An operation of the record ($advance-directives): the world holds none, so only who may ask
+    is seen, and that it lists none of the world's documents."""
+    return _search_keys(world, caller, f"/Patient/{world.patient_id}/$advance-directives", {})
+
+
 def by_id(world: World, caller: str) -> Outcome:
     """Names no patient: searched in every record the caller may open."""
     ids = ",".join(d.id for d in world.documents.values())
@@ -204,6 +216,11 @@ def has(world: World, caller: str) -> Outcome:
 def include(world: World, caller: str) -> Outcome:
     """The submission sets (List) of the record, with the documents they list."""
     return _search_keys(world, caller, "/List", {"patient": world.patient_id, "_include": "List:item"}, mode="include")
+
+
+def include_wildcard(world: World, caller: str) -> Outcome:
+    """`_include=List:*`: every reference of the record's submission sets followed."""
+    return _search_keys(world, caller, "/List", {"patient": world.patient_id, "_include": "List:*"}, mode="include")
 
 
 def revinclude(world: World, caller: str) -> Outcome:
@@ -286,12 +303,12 @@ def transaction(world: World, caller: str) -> Outcome:
 class Path:
     run: Callable[[World, str], Outcome]
     # The interaction names the patient's record: a caller who may not open it is refused (403);
-    # otherwise it looks in every record the caller may open, and finds nothing for them.
+    # otherwise it looks in every record the caller may open.
     names_record: bool = True
-    # The answer goes through the Patient resource itself (a chain, `_has`, an include from the
-    # Patient): callers who see only what they deposited do not see the Patient, so find nothing.
-    through_patient: bool = False
+    # It answers a number: the count of what the caller may see.
     counts: bool = False
+    # It names no record and answers through the Patient resource itself (`_has`).
+    through_patient: bool = False
 
 
 PATHS: dict[str, Path] = {
@@ -305,34 +322,23 @@ PATHS: dict[str, Path] = {
     "total": Path(total, counts=True),
     "summary_count": Path(summary_count, counts=True),
     "paging": Path(paging),
-    "iti67": Path(iti67, through_patient=True),
-    "chained": Path(chained, through_patient=True),
+    "iti67": Path(iti67),
+    "chained": Path(chained),
     "compartment": Path(compartment),
+    "compartment_all": Path(compartment_all),
     "by_id": Path(by_id, names_record=False),
     "system_search": Path(system_search, names_record=False),
     "has": Path(has, names_record=False, through_patient=True),
     "include": Path(include),
-    "revinclude": Path(revinclude, through_patient=True),
+    "include_wildcard": Path(include_wildcard),
+    "revinclude": Path(revinclude),
     "revinclude_iterate": Path(revinclude_iterate),
-    "include_iterate": Path(include_iterate, through_patient=True),
+    "include_iterate": Path(include_iterate),
     "type_history": Path(type_history, names_record=False),
     "system_history": Path(system_history, names_record=False),
     "batch": Path(batch),
     "transaction": Path(transaction),
+    "advance_directives": Path(advance_directives),
 }
-
-
-def expected(path: Path, visible: frozenset[str] | str, sees_patient: bool, named_only: bool = False) -> Outcome:
-    """What `path` must answer a caller who sees `visible` of the record (or is REFUSED); a
-    `named_only` caller (breaking the glass) opens a record only by naming it."""
-    if visible == REFUSED:
-        found: frozenset[str] | str = REFUSED if path.names_record else frozenset()
-    elif named_only and not path.names_record:
-        found = frozenset()
-    elif path.through_patient and not sees_patient and not path.names_record:
-        found = frozenset()
-    else:
-        found = visible
-    if path.counts and not isinstance(found, str):
-        return len(found)
-    return found
+# Paths whose answer holds no document whatever the caller sees: only the refusal is compared.
+NO_DOCUMENTS = frozenset({"advance_directives"})

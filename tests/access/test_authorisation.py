@@ -17,7 +17,7 @@ from tests.access.world import (CONSENT_CATEGORY, CONSENT_SCOPE, IDNATPS_SYSTEM,
                                 World, bundle_ids, is_refusal, new_finess, now, open_world)
 from tests.server_process import ServerProcess
 
-PEOPLE = ("A", "C", "L", "X", "Y", "R1", "R2", "W", "Cw", "Z", "K", "G", "T2", "D")
+PEOPLE = ("A", "C", "L", "X", "Y", "R1", "R2", "W", "Cw", "Z", "K", "G", "T2", "D", "Past", "Future")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,11 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.consent(world.patients["other"], "permit", world.professionals["X"])
     _consent(world, "permit", {"identifier": {"system": IDNATPS_SYSTEM, "value": world.professionals["L"].idnatps}})
     _consent(world, "permit", {"reference": f"Practitioner/{world.professionals['Y'].practitioner_id}"}, status="draft")
+    for name, period in (("Past", {"start": "2020-01-01", "end": "2021-01-01"}), ("Future", {"start": "2999-01-01"})):
+        consent_id = world.consent(world.patient_id, "permit", world.professionals[name])
+        consent = world.get("platform", f"/Consent/{consent_id}").json()
+        consent["provision"]["period"] = period
+        assert world.request("platform", "PUT", f"/Consent/{consent_id}", json=consent).status_code == 200
     for name in ("R1", "R2"):
         world.consents[name] = world.consent(world.patient_id, "permit", world.professionals[name])
     world.deposit("plain", "H")
@@ -78,6 +83,8 @@ NOT_MASKED = {"plain", "to_mask", "invisible"}
     ("X", REFUSED),             # authorised by another patient only
     ("Y", REFUSED),             # a draft Consent authorises nobody
     ("W", REFUSED),             # never authorised
+    ("Past", REFUSED),          # a permit whose period has ended
+    ("Future", REFUSED),        # a permit whose period has not begun
 ])
 def test_who_opens_the_record(world: World, caller: str, sees: set[str] | str) -> None:
     assert _sees(world, caller) == sees

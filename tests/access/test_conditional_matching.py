@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.access.world import PHARMACIST, Document, World, is_refusal, new_finess, not_found_shape, open_world
+from tests.access.world import PHARMACIST, Document, World, new_finess, not_found_shape, open_world
 from tests.server_process import ServerProcess
 
 URI = "urn:ietf:rfc:3986"
@@ -145,11 +145,15 @@ def test_conditional_patch_of_a_hidden_document_answers_as_no_match(world: World
     _unchanged(world, "masked_for_patch")
 
 
-def test_a_caller_refused_the_record_cannot_write_conditionally(world: World) -> None:
+def test_an_unauthorised_professional_never_overwrites_by_condition(world: World) -> None:
+    """Dr N may deposit in the record (rule 6) but reads nothing of it: a conditional update naming
+    a document's identifier is refused with the record (403) or collides with a resource they
+    cannot see (409), never an overwrite."""
     match = (URI, world.documents["plain"].identifier)
     response = world.request("N", "PUT", "/DocumentReference", params={"identifier": f"{match[0]}|{match[1]}"},
                              json=_body_for(world, "plain", match))
-    assert is_refusal(response), response.text
+    assert response.status_code in (403, 409), response.text
+    assert _leaks(world, response, "plain") == []
     _unchanged(world, "plain")
 
 

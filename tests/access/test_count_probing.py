@@ -106,3 +106,23 @@ def test_the_non_author_pages_hold_exactly_the_letters(world: World) -> None:
     assert response.status_code == 200, response.text
     letters = {world.documents[f"P-letter-{n}"].id for n in range(LETTERS)}
     assert bundle_ids(response.json()) == letters
+
+
+def test_following_the_authors_next_links_shows_the_non_author_nothing_more(world: World) -> None:
+    """Paging links are the author's, handed to Dr B: each page is answered for Dr B."""
+    patient = world.patients["P"]
+    masked = world.documents["P-masked"].id
+    response = world.get("A", "/DocumentReference", params={"patient": patient, "_count": "1"})
+    assert response.status_code == 200, response.text
+    page, seen_by_a, seen_by_b = response.json(), set(), set()
+    while True:
+        seen_by_a |= bundle_ids(page)
+        following = next((l["url"] for l in page.get("link", []) if l["relation"] == "next"), None)
+        if following is None:
+            break
+        answered = world.http.get(following, headers=world.headers("B"))
+        if answered.status_code == 200:
+            seen_by_b |= bundle_ids(answered.json())
+        page = world.http.get(following, headers=world.headers("A")).json()
+    assert masked in seen_by_a
+    assert masked not in seen_by_b

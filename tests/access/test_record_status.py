@@ -19,7 +19,7 @@ import pytest
 
 from fhir_server.cli import main
 from fhir_server.ingest.hl7v2 import er7
-from tests.access.world import INS_NIA, World, bundle_ids, is_refusal, new_finess, new_ins, now, open_world
+from tests.access.world import INS_NIA, RECORD_STATUS, World, bundle_ids, is_refusal, new_finess, new_ins, now, open_world
 from tests.hl7v2.conftest import FACILITY, personalised
 from tests.ingest.test_cda_ingest import FIXTURES as CDA_FIXTURES
 from tests.server_process import ServerProcess
@@ -181,6 +181,23 @@ def test_a_closed_record_opens_to_no_professional(world: World, caller: str) -> 
     assert is_refusal(world.get(caller, f"/Binary/{world.documents['k_doc'].binary_id}"))
 
 
+@pytest.mark.parametrize("caller", ["A", "T", "E_btg", "H"])
+def test_a_closed_record_is_not_reached_by_searches_naming_no_patient(world: World, caller: str) -> None:
+    """`_id`, system search and history name no record: they look in the records the caller may
+    open, which a closed record is not."""
+    document = world.documents["k_doc"]
+    for path, params in (("/DocumentReference", {"_id": document.id}),
+                         ("/", {"_type": "DocumentReference", "_id": document.id}),
+                         ("/DocumentReference/_history", {"_since": world.started, "_count": "200"}),
+                         ("/Binary/_history", {"_since": world.started, "_count": "200"})):
+        response = world.get(caller, path, params=params)
+        if is_refusal(response):
+            continue
+        assert response.status_code == 200, (path, response.text)
+        found = bundle_ids(response.json()) | bundle_ids(response.json(), "Binary")
+        assert not found & {document.id, document.binary_id}, (path, caller)
+
+
 @pytest.mark.parametrize("depositor", ["H", "A"])
 def test_a_closed_record_takes_no_deposit(world: World, depositor: str) -> None:
     _refused_with_outcome(world.provide(depositor, world.patients["K"]))
@@ -219,3 +236,56 @@ def test_the_record_status_is_read_from_the_patient_resource(world: World) -> No
     patient = world.get("platform", f"/Patient/{world.patients['K']}").json()
     assert {"url": "https://fhir-server.example.org/StructureDefinition/record-status", "valueCode": "closed"} in patient["extension"]
     assert INS_NIA in {i["system"] for i in patient["identifier"]}
+
+
+# -- the patient's own choices --------------------------------------------------------------------
+
+def _set_status_as(world: World, caller: str, patient_id: str, status: str) -> httpx.Response:
+    current = world.get(caller, f"/Patient/{patient_id}").json()
+    others = [e for e in current.get("extension", []) if e.get("url") != RECORD_STATUS]
+    return world.request(caller, "PUT", f"/Patient/{patient_id}",
+                         json={**current, "extension": [*others, {"url": RECORD_STATUS, "valueCode": status}]})
+
+
+def _own_record(world: World, name: str) -> str:
+    """An active record with Dr A authorised and a letter of hospital H; its patient's token is `name`."""
+    patient, ins = world.patient()
+    world.patient_caller(name, ins)
+    world.consent(patient, "permit", world.professionals["A"])
+    world.deposit(f"{name}_doc", "H", patient)
+    return patient
+
+
+def test_the_patient_closes_their_record_and_still_reads_it(world: World) -> None:
+    patient = _own_record(world, "closer")
+    assert world.get("A", "/DocumentReference", params={"patient": patient}).status_code == 200
+    response = _set_status_as(world, "closer", patient, "closed")
+    assert response.status_code == 200, response.text
+    assert is_refusal(world.get("A", "/DocumentReference", params={"patient": patient}))
+    mine = world.get("closer", "/DocumentReference", params={"patient": patient})
+    assert mine.status_code == 200 and bundle_ids(mine.json()) == {world.documents["closer_doc"].id}, mine.text
+
+
+def test_the_patient_opposes_and_the_record_is_emptied(world: World) -> None:
+    patient = _own_record(world, "objector")
+    response = _set_status_as(world, "objector", patient, "opposed")
+    assert response.status_code == 200, response.text
+    assert _stored(world, "DocumentReference", patient) == set()
+    assert world.get("platform", f"/Binary/{world.documents['objector_doc'].binary_id}").status_code in (404, 410)
+    assert is_refusal(world.get("A", "/DocumentReference", params={"patient": patient}))
+    _refused_with_outcome(world.provide("H", patient))
+
+
+@pytest.mark.parametrize("caller", ["A", "H"])
+def test_nobody_but_the_patient_sets_the_record_status(world: World, caller: str) -> None:
+    patient = _own_record(world, f"kept-{caller}")
+    response = _set_status_as(world, caller, patient, "closed")
+    assert response.status_code == 403, response.text
+    assert world.get("A", "/DocumentReference", params={"patient": patient}).status_code == 200
+
+
+def test_the_patient_opposes_emergency_access_with_their_own_token(world: World) -> None:
+    patient = _own_record(world, "no-btg")
+    assert world.get("E_btg", "/DocumentReference", params={"patient": patient}).status_code == 200
+    world.consent(patient, "deny", purpose=True, caller="no-btg")
+    assert is_refusal(world.get("E_btg", "/DocumentReference", params={"patient": patient}))

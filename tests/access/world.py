@@ -25,6 +25,7 @@ from tests.server_process import ServerProcess, server_token
 
 FHIR = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 INS_NIA = "urn:oid:1.2.250.1.213.1.4.10"
+FINESS = "urn:oid:1.2.250.1.71.4.2.2"
 RECORD_STATUS = "https://fhir-server.example.org/StructureDefinition/record-status"
 TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
@@ -171,7 +172,8 @@ class World:
         response = self.request("platform", "PUT", f"/Patient/{patient_id}", json=current)
         assert response.status_code == 200, response.text
 
-    def consent(self, patient_id: str, kind: str, actor: Professional | None = None, purpose: bool = False) -> str:
+    def consent(self, patient_id: str, kind: str, actor: Professional | None = None, purpose: bool = False,
+                caller: str = "platform") -> str:
         """A privacy Consent of the patient: permit or deny naming a practitioner, or (purpose) the
         opposition to emergency access."""
         provision: dict[str, Any] = {"type": kind}
@@ -183,7 +185,7 @@ class World:
             provision["purpose"] = [ETREAT]
         return self.create({"resourceType": "Consent", "status": "active", "scope": CONSENT_SCOPE,
                             "category": CONSENT_CATEGORY, "patient": {"reference": f"Patient/{patient_id}"},
-                            "dateTime": now(), "provision": provision})
+                            "dateTime": now(), "provision": provision}, caller)
 
     def representative(self, minor_id: str, ins: str, relationship: str = "PRN") -> str:
         return self.create({"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{minor_id}"},
@@ -193,9 +195,10 @@ class World:
 
     def provide(self, caller: str, patient_id: str, *, doc_type: tuple[str, str] = LETTER,
                 labels: tuple[str, ...] = (), author: Professional | None = None, data: bytes = PDF,
-                identifiers: tuple[tuple[str, str], ...] = ()) -> httpx.Response:
+                identifiers: tuple[tuple[str, str], ...] = (), author_organisation: str | None = None) -> httpx.Response:
         """ITI-65 with `caller`'s token: a submission set, a DocumentReference (with `identifiers`
-        beside its own) and its Binary."""
+        beside its own) and its Binary. The author is a professional (`author`, else the builder's
+        own), or an organisation of that FINESS (an establishment's document)."""
         master_id = f"1.2.250.1.999.1.1.7.{random.randrange(10**12)}"
         bundle = provide_bundle({"reference": f"Patient/{patient_id}"}, master_id, data=data)
         document = bundle["entry"][1]["resource"]
@@ -203,12 +206,8 @@ class World:
         document["identifier"] = [*document["identifier"], *({"system": s, "value": v} for s, v in identifiers)]
         document["securityLabel"] = [*document["securityLabel"],
                                      *({"coding": [{"system": TRE_A07, "code": label}]} for label in labels)]
-        if author is not None:
-            for entry in (bundle["entry"][0]["resource"], document):
-                entry["contained"] = [copy.deepcopy(c) for c in entry["contained"]]
-                for contained in entry["contained"]:
-                    if contained["resourceType"] == "PractitionerRole":
-                        contained["practitioner"] = {"identifier": {"system": IDNATPS_SYSTEM, "value": author.idnatps}}
+        for entry in (bundle["entry"][0]["resource"], document):
+            entry["contained"] = [_authored(copy.deepcopy(c), author, author_organisation) for c in entry["contained"]]
         return self.request(caller, "POST", "", json=bundle)
 
     def deposit(self, key: str, caller: str, patient_id: str | None = None, **kwargs: Any) -> Document:
@@ -226,6 +225,18 @@ class World:
 
     def key_of(self, resource_id: str) -> str | None:
         return next((k for k, d in self.documents.items() if d.id == resource_id), None)
+
+
+def _authored(contained: dict[str, Any], author: Professional | None, organisation: str | None) -> dict[str, Any]:
+    """The contained author of a provide bundle, as the test wants it."""
+    if contained["resourceType"] != "PractitionerRole":
+        return contained
+    if organisation is not None:
+        return {"resourceType": "Organization", "id": contained["id"], "name": f"Etablissement {organisation}",
+                "identifier": [{"system": FINESS, "value": organisation}]}
+    if author is not None:
+        contained["practitioner"] = {"identifier": {"system": IDNATPS_SYSTEM, "value": author.idnatps}}
+    return contained
 
 
 def open_world(server: ServerProcess) -> World:

@@ -110,7 +110,8 @@ def test_a_route_the_server_lacks_is_not_available(server: ServerProcess) -> Non
 
 
 ACCESS_RUN = ["--patients", "12", "--documents-per-patient", "20", "--practitioners", "4", "--searched", "4",
-              "--rounds", "2", "--concurrency", "2", "--load-concurrency", "2"]
+              "--rounds", "2", "--concurrency", "2", "--load-concurrency", "2", "--explain-patients", "2",
+              "--explain-repeat", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,16 @@ def test_access_bench_loads_what_it_was_asked(access_figures: dict[str, Any]) ->
     assert access_figures["load"]["resources"] == 12 + 12 * 20 + 12 * 2 + 3 + 2 + 4
     record = access_figures["enforcement"]
     assert record["documents_in_record"] == 20 and record["masked_by_others"] >= 1 and record["invisible_to_patient"] >= 1
+
+
+def test_access_bench_sees_the_rules_enforced(access_figures: dict[str, Any]) -> None:
+    """The ratio means something only when the rules hold: refused without authorisation, masked and
+    patient-invisible documents hidden from whom they are hidden."""
+    record = access_figures["enforcement"]
+    assert (record["unauthorised_status"], record["practitioner_status"], record["patient_status"]) == (403, 200, 200)
+    assert record["practitioner_sees"] == record["documents_in_record"] - record["masked_by_others"]
+    assert record["patient_sees"] == record["documents_in_record"] - record["invisible_to_patient"]
+    assert record["enforced"] is True
 
 
 def test_access_bench_measures_every_caller_on_the_same_searches(access_figures: dict[str, Any]) -> None:
@@ -156,3 +167,17 @@ def test_access_bench_judges_the_practitioner_ratio_only(access_figures: dict[st
     # Rules absent, or a search refused: the ratio measures nothing, whatever it is.
     assert access_rules.verdict({**held, "enforcement": {"enforced": False}}) == 2
     assert access_rules.verdict({**held, "error_count": 1}) == 2
+
+
+def test_access_bench_lists_the_store_commands_of_each_search(access_figures: dict[str, Any]) -> None:
+    explained = access_figures["store_commands"]
+    assert set(explained) == set(access_rules.CALLERS)
+    for caller, seen in explained.items():
+        assert seen["requests"] == 2 * len(access_rules.SHAPES) * 2, caller
+        by_name = {(c["command"], c["collection"]): c for c in seen["commands"]}
+        # One page query per search, whatever the rules add around it.
+        assert by_name[("find", "DocumentReference")]["per_request"] == 1, caller
+        assert seen["commands_per_request"] == pytest.approx(sum(c["per_request"] for c in seen["commands"]), abs=0.05)
+    # Without rules a search is its page query alone (the registered clients are re-read now and then).
+    platform = {(c["command"], c["collection"]) for c in explained["platform"]["commands"]}
+    assert platform - {("find", "clients")} == {("find", "DocumentReference")}

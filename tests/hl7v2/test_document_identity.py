@@ -13,6 +13,7 @@ import pytest
 from fhir_server.ingest.hl7v2 import er7
 from fhir_server.ingest.mllp import mllp_send
 from tests.hl7v2.conftest import personalised, personalised_cda
+from tests.ingest.record_status import hospital, hospital_headers  # noqa: F401 (fixture)
 from tests.mhd.documents import patient, provide_bundle
 
 CDA_HEADERS = {"Content-Type": "application/hl7-cda+xml"}
@@ -26,7 +27,9 @@ def tag() -> str:
 
 @pytest.fixture(scope="module")
 def root(server) -> httpx.Client:  # type: ignore[no-untyped-def]
-    with server.client(server.root_url, timeout=60) as client:
+    """The /ingest routes as the hospital whose facility sends the MLLP messages (its FINESS): one
+    sender on every channel, as the access rules let a hospital update only what it deposited."""
+    with httpx.Client(base_url=server.root_url, headers=hospital_headers(server), timeout=60) as client:
         yield client
 
 
@@ -89,12 +92,12 @@ def test_http_hl7v2_then_iti65_is_refused_as_a_duplicate(root, fhir, tag):  # ty
 
 
 @pytest.mark.parametrize("stated", ["urn:oid:{id}", "{id}"])
-def test_iti65_then_ingest_cda_and_mllp_is_one_document(server, root, fhir, tag, stated):  # type: ignore[no-untyped-def]
+def test_iti65_then_ingest_cda_and_mllp_is_one_document(server, root, fhir, hospital, tag, stated):  # type: ignore[no-untyped-def]
     document_id = f"1.2.250.1.999.1.1.7.{int(tag, 16) % 10**9}.20240301"
     bundle = iti65_bundle(fhir, tag, document_id)
     # The sender may write the id in another accepted form: the record keeps the one form of every channel.
     bundle["entry"][1]["resource"]["masterIdentifier"]["value"] = stated.format(id=document_id)
-    assert fhir.post("", json=bundle).status_code == 200
+    assert hospital.post("", json=bundle).status_code == 200
     [stored] = documents(fhir, tag)
     assert stored["meta"]["profile"] == ["https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"]
     assert ingest_cda(root, tag).status_code == 200

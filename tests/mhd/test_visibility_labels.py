@@ -14,7 +14,7 @@ import pytest
 
 from tests.mhd.documents import PDF, document_reference, patient, provide_bundle
 from tests.mhd.test_advance_directives import VISIBILITY, deposit, document
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, server_token
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 REFUSAL = "cannot also be invisible to the patient"
@@ -140,3 +140,26 @@ def test_the_setting_allows_masked_and_invisible(allowing: httpx.Client, master_
     # The advance directives' own rule is not lifted by it.
     directive = deposit(allowing, patient_id, master_id + ".1", labels=["MASQUE_PS"])
     assert directive.status_code == 422 and "cannot be masked" in directive.text
+
+
+def test_the_patient_masks_and_unmasks_their_document(server, fhir: httpx.Client, known_patient: dict,  # type: ignore[no-untyped-def]
+                                                      master_id: str) -> None:
+    """Issue 12 rule 9, with the patient's own token: masking adds one label, unmasking removes it,
+    the others stay; the pair with INVISIBLE_PATIENT is refused to the patient too."""
+    assert deposit(fhir, known_patient["id"], master_id, directive=False,
+                   labels=["INVISIBLE_REPRESENTANTS_LEGAUX"]).status_code == 200
+    doc_id = document(fhir, master_id)["id"]
+    token = server_token(server.data_dir, server.base_url, "patient", ins=known_patient["identifier"][0]["value"])
+    with httpx.Client(base_url=server.base_url, timeout=60.0,
+                      headers={"Authorization": f"Bearer {token}", **PATCH}) as own:
+        masked = own.patch(f"/DocumentReference/{doc_id}",
+                           content=json.dumps([{"op": "add", "path": "/securityLabel/-", "value": label("MASQUE_PS")}]))
+        assert masked.status_code == 200, masked.text
+        assert codes(masked.json()) == ["N", "INVISIBLE_REPRESENTANTS_LEGAUX", "MASQUE_PS"]
+        refused_saying_why(own.patch(f"/DocumentReference/{doc_id}", content=json.dumps(
+            [{"op": "add", "path": "/securityLabel/-", "value": label("INVISIBLE_PATIENT")}])))
+        unmasked = own.patch(f"/DocumentReference/{doc_id}",
+                             content=json.dumps([{"op": "test", "path": "/securityLabel/2", "value": label("MASQUE_PS")},
+                                                 {"op": "remove", "path": "/securityLabel/2"}]))
+        assert unmasked.status_code == 200, unmasked.text
+    assert codes(document(fhir, master_id)) == ["N", "INVISIBLE_REPRESENTANTS_LEGAUX"]
