@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from pymongo import AsyncMongoClient
 
 from benchmarks import datagen, report
@@ -129,6 +130,20 @@ async def store_round(mongo: AsyncMongoClient[dict[str, Any]], target: Any,
     return time.perf_counter() - started
 
 
+def cpu(server: Server) -> dict[str, float]:
+    """CPU seconds so far of the server, its store and this process (the client of both sides)."""
+    def seconds(process: psutil.Process | None) -> float:
+        if process is None:
+            return 0.0
+        times = process.cpu_times()
+        return times.user + times.system
+    return {"server": seconds(server.front()), "store": seconds(server.store()), "client": seconds(psutil.Process())}
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in before}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-eob-")) / "data"
     server = Server(data_dir).start()
@@ -142,16 +157,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finess = f"{910_000_100 + r}"
             token = server_token(server.data_dir, server.base_url, "system", organization=finess, role="insurer")
             body = claims(r, patient_ids, args.claims)
+            before = cpu(server)
             import_seconds = await import_round(server, token, body, args.claims)
+            import_cpu = spent(before, cpu(server))
             documents = await stored_documents(mongo, server.database, f"org:{finess}")
             # One scratch database for every round: it grows as the server's collections do.
-            target = target or await scratch(mongo, server.database)
+            if target is None:
+                target = await scratch(mongo, server.database)
+            before = cpu(server)
             store_seconds = await store_round(mongo, target, documents)
+            store_cpu = spent(before, cpu(server))
             rounds.append({"resources": len(documents), "import_s": round(import_seconds, 3),
                            "store_s": round(store_seconds, 3),
                            "import_per_s": round(len(documents) / import_seconds, 1),
                            "store_per_s": round(len(documents) / store_seconds, 1),
-                           "ratio": round(store_seconds / import_seconds, 3)})
+                           "ratio": round(store_seconds / import_seconds, 3),
+                           # CPU milliseconds per resource, by process: what the load of the machine changes least.
+                           "import_cpu_ms": {k: round(v * 1e3 / len(documents), 3) for k, v in import_cpu.items()},
+                           "store_cpu_ms": {k: round(v * 1e3 / len(documents), 3) for k, v in store_cpu.items()}})
             print(f"round {r + 1}: {rounds[-1]}", file=sys.stderr)
         if target is not None:
             await mongo.drop_database(target.name)
@@ -163,7 +186,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": rounds,
             "import_per_s": statistics.median(r["import_per_s"] for r in rounds),
             "store_per_s": statistics.median(r["store_per_s"] for r in rounds),
-            "ratio": statistics.median(r["ratio"] for r in rounds), "min_ratio": args.min_ratio}
+            "ratio": statistics.median(r["ratio"] for r in rounds), "min_ratio": args.min_ratio,
+            "import_cpu_ms": _median_cpu(rounds, "import_cpu_ms"), "store_cpu_ms": _median_cpu(rounds, "store_cpu_ms")}
+
+
+def _median_cpu(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
+    return {k: round(statistics.median(r[key][k] for r in rounds), 2) for k in rounds[0][key]}
 
 
 def table(figures: dict[str, Any]) -> str:
@@ -172,6 +200,8 @@ def table(figures: dict[str, Any]) -> str:
     for n, r in enumerate(figures["rounds"], 1):
         lines.append(f"| {n} | {r['resources']} | {r['import_per_s']} | {r['store_per_s']} | {r['ratio']:.0%} |")
     lines.append(f"| median | | {figures['import_per_s']} | {figures['store_per_s']} | {figures['ratio']:.0%} |")
+    lines += ["", "CPU ms per resource (median over rounds): server / store / client",
+              f"- $import: {figures['import_cpu_ms']}", f"- store insert_many: {figures['store_cpu_ms']}"]
     return "\n".join(lines)
 
 

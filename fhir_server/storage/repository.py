@@ -699,7 +699,10 @@ class Repository:
                 continue
             for index, result in done.items():
                 results[index] = result
-            return [r if r is not None else FhirError(500, "exception", "not written") for r in results]
+            # Each resource was either written (or left alone) by the last run, or withdrawn before it.
+            written = [r for r in results if r is not None]
+            assert len(written) == len(items), "write_many lost a resource's result"
+            return written
 
     async def _write_many(self, session: Session, caller: Caller, items: list[tuple[int, str, dict[str, Any]]],
                           known: bool) -> dict[int, WriteResult | FhirError]:

@@ -237,6 +237,15 @@ def test_import_again_changes_nothing_and_a_changed_line_is_a_new_version(world:
     assert versions[1][0]["outcome"] == "partial"
 
 
+def test_a_later_line_for_the_same_claim_is_its_next_version(world: World) -> None:
+    first = claim(world)
+    second = {**first, "outcome": "partial"}
+    response = post_import(world, "I", ndjson([first, claim(world), second]))
+    assert summary(response)[0] == "3 lines read: 3 stored (2 created, 1 updated), 0 unchanged, 0 refused"
+    (stored,) = stored_claims(world, first["identifier"][0]["value"])
+    assert (stored["meta"]["versionId"], stored["outcome"]) == ("2", "partial")
+
+
 def test_import_is_the_insurer_s_for_reimbursements(world: World) -> None:
     resource = claim(world)
     response = post_import(world, "H", ndjson([resource]))
