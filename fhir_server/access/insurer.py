@@ -10,22 +10,27 @@ transaction, the NDJSON import) is held to it in the transaction of the write:
   them (`Organization`): those it creates, and later only those it deposited; nothing else (no
   Patient: an insurer never opens a record, so its claims name records that exist).
 
-Reads are not this module's: the record's rules (fhir_server.access.rules) show the patient their
-reimbursements and authorised professionals those of the records they may open.
+Reads are the record's rules (fhir_server.access.rules): the patient reads their reimbursements,
+authorised professionals those of the records they may open, and, through a record-keys hook
+registered after the rules' own, only the professions the habilitation matrix lets see the DMP's
+document type for reimbursement data (TRE_A05 `REMB`): a reimbursement carries that type's class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import orjson
 
+from fhir_server.access import habilitations
 from fhir_server.access.record_keys import depositor
 from fhir_server.access.records import load
 from fhir_server.config import PROJECT_ROOT
 from fhir_server.errors import FhirError
 from fhir_server.security.callers import Caller
+from fhir_server.storage.documents import Stored
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck
 
 POLICY_FILE = PROJECT_ROOT / "policies" / "insurer.json"
@@ -37,6 +42,8 @@ class Policy:
     only: frozenset[str]
     writes: frozenset[str]
     own_shared: frozenset[str]
+    # The DMP document type whose habilitation class the insurer-only types carry.
+    document_type: dict[str, str]
 
 
 @cache
@@ -45,7 +52,7 @@ def policy() -> Policy:
     only, writes = frozenset(data["insurerOnly"]), frozenset(data["insurerWrites"])
     if not only <= writes:
         raise ValueError(f"{POLICY_FILE}: every insurer-only type must be one the insurer writes")
-    return Policy(data["role"], only, writes, frozenset(data["insurerOwnShared"]))
+    return Policy(data["role"], only, writes, frozenset(data["insurerOwnShared"]), data["documentType"])
 
 
 def is_insurer(caller: Caller) -> bool:
@@ -78,5 +85,15 @@ async def _names_a_record(check: RecordWriteCheck) -> None:
                         "(Patient/{id}): there is no such record", [f"{check.resource_type}.patient"])
 
 
+def reimbursement_keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
+                       context: Stored | None) -> dict[str, Any]:
+    """The habilitation class of the REMB document type (a deletion keeps the keys it had)."""
+    if resource is None or resource_type not in policy().only:
+        return {}
+    return {"hab": habilitations.document_class([policy().document_type])}
+
+
 def register(hooks: Hooks) -> None:
+    """After `rules.register`: these keys replace the `hab` the rules' keys give any non-document."""
     hooks.record_writes.append(check_insurer)
+    hooks.record_keys.append(reimbursement_keys)

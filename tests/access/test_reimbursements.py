@@ -26,6 +26,8 @@ def world(server: ServerProcess) -> Iterator[World]:
     world = open_world(server)
     world.practitioner("A")  # authorised by the patient
     world.practitioner("U")  # authorised by no one
+    # A speech therapist (TRE_G15 91), authorised: the habilitation matrix shows them no document type.
+    world.practitioner("S", profession="91")
     world.system("H", new_finess())  # a hospital system
     insurer_finess = new_finess()
     world.tokens["I"] = server_token(server.data_dir, server.base_url, "system", organization=insurer_finess,
@@ -35,6 +37,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.patient_id, ins = world.patient()
     world.patient_caller("P", ins)
     world.consent(world.patient_id, "permit", world.professionals["A"])
+    world.consent(world.patient_id, "permit", world.professionals["S"])
     world.patients["closed"], _ = world.patient(status="closed")
     yield world
     world.http.close()
@@ -141,6 +144,18 @@ def test_the_patient_and_an_authorised_professional_read_them(world: World) -> N
         assert stored["id"] in bundle_ids(found.json(), EOB), caller
     assert is_refusal(world.get("U", f"/{EOB}/{stored['id']}"))
     assert is_refusal(world.get("U", f"/{EOB}", params={"patient": f"Patient/{world.patient_id}"}))
+
+
+def test_only_professions_that_see_reimbursement_data_read_them(world: World) -> None:
+    stored = deposit(world)
+    observation = world.create({"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                                "subject": {"reference": f"Patient/{world.patient_id}"}})
+    # Authorised, the speech therapist reads the record (not a 403) but not its reimbursements.
+    assert world.get("S", f"/Observation/{observation}").status_code == 200
+    assert world.get("S", f"/{EOB}/{stored['id']}").status_code == 404
+    found = world.get("S", f"/{EOB}", params={"patient": f"Patient/{world.patient_id}"})
+    assert found.status_code == 200 and bundle_ids(found.json(), EOB) == set()
+    assert world.get("A", f"/{EOB}/{stored['id']}").status_code == 200
 
 
 def _bundle(kind: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
