@@ -75,7 +75,9 @@ async def ndjson_lines(chunks: AsyncIterator[bytes], gzipped: bool, max_line: in
     """(line number, line) for each non-blank line; FhirError 400 when the body is not readable
     (bad gzip), 413 for a line longer than `max_line` bytes."""
     inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if gzipped else None
-    pending = b""
+    # The line being read, in the pieces it came in: each byte is looked at once, however long the line.
+    parts: list[bytes] = []
+    size = 0
     number = 0
     async for chunk in chunks:
         if inflate is not None:
@@ -83,18 +85,23 @@ async def ndjson_lines(chunks: AsyncIterator[bytes], gzipped: bool, max_line: in
                 chunk = inflate.decompress(chunk)
             except zlib.error as exc:
                 raise FhirError(400, "structure", f"The body is not valid gzip: {exc}") from None
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            line = b"".join([*parts, chunk[start:end]])
+            parts, size, start = [], 0, end + 1
             number += 1
             if line.strip():
                 yield number, line
-        if len(pending) > max_line:
+        if start < len(chunk):
+            parts.append(chunk[start:])
+            size += len(chunk) - start
+        if size > max_line:
             raise FhirError(413, "too-costly", f"Line {number + 1} is over the limit of {max_line} bytes")
     if inflate is not None and not inflate.eof:
         raise FhirError(400, "structure", "The gzip body ends before its end")
-    if pending.strip():
-        yield number + 1, pending
+    line = b"".join(parts)
+    if line.strip():
+        yield number + 1, line
 
 
 class Importer:
