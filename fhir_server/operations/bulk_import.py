@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import uuid
 import zlib
@@ -53,21 +54,30 @@ class Summary:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    refused: list[tuple[int, FhirError]] = field(default_factory=list)
+    refused: int = 0
+    # The first MAX_LISTED refused lines by number (a heap on -number: its top is the last kept);
+    # refusals arrive out of order, those of a batch once the store has written it.
+    listed: list[tuple[int, FhirError]] = field(default_factory=list)
+
+    def refuse(self, number: int, error: FhirError) -> None:
+        self.refused += 1
+        heapq.heappush(self.listed, (-number, error))
+        if len(self.listed) > MAX_LISTED:
+            heapq.heappop(self.listed)
 
     def outcome(self, fatal: FhirError | None = None) -> dict[str, Any]:
         stored = self.created + self.updated
         issues = [Issue("information", "informational",
                         f"{self.lines} lines read: {stored} stored ({self.created} created, {self.updated} updated), "
-                        f"{self.unchanged} unchanged, {len(self.refused)} refused")]
+                        f"{self.unchanged} unchanged, {self.refused} refused")]
         if fatal is not None:
             issues += [Issue("fatal", i.code, f"The import stopped after line {self.lines}: {i.diagnostics}")
                        for i in fatal.issues]
-        for number, error in self.refused[:MAX_LISTED]:
-            issues += [Issue("error", i.code, f"Line {number} (refused, {error.status}): {i.diagnostics}", i.expression)
-                       for i in error.issues]
-        if len(self.refused) > MAX_LISTED:
-            issues.append(Issue("error", "too-costly", f"{len(self.refused) - MAX_LISTED} more refused lines not listed"))
+        for negative, error in sorted(self.listed, key=lambda entry: -entry[0]):
+            issues += [Issue("error", i.code, f"Line {-negative} (refused, {error.status}): {i.diagnostics}",
+                             i.expression) for i in error.issues]
+        if self.refused > len(self.listed):
+            issues.append(Issue("error", "too-costly", f"{self.refused - len(self.listed)} more refused lines not listed"))
         return operation_outcome(issues)
 
 
@@ -125,7 +135,7 @@ class Importer:
                 try:
                     resource_id, resource = self.prepare(line)
                 except FhirError as exc:
-                    self.summary.refused.append((number, exc))
+                    self.summary.refuse(number, exc)
                     continue
                 if resource_id in self.batch_ids or len(self.batch) >= BATCH:
                     # A second line for the same resource is a new version of it: the first is written first.
@@ -192,7 +202,7 @@ class Importer:
 
     def _count(self, number: int, result: WriteResult | FhirError) -> None:
         if isinstance(result, FhirError):
-            self.summary.refused.append((number, result))
+            self.summary.refuse(number, result)
         elif not result.changed:
             self.summary.unchanged += 1
         elif result.created:
