@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.access.records import record_status
-from fhir_server.access.rules import record_types
+from fhir_server.access.records import record_status, record_types
 from fhir_server.security.callers import Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.database import HISTORY

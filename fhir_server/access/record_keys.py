@@ -109,7 +109,7 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
     if INVISIBLE_PATIENT in found:
         # One month after the deposit that labelled it; an update keeping the label keeps the date.
         kept = current.keys.get("vfp") if current is not None and not current.deleted else None
-        vfp = kept or one_month_after(datetime.now(timezone.utc))
+        vfp = kept if kept and kept != ALWAYS else one_month_after(datetime.now(timezone.utc))
     return {
         "dep": dep,
         "hab": hab,

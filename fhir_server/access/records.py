@@ -11,9 +11,12 @@ their IdNatPs, or by a logical reference holding the IdNatPs itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
+from fhir_server.storage.database import HISTORY
 from fhir_server.timefmt import now_instant
 
 if TYPE_CHECKING:
@@ -29,6 +32,18 @@ EMERGENCY = ("http://terminology.hl7.org/CodeSystem/v3-ActReason", "ETREAT")
 # v3-RoleCode relationships that make a RelatedPerson a legal representative (parent or guardian).
 REPRESENTATIVE_ROLES = frozenset({"PRN", "MTH", "FTH", "PRNFOST", "STPPRN", "GUARD", "NPRN"})
 INS_SYSTEMS = ("urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10")
+
+
+# Set on every current and past version of a record no professional may open (closed, opposed),
+# so searches across records leave it out with an equality (`access.rules._organisation`).
+SHUT = "shut"
+SHUT_STATUSES = ("closed", "opposed")
+
+
+@cache
+def record_types() -> frozenset[str]:
+    """The types whose resources can belong to a record: the Patient compartment, and Binary."""
+    return frozenset({*patient_compartment_params(), "Patient", "Binary"})
 
 
 def record_status(patient: dict[str, Any] | None) -> str:
@@ -103,7 +118,27 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
     for name in ("permit", "deny"):
         rules[name] += [[named[k], start, end] for k, start, end in rules[name] if k in named]
     rules["doctors"] += [named[k] for k in rules["doctors"] if k in named]
-    await patients.update_one({"_id": patient_id}, {"$set": {RULES_KEY: rules}}, session=session)
+    shut = rules["status"] in SHUT_STATUSES
+    await patients.update_one({"_id": patient_id}, {"$set": {RULES_KEY: rules, SHUT: shut}}, session=session)
+    if stored.resource_type == "Patient" and shut != await _was_shut(repository, session, stored):
+        await _mark_shut(repository, session, patient_id, shut)
+
+
+async def _was_shut(repository: Repository, session: Session, stored: Stored) -> bool:
+    """Whether the Patient's previous version closed (or opposed) its record."""
+    if stored.version == 1:
+        return False
+    previous = await repository.database.collection(HISTORY).find_one(
+        {"rid": f"Patient/{stored.id}", "vid": stored.version - 1}, {"res": 1}, session=session)
+    return record_status((previous or {}).get("res")) in SHUT_STATUSES
+
+
+async def _mark_shut(repository: Repository, session: Session, patient_id: str, shut: bool) -> None:
+    """A record closing (or reopening) marks (or unmarks) everything in it, once, in the same transaction."""
+    for rtype in sorted(record_types() - {"Patient"}):
+        await repository.collection(rtype).update_many({"pat": patient_id}, {"$set": {SHUT: shut}}, session=session)
+    await repository.database.collection(HISTORY).update_many({"pat": patient_id}, {"$set": {SHUT: shut}},
+                                                              session=session)
 
 
 async def _idnatps_of(repository: Repository, session: Session, references: list[str]) -> dict[str, str]:

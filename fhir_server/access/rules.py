@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.access import habilitations, record_keys
@@ -29,9 +28,9 @@ from fhir_server.access.records import (
     represents,
     token_keys,
 )
-from fhir_server.definitions.compartment import patient_compartment_params
+from fhir_server.access.records import SHUT, record_types
 from fhir_server.errors import FhirError
-from fhir_server.security.callers import Caller
+from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.timefmt import instant, now_instant
@@ -49,16 +48,11 @@ PATIENT_CHOICES = ("Patient", "Consent")
 MAX_RECORDS = 1000
 
 
-@cache
-def record_types() -> frozenset[str]:
-    """The types whose resources can belong to a record: the Patient compartment, and Binary."""
-    return frozenset({*patient_compartment_params(), "Patient", "Binary"})
-
-
 def _unrestricted(caller: Caller) -> bool:
-    """The platform itself, and a system client of no organisation (a local tool with the server's
-    key), read everything: audited as such (docs/ACCESS-RULES.md)."""
-    return caller.kind == "platform" or (caller.kind == "system" and not caller.organization)
+    """The platform itself, and a system client of no organisation and no role (a local tool with
+    the server's key), read everything: audited as such (docs/ACCESS-RULES.md). A client with a
+    role (the insurer) is a depositor like a hospital."""
+    return caller.kind == "platform" or (caller.kind == "system" and not caller.organization and not caller.role)
 
 
 @dataclass(frozen=True)
@@ -246,7 +240,9 @@ def _record_less(caller: Caller) -> ScopeFilter:
 
 
 async def _organisation(reader: Reader, caller: Caller, patients: list[str] | None) -> ScopeFilter:
-    """A hospital system reads what its organisation deposited, in records open to professionals."""
+    """A hospital system (or the insurer) reads what its organisation (or client) deposited, in
+    records open to professionals: across records, a closed record's resources carry `shut`
+    (`records.refresh_rules`), so they are left out without naming the records."""
     for patient_id in patients or []:
         record = await load(reader, patient_id)
         if record.status in ("opposed", "closed"):
@@ -263,6 +259,8 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
             # The Patient of a record it names (to update demographics, as ADT does); across
             # records, only those it deposited, so no system lists the country's patients.
             return where
+        if patients is None:
+            return {**dict(deposits), SHUT: {"$ne": True}}
         return {**where, **dict(deposits)}
     return condition
 
@@ -270,6 +268,8 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
 # ---------------------------------------------------------------------------------------------- writes
 async def check_record(check: RecordWriteCheck) -> None:
     caller = check.caller
+    if check.resource_type == "Practitioner":
+        _keep_professional_identity(check)
     if check.patient is None:
         return
     record = await load(check.reader, check.patient)
@@ -289,6 +289,8 @@ async def check_record(check: RecordWriteCheck) -> None:
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:
+        if check.resource is None:
+            raise _refuse("Only the patient or the platform deletes a Patient")
         _keep_patient_choices(check)
     if record.status in ("opposed", "closed"):
         raise _refuse(_refusal(record.status))
@@ -309,6 +311,21 @@ def _only_masking(check: RecordWriteCheck) -> None:
     if unlabelled(check.resource) != unlabelled(check.current.resource):
         raise _refuse("A patient may mask or unmask (MASQUE_PS) what a professional deposited in their record, "
                       "or delete it, but not change it")
+
+
+def _keep_professional_identity(check: RecordWriteCheck) -> None:
+    """Records name professionals through Practitioners carrying their IdNatPs: changing whose
+    IdNatPs an existing Practitioner carries would hand one professional another's access, so only
+    the platform and operators do it."""
+    if check.current is None or check.caller.kind in ("platform", "admin"):
+        return
+
+    def idnatps(resource: dict[str, Any] | None) -> set[str]:
+        return {i.get("value") for i in (resource or {}).get("identifier") or []
+                if isinstance(i, dict) and i.get("system") == IDNATPS_SYSTEM}
+    before = idnatps(check.current.resource)
+    if before and (check.resource is None or idnatps(check.resource) != before):
+        raise _refuse("Only the platform changes or removes the IdNatPs a Practitioner carries")
 
 
 def _refusal(status: str) -> str:
