@@ -32,7 +32,7 @@ from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
-from fhir_server.access import opposition, patient_scope, records, rules
+from fhir_server.access import opposition, patient_entries, patient_scope, records, rules
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -116,6 +116,7 @@ async def open_repository(settings: Settings, store_url: str,
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
+    await patient_entries.register(repository, settings.patient_document_max_bytes)
     return repository, profile_registry
 
 

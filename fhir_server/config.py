@@ -41,6 +41,10 @@ class Settings:
     allow_masked_invisible: bool = field(
         default_factory=lambda: os.environ.get("FHIR_ALLOW_MASKED_INVISIBLE", "").lower() in ("1", "true", "yes"))
 
+    # The most bytes a document the patient adds may hold (issue 23): a file, or a Binary, over it is a 413.
+    patient_document_max_bytes: int = field(
+        default_factory=lambda: _env_int("FHIR_PATIENT_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
+
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
