@@ -71,6 +71,11 @@ class Settings:
     visibility_scan_seconds: float = field(
         default_factory=lambda: float(os.environ.get("FHIR_VISIBILITY_SCAN_SECONDS") or 3600))
 
+    # How often the author of advance directives is reminded that they exist (CSP R.1111-19:
+    # "un rappel de leur existence est régulièrement adressé à leur auteur"; issue 23: yearly).
+    directive_reminder_days: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_DIRECTIVE_REMINDER_DAYS") or 365))
+
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
