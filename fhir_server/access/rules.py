@@ -49,10 +49,11 @@ MAX_RECORDS = 1000
 
 
 def unrestricted(caller: Caller) -> bool:
-    """The platform itself, and a system client of no organisation and no role (a local tool with
-    the server's key), read everything: audited as such (docs/ACCESS-RULES.md). A client with a
+    """The platform itself, and a system client of no organisation and no role whose token this
+    server signed (a local tool), read everything: audited as such (docs/ACCESS-RULES.md). A client with a
     role (the insurer) is a depositor like a hospital."""
-    return caller.kind == "platform" or (caller.kind == "system" and not caller.organization and not caller.role)
+    return caller.kind == "platform" or (caller.kind == "system" and caller.own_key and not caller.organization
+                                         and not caller.role)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class Caller:
     # patient/ scopes (fhir_server.access.patient_scope.resolve); None when none was found.
     record_patient: str | None = None
     issuer: str = ""
+    # Signed with this server's own key (`fhir-server token`, the token endpoint), not by a
+    # trusted outside issuer: only then may a system token of no organisation act as the platform.
+    own_key: bool = False
     audiences: frozenset[str] = field(default_factory=frozenset)
     expires_at: float = 0.0
 

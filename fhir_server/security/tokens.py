@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,8 @@ class TokenVerifier:
             raise InvalidToken(f"the token is not acceptable: {exc}") from None
         aud = claims["aud"]
         caller = _caller(claims, issuer, frozenset([aud] if isinstance(aud, str) else aud))
+        if issuer is None:
+            caller = replace(caller, own_key=True)
         if caller.client_id is not None and caller.client_id in self.disabled_clients:
             raise InvalidToken("the token's client is disabled")
         self._remember(token, caller)
