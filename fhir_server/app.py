@@ -169,7 +169,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return capabilities.statement(base, auth_routes.capability_security(base))
+            return audit_routes.advertised(capabilities.statement(base, auth_routes.capability_security(base)))
 
         app.state.capability_statement = statement
         mllp = None
