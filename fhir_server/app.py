@@ -27,6 +27,7 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.config import Settings
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
+from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import CapabilityBuilder
@@ -38,7 +39,7 @@ from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
-from fhir_server.access import opposition, patient_scope, records, rules
+from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -50,6 +51,8 @@ from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions import wiring as subscriptions
+from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
@@ -122,15 +125,21 @@ async def open_repository(settings: Settings, store_url: str,
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
+    await patient_entries.register(repository, settings.patient_document_max_bytes)
     return repository, profile_registry
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
-    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded."""
+    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
+    when the mail settings cannot be used."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
+    # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
+    insurer.register(hooks)
+    notifications = Notifications(settings)
+    hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
     audit_hooks.register_first(hooks)
@@ -158,18 +167,22 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # Its after-commit hook is registered before the dispatcher is made.
+        delivery = await subscriptions.start(repository, settings, clients.disabled)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
+        notifications.start(repository)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return audit_routes.advertised(capabilities.statement(base, auth_routes.capability_security(base)))
+            return audit_routes.advertised(
+                subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base))
 
         app.state.capability_statement = statement
         mllp = None
@@ -187,8 +200,10 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                 mllp.close()
                 await mllp.wait_closed()
             await clients.stop()
+            await notifications.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await delivery.stop()
             await app.state.audit_writer.close()
             await repository.database.close()
 
@@ -202,6 +217,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     app.include_router(auth_routes.router)
     # Before the generic type routes: AuditEvent is served from the audit store.
     app.include_router(audit_routes.router)
+    app.include_router(subscription_socket)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)

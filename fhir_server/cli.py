@@ -20,6 +20,7 @@ from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
 from fhir_server.storage.hooks import HooksUnavailable
+from fhir_server.events.mail import MailSettingsInvalid
 
 log = logging.getLogger("fhir_server")
 # uvicorn's exit status when the application's start-up fails.
@@ -126,7 +127,7 @@ def serve(args: argparse.Namespace) -> int:
         server = _Server(config, ready)
         server.run(sockets=[listener])
         return 0 if server.started else STARTUP_FAILURE
-    except (StoreUnavailable, CannotListen, HooksUnavailable) as exc:
+    except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -46,10 +46,35 @@ class Settings:
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
+    # Subscriptions (fhir_server.subscriptions.delivery): the first retry of a failed notification
+    # waits this long, each next one twice as long (at most 5 minutes); after this many failures in
+    # a row the Subscription's status is `error`; an endpoint has this long to answer.
+    subscription_retry_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_RETRY_MS", 1000))
+    subscription_error_after: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_ERROR_AFTER", 5))
+    subscription_timeout_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_TIMEOUT_MS", 10000))
+
     # A document both masked to professionals (MASQUE_PS) and invisible to the patient (INVISIBLE_PATIENT)
     # is refused unless this is on (FHIR_ALLOW_MASKED_INVISIBLE=1): nobody but its author would see it.
     allow_masked_invisible: bool = field(
         default_factory=lambda: os.environ.get("FHIR_ALLOW_MASKED_INVISIBLE", "").lower() in ("1", "true", "yes"))
+
+    # The most bytes a document the patient adds may hold (issue 23): a file, or a Binary, over it is a 413.
+    patient_document_max_bytes: int = field(
+        default_factory=lambda: _env_int("FHIR_PATIENT_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
+
+    # Patient e-mail notifications (fhir_server.events.notifications). The SMTP server as
+    # smtp://[user:password@]host[:port] (smtp+starttls:// to upgrade with STARTTLS, smtps:// for TLS
+    # from the start); unset, each message is written to the mail spool in the data dir instead.
+    smtp_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_SMTP_URL") or None)
+    mail_from: str = field(default_factory=lambda: os.environ.get("FHIR_MAIL_FROM") or "no-reply@localhost")
+    # How often the documents that have just become visible to their patient are looked for.
+    visibility_scan_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_VISIBILITY_SCAN_SECONDS") or 3600))
+
+    # How often the author of advance directives is reminded that they exist (CSP R.1111-19:
+    # "un rappel de leur existence est régulièrement adressé à leur auteur"; issue 23: yearly).
+    directive_reminder_days: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_DIRECTIVE_REMINDER_DAYS") or 365))
 
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import os
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+
+# How far ahead of the machine's clock the server lives: set only by tests that need a later day
+# (INVISIBLE_PATIENT's month has passed) without waiting for it. Everything that asks "now" here
+# (stamps, visibility dates and the rules comparing them, the notification job) moves together,
+# so what the server decides stays consistent. Leases and token expiry keep the machine's clock.
+CLOCK_OFFSET = timedelta(days=float(os.environ.get("FHIR_CLOCK_OFFSET_DAYS") or 0))
 
 
 def instant(value: str) -> str:
@@ -12,8 +19,12 @@ def instant(value: str) -> str:
     return "t" + value
 
 
+def now() -> datetime:
+    return datetime.now(timezone.utc) + CLOCK_OFFSET
+
+
 def now_instant() -> str:
-    return format_instant(datetime.now(timezone.utc))
+    return format_instant(now())
 
 
 def format_instant(moment: datetime) -> str:

@@ -3,7 +3,6 @@ and the bare endpoint (same ASGI stack, same stored document, no FHIR logic)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -43,9 +42,8 @@ async def store_insert(bench: Bench) -> Operation:
         if spec["key"] != [("_id", 1)]:
             await current.create_index(spec["key"], name=f"i_{bench.scratch.name}_{n}")
     await history.create_index([("rid", 1)], name=f"i_{bench.scratch.name}_rid")
-    # One writer at a time, as the server does (fhir_server.storage.gate): the embedded store's
-    # transactions fail when they interleave on one connection pool.
-    writer = asyncio.Lock()
+    # One writer at a time with the server too (its gate): the embedded store's transactions fail
+    # when they interleave, and the server writes in the background (outbox, subscriptions).
 
     async def operation(i: int) -> None:
         rid = f"bench-{time.time_ns()}-{i}"
@@ -53,7 +51,7 @@ async def store_insert(bench: Bench) -> Operation:
         entry = {"_id": f"{doc['ts']}|DocumentReference/{rid}/1", "rt": "DocumentReference",
                  "rid": f"DocumentReference/{rid}", "vid": 1, "ts": doc["ts"], "del": False, "method": "POST",
                  "res": doc["res"]}
-        async with writer, bench.db.client.start_session() as session:
+        async with bench.gate.write(exclude_readers=False), bench.db.client.start_session() as session:
             async with await session.start_transaction():
                 await current.insert_one(doc, session=session)
                 await history.insert_one(entry, session=session)

@@ -8,13 +8,13 @@ date) on these scalars, so the store answers them inside one record without `$or
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from fhir_server.access import habilitations
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage.documents import Stored
-from fhir_server.timefmt import format_instant, instant
+from fhir_server.timefmt import format_instant, instant, now
 
 # TRE_A07, the DMP's document visibility statuses (ANS, NOS).
 VISIBILITY_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
@@ -109,7 +109,7 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
     if INVISIBLE_PATIENT in found:
         # One month after the deposit that labelled it; an update keeping the label keeps the date.
         kept = current.keys.get("vfp") if current is not None and not current.deleted else None
-        vfp = kept if kept and kept != ALWAYS else one_month_after(datetime.now(timezone.utc))
+        vfp = kept if kept and kept != ALWAYS else one_month_after(now())
     return {
         "dep": dep,
         "hab": hab,

@@ -221,10 +221,15 @@ async def professional_keys(reader: Reader, caller: Caller) -> frozenset[str]:
 
 
 async def represents(reader: Reader, caller: Caller, record: Record) -> bool:
-    """Whether a patient caller is the record's patient's legal representative: a RelatedPerson of
-    that patient holding the caller's INS, as parent or guardian (../shared/DECISIONS.md)."""
+    """Whether a patient caller is the record's patient's legal representative."""
+    return await representative_link(reader, caller, record.patient_id) is not None
+
+
+async def representative_link(reader: Reader, caller: Caller, patient_id: str) -> str | None:
+    """The id of the RelatedPerson of that patient making a patient caller their legal
+    representative: holding the caller's INS, as parent or guardian (../shared/DECISIONS.md)."""
     own = reader.repository.reader(None, reader.session)
-    for doc in await own.find("RelatedPerson", {"pat": record.patient_id, "del": False}, {"res": 1}):
+    for doc in await own.find("RelatedPerson", {"pat": patient_id, "del": False}, {"res": 1}):
         person = doc.get("res") or {}
         if person.get("active") is False:
             continue
@@ -232,8 +237,8 @@ async def represents(reader: Reader, caller: Caller, record: Record) -> bool:
                     for i in person.get("identifier") or [])
         roles = {code for _, code in _codes(person.get("relationship"))}
         if holds and roles & REPRESENTATIVE_ROLES:
-            return True
-    return False
+            return str(doc["_id"])
+    return None
 
 
 def is_own(record: Record, caller: Caller) -> bool:

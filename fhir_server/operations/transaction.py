@@ -30,7 +30,7 @@ from fhir_server.mhd import cda_metadata, document_binaries, provide_bundle
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.security.search_reach import reached_types
-from fhir_server.storage.repository import Repository, Session, VersionConflict, WriteResult, check_id
+from fhir_server.storage.repository import FOLLOWERS, Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -176,7 +176,9 @@ class BundleProcessor:
             if self.document_publication or provide_bundle.is_provide_bundle([p.resource for p in prepared]):
                 await provide_bundle.check(self.repo, session, prepared)
             document_binaries.bind(prepared)
-            for item in sorted(prepared, key=lambda p: ORDER[p.entry.method]):
+            # What is seen as another resource (a document's Binary, its submission set) is written
+            # after it, so it lands in that resource's record at once (a patient writes only there).
+            for item in sorted(prepared, key=lambda p: (ORDER[p.entry.method], p.entry.resource_type in FOLLOWERS)):
                 try:
                     item.response = await self._execute(session, item, identities)
                 except FhirError as error:

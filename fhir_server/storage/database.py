@@ -24,6 +24,11 @@ HISTORY = "history"
 # The transactional outbox (fhir_server.storage.outbox) and the dispatcher's lease.
 OUTBOX = "outbox"
 LEASES = "leases"
+# Patient e-mail notifications (fhir_server.events.notifications): messages to send, messages
+# sent (so a message is never queued twice), and where each periodic job got to.
+MAIL_QUEUE = "mail_queue"
+MAIL_SENT = "mail_sent"
+JOB_MARKS = "job_marks"
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES]:
+        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)

@@ -14,15 +14,14 @@ only what is yet to be delivered, and needs no index beyond its key.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
 
 from fhir_server.security.callers import Caller
-from fhir_server.storage.database import LEASES, OUTBOX, Database
+from fhir_server.storage.database import OUTBOX, Database
 from fhir_server.storage.documents import Stored
+from fhir_server.storage.leases import Lease
 from fhir_server.storage.pending import PendingWrites
 from fhir_server.timefmt import instant
 
@@ -52,7 +51,7 @@ class OutboxStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.events = database.collection(OUTBOX)
-        self.leases = database.collection(LEASES)
+        self.lease = Lease(database, LEASE_ID)
 
     async def pending(self, limit: int) -> list[dict[str, Any]]:
         """The oldest events not yet delivered, committed ones only.
@@ -76,35 +75,8 @@ class OutboxStore:
         await self.database.in_transaction(remove)
 
     async def hold_lease(self, owner: str, seconds: float) -> bool:
-        """Take or renew the dispatch lease for `seconds`; False while another live owner holds it.
-
-        Times are epoch seconds and each change bumps `n`: the compare-and-set compares an integer,
-        which every store compares exactly.
-        """
-        now = time.time()
-        async with self.database.gate.read():
-            lease = await self.leases.find_one({"_id": LEASE_ID})
-        if lease is not None and lease["owner"] != owner and lease["until"] > now:
-            return False
-
-        async def take(session: AsyncClientSession) -> bool:
-            if lease is None:
-                try:
-                    await self.leases.insert_one({"_id": LEASE_ID, "owner": owner, "until": now + seconds, "n": 0},
-                                                 session=session)
-                except DuplicateKeyError:
-                    return False
-                return True
-            # Of two processes taking an expired lease, one wins.
-            taken = await self.leases.update_one(
-                {"_id": LEASE_ID, "n": lease["n"]},
-                {"$set": {"owner": owner, "until": now + seconds, "n": lease["n"] + 1}}, session=session)
-            return taken.matched_count == 1
-
-        return bool(await self.database.in_transaction(take))
+        """Take or renew the dispatch lease for `seconds`; False while another live owner holds it."""
+        return await self.lease.hold(owner, seconds)
 
     async def release(self, owner: str) -> None:
-        async def release(session: AsyncClientSession) -> None:
-            await self.leases.update_one({"_id": LEASE_ID, "owner": owner}, {"$set": {"until": 0.0}}, session=session)
-
-        await self.database.in_transaction(release)
+        await self.lease.release(owner)

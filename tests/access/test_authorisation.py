@@ -54,14 +54,17 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.http.close()
 
 
-def _consent(world: World, kind: str, actor: dict[str, Any], status: str = "active", caller: str = "platform") -> str:
+def _consent_body(world: World, kind: str, actor: dict[str, Any], status: str = "active") -> dict[str, Any]:
     """A privacy Consent whose actor is written as given (a reference or a logical identifier)."""
     provision: dict[str, Any] = {"type": kind, "actor": [{
         "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
         "reference": actor}]}
-    return world.create({"resourceType": "Consent", "status": status, "scope": CONSENT_SCOPE, "category": CONSENT_CATEGORY,
-                         "patient": {"reference": f"Patient/{world.patient_id}"}, "dateTime": now(),
-                         "provision": provision}, caller)
+    return {"resourceType": "Consent", "status": status, "scope": CONSENT_SCOPE, "category": CONSENT_CATEGORY,
+            "patient": {"reference": f"Patient/{world.patient_id}"}, "dateTime": now(), "provision": provision}
+
+
+def _consent(world: World, kind: str, actor: dict[str, Any], status: str = "active", caller: str = "platform") -> str:
+    return world.create(_consent_body(world, kind, actor, status), caller)
 
 
 def _sees(world: World, caller: str) -> set[str] | str:
@@ -112,14 +115,20 @@ def test_a_professional_may_record_the_patients_authorisation(world: World) -> N
     assert _sees(world, "W") == NOT_MASKED
 
 
+def test_a_professional_cannot_authorise_someone_else(world: World) -> None:
+    """Dr A, authorised, writes a permit naming Dr X: refused, and Dr X stays refused."""
+    response = world.request("A", "POST", "/Consent", json=_consent_body(
+        world, "permit", {"reference": f"Practitioner/{world.professionals['X'].practitioner_id}"}))
+    assert response.status_code == 403, response.text
+    assert _sees(world, "X") == REFUSED
+
+
 def test_nobody_overrides_a_block(world: World) -> None:
     """A blocked professional declaring an authorisation for themself stays blocked."""
     world.consent(world.patient_id, "deny", world.professionals["Cw"])
-    world.request("Cw", "POST", "/Consent", json={
-        "resourceType": "Consent", "status": "active", "scope": CONSENT_SCOPE, "category": CONSENT_CATEGORY,
-        "patient": {"reference": f"Patient/{world.patient_id}"}, "dateTime": now(),
-        "provision": {"type": "permit", "actor": [{"reference": {
-            "reference": f"Practitioner/{world.professionals['Cw'].practitioner_id}"}}]}})
+    response = world.request("Cw", "POST", "/Consent", json=_consent_body(
+        world, "permit", {"reference": f"Practitioner/{world.professionals['Cw'].practitioner_id}"}))
+    assert response.status_code == 403, response.text
     assert _sees(world, "Cw") == REFUSED
 
 

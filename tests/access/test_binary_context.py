@@ -75,6 +75,10 @@ def test_naming_a_hidden_document_as_context_tells_nothing(world: World) -> None
                                           "X-Security-Context": f"DocumentReference/{target}"})
         answers.append((response.status_code, response.json().get("resourceType")))
     assert answers[0] == answers[1], answers
+    # Not a refusal of the request itself: the same Binary naming a document Dr D sees is taken.
+    visible = world.request("D", "POST", "/Binary", content=b"probe", headers={
+        "Content-Type": "application/octet-stream", "X-Security-Context": f"DocumentReference/{world.documents['plain'].id}"})
+    assert visible.status_code == 201, visible.text
 
 
 def test_the_binary_follows_its_document_when_the_label_changes(world: World) -> None:

@@ -1,0 +1,377 @@
+"""Telling people by e-mail what happened in a record (issue 13): a new document the patient may
+read, an emergency access (to the patient and their médecin traitant).
+
+- The after-commit hook (`Notifications.committed`, registered in app.py) only decides and
+  queues: it reads the store and writes durable messages to the mail queue, and never talks to
+  the SMTP server, so an SMTP server that is down never holds up the outbox dispatcher.
+- A worker, one process at a time (a lease in the store, like the dispatcher's), sends what is
+  due, with retries, and looks for the documents whose INVISIBLE_PATIENT month ended since it last
+  looked (`acc.vfp` passed; its mark is kept in the store, so a restart neither skips nor repeats).
+- Recipients: the patient's e-mail (Patient.telecom), and for a minor the legal representatives'
+  (RelatedPerson.telecom, parents and guardians; not for documents invisible to them); a
+  médecin traitant's from Practitioner.telecom. No address: nothing sent, logged once.
+
+Messages come from mappings/notifications/ and say what happened, never what a document holds
+beyond its type and date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import date
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from fhir_server.access.record_keys import INVISIBLE_PATIENT, labels
+from fhir_server.access.records import REPRESENTATIVE_ROLES
+from fhir_server.config import Settings
+from fhir_server.events.mail import MailRefused, MailUnavailable, Transport, check_sender, compose
+from fhir_server.events.mail_queue import MailQueue
+from fhir_server.security.callers import IDNATPS_SYSTEM
+from fhir_server.storage.database import JOB_MARKS
+from fhir_server.storage.documents import Stored, from_current, from_history
+from fhir_server.storage.leases import Lease
+from fhir_server.storage.repository import Repository
+from fhir_server.operations.record_areas import area
+from fhir_server.timefmt import instant, now, now_instant, parse_instant
+
+log = logging.getLogger("fhir_server.notifications")
+LEASE_ID = "mail"
+# Longer than one SMTP exchange should take (mail.TIMEOUT_SECONDS per step): renewed between messages.
+LEASE_SECONDS = 30.0
+# How often the queue is looked at when no local event woke the worker (messages queued by
+# another process, retries coming due).
+POLL_SECONDS = 2.0
+BATCH = 50
+SCAN_MARK = "visibility-scan"
+# Advance directives reminded per scan, at most (a scan runs every FHIR_VISIBILITY_SCAN_SECONDS).
+MAX_DIRECTIVES = 100_000
+ADULT_AGE = 18
+
+
+def _emails(resource: dict[str, Any] | None) -> list[str]:
+    found = [t.get("value") for t in (resource or {}).get("telecom") or []
+             if isinstance(t, dict) and t.get("system") == "email" and t.get("use") != "old"]
+    return list(dict.fromkeys(v.strip() for v in found if isinstance(v, str) and "@" in v))
+
+
+def _day(value: str | None) -> str:
+    """dd/mm/yyyy of a FHIR date or instant."""
+    text = (value or "")[:10]
+    return f"{text[8:10]}/{text[5:7]}/{text[:4]}" if len(text) == 10 else text
+
+
+def _moment(stamp: str) -> str:
+    """dd/mm/yyyy HH:MM UTC of a stored stamp ("t" + instant)."""
+    text = stamp.removeprefix("t")
+    return f"{_day(text)} {text[11:16]} UTC"
+
+
+def _title(document: dict[str, Any]) -> str:
+    """The document's type as its depositor named it: its type, else its attachment's title."""
+    kind = document.get("type") or {}
+    names = [kind.get("text"), *(c.get("display") for c in kind.get("coding") or [] if isinstance(c, dict))]
+    attachments = [(c.get("attachment") or {}).get("title") for c in document.get("content") or [] if isinstance(c, dict)]
+    return next((n for n in [*names, *attachments] if isinstance(n, str) and n.strip()), "Document")
+
+
+def _name(resource: dict[str, Any] | None) -> str | None:
+    for name in (resource or {}).get("name") or []:
+        if isinstance(name, dict):
+            parts = [*(g for g in name.get("given") or [] if isinstance(g, str)), name.get("family")]
+            text = name.get("text") or " ".join(p for p in parts if isinstance(p, str))
+            if text:
+                return str(text)
+    return None
+
+
+def _minor(patient: dict[str, Any]) -> bool:
+    """Under 18 today; a birth date of a year or a month alone counts from its first day."""
+    born = patient.get("birthDate")
+    if isinstance(born, str) and len(born) in (4, 7):
+        born += "-01-01"[:10 - len(born)]
+    try:
+        birth = date.fromisoformat(born)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    today = now().date()
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day)) < ADULT_AGE
+
+
+class Notifications:
+    def __init__(self, settings: Settings) -> None:
+        """Raises MailSettingsInvalid when FHIR_SMTP_URL or FHIR_MAIL_FROM cannot be used."""
+        check_sender(settings.mail_from)
+        self.transport = Transport(settings.smtp_url, settings.data_dir)
+        self.sender = settings.mail_from
+        self.scan_seconds = settings.visibility_scan_seconds
+        self.reminder_days = settings.directive_reminder_days
+        self.owner = uuid.uuid4().hex
+        self._repository: Repository | None = None
+        self._queue: MailQueue | None = None
+        self._lease: Lease | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._renewed = 0.0
+        self._next_scan = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, repository: Repository) -> None:
+        self._repository = repository
+        self._queue = MailQueue(repository.database)
+        self._lease = Lease(repository.database, LEASE_ID)
+        self._task = asyncio.create_task(self._run(), name="mail-notifications")
+        log.info("e-mail notifications go to %s", self.transport.destination)
+
+    async def stop(self) -> None:
+        if self._task is None or self._lease is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        try:
+            await self._lease.release(self.owner)
+        except PyMongoError as exc:
+            log.warning("mail lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
+
+    @property
+    def repository(self) -> Repository:
+        assert self._repository is not None, "notifications used before the store was opened"
+        return self._repository
+
+    @property
+    def queue(self) -> MailQueue:
+        assert self._queue is not None, "notifications used before the store was opened"
+        return self._queue
+
+    # -- the after-commit hook ------------------------------------------------------------------
+
+    async def committed(self, event: dict[str, Any]) -> None:
+        """Queue what `event` calls for. Store errors raise (the dispatcher retries the event);
+        mail errors cannot happen here."""
+        if event.get("kind") == "emergency-access":
+            await self._emergency(event)
+        elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("DocumentReference/")
+              and event.get("method") != "DELETE"):
+            await self._document_written(event)
+
+    async def _document_written(self, event: dict[str, Any]) -> None:
+        """A document created visible, or whose INVISIBLE_PATIENT label was taken off before its
+        month ended. One still invisible is left to the scan, on the day it becomes visible."""
+        document = await self._current("DocumentReference", event["rid"].split("/", 1)[1])
+        if document is None or not self._visible_now(document):
+            return
+        if int(event.get("vid") or 1) > 1:
+            previous = await self.repository.reader(None).find_history(
+                "DocumentReference", {"rid": event["rid"], "vid": int(event["vid"]) - 1}, limit=1)
+            if not previous or INVISIBLE_PATIENT not in labels(from_history(previous[0]).resource or {}):
+                return
+        await self._document_available(document)
+
+    @staticmethod
+    def _visible_now(document: Stored) -> bool:
+        return not document.deleted and document.patient is not None and \
+            str(document.keys.get("vfp") or instant("")) <= instant(now_instant())
+
+    async def _document_available(self, document: Stored) -> None:
+        assert document.resource is not None and document.patient is not None
+        resource = document.resource
+        values = {"title": _title(resource), "date": _day(resource.get("date") or document.last_updated)}
+        key = f"document/{document.id}"
+        if await self.queue.known(f"{key}/patient"):
+            return
+        patient = await self._current("Patient", document.patient)
+        if patient is None or patient.resource is None:
+            return
+        if str(document.keys.get("vfr") or instant("")) <= instant(now_instant()):
+            for person_id, emails in await self._representatives(document.patient, patient.resource):
+                await self._tell(f"{key}/representative/{person_id}", "document-available", values, emails,
+                                 f"RelatedPerson/{person_id}")
+        # The patient's last: once theirs is queued, so is every other (the shortcut above).
+        await self._tell(f"{key}/patient", "document-available", values, _emails(patient.resource),
+                         f"Patient/{document.patient}")
+
+    async def _emergency(self, event: dict[str, Any]) -> None:
+        """One message to each per professional, record and day: an emergency access is many
+        interactions, each with its event."""
+        caller = event.get("caller") or {}
+        patient_id = str(event.get("pat") or "")
+        stamp = str(event.get("ts") or instant(now_instant()))
+        key = f"emergency/{patient_id}/{caller.get('idnatps') or caller.get('id')}/{stamp[1:11]}"
+        if not patient_id or await self.queue.known(f"{key}/patient"):
+            return
+        patient = await self._current("Patient", patient_id)
+        if patient is None or patient.resource is None:
+            return
+        who = await self._professional(caller.get("idnatps"))
+        values = {"who": who, "date": _moment(stamp), "patient": _name(patient.resource) or f"Patient/{patient_id}"}
+        for person_id, emails in await self._representatives(patient_id, patient.resource):
+            await self._tell(f"{key}/representative/{person_id}", "emergency-access-patient", values, emails,
+                             f"RelatedPerson/{person_id}")
+        for doctor in event.get("doctors") or []:
+            for practitioner in await self._practitioners(str(doctor)):
+                await self._tell(f"{key}/doctor/{practitioner.id}", "emergency-access-doctor", values,
+                                 _emails(practitioner.resource), f"Practitioner/{practitioner.id}")
+        # The patient's last: once theirs is queued, so is every other (the shortcut above), even
+        # when this event is delivered again after a crash halfway through.
+        await self._tell(f"{key}/patient", "emergency-access-patient", values, _emails(patient.resource),
+                         f"Patient/{patient_id}")
+
+    async def _tell(self, key: str, template: str, values: dict[str, str], emails: list[str], whom: str) -> None:
+        if not emails:
+            if not await self.queue.known(key):
+                log.info("%s has no e-mail address: %s not sent", whom, key)
+            return
+        message = compose(template, values, key=key, sender=self.sender, recipients=emails, moment_utc=now_instant())
+        if await self.queue.add(key, message, emails):
+            self._wake.set()
+
+    # -- reading the record ---------------------------------------------------------------------
+
+    async def _current(self, resource_type: str, resource_id: str) -> Stored | None:
+        found = await self.repository.reader(None).find(resource_type, {"_id": resource_id}, limit=1)
+        stored = from_current(resource_type, found[0]) if found else None
+        return None if stored is None or stored.deleted else stored
+
+    async def _representatives(self, patient_id: str, patient: dict[str, Any]) -> list[tuple[str, list[str]]]:
+        """A minor's parents and guardians with an e-mail address (fhir_server.access.records)."""
+        if not _minor(patient):
+            return []
+        people = await self.repository.reader(None).find("RelatedPerson", {"pat": patient_id, "del": False})
+        found: list[tuple[str, list[str]]] = []
+        for doc in people:
+            person = doc.get("res") or {}
+            roles = {c.get("code") for r in person.get("relationship") or [] if isinstance(r, dict)
+                     for c in r.get("coding") or [] if isinstance(c, dict)}
+            if person.get("active") is not False and roles & REPRESENTATIVE_ROLES and _emails(person):
+                found.append((str(doc["_id"]), _emails(person)))
+        return found
+
+    async def _practitioners(self, key: str) -> list[Stored]:
+        """The Practitioners a record's key names: `Practitioner/{id}` or `idnatps:{IdNatPs}`."""
+        if key.startswith("Practitioner/"):
+            found = await self._current("Practitioner", key.split("/", 1)[1])
+            return [found] if found is not None else []
+        if key.startswith("idnatps:"):
+            ids = await self.repository.ids("Practitioner", [("identifier", f"{IDNATPS_SYSTEM}|{key[8:]}")], None, 5)
+            return [p for p in [await self._current("Practitioner", i) for i in ids] if p is not None]
+        return []
+
+    async def _professional(self, idnatps: str | None) -> str:
+        if not idnatps:
+            return "?"
+        for practitioner in await self._practitioners(f"idnatps:{idnatps}"):
+            name = _name(practitioner.resource)
+            if name:
+                return f"{name} (IdNatPs {idnatps})"
+        return f"IdNatPs {idnatps}"
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                if await self._still_held():
+                    if time.monotonic() >= self._next_scan:
+                        await self._scan()
+                        self._next_scan = time.monotonic() + self.scan_seconds
+                    await self._send_due()
+            except Exception:  # noqa: BLE001 - the worker outlives a store hiccup
+                log.exception("mail notifications deferred")
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _hold_lease(self) -> bool:
+        assert self._lease is not None
+        held = await self._lease.hold(self.owner, LEASE_SECONDS)
+        self._renewed = time.monotonic() if held else 0.0
+        if not held:
+            # Whoever holds it scans; if this process takes it over later, it scans at once.
+            self._next_scan = 0.0
+        return held
+
+    async def _still_held(self) -> bool:
+        return time.monotonic() - self._renewed < LEASE_SECONDS / 3 or await self._hold_lease()
+
+    async def _scan(self) -> None:
+        """Queue the documents whose INVISIBLE_PATIENT month ended since the last scan. The first
+        scan of a store only sets the mark: nothing was promised before notifications existed."""
+        marks = self.repository.database.collection(JOB_MARKS)
+        upto = instant(now_instant())
+        async with self.repository.database.gate.read():
+            mark = await marks.find_one({"_id": SCAN_MARK})
+        if mark is not None:
+            found = await self.repository.reader(None).find(
+                "DocumentReference", {"acc.vfp": {"$gt": mark["upto"], "$lte": upto}, "del": False})
+            for doc in found:
+                document = from_current("DocumentReference", doc)
+                if self._visible_now(document):
+                    await self._document_available(document)
+        await self._remind_directives()
+        # Only once every document found is queued: a crash before this scans the same span again,
+        # and the queue's keys keep each message single.
+        async with self.repository.database.gate.write(exclude_readers=False):
+            await marks.replace_one({"_id": SCAN_MARK}, {"_id": SCAN_MARK, "upto": upto}, upsert=True)
+
+    async def _remind_directives(self) -> None:
+        """Advance directives remind their author that they exist, once per `reminder_days` since
+        their last version (CSP R.1111-19); the queue's key (document, version, period) keeps each
+        reminder single however often the scan runs."""
+        directives = area("advance-directives")
+        ids = await self.repository.ids(directives.resource_type, list(directives.criteria), None, MAX_DIRECTIVES)
+        today = parse_instant(now_instant())
+        for document_id in ids:
+            document = await self._current(directives.resource_type, document_id)
+            if document is None or document.resource is None or document.patient is None:
+                continue
+            periods = int((today - parse_instant(document.last_updated)).days // self.reminder_days)
+            if periods < 1:
+                continue
+            patient = await self._current("Patient", document.patient)
+            if patient is None:
+                continue
+            values = {"title": _title(document.resource), "date": _day(document.resource.get("date")
+                                                                         or document.last_updated)}
+            key = f"directive/{document.id}/{document.version}/{periods}"
+            await self._tell(key, "advance-directive-reminder", values, await self._author_emails(document, patient),
+                             f"author of DocumentReference/{document.id}")
+
+    async def _author_emails(self, document: Stored, patient: Stored) -> list[str]:
+        """The directive's author: a professional who wrote it with the patient, else the patient."""
+        emails: list[str] = []
+        for author in (document.resource or {}).get("author") or []:
+            reference = (author or {}).get("reference") or ""
+            if reference.startswith("Practitioner/"):
+                for practitioner in await self._practitioners(reference):
+                    emails += _emails(practitioner.resource)
+        return emails or _emails(patient.resource)
+
+    async def _send_due(self) -> None:
+        for job in await self.queue.due(BATCH):
+            if not await self._still_held():
+                return
+            if await self.queue.was_sent(job["_id"]):
+                await self.queue.drop(job)
+                continue
+            try:
+                await self.transport.send(self.sender, job["to"], job["raw"], job["mid"])
+            except MailRefused as exc:
+                log.warning("mail %s refused for good: %s", job["_id"], exc)
+                await self.queue.done(job, "refused", str(exc))
+                continue
+            except MailUnavailable as exc:
+                delay = await self.queue.retry_later(job, str(exc))
+                log.warning("mail %s not sent (%s), retried in %.0fs", job["_id"], exc, delay)
+                # The next ones would most likely fail the same way: they wait for the next round.
+                return
+            await self.queue.done(job, "sent")

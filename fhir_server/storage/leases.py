@@ -1,0 +1,53 @@
+"""Leases in the store: one process at a time does a job (dispatching the outbox, sending mail),
+and another takes over once the holder stops renewing (a crash, a shutdown).
+
+Times are epoch seconds and each change bumps `n`: the compare-and-set compares an integer,
+which every store compares exactly.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.storage.database import LEASES, Database
+
+
+class Lease:
+    def __init__(self, database: Database, lease_id: str) -> None:
+        self.database = database
+        self.leases = database.collection(LEASES)
+        self.lease_id = lease_id
+
+    async def hold(self, owner: str, seconds: float) -> bool:
+        """Take or renew the lease for `seconds`; False while another live owner holds it."""
+        now = time.time()
+        async with self.database.gate.read():
+            lease = await self.leases.find_one({"_id": self.lease_id})
+        if lease is not None and lease["owner"] != owner and lease["until"] > now:
+            return False
+
+        async def take(session: AsyncClientSession) -> bool:
+            if lease is None:
+                try:
+                    await self.leases.insert_one({"_id": self.lease_id, "owner": owner, "until": now + seconds, "n": 0},
+                                                 session=session)
+                except DuplicateKeyError:
+                    return False
+                return True
+            # Of two processes taking an expired lease, one wins.
+            taken = await self.leases.update_one(
+                {"_id": self.lease_id, "n": lease["n"]},
+                {"$set": {"owner": owner, "until": now + seconds, "n": lease["n"] + 1}}, session=session)
+            return taken.matched_count == 1
+
+        return bool(await self.database.in_transaction(take))
+
+    async def release(self, owner: str) -> None:
+        async def release(session: AsyncClientSession) -> None:
+            await self.leases.update_one({"_id": self.lease_id, "owner": owner}, {"$set": {"until": 0.0}},
+                                         session=session)
+
+        await self.database.in_transaction(release)
