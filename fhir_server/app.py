@@ -181,7 +181,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base)
+            return audit_routes.advertised(
+                subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base))
 
         app.state.capability_statement = statement
         mllp = None

@@ -46,6 +46,21 @@ INCLUDES = frozenset({"AuditEvent:agent", "*"})
 PARAMETERS = frozenset({"patient", "date", "_id", "_count", "_offset", "_summary", "_elements", "_include", "_format"})
 
 
+def advertised(statement: dict[str, Any]) -> dict[str, Any]:
+    """The CapabilityStatement saying what AuditEvent really offers: read, search and create, and the
+    search parameters above (the R4 list is the clinical types' engine's, not this store's)."""
+    for resource in statement.get("rest", [{}])[0].get("resource", []):
+        if resource.get("type") == APPEND_ONLY:
+            resource["interaction"] = [i for i in resource.get("interaction", [])
+                                       if i.get("code") in ("read", "search-type", "create")]
+            resource["searchParam"] = [p for p in resource.get("searchParam", []) if p.get("name") in PARAMETERS]
+            for unsupported in ("conditionalCreate", "conditionalUpdate", "conditionalDelete", "searchInclude",
+                                "searchRevInclude"):
+                resource.pop(unsupported, None)
+            resource["searchInclude"] = ["AuditEvent:agent"]
+    return statement
+
+
 def _store(request: Request) -> AuditStore:
     return request.app.state.audit_store
 

@@ -64,6 +64,8 @@ def _found(fhir: httpx.Client, resource_type: str, code: str, value: str) -> set
 
 def test_every_parameter_is_accepted_strictly(fhir: httpx.Client, stored_types: dict[str, list[Stored]],
                                               by_url: dict[str, dict[str, Any]], example_type: str) -> None:
+    if example_type == "AuditEvent":
+        pytest.skip("AuditEvent is served from the audit store with its own parameters (issue 13, tests/audit)")
     outcomes = [o for o in stored_types[example_type] if o.status in (200, 201)]
     refused = []
     for definition in parameters_of(example_type, by_url):
@@ -79,6 +81,8 @@ def test_every_parameter_is_accepted_strictly(fhir: httpx.Client, stored_types: 
 
 def test_each_kind_finds_the_right_examples(fhir: httpx.Client, stored_types: dict[str, list[Stored]],
                                             by_url: dict[str, dict[str, Any]], example_type: str) -> None:
+    if example_type == "AuditEvent":
+        pytest.skip("AuditEvent is served from the audit store with its own parameters (issue 13, tests/audit)")
     outcomes = [o for o in stored_types[example_type] if o.status in (200, 201)]
     examples = {str(o.id): {**o.sent, "id": o.id} for o in outcomes}
     checked: dict[str, int] = {}
