@@ -123,7 +123,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=httpx.Limits(**limits),
                                      headers=server.headers) as client:
             bench = Bench(server.base_url, server.root_url, server.mllp_port, loaded, client,
-                          mongo[server.database], mongo[server.database][SCRATCH_COLLECTION], bare.url)
+                          mongo[server.database], mongo[server.database][SCRATCH_COLLECTION], bare.url,
+                          data_dir=None if server.external_store else data_dir)
             for index, scale in enumerate(scales):
                 plan = datagen.Plan.for_scale(scale, loaded.documents)
                 step = await load(server.base_url, datagen.bundles(plan), args.load_concurrency,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,8 @@ class Bench:
     db: AsyncDatabase[dict[str, Any]]
     scratch: AsyncCollection[dict[str, Any]]
     bare_url: str | None
+    # The server's data dir: a scenario writing to its embedded store takes the server's writer gate there.
+    data_dir: Path | None = None
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     # Values a scenario computes once per scale (the deep page links).
     cache: dict[str, Any] = field(default_factory=dict)
