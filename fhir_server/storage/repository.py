@@ -645,7 +645,10 @@ class Repository:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
-        if current is None or current.keys != keys or current.patient != patient:
+        # Followers are written after what they follow (a transaction orders them so), so a new
+        # resource has none yet; one stored earlier naming a resource not yet there stays in no
+        # record, seen by its depositor alone, until that resource is next written.
+        if current is not None and (current.keys != keys or current.patient != patient):
             await self._follow_context(session, stored)
         # Deletions too: a rule may keep something in step with what is no longer there.
         for rule in self.write_rules.get(resource_type, []):
