@@ -32,7 +32,7 @@ LEASE_ID = "subscription-delivery"
 # The identity fields a delivery runs under. Not the purpose of use: an emergency access (BTG) is
 # one request's, never inherited by the notifications that follow it.
 CALLER_FIELDS = ("ins", "idnatps", "profession", "organization", "client_id", "role", "patient", "record_patient",
-                 "issuer")
+                 "issuer", "own_key")
 
 
 def caller_document(caller: Caller) -> dict[str, Any]:
@@ -42,8 +42,9 @@ def caller_document(caller: Caller) -> dict[str, Any]:
 
 def caller_of(document: dict[str, Any]) -> Caller:
     kind: Kind = document["kind"]
+    # A subscription stored before `own_key` was kept reads as not signed here (the safer way).
     return Caller(kind, document["id"], Scopes.parse(document["scopes"]),
-                  **{name: document.get(name) for name in CALLER_FIELDS})
+                  **{name: document.get(name) for name in CALLER_FIELDS if name in document})
 
 
 async def ensure(database: Database) -> None:
