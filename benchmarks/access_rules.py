@@ -403,13 +403,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  rules enforced: {checks['enforced']} ({checks})")
             for caller in args.callers:  # tokens verified, connections open, caches warm
                 await one_pass(client, caller, "warm-up", batch[:WARM_UP], tokens, args.concurrency, server, None)
+            # The callers take turns every few patients, not every few seconds: on shared cores the load
+            # changes within seconds, and each caller must meet it as often as the others.
+            step = len(SHAPES) * args.chunk
+            chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
             for round_number in range(args.rounds):
-                turn = round_number % len(args.callers)
-                order = args.callers[turn:] + args.callers[:turn]
-                for mode in MODES:
-                    for caller in order:
-                        await one_pass(client, caller, mode, batch, tokens,
-                                       1 if mode == "sequential" else args.concurrency, server, samples)
+                for index, chunk in enumerate(chunks):
+                    turn = (round_number + index) % len(args.callers)
+                    order = args.callers[turn:] + args.callers[:turn]
+                    for mode in MODES:
+                        for caller in order:
+                            await one_pass(client, caller, mode, chunk, tokens,
+                                           1 if mode == "sequential" else args.concurrency, server, samples)
                 print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
         figures = summary(samples, args.max_ratio, args.callers)
         server.stop()
@@ -421,7 +426,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
             "settings": {"patients": sizes.patients, "documents_per_patient": sizes.documents_per_patient,
                          "practitioners": sizes.practitioners, "searched": len(searched), "rounds": args.rounds,
-                         "concurrency": args.concurrency, "max_ratio": args.max_ratio, "callers": list(args.callers)},
+                         "concurrency": args.concurrency, "chunk": args.chunk, "max_ratio": args.max_ratio, "callers": list(args.callers)},
             "machine": machine,
             "load": {"documents": loaded.documents, "resources": loaded.resources + staff.resources,
                      "seconds": round(loaded.seconds, 1),
@@ -492,6 +497,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--searched", type=int, default=100, help="patients whose records are searched")
     parser.add_argument("--rounds", type=_positive, default=3, help="interleaved rounds of every caller")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight in the concurrent passes")
+    parser.add_argument("--chunk", type=_positive, default=4,
+                        help="patients searched by one caller before the next caller's turn")
     parser.add_argument("--callers", type=_callers, default=",".join(CALLERS),
                         help="who searches, platform among them (default %(default)s)")
     parser.add_argument("--explain-patients", type=int, default=5,

@@ -26,6 +26,7 @@ from benchmarks.profile import Profiler, hot_spots
 from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_BARE, FRONT_SERVER, Bench, Scenario
 from benchmarks.server import Server
+from fhir_server.storage.gate import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
 # The store-insert limit writes here. A collection, not a database: the embedded store does not keep
@@ -124,7 +125,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                      headers=server.headers) as client:
             bench = Bench(server.base_url, server.root_url, server.mllp_port, loaded, client,
                           mongo[server.database], mongo[server.database][SCRATCH_COLLECTION], bare.url,
-                          data_dir=None if server.external_store else data_dir)
+                          Gate(enabled=server.external_store is None, lock_dir=data_dir))
             for index, scale in enumerate(scales):
                 plan = datagen.Plan.for_scale(scale, loaded.documents)
                 step = await load(server.base_url, datagen.bundles(plan), args.load_concurrency,

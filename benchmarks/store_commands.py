@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
 from contextvars import ContextVar
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,24 +26,25 @@ from fhir_server.storage.embedded import EmbeddedStore
 
 # The base URL of the in-process application: tokens are minted for this audience.
 BASE_URL = "http://testserver/fhir"
-# Set around the measured request: commands started in its context (and tasks it spawns) count.
-MEASURED: ContextVar[bool] = ContextVar("measured", default=False)
 # Connection upkeep, not work done for the request.
 UPKEEP = frozenset({"hello", "isMaster", "ismaster", "ping", "endSessions", "buildInfo"})
 
 
+# Set around each measured request only: a context variable, so the commands of the application's
+# background tasks (the outbox dispatcher, the subscription worker, the client registry's reloads),
+# which run in contexts of their own, are never counted as the request's.
+ARMED: ContextVar[bool] = ContextVar("store_commands_armed", default=False)
+
+
 @dataclass
 class CommandLog(monitoring.CommandListener):
-    """Every command sent while armed: (name, collection, milliseconds)."""
+    """Every command the measured request sends: (name, collection, milliseconds)."""
 
-    armed: bool = False
     commands: list[tuple[str, str, float]] = field(default_factory=list)
     _pending: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        # Only the request's own commands: the server's background tasks (outbox dispatcher, mail
-        # worker) run in contexts of their own, where MEASURED is unset.
-        if self.armed and MEASURED.get() and event.command_name not in UPKEEP:
+        if ARMED.get() and event.command_name not in UPKEEP:
             self._pending[event.request_id] = (event.command_name, str(event.command.get(event.command_name, "")))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -85,13 +86,11 @@ async def profile(client: httpx.AsyncClient, requests: Iterable[tuple[str, dict[
     for _ in range(repeat):
         for url, headers in requests:
             LOG.commands.clear()
-            LOG.armed = True
-            token = MEASURED.set(True)
+            armed = ARMED.set(True)
             started = time.perf_counter()
             response = await client.get(url, headers=headers)
             latencies.append(time.perf_counter() - started)
-            MEASURED.reset(token)
-            LOG.armed = False
+            ARMED.reset(armed)
             if response.status_code != 200:
                 raise RuntimeError(f"{url} -> {response.status_code}: {response.text[:200]}")
             count += 1

@@ -18,6 +18,12 @@ from fhir_server.api import (
     system_routes,
     type_routes,
 )
+from fhir_server.audit import hooks as audit_hooks
+from fhir_server.audit import routes as audit_routes
+from fhir_server.audit.middleware import AuditTrail
+from fhir_server.audit.mllp import audited
+from fhir_server.audit.store import AuditStore
+from fhir_server.audit.writer import AuditWriter
 from fhir_server.config import Settings
 from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
@@ -33,7 +39,7 @@ from fhir_server.search.fields import ix_field
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
-from fhir_server.access import opposition, patient_entries, patient_scope, records, rules
+from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -45,6 +51,8 @@ from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions import wiring as subscriptions
+from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
 from fhir_server.write_rules import register_write_rules
@@ -128,15 +136,24 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
+    # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
+    insurer.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
+    # The audit sees the records named before any rule refuses, and the versions every rule let through.
+    audit_hooks.register_first(hooks)
+    audit_hooks.register_last(hooks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
+        app.state.audit_store = AuditStore.beside(repository.database, settings.audit_database)
+        await app.state.audit_store.ensure()
+        app.state.audit_writer = AuditWriter(app.state.audit_store, settings.audit_group_ms / 1000,
+                                             settings.audit_group_max)
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
@@ -150,6 +167,8 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
+        # Its after-commit hook is registered before the dispatcher is made.
+        delivery = await subscriptions.start(repository, settings, clients.disabled)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
@@ -162,14 +181,16 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
                                          OPERATIONS, IMPLEMENTATION_GUIDES, INSTANTIATES)
 
         def statement(base: str) -> dict[str, Any]:
-            return capabilities.statement(base, auth_routes.capability_security(base))
+            return subscriptions.advertise(capabilities.statement(base, auth_routes.capability_security(base)), base)
 
         app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
             senders = MllpSenders.from_environment(clients)
+            handler = senders.handler(repository, app.state.search)
             mllp = await start_mllp_server(settings.host, settings.mllp_port,
-                                           senders.handler(repository, app.state.search), tls=settings.mllp_tls())
+                                           audited(handler, senders.caller, app.state.audit_writer),
+                                           tls=settings.mllp_tls())
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
@@ -181,13 +202,21 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             await notifications.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await delivery.stop()
+            await app.state.audit_writer.close()
             await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
     app.add_middleware(Authentication)
+    # Outside authentication (added later, so it wraps it): it audits refused tokens too.
+    if not settings.bench_without_audit:
+        app.add_middleware(AuditTrail)
     app.include_router(auth_routes.router)
+    # Before the generic type routes: AuditEvent is served from the audit store.
+    app.include_router(audit_routes.router)
+    app.include_router(subscription_socket)
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)

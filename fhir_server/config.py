@@ -24,6 +24,16 @@ class Settings:
     mongodb_url: str | None = field(default_factory=lambda: os.environ.get("MONGODB_URL") or None)
     database: str = field(default_factory=lambda: os.environ.get("FHIR_DATABASE", "fhir"))
     mllp_port: int | None = None
+    # The database of the same MongoDB the audit trail goes to (FHIR_AUDIT_DATABASE); unset: `database` + "_audit".
+    audit_database: str | None = field(default_factory=lambda: os.environ.get("FHIR_AUDIT_DATABASE") or None)
+    # Group commit of the audit trail: how long the first waiting event waits for others
+    # (FHIR_AUDIT_GROUP_MS), and how many events end the wait at once (FHIR_AUDIT_GROUP_MAX).
+    audit_group_ms: float = field(default_factory=lambda: float(os.environ.get("FHIR_AUDIT_GROUP_MS") or 1))
+    audit_group_max: int = field(default_factory=lambda: _env_int("FHIR_AUDIT_GROUP_MAX", 64))
+    # Bench-only (benchmarks/audit_cost.py's control run): FHIR_BENCH_WITHOUT_AUDIT=1 serves without
+    # the audit trail, which the law forbids in any real use.
+    bench_without_audit: bool = field(
+        default_factory=lambda: os.environ.get("FHIR_BENCH_WITHOUT_AUDIT", "") == "1")
     max_body_bytes: int = field(default_factory=lambda: _env_int("FHIR_MAX_BODY_BYTES", 64 * 1024 * 1024))
     # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT).
     default_count: int = field(default_factory=lambda: _env_int("FHIR_DEFAULT_COUNT", 20))
@@ -35,6 +45,13 @@ class Settings:
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
+
+    # Subscriptions (fhir_server.subscriptions.delivery): the first retry of a failed notification
+    # waits this long, each next one twice as long (at most 5 minutes); after this many failures in
+    # a row the Subscription's status is `error`; an endpoint has this long to answer.
+    subscription_retry_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_RETRY_MS", 1000))
+    subscription_error_after: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_ERROR_AFTER", 5))
+    subscription_timeout_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_TIMEOUT_MS", 10000))
 
     # A document both masked to professionals (MASQUE_PS) and invisible to the patient (INVISIBLE_PATIENT)
     # is refused unless this is on (FHIR_ALLOW_MASKED_INVISIBLE=1): nobody but its author would see it.
@@ -53,6 +70,11 @@ class Settings:
     # How often the documents that have just become visible to their patient are looked for.
     visibility_scan_seconds: float = field(
         default_factory=lambda: float(os.environ.get("FHIR_VISIBILITY_SCAN_SECONDS") or 3600))
+
+    # How often the author of advance directives is reminded that they exist (CSP R.1111-19:
+    # "un rappel de leur existence est régulièrement adressé à leur auteur"; issue 23: yearly).
+    directive_reminder_days: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_DIRECTIVE_REMINDER_DAYS") or 365))
 
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None

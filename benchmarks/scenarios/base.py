@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from benchmarks.load import FHIR_JSON, Loaded
+from fhir_server.storage.gate import Gate
 from benchmarks.measure import NotAvailable, Operation
 
 JSON_HEADERS = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
@@ -30,8 +30,9 @@ class Bench:
     db: AsyncDatabase[dict[str, Any]]
     scratch: AsyncCollection[dict[str, Any]]
     bare_url: str | None
-    # The server's data dir: a scenario writing to its embedded store takes the server's writer gate there.
-    data_dir: Path | None = None
+    # The server's writer gate (its file locks in the data dir): a scenario writing to the store
+    # itself takes it, as every process sharing an embedded store must (../shared/DECISIONS.md).
+    gate: Gate
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     # Values a scenario computes once per scale (the deep page links).
     cache: dict[str, Any] = field(default_factory=dict)

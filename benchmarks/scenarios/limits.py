@@ -9,7 +9,6 @@ from typing import Any
 from benchmarks.measure import Operation
 from benchmarks.scenarios.base import FRONT_BARE, FRONT_NONE, JSON_HEADERS, Bench, Scenario, expect
 from benchmarks.scenarios.search import patient_and_type, type_key
-from fhir_server.storage.gate import Gate
 
 
 async def store_read(bench: Bench) -> Operation:
@@ -43,10 +42,8 @@ async def store_insert(bench: Bench) -> Operation:
         if spec["key"] != [("_id", 1)]:
             await current.create_index(spec["key"], name=f"i_{bench.scratch.name}_{n}")
     await history.create_index([("rid", 1)], name=f"i_{bench.scratch.name}_rid")
-    # One writer at a time, with the server too (fhir_server.storage.gate, file locks in its data
-    # dir): the embedded store's transactions fail when they interleave, and the server writes in
-    # the background (the outbox dispatcher, the mail worker's lease).
-    gate = Gate(enabled=bench.data_dir is not None, lock_dir=bench.data_dir)
+    # One writer at a time with the server too (its gate): the embedded store's transactions fail
+    # when they interleave, and the server writes in the background (outbox, subscriptions).
 
     async def operation(i: int) -> None:
         rid = f"bench-{time.time_ns()}-{i}"
@@ -54,7 +51,7 @@ async def store_insert(bench: Bench) -> Operation:
         entry = {"_id": f"{doc['ts']}|DocumentReference/{rid}/1", "rt": "DocumentReference",
                  "rid": f"DocumentReference/{rid}", "vid": 1, "ts": doc["ts"], "del": False, "method": "POST",
                  "res": doc["res"]}
-        async with gate.write(exclude_readers=False), bench.db.client.start_session() as session:
+        async with bench.gate.write(exclude_readers=False), bench.db.client.start_session() as session:
             async with await session.start_transaction():
                 await current.insert_one(doc, session=session)
                 await history.insert_one(entry, session=session)

@@ -25,7 +25,7 @@ import orjson
 
 from fhir_server.access.record_keys import depositor
 from fhir_server.access.records import REPRESENTATIVE_ROLES, representative_link
-from fhir_server.access.rules import _unrestricted
+from fhir_server.access.rules import unrestricted
 from fhir_server.errors import FhirError
 from fhir_server.file_signatures import media_type
 from fhir_server.security.callers import Caller
@@ -191,7 +191,7 @@ async def _own_context(check: RecordWriteCheck) -> None:
 def record_write(limit: int) -> RecordWrite:
     async def check(check: RecordWriteCheck) -> None:
         caller = check.caller
-        if _unrestricted(caller):
+        if unrestricted(caller):
             return
         # Representatives open the represented person's record (records.represents): written, changed
         # into one, or deleted.

@@ -48,7 +48,7 @@ PATIENT_CHOICES = ("Patient", "Consent")
 MAX_RECORDS = 1000
 
 
-def _unrestricted(caller: Caller) -> bool:
+def unrestricted(caller: Caller) -> bool:
     """The platform itself, and a system client of no organisation and no role (a local tool with
     the server's key), read everything: audited as such (docs/ACCESS-RULES.md). A client with a
     role (the insurer) is a depositor like a hospital."""
@@ -196,7 +196,7 @@ async def _patient_mode(reader: Reader, caller: Caller, patient_id: str | None) 
 
 
 async def open_records(caller: Caller, reader: Reader, patients: list[str] | None) -> ScopeFilter | None:
-    if _unrestricted(caller):
+    if unrestricted(caller):
         return None
     if caller.kind == "patient":
         # One record only, whatever the interaction names: another one's resources are not matched.
@@ -273,7 +273,7 @@ async def check_record(check: RecordWriteCheck) -> None:
     if check.patient is None:
         return
     record = await load(check.reader, check.patient)
-    if _unrestricted(caller):
+    if unrestricted(caller):
         # The law binds the platform too: nothing is stored for an opposed person, nothing more
         # deposited in a closed record; the platform may still set the record's own status.
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:

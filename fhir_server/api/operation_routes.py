@@ -6,14 +6,21 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.api.authentication import permit
+from fhir_server.api.authentication import permit, require_system
 from fhir_server.api.body import resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.instance_routes import repository
+from fhir_server.api.negotiation import media_type
 from fhir_server.api.responses import fhir_response
 from fhir_server.api.type_routes import run_search
 from fhir_server.interactions import read as reading
+from fhir_server.errors import FhirError
 from fhir_server.operations import record_areas, validate
+from fhir_server.operations.bulk_import import NDJSON_TYPES, Importer, ndjson_lines
+from fhir_server.security.server_keys import server_secret
+
+# The secret the import keys its resource ids with (fhir_server.operations.bulk_import).
+IMPORT_KEY = "import-ids"
 
 router = APIRouter()
 
@@ -40,3 +47,27 @@ async def advance_directives(request: Request, patient_id: str) -> Response:
     await reading.read(repository(request), request_caller(request), "Patient", patient_id)
     area = record_areas.area("advance-directives")
     return await run_search(request, area.resource_type, area.search(patient_id, request.query_params.multi_items()))
+
+
+@router.post("/fhir/$import")
+async def bulk_import(request: Request) -> Response:
+    """FHIR NDJSON in the body, each line written as its create would be; the answer counts them."""
+    require_system(request, "$import")
+    if media_type(request.headers.get("content-type")) not in NDJSON_TYPES:
+        raise FhirError(415, "not-supported", f"$import takes FHIR NDJSON ({NDJSON_TYPES[0]}), one resource a line")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise FhirError(415, "not-supported", f"Content-Encoding '{encoding}' is not supported; send gzip or none")
+    repo = repository(request)
+    key_dir = request.app.state.settings.data_dir if repo.database.capabilities.embedded else None
+    secret = await server_secret(IMPORT_KEY, data_dir=key_dir, db=repo.database.db)
+    importer = Importer(repo, request_caller(request), request.app.state.scope_matcher, secret)
+    lines = ndjson_lines(request.stream(), encoding == "gzip", request.app.state.settings.max_body_bytes)
+    try:
+        summary = await importer.run(lines)
+    except FhirError as exc:
+        # The body broke off: what came before it is stored, and the answer says so.
+        return fhir_response(request, importer.summary.outcome(exc), status=exc.status)
+    if summary.lines == 0:
+        raise FhirError(400, "structure", "The body holds no resource")
+    return fhir_response(request, summary.outcome())

@@ -36,7 +36,8 @@ from fhir_server.storage.database import JOB_MARKS
 from fhir_server.storage.documents import Stored, from_current, from_history
 from fhir_server.storage.leases import Lease
 from fhir_server.storage.repository import Repository
-from fhir_server.timefmt import instant, now, now_instant
+from fhir_server.operations.record_areas import area
+from fhir_server.timefmt import instant, now, now_instant, parse_instant
 
 log = logging.getLogger("fhir_server.notifications")
 LEASE_ID = "mail"
@@ -47,6 +48,8 @@ LEASE_SECONDS = 30.0
 POLL_SECONDS = 2.0
 BATCH = 50
 SCAN_MARK = "visibility-scan"
+# Advance directives reminded per scan, at most (a scan runs every FHIR_VISIBILITY_SCAN_SECONDS).
+MAX_DIRECTIVES = 100_000
 ADULT_AGE = 18
 
 
@@ -106,6 +109,7 @@ class Notifications:
         self.transport = Transport(settings.smtp_url, settings.data_dir)
         self.sender = settings.mail_from
         self.scan_seconds = settings.visibility_scan_seconds
+        self.reminder_days = settings.directive_reminder_days
         self.owner = uuid.uuid4().hex
         self._repository: Repository | None = None
         self._queue: MailQueue | None = None
@@ -313,10 +317,44 @@ class Notifications:
                 document = from_current("DocumentReference", doc)
                 if self._visible_now(document):
                     await self._document_available(document)
+        await self._remind_directives()
         # Only once every document found is queued: a crash before this scans the same span again,
         # and the queue's keys keep each message single.
         async with self.repository.database.gate.write(exclude_readers=False):
             await marks.replace_one({"_id": SCAN_MARK}, {"_id": SCAN_MARK, "upto": upto}, upsert=True)
+
+    async def _remind_directives(self) -> None:
+        """Advance directives remind their author that they exist, once per `reminder_days` since
+        their last version (CSP R.1111-19); the queue's key (document, version, period) keeps each
+        reminder single however often the scan runs."""
+        directives = area("advance-directives")
+        ids = await self.repository.ids(directives.resource_type, list(directives.criteria), None, MAX_DIRECTIVES)
+        today = parse_instant(now_instant())
+        for document_id in ids:
+            document = await self._current(directives.resource_type, document_id)
+            if document is None or document.resource is None or document.patient is None:
+                continue
+            periods = int((today - parse_instant(document.last_updated)).days // self.reminder_days)
+            if periods < 1:
+                continue
+            patient = await self._current("Patient", document.patient)
+            if patient is None:
+                continue
+            values = {"title": _title(document.resource), "date": _day(document.resource.get("date")
+                                                                         or document.last_updated)}
+            key = f"directive/{document.id}/{document.version}/{periods}"
+            await self._tell(key, "advance-directive-reminder", values, await self._author_emails(document, patient),
+                             f"author of DocumentReference/{document.id}")
+
+    async def _author_emails(self, document: Stored, patient: Stored) -> list[str]:
+        """The directive's author: a professional who wrote it with the patient, else the patient."""
+        emails: list[str] = []
+        for author in (document.resource or {}).get("author") or []:
+            reference = (author or {}).get("reference") or ""
+            if reference.startswith("Practitioner/"):
+                for practitioner in await self._practitioners(reference):
+                    emails += _emails(practitioner.resource)
+        return emails or _emails(patient.resource)
 
     async def _send_due(self) -> None:
         for job in await self.queue.due(BATCH):

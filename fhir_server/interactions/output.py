@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fhir_server.audit import trace
 from fhir_server.errors import not_found
 from fhir_server.security.callers import Caller
 from fhir_server.shaping import shape
@@ -31,6 +32,7 @@ async def outgoing(repository: Repository, caller: Caller, stored: Stored, *, su
     shown = repository.hooks.shown(caller, resource)
     if shown is None:
         return None
+    trace.returned(stored.resource_type, stored.id, stored.patient)
     return shape(shown, summary, list(elements)) if summary or elements else shown
 
 

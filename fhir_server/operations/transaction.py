@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from fhir_server.audit import hooks as audit_hooks
+from fhir_server.audit import trace
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.interactions import read as reading
@@ -98,6 +100,7 @@ class BundleProcessor:
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
+        trace.bundle(kind)
         if kind == "transaction":
             return await self.transaction(entries)
         return await self.batch(entries)
@@ -125,6 +128,9 @@ class BundleProcessor:
     async def _prepare(self, entry: Entry) -> Prepared:
         prepared = Prepared(entry)
         self.repo.check_type(entry.resource_type)
+        if entry.resource_type == audit_hooks.APPEND_ONLY and entry.method != "GET":
+            # Even one that would change nothing (a DELETE of no event) says what the trail allows.
+            raise audit_hooks.append_only()
         self._authorize(entry)
         if entry.method in ("POST", "PUT"):
             try:

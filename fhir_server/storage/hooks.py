@@ -15,10 +15,12 @@
 - before write (`Hooks.check_write`): every resource a caller writes, before any store work;
   validation is registered here. Called from `Repository.prepare`.
 - record keys (`Hooks.keys`): the scalar keys each version carries next to `pat` (who deposited it,
-  its visibility), which the search filter's conditions compare. Called from `Repository._write`.
+  its visibility), which the search filter's conditions compare. Called from `Repository._write`
+  (and `Repository._stage`, see record write).
 - record write (`Hooks.check_record`): every version a caller writes or deletes, with the patient
   whose record it goes to (`pat`), before it is stored, inside its transaction. Called from
-  `Repository._write`, the one place `pat` is computed.
+  `Repository._write`, the one place `pat` is computed, and from `Repository._stage`, the same
+  steps for many resources at once (`write_many`, the NDJSON import).
 - after commit (`Hooks.committed`): every outbox event, in commit order per patient, after its
   transaction committed, at least once. Called from `events.dispatcher.Dispatcher`.
 

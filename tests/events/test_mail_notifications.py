@@ -342,3 +342,34 @@ def test_unusable_mail_settings_stop_the_start_with_a_message(tmp_path: Path, se
     with pytest.raises(RuntimeError) as failed:
         server.start(timeout=30)
     assert next(iter(setting)) in str(failed.value)
+
+
+def test_advance_directives_remind_their_author_once_a_year(tmp_path: Path) -> None:
+    """CSP R.1111-19: a reminder of their existence is regularly sent to their author; issue 23:
+    yearly by default. Nothing before the year has passed, one after it, not two."""
+    controller, mailbox = smtp_server(free_port())
+    env = {"FHIR_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}", "FHIR_VISIBILITY_SCAN_SECONDS": "1"}
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    world = open_world(server)
+    try:
+        patient_id = patient(world, "dana")
+        world.create({"resourceType": "DocumentReference", "status": "current",
+                      "type": {"coding": [{"system": "http://loinc.org", "code": "42348-3"}]},
+                      "subject": {"reference": f"Patient/{patient_id}"},
+                      "author": [{"reference": f"Patient/{patient_id}"}], "date": "2026-01-15T10:00:00+01:00",
+                      "content": [{"attachment": {"contentType": "application/pdf", "url": "http://example.org/dana.pdf",
+                                                  "title": "Directives anticipées"}}]})
+        # The deposit's own e-mail first: after it, a scan has had its chance to remind too early.
+        wait_for(lambda: mailbox.to(address(world, "dana")))
+        time.sleep(3)
+        assert [m for m in mailbox.to(address(world, "dana")) if "Rappel" in m["Subject"]] == []
+        # A year and a day later.
+        server = restarted(server, {**env, "FHIR_CLOCK_OFFSET_DAYS": "366"})
+        [reminder] = wait_for(lambda: [m for m in mailbox.to(address(world, "dana")) if "Rappel" in m["Subject"]])
+        assert "directives anticipées" in reminder["Subject"]
+        time.sleep(3)
+        assert len([m for m in mailbox.to(address(world, "dana")) if "Rappel" in m["Subject"]]) == 1
+    finally:
+        world.http.close()
+        server.stop()
+        controller.stop()

@@ -90,7 +90,7 @@ def eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped
 @pytest.mark.parametrize("kind", ["RSA", "EC"])
 def test_a_registered_client_gets_a_token_and_uses_it(server: ServerProcess, tmp_path: Path, kind: str) -> None:
     key, jwks, kid = key_pair(tmp_path, kind)
-    client_id = register(server, jwks, "system/Patient.cruds system/Observation.rs", "--role", "insurer")
+    client_id = register(server, jwks, "system/Patient.cruds system/Observation.rs", "--role", "laboratory")
     response = exchange(server, client_id, key, kid, "system/Patient.cr system/Observation.rs system/Encounter.r")
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -99,7 +99,7 @@ def test_a_registered_client_gets_a_token_and_uses_it(server: ServerProcess, tmp
     assert answer["scope"] == "system/Patient.cr system/Observation.rs"
     access = answer["access_token"]
     got = jwt.decode(access, options={"verify_signature": False})
-    assert (got["client_id"], got["SubjectOrganization"], got["role"]) == (client_id, "123456789", "insurer")
+    assert (got["client_id"], got["SubjectOrganization"], got["role"]) == (client_id, "123456789", "laboratory")
     created = server.post(f"{server.base_url}/Patient", json={"resourceType": "Patient"},
                           headers={**bearer(access), "Content-Type": "application/fhir+json"})
     assert created.status_code == 201, created.text
