@@ -102,8 +102,8 @@ def _refuse(message: str) -> FhirError:
 
 
 async def _emergency(reader: Reader, caller: Caller, record: Record) -> None:
-    """Emergency access is recorded in the outbox, for the audit trail and to tell the patient and
-    their médecin traitant (issue 13 delivers it)."""
+    """Emergency access is recorded in the outbox, so the patient and their médecin traitant are
+    told (fhir_server.events.notifications); the audit trail flags the access itself."""
     stamp = now_instant()
     event = {"_id": f"{instant(stamp)}|emergency/{record.patient_id}/{caller.id}", "kind": "emergency-access",
              "pat": record.patient_id, "ts": instant(stamp), "doctors": sorted(record.doctors),
