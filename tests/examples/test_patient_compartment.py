@@ -41,7 +41,9 @@ def membership(stored: dict[str, Stored]) -> dict[str, set[tuple[str, str]]]:
             by_type.setdefault(base, {})[definition["code"]] = definition
     members: dict[str, set[tuple[str, str]]] = {}
     for outcome in stored.values():
-        if outcome.status not in (200, 201):
+        # AuditEvents live in the audit store, read through their own route and rules (issue 13,
+        # docs/DECISIONS.md "Traces and notifications"), not through the clinical compartment.
+        if outcome.status not in (200, 201) or outcome.example.type == "AuditEvent":
             continue
         resource = {**outcome.sent, "id": outcome.id}
         patients = _patients_named(resource, params.get(outcome.example.type, []), by_type.get(outcome.example.type, {}))
