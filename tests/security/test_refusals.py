@@ -73,6 +73,13 @@ def calls(existing: dict[str, Any]) -> dict[str, Call]:
         "$validate": Call("POST", "/fhir/Patient/$validate", new),
         "instance $validate": Call("POST", f"/fhir/Patient/{pid}/$validate", body),
         "$advance-directives": Call("GET", f"/fhir/Patient/{pid}/$advance-directives"),
+        "AuditEvent search": Call("GET", f"/fhir/AuditEvent?patient=Patient/{pid}"),
+        "AuditEvent create": Call("POST", "/fhir/AuditEvent", json.dumps({
+            "resourceType": "AuditEvent", "type": {"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                                   "code": "110110"},
+            "recorded": "2026-12-05T10:00:00Z", "agent": [{"requestor": True, "who": {"display": "test"}}],
+            "source": {"observer": {"display": "test"}}}).encode()),
+        "$import": Call("POST", "/fhir/$import", new, "application/fhir+ndjson"),
         "ingest CDA": Call("POST", "/ingest/cda", fixture("cda_imaging_report.xml"), "application/hl7-cda+xml"),
         "ingest HL7 v2": Call("POST", "/ingest/hl7v2", fixture("adt_a28.hl7"), "x-application/hl7-v2+er7"),
         "unknown path": Call("GET", "/fhir/Patient/x/y/z"),
@@ -135,6 +142,11 @@ def test_a_token_lacking_the_scope_answers_403(server: ServerProcess, existing: 
         [entry] = response.json()["entry"]
         assert entry["response"]["status"] == "403"
         assert entry["response"]["outcome"]["issue"][0]["code"] == "forbidden"
+        return
+    if name == "$import":
+        # Lines are decided one by one, like batch entries: the line is refused, nothing stored.
+        assert response.status_code == 200, response.text
+        assert [i["code"] for i in response.json()["issue"][1:]] == ["forbidden"], response.text
         return
     assert response.status_code == 403, f"{name}: {response.status_code} {response.text[:300]}"
     assert response.json()["issue"][0]["code"] == "forbidden"
