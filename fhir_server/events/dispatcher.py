@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 
 from pymongo.errors import PyMongoError
@@ -35,7 +34,6 @@ class Dispatcher:
         self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._renewed = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
@@ -53,7 +51,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             pass
         try:
-            await self.store.release(self.owner)
+            await self.store.lease.release(self.owner)
         except PyMongoError as exc:
             log.warning("outbox lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
 
@@ -71,13 +69,11 @@ class Dispatcher:
                 pass
 
     async def _hold_lease(self) -> bool:
-        held = await self.store.hold_lease(self.owner, LEASE_SECONDS)
-        self._renewed = time.monotonic() if held else 0.0
-        return held
+        return await self.store.lease.hold(self.owner, LEASE_SECONDS)
 
     async def _still_held(self) -> bool:
         """Renewed once half of it has run, so slow deliveries never outlast the lease."""
-        return time.monotonic() - self._renewed < LEASE_SECONDS / 2 or await self._hold_lease()
+        return self.store.lease.fresh(LEASE_SECONDS / 2) or await self._hold_lease()
 
     async def _drain(self) -> None:
         while True:

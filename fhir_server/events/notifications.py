@@ -116,7 +116,6 @@ class Notifications:
         self._lease: Lease | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._renewed = 0.0
         self._next_scan = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -294,14 +293,14 @@ class Notifications:
     async def _hold_lease(self) -> bool:
         assert self._lease is not None
         held = await self._lease.hold(self.owner, LEASE_SECONDS)
-        self._renewed = time.monotonic() if held else 0.0
         if not held:
             # Whoever holds it scans; if this process takes it over later, it scans at once.
             self._next_scan = 0.0
         return held
 
     async def _still_held(self) -> bool:
-        return time.monotonic() - self._renewed < LEASE_SECONDS / 3 or await self._hold_lease()
+        assert self._lease is not None
+        return self._lease.fresh(LEASE_SECONDS / 3) or await self._hold_lease()
 
     async def _scan(self) -> None:
         """Queue the documents whose INVISIBLE_PATIENT month ended since the last scan. The first

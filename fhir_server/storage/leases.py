@@ -7,6 +7,7 @@ which every store compares exactly.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -20,9 +21,24 @@ class Lease:
         self.database = database
         self.leases = database.collection(LEASES)
         self.lease_id = lease_id
+        # When this process last took or renewed it (monotonic), 0 when it does not hold it; one
+        # renewal at a time, however many of the worker's tasks ask.
+        self._renewed = 0.0
+        self._renewing = asyncio.Lock()
+
+    def fresh(self, within: float) -> bool:
+        """Whether this process renewed the lease less than `within` seconds ago: held without
+        asking the store, which workers renew once part of the lease has run."""
+        return time.monotonic() - self._renewed < within
 
     async def hold(self, owner: str, seconds: float) -> bool:
         """Take or renew the lease for `seconds`; False while another live owner holds it."""
+        async with self._renewing:
+            held = await self._take(owner, seconds)
+            self._renewed = time.monotonic() if held else 0.0
+            return held
+
+    async def _take(self, owner: str, seconds: float) -> bool:
         now = time.time()
         async with self.database.gate.read():
             lease = await self.leases.find_one({"_id": self.lease_id})

@@ -73,10 +73,3 @@ class OutboxStore:
                 await self.events.delete_one({"_id": event_id}, session=session)
 
         await self.database.in_transaction(remove)
-
-    async def hold_lease(self, owner: str, seconds: float) -> bool:
-        """Take or renew the dispatch lease for `seconds`; False while another live owner holds it."""
-        return await self.lease.hold(owner, seconds)
-
-    async def release(self, owner: str) -> None:
-        await self.lease.release(owner)

@@ -91,8 +91,6 @@ class DeliveryWorker:
         self.timeout = settings.subscription_timeout_ms / 1000
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._renewed = 0.0
-        self._renewing = asyncio.Lock()
         self._purged = 0.0
         self._http: httpx.AsyncClient | None = None
 
@@ -133,14 +131,11 @@ class DeliveryWorker:
                 pass
 
     async def _hold_lease(self) -> bool:
-        async with self._renewing:
-            held = await self.lease.hold(self.owner, LEASE_SECONDS)
-            self._renewed = time.monotonic() if held else 0.0
-            return held
+        return await self.lease.hold(self.owner, LEASE_SECONDS)
 
     async def _still_held(self) -> bool:
         """Renewed once half of it has run, so a long backlog never outlasts the lease."""
-        return time.monotonic() - self._renewed < LEASE_SECONDS / 2 or await self._hold_lease()
+        return self.lease.fresh(LEASE_SECONDS / 2) or await self._hold_lease()
 
     async def _round(self) -> None:
         async with self.database.gate.read():
