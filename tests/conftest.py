@@ -12,7 +12,14 @@ import pytest
 
 from tests import store_pool
 from tests.mutation import keep_selected
-from tests.server_process import IN_PROCESS, InProcessServer, RemoteServer, ServerProcess, dedicated_server
+from tests.server_process import (
+    IN_PROCESS,
+    SESSION_WORKERS,
+    InProcessServer,
+    RemoteServer,
+    ServerProcess,
+    dedicated_server,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
             yield pooled
             pooled.stop()
         return
-    process = dedicated_server(tmp_path_factory.mktemp("store") / "data").start()
+    process = dedicated_server(tmp_path_factory.mktemp("store") / "data", workers=SESSION_WORKERS).start()
     yield process
     process.stop()
 
