@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,7 +31,7 @@ from fhir_server.storage.claims import CLAIMS, claim_key
 from tests.hl7v2.test_intake_store import personalised
 from tests.security.test_clients import clients, exchange, key_pair, register
 from tests.security.tokens import bearer
-from tests.server_process import IN_PROCESS, ServerProcess
+from tests.server_process import IN_PROCESS, ServerProcess, free_port
 
 pytestmark = pytest.mark.skipif(IN_PROCESS, reason="workers are processes of `fhir-server serve`")
 
@@ -279,3 +282,37 @@ def test_a_conditional_create_claims_its_criteria_in_the_store(server: ServerPro
         assert claimed is not None and claimed["n"] == 1, "the second create found the first: nothing to claim"
     finally:
         store.close()
+
+
+def test_ready_is_said_once_every_worker_serves(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "3",
+                                "--data-dir", str(tmp_path / "data"), "--log-level", "info"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        started = 0
+        for line in process.stderr:
+            started += "Application startup complete" in line
+            if "ready: FHIR R4 at" in line:
+                break
+        else:
+            pytest.fail("the server never said ready")
+        assert started == 3, "ready before every worker had started"
+        assert httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        assert process.wait(timeout=40) == 0
+
+
+@pytest.mark.parametrize("which", ["http", "mllp"])
+def test_a_port_in_use_is_still_one_line_with_workers(tmp_path: Path, which: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = ["--port", str(port)] if which == "http" else ["--port", str(free_port()), "--mllp-port", str(port)]
+        result = subprocess.run([sys.executable, "-m", "fhir_server.cli", "serve", "--workers", "4", *ports,
+                                 "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"fhir-server: cannot listen on 127.0.0.1:{port}: Address already in use\n"
