@@ -316,3 +316,22 @@ def test_a_port_in_use_is_still_one_line_with_workers(tmp_path: Path, which: str
                                  "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == f"fhir-server: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+@pytest.mark.parametrize("route", ["rest", "transaction"])
+def test_a_conditional_update_that_creates_claims_its_criteria(server: ServerProcess, unique: str, route: str) -> None:
+    criteria = f"identifier=urn:oid:1.2.250.1.999.28|{route}{unique}"
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.999.28", "value": f"{route}{unique}"}]}
+    if route == "rest":
+        answer = server.request("PUT", f"{server.base_url}/Patient?{criteria}", json=body,
+                                headers={"Content-Type": FHIR_JSON})
+    else:
+        answer = server.post(server.base_url, headers={"Content-Type": FHIR_JSON}, json={
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": body, "request": {"method": "PUT", "url": f"Patient?{criteria}"}}]})
+    assert answer.status_code in (200, 201), answer.text
+    store: MongoClient[dict] = MongoClient((server.data_dir / "embedded-store.url").read_text().strip())
+    try:
+        assert store["fhir"][CLAIMS].find_one({"_id": claim_key("Patient", criteria)}) is not None
+    finally:
+        store.close()
