@@ -19,6 +19,7 @@ from fhir_server.config import Settings
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
+from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.events.mail import MailSettingsInvalid
 
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    mongo_setup.add_arguments(commands)
     return parser
 
 
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "mongo-setup":
+        return mongo_setup.run(args)
     return serve(args)
 
 
