@@ -206,8 +206,9 @@ def run(args: argparse.Namespace) -> int:
     except (StoreUnavailable, SetupRefused) as exc:
         print(f"fhir-server mongo-setup: {exc}", file=sys.stderr)
     except PyMongoError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"fhir-server mongo-setup: the store refused: {exc.__class__.__name__}: {first}", file=sys.stderr)
+        # Reading what the store has (listIndexes, config.collections) failed: no command was sent.
+        first = (str(exc).splitlines() or [""])[0]
+        print(f"fhir-server mongo-setup: the store did not answer: {exc.__class__.__name__}: {first}", file=sys.stderr)
     return 1
 
 
@@ -233,17 +234,20 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         mongos = (await database.client.admin.command("hello")).get("msg") == MONGOS
         plan = wanted(settings, database.capabilities, sharded=mongos)
         what = ("a mongos" if mongos else "the embedded store" if database.capabilities.embedded else "MongoDB")
-        # On the embedded store, as the server's own writers: nothing else writes while indexes are built.
-        async with database.gate.write(exclude_readers=False):
+        if args.dry_run:
             todo = list(commands(plan, await read_state(database.client, plan, mongos=mongos)))
             for command in todo:
-                if args.dry_run:
-                    print(command.line())
-                else:
-                    await database.client[command.db].command(command.body)
+                print(command.line())
+        else:
+            # On the embedded store, as one of the server's writers: nothing else writes while indexes are built.
+            async with database.gate.write(exclude_readers=False):
+                # Planned in full first, so a refused key sends nothing.
+                todo = list(commands(plan, await read_state(database.client, plan, mongos=mongos)))
+                for command in todo:
+                    await _send(database.client, command)
     finally:
         await database.close()
-    summary = _summary(todo, mongos)
+    summary = _summary(todo, mongos, sent=not args.dry_run)
     if args.dry_run:
         print(f"fhir-server mongo-setup: dry run on {what} at MONGODB_URL, nothing sent: {summary}", file=sys.stderr)
     else:
@@ -251,13 +255,25 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _summary(todo: list[Command], mongos: bool) -> str:
+async def _send(client: AsyncMongoClient[dict[str, Any]], command: Command) -> None:
+    try:
+        await client[command.db].command(command.body)
+    except PyMongoError as exc:
+        name, target = next(iter(command.body.items()))
+        first = (str(exc).splitlines() or [""])[0]
+        raise SetupRefused(f"the store refused {name} {target}: {exc.__class__.__name__}: {first}; what was sent "
+                           "before it stays, and a new run sends only what is still missing") from exc
+
+
+def _summary(todo: list[Command], mongos: bool, *, sent: bool) -> str:
     if not todo:
         return "nothing to change, every collection and index" + (" and shard key" if mongos else "") + " is in place"
     done: Counter[str] = Counter()
     for command in todo:
         name = next(iter(command.body))
         done[name] += len(command.body["indexes"]) if name == "createIndexes" else 1
-    words = {"enableSharding": "databases sharding-enabled", "create": "collections created",
-             "shardCollection": "collections sharded", "createIndexes": "indexes created"}
-    return ", ".join(f"{done[name]} {text}" for name, text in words.items() if done[name])
+    verbs = {"enableSharding": ("databases sharding-enabled", "databases to enable sharding on"),
+             "create": ("collections created", "collections to create"),
+             "shardCollection": ("collections sharded", "collections to shard"),
+             "createIndexes": ("indexes created", "indexes to create")}
+    return ", ".join(f"{done[name]} {words[0] if sent else words[1]}" for name, words in verbs.items() if done[name])
