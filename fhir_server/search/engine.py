@@ -30,6 +30,7 @@ from fhir_server.search.paging import (
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
 from fhir_server.storage.documents import Stored, from_current
+from fhir_server.storage.sharding import by_patient
 
 # A chain or _has resolves its inner search to ids first; past this many the search is refused
 # rather than silently truncated.
@@ -61,7 +62,8 @@ class Queries(Protocol):
 
     async def count(self, resource_type: str, query: dict[str, Any]) -> int: ...
 
-    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]: ...
+    async def lookup_ids(self, resource_type: str, code: str,
+                         token_keys: list[str]) -> list[tuple[str, str | None]]: ...
 
 
 @dataclass
@@ -157,8 +159,14 @@ class SearchEngine:
                 raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
             return [{field_name: {"$exists": values[0] == "false"}}]
         if param.type == "token" and modifier is None and param.code in LOOKUP_CODES:
-            ids = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
-            return [_one_of("_id", ids)] if ids else []
+            found = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
+            if not found:
+                return []
+            condition = _one_of("_id", sorted({i for i, _ in found}))
+            if by_patient(resource_type):
+                # Each entry names its resource's patient: the fetch reaches those patients' shards only.
+                condition.update(_one_of("pat", sorted({p for _, p in found}, key=lambda p: p or "")))
+            return [condition]
         match param.type:
             case "token":
                 return [token.condition(field_name, modifier, values)]
