@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.errors import FhirError
+from fhir_server.definitions.compartment import COMPARTMENT
 from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES
@@ -29,6 +30,7 @@ from fhir_server.search.paging import (
 )
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
+from fhir_server.search.shard_pins import compartment_pins, pinned_patients
 from fhir_server.storage.documents import Stored, from_current
 from fhir_server.storage.sharding import by_patient
 
@@ -64,6 +66,8 @@ class Queries(Protocol):
 
     async def lookup_ids(self, resource_type: str, code: str,
                          token_keys: list[str]) -> list[tuple[str, str | None]]: ...
+
+    async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]: ...
 
 
 @dataclass
@@ -122,6 +126,10 @@ class SearchEngine:
                 continue
             used.append(criterion)
             builder.any_of(alternatives)
+            patients = pinned_patients(self.registry, resource_type, criterion, base_url)
+            if patients:
+                # The same matches, found on those patients' shards alone (fhir_server.search.shard_pins).
+                builder.add(_one_of("pat", patients))
         builder.add({"del": False})
         return Compiled(builder.build(), builder.impossible, used, context.ignored)
 
@@ -295,6 +303,8 @@ class SearchEngine:
             within = FilterBuilder()
             within.add(compiled.filter)
             within.any_of(self.compartment.conditions(resource_type, request.compartment, base_url))
+            if compartment_pins(self.registry, resource_type):
+                within.add({"pat": request.compartment})
             compiled.filter, compiled.impossible = within.build(), compiled.impossible or within.impossible
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
@@ -409,7 +419,11 @@ class SearchEngine:
         if not relevant:
             return []
         projection = {ix_field(p.code): 1 for p in params}
-        docs = await queries.find(include.source, {"_id": {"$in": [s.id for s in relevant]}}, projection)
+        query: dict[str, Any] = {"_id": {"$in": [s.id for s in relevant]}}
+        if by_patient(include.source):
+            # The sources were just read: their patients are known.
+            query.update(_one_of("pat", sorted({s.patient for s in relevant}, key=lambda p: p or "")))
+        docs = await queries.find(include.source, query, projection)
         # A reference to this server may have been written with its absolute URL.
         base = base_url.rstrip("/") + "/"
         by_type: dict[str, set[str]] = {}
@@ -438,7 +452,18 @@ class SearchEngine:
     async def _fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
         out: list[Stored] = []
         for rtype, ids in by_type.items():
-            docs = await queries.find(rtype, {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0})
+            query: dict[str, Any] = {"_id": {"$in": sorted(ids)}, "del": False}
+            if rtype == COMPARTMENT:
+                # A Patient's `pat` is its own id.
+                query["pat"] = {"$in": sorted(ids)}
+            elif by_patient(rtype):
+                # One targeted round trip to the routing table names their patients.
+                routes = await queries.routes(rtype, sorted(ids))
+                if not routes:
+                    continue
+                query = {"_id": _one_of("_id", sorted(routes))["_id"], "del": False,
+                         **_one_of("pat", sorted(set(routes.values()), key=lambda p: p or ""))}
+            docs = await queries.find(rtype, query, {"ix": 0})
             out += [from_current(rtype, d) for d in docs]
         return out
 

@@ -232,6 +232,11 @@ class Reader:
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
 
+    async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]:
+        """Id -> `pat` of the stored resources of a type sharded by patient (the `ids` table)."""
+        async with self.repository._reading(self.session):
+            return await self.repository.ids_table.patients(resource_type, ids, self.session)
+
     async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
         # Candidates only: they become an `_id` condition of a scoped query.
         async with self.repository._reading(self.session):
