@@ -3,7 +3,8 @@ server's PyMongo client starts, one JSON line each, with the request that sent i
 
 It is how the tests prove, without a cluster, that each patient-scoped request would be routed to
 one shard (issue 25, tests/sharding/): a line names the database, the command, its collection and
-what a mongos routes by (filter, query, documents, updates, deletes, pipeline), and the request
+what a mongos routes by (filter, query, documents, updates, deletes, pipeline), the server code
+that sent it, and the request
 (`GET /fhir/Observation?patient=...`, `MLLP ORU^R01 <control id>`) from a context variable the
 edges set: the audit middleware for HTTP, the MLLP handler for HL7 v2. PyMongo calls a listener
 synchronously in the task that sends the command, so the variable is the request's; background
@@ -17,6 +18,7 @@ context variable set per request.
 from __future__ import annotations
 
 import datetime
+import sys
 import threading
 import uuid
 from contextvars import ContextVar
@@ -31,6 +33,10 @@ from pymongo import monitoring
 ROUTED_BY = ("filter", "query", "documents", "updates", "deletes", "pipeline")
 # An insert's document can be a whole resource: its values are cut here, its keys all kept.
 LONGEST_TEXT = 200
+# The server's frames that sent a command, innermost first, at most this many ("where").
+FRAMES = 10
+PACKAGE = str(Path(__file__).resolve().parents[1])
+PROJECT = str(Path(PACKAGE).parent)
 
 _request: ContextVar[str | None] = ContextVar("command_log_request", default=None)
 
@@ -66,6 +72,19 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
+def sent_from() -> list[str]:
+    """The server's code on the stack, innermost first, as `path:line function`: an awaiting
+    coroutine's callers are on the stack while it runs, so this is the request's code path."""
+    frames: list[str] = []
+    frame = sys._getframe(1)
+    while frame is not None and len(frames) < FRAMES:
+        filename = frame.f_code.co_filename
+        if filename.startswith(PACKAGE) and filename != __file__:
+            frames.append(f"{filename[len(PROJECT) + 1:]}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return frames
+
+
 class CommandRecorder(monitoring.CommandListener):
     def __init__(self, path: Path) -> None:
         self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
@@ -81,6 +100,7 @@ class CommandRecorder(monitoring.CommandListener):
             "command": name,
             "collection": target if isinstance(target, str) else None,
             "request": _request.get(),
+            "where": sent_from(),
         }
         for field in ROUTED_BY:
             if field in command:
