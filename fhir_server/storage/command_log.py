@@ -34,7 +34,7 @@ ROUTED_BY = ("filter", "query", "documents", "updates", "deletes", "pipeline")
 # An insert's document can be a whole resource: its values are cut here, its keys all kept.
 LONGEST_TEXT = 200
 # The server's frames that sent a command, innermost first, at most this many ("where").
-FRAMES = 10
+FRAMES = 16
 PACKAGE = str(Path(__file__).resolve().parents[1])
 PROJECT = str(Path(PACKAGE).parent)
 

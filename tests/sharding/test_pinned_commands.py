@@ -25,33 +25,57 @@ import httpx
 import orjson
 import pytest
 
+from fhir_server.cli import main as cli
 from fhir_server.definitions import structure
-from tests.access.world import World, now, open_world
-from tests.server_process import dedicated_server
+from fhir_server.ingest.hl7v2 import er7
+from tests.access.world import RECORD_STATUS, World, now, open_world
+from tests.hl7v2.conftest import FACILITY, personalised, personalised_cda
+from tests.hl7v2.test_server_endpoints import send
+from tests.ingest.record_status import hospital_headers
+from tests.mhd.documents import provide_bundle
+from tests.server_process import dedicated_server, free_port
 from tests.sharding.pinning import sharded_collections, unpinned
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 LOINC = "http://loinc.org"
 
 
+# What a step's request got: an HTTP status or an HL7 v2 acknowledgement code, and the text.
+Outcome = tuple[int | str, str]
+
+
 @dataclass
 class Recorded:
-    """What one scenario's requests sent: the responses, and the store commands they sent."""
+    """What one scenario's requests got, and the store commands they sent."""
 
-    responses: list[httpx.Response] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
 
 
+def http(response: httpx.Response) -> Outcome:
+    return response.status_code, response.text[:300]
+
+
+def mllp(ack: er7.Message) -> Outcome:
+    return ack.text("MSA-1"), ack.text("ERR-8")
+
+
 class Scenarios:
-    """The patient-scoped requests, each kind once, in an order where each finds what it needs."""
+    """The patient-scoped requests, each kind once, in an order where each finds what it needs:
+    a practitioner the patient authorised unless the name says otherwise."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.patient_id, self.ins = world.patient()
         self.doctor = world.practitioner("doctor")
-        self.world.practitioner("stranger")
+        world.practitioner("stranger")
+        world.emergency("emergency", of="stranger")
+        world.patient_caller("patient", self.ins)
+        world.tokens["hospital"] = hospital_headers(world.server)["Authorization"].removeprefix("Bearer ")
         self.observation_id = ""
         self.document_id = ""
+        self.binary_id = ""
+        self.tag = uuid.uuid4().hex[:8]
 
     def observation(self, value: int, observation_id: str | None = None) -> dict[str, Any]:
         resource: dict[str, Any] = {
@@ -63,41 +87,65 @@ class Scenarios:
             resource["id"] = observation_id
         return resource
 
-    def steps(self) -> dict[str, Callable[[], list[httpx.Response]]]:
-        w, patient = self.world, self.patient_id
-        steps: dict[str, Callable[[], list[httpx.Response]]] = {
+    def steps(self) -> dict[str, Callable[[], list[Outcome]]]:
+        w, patient, server = self.world, self.patient_id, self.world.server
+        observation = lambda: f"/Observation/{self.observation_id}"  # noqa: E731 - known once created
+        doctor = lambda method, path, **kw: http(w.request("doctor", method, path, **kw))  # noqa: E731
+        return {
             "authorisation (Consent write, platform)": lambda: [
-                w.request("platform", "POST", "/Consent", json=self._consent())],
+                http(w.request("platform", "POST", "/Consent", json=self._consent()))],
             "create": lambda: [self._created(w.request("doctor", "POST", "/Observation", json=self.observation(72)))],
-            "read": lambda: [w.get("doctor", f"/Observation/{self.observation_id}")],
-            "vread": lambda: [w.get("doctor", f"/Observation/{self.observation_id}/_history/1")],
-            "update": lambda: [w.request("doctor", "PUT", f"/Observation/{self.observation_id}",
-                                         json=self.observation(75, self.observation_id))],
-            "patch": lambda: [w.request("doctor", "PATCH", f"/Observation/{self.observation_id}", headers=PATCH,
-                                        content=orjson.dumps([{"op": "replace", "path": "/valueQuantity/value",
-                                                               "value": 80}]))],
-            "history (instance)": lambda: [w.get("doctor", f"/Observation/{self.observation_id}/_history")],
-            "search by patient": lambda: [w.get("doctor", f"/Observation?patient={patient}")],
-            "search by subject": lambda: [w.get("doctor", f"/Observation?subject=Patient/{patient}")],
-            "search by patient (POST _search)": lambda: [
-                w.request("doctor", "POST", "/Observation/_search", content=f"patient={patient}".encode(),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})],
-            "compartment search": lambda: [w.get("doctor", f"/Patient/{patient}/Observation")],
-            "_include": lambda: [w.get("doctor", f"/Observation?patient={patient}&_include=Observation:subject")],
-            "_revinclude": lambda: [w.get("doctor", f"/Patient?_id={patient}&_revinclude=Observation:subject")],
-            "read the Patient": lambda: [w.get("doctor", f"/Patient/{patient}")],
-            "transaction for one patient": lambda: [w.request("doctor", "POST", "", json=self._transaction())],
+            "conditional create": lambda: [doctor("POST", "/Observation", json=self._identified(), headers={
+                "If-None-Exist": f"identifier=urn:oid:1.2.250.1.999|{self.tag}"}) for _ in range(2)],
+            "read": lambda: [doctor("GET", observation())],
+            "vread": lambda: [doctor("GET", f"{observation()}/_history/1")],
+            "update": lambda: [doctor("PUT", observation(), json=self.observation(75, self.observation_id))],
+            "patch": lambda: [doctor("PATCH", observation(), headers=PATCH, content=orjson.dumps(
+                [{"op": "replace", "path": "/valueQuantity/value", "value": 80}]))],
+            "history (instance)": lambda: [doctor("GET", f"{observation()}/_history")],
+            "search by patient": lambda: [doctor("GET", f"/Observation?patient={patient}")],
+            "search by subject": lambda: [doctor("GET", f"/Observation?subject=Patient/{patient}")],
+            "search by patient (POST _search)": lambda: [doctor(
+                "POST", "/Observation/_search", content=f"patient={patient}".encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"})],
+            "compartment search": lambda: [doctor("GET", f"/Patient/{patient}/Observation")],
+            "_include": lambda: [doctor("GET", f"/Observation?patient={patient}&_include=Observation:subject")],
+            "_revinclude": lambda: [doctor("GET", f"/Patient?_id={patient}&_revinclude=Observation:subject")],
+            "read the Patient": lambda: [doctor("GET", f"/Patient/{patient}")],
+            "transaction for one patient": lambda: [doctor("POST", "", json=self._transaction())],
             "ITI-65 document submission": lambda: [self._provided(w.provide("doctor", patient, author=self.doctor))],
-            "ITI-67 document search": lambda: [w.get("doctor", f"/DocumentReference?patient={patient}")],
-            "ITI-68 document retrieval": lambda: [w.get("doctor", f"/DocumentReference/{self.document_id}")],
-            "refused: no authorisation": lambda: [w.get("stranger", f"/Observation?patient={patient}"),
-                                                   w.get("stranger", f"/Observation/{self.observation_id}")],
-            "platform read and search": lambda: [w.get("platform", f"/Observation/{self.observation_id}"),
-                                                 w.get("platform", f"/Observation?subject=Patient/{patient}")],
-            "delete": lambda: [w.request("doctor", "DELETE", f"/Observation/{self.observation_id}")],
-            "history after delete": lambda: [w.get("doctor", f"/Observation/{self.observation_id}/_history")],
+            "ITI-65 replacing a document": lambda: [self._replaced()],
+            "ITI-67 document search": lambda: [doctor("GET", f"/DocumentReference?patient={patient}")],
+            "ITI-68 document retrieval": lambda: [doctor("GET", f"/DocumentReference/{self.document_id}"),
+                                                  doctor("GET", f"/Binary/{self.binary_id}")],
+            "refused: no authorisation": lambda: [http(w.get("stranger", f"/Observation?patient={patient}")),
+                                                   http(w.get("stranger", observation()))],
+            "emergency access (BTG)": lambda: [http(w.get("emergency", f"/Observation?patient={patient}"))],
+            "the patient reads their record": lambda: [http(w.get("patient", f"/Observation?patient={patient}")),
+                                                       http(w.get("patient", f"/Patient/{patient}"))],
+            "platform read and search": lambda: [http(w.get("platform", observation())),
+                                                 http(w.get("platform", f"/Observation?subject=Patient/{patient}"))],
+            "HL7 v2 over HTTP (hospital system)": lambda: [http(w.http.post(
+                f"{server.root_url}/ingest/hl7v2", content=personalised("oru_r01.hl7", self.tag),
+                headers={"Content-Type": "x-application/hl7-v2+er7", **hospital_headers(server)}))],
+            "HL7 v2 over MLLP": lambda: [mllp(ack) for ack in send(server, personalised("mdm_t02.hl7", uuid.uuid4().hex[:8]))],
+            "CDA over /ingest/cda": lambda: [http(w.http.post(
+                f"{server.root_url}/ingest/cda", content=personalised_cda("cda_imaging_report.xml", uuid.uuid4().hex[:8]),
+                headers={"Content-Type": "application/hl7-cda+xml", **server.headers}))],
+            "Subscription to one patient's Observations": lambda: [doctor("POST", "/Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "sharding",
+                "criteria": f"Observation?patient=Patient/{patient}",
+                "channel": {"type": "rest-hook", "endpoint": f"http://127.0.0.1:{free_port()}/hook"}})],
+            "Subscription naming no patient": lambda: [doctor("POST", "/Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "sharding",
+                "criteria": f"Observation?code={LOINC}|8867-4",
+                "channel": {"type": "rest-hook", "endpoint": f"http://127.0.0.1:{free_port()}/hook"}})],
+            "AuditEvent search by patient": lambda: [doctor("GET", f"/AuditEvent?patient={patient}"),
+                                                     http(w.get("patient", f"/AuditEvent?patient={patient}"))],
+            "delete": lambda: [doctor("DELETE", observation())],
+            "history after delete": lambda: [doctor("GET", f"{observation()}/_history")],
+            "record closed and reopened (platform)": lambda: [self._status("closed"), self._status("active")],
         }
-        return steps
 
     def _consent(self) -> dict[str, Any]:
         return {"resourceType": "Consent", "status": "active",
@@ -110,16 +158,30 @@ class Scenarios:
                                          "code": "PRCP"}]},
                     "reference": {"reference": f"Practitioner/{self.doctor.practitioner_id}"}}]}}
 
-    def _created(self, response: httpx.Response) -> httpx.Response:
+    def _identified(self) -> dict[str, Any]:
+        return {**self.observation(60), "identifier": [{"system": "urn:oid:1.2.250.1.999", "value": self.tag}]}
+
+    def _created(self, response: httpx.Response) -> Outcome:
         if response.status_code == 201:
             self.observation_id = response.json()["id"]
-        return response
+        return http(response)
 
-    def _provided(self, response: httpx.Response) -> httpx.Response:
+    def _provided(self, response: httpx.Response) -> Outcome:
         if response.status_code == 200:
-            self.document_id = next(e["response"]["location"].split("/")[1] for e in response.json()["entry"]
-                                    if e["response"]["location"].startswith("DocumentReference/"))
-        return response
+            created = dict(e["response"]["location"].split("/")[:2] for e in response.json()["entry"])
+            self.document_id, self.binary_id = created["DocumentReference"], created["Binary"]
+        return http(response)
+
+    def _replaced(self) -> Outcome:
+        replaces = [{"code": "replaces", "target": {"reference": f"DocumentReference/{self.document_id}"}}]
+        bundle = provide_bundle({"reference": f"Patient/{self.patient_id}"}, f"1.2.250.1.999.1.1.7.{self.tag}9",
+                                relates_to=replaces)
+        return self._provided(self.world.request("doctor", "POST", "", json=bundle))
+
+    def _status(self, status: str) -> Outcome:
+        current = self.world.get("platform", f"/Patient/{self.patient_id}").json()
+        current["extension"] = [{"url": RECORD_STATUS, "valueCode": status}]
+        return http(self.world.request("platform", "PUT", f"/Patient/{self.patient_id}", json=current))
 
     def _transaction(self) -> dict[str, Any]:
         condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{self.patient_id}"},
@@ -133,14 +195,18 @@ class Scenarios:
         ]}
 
 
-EXPECTED = {
-    "authorisation (Consent write, platform)": [201], "create": [201], "read": [200], "vread": [200],
-    "update": [200], "patch": [200], "history (instance)": [200], "search by patient": [200],
-    "search by subject": [200], "search by patient (POST _search)": [200], "compartment search": [200],
-    "_include": [200], "_revinclude": [200], "read the Patient": [200], "transaction for one patient": [200],
-    "ITI-65 document submission": [200], "ITI-67 document search": [200], "ITI-68 document retrieval": [200],
-    "refused: no authorisation": [403, 403], "platform read and search": [200, 200], "delete": [200],
-    "history after delete": [200],
+EXPECTED: dict[str, list[int | str]] = {
+    "authorisation (Consent write, platform)": [201], "create": [201], "conditional create": [201, 200],
+    "read": [200], "vread": [200], "update": [200], "patch": [200], "history (instance)": [200],
+    "search by patient": [200], "search by subject": [200], "search by patient (POST _search)": [200],
+    "compartment search": [200], "_include": [200], "_revinclude": [200], "read the Patient": [200],
+    "transaction for one patient": [200], "ITI-65 document submission": [200], "ITI-65 replacing a document": [200],
+    "ITI-67 document search": [200], "ITI-68 document retrieval": [200, 200],
+    "refused: no authorisation": [403, 403], "emergency access (BTG)": [200],
+    "the patient reads their record": [200, 200], "platform read and search": [200, 200],
+    "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"], "CDA over /ingest/cda": [201],
+    "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
+    "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
 }
 
 
@@ -165,13 +231,14 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Rec
     log = root / "commands.jsonl"
     server = dedicated_server(root / "data", {"FHIR_COMMAND_LOG": str(log)}).start()
     try:
+        assert cli(["facilities", "add", "--server", server.root_url, "--token", server.token, *FACILITY]) == 0
         scenarios = Scenarios(open_world(server))
         commands = CommandLog(log)
         commands.since_last()
         results: dict[str, Recorded] = {}
         for name, step in scenarios.steps().items():
-            responses = step()
-            results[name] = Recorded(responses, commands.since_last())
+            outcomes = step()
+            results[name] = Recorded(outcomes, commands.since_last())
         report(results)
         yield results
     finally:
@@ -220,7 +287,7 @@ def report(results: dict[str, Recorded]) -> None:
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_each_command_of_a_patient_scoped_request_pins_the_shard_key(recorded: dict[str, Recorded], name: str) -> None:
     result = recorded[name]
-    assert [r.status_code for r in result.responses] == EXPECTED[name], [r.text[:300] for r in result.responses]
+    assert [code for code, _ in result.outcomes] == EXPECTED[name], result.outcomes
     judged = [line for line in result.lines if (line["db"], line.get("collection") or "") in KEYS]
     # Every scenario reads or writes patient data (and its audit): an empty log would prove nothing.
     assert judged, f"no command on a sharded collection recorded for {name}"
