@@ -112,7 +112,7 @@ async def open_repository(settings: Settings, store_url: str,
     search_registry = SearchParameterRegistry.load(parameter_files(settings.profiles_dir))
     profile_registry = ProfileRegistry.load(settings.profiles_dir, settings.waivers())
     resource_types = set(structure.resource_types())
-    database = Database(store_url, settings.database, data_dir=settings.data_dir)
+    database = Database(store_url, settings.database, data_dir=settings.data_dir, command_log=settings.command_log)
     await database.connect()
     await database.ensure_collections([*sorted(resource_types), IDS])
     await database.ensure_history_indexes()
