@@ -27,6 +27,8 @@ FOLLOWING_TYPES = ("Binary", "List")
 # `X.subject.where(resolve() is Patient)` reads the element `X.subject`.
 _FILTER = re.compile(r"\.where\(.*\)$")
 _PATIENT_KEY = re.compile(rf"^{COMPARTMENT}/([A-Za-z0-9\-.]{{1,64}})$")
+_OTHER_TYPE_KEY = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+ONLY_PATIENTS = ".where(resolve() is Patient)"
 
 
 def _element(param: SearchParam) -> str:
@@ -65,15 +67,18 @@ def pinned_patients(registry: SearchParameterRegistry, resource_type: str, crite
         return None
     param = registry.get(resource_type, criterion.name)
     assert param is not None
+    # `patient=X` also asks for `Group/X`, which an element filtered to Patients never holds.
+    only_patients = param.expression.endswith(ONLY_PATIENTS)
     patients: list[str] = []
     for value in criterion.values:
         # Exactly the keys the search compares: each must be a relative `Patient/id`, the only
         # form `pat` is taken from (an absolute URL or another type's reference is in no record).
         for key in reference_keys(value, list(param.targets), criterion.modifier, base_url):
             match = _PATIENT_KEY.match(key)
-            if match is None:
+            if match is not None:
+                patients.append(match.group(1))
+            elif not (only_patients and _OTHER_TYPE_KEY.match(key)):
                 return None
-            patients.append(match.group(1))
     patients = list(dict.fromkeys(patients))
     return patients if patients and len(patients) <= MAX_PINNED else None
 
