@@ -43,6 +43,10 @@ class Settings:
     profiles_dir: Path = PROJECT_ROOT / "profiles"
     # Public base URL used in Location headers and fullUrls; derived from the request when unset.
     base_url: str | None = field(default_factory=lambda: os.environ.get("FHIR_BASE_URL") or None)
+    # Test and diagnostic only (fhir_server.storage.command_log): append every command the server
+    # sends to the store, with the request that sent it, to this file (FHIR_COMMAND_LOG); unset: off.
+    command_log: Path | None = field(
+        default_factory=lambda: Path(os.environ["FHIR_COMMAND_LOG"]) if os.environ.get("FHIR_COMMAND_LOG") else None)
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 

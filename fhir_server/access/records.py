@@ -107,7 +107,8 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
     if not patient_id:
         return
     patients = repository.collection("Patient")
-    found = await patients.find_one({"_id": patient_id}, {"res": 1, "del": 1}, session=session)
+    # A Patient's `pat` is its own id: naming it routes to the record's shard (policies/sharding.json).
+    found = await patients.find_one({"_id": patient_id, "pat": patient_id}, {"res": 1, "del": 1}, session=session)
     if found is None or found.get("del"):
         return
     consents = await repository.collection("Consent").find({"pat": patient_id, "del": False}, {"res": 1},
@@ -119,7 +120,8 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
         rules[name] += [[named[k], start, end] for k, start, end in rules[name] if k in named]
     rules["doctors"] += [named[k] for k in rules["doctors"] if k in named]
     shut = rules["status"] in SHUT_STATUSES
-    await patients.update_one({"_id": patient_id}, {"$set": {RULES_KEY: rules, SHUT: shut}}, session=session)
+    await patients.update_one({"_id": patient_id, "pat": patient_id}, {"$set": {RULES_KEY: rules, SHUT: shut}},
+                              session=session)
     if stored.resource_type == "Patient" and shut != await _was_shut(repository, session, stored):
         await _mark_shut(repository, session, patient_id, shut)
 
@@ -129,7 +131,7 @@ async def _was_shut(repository: Repository, session: Session, stored: Stored) ->
     if stored.version == 1:
         return False
     previous = await repository.database.collection(HISTORY).find_one(
-        {"rid": f"Patient/{stored.id}", "vid": stored.version - 1}, {"res": 1}, session=session)
+        {"pat": stored.id, "rid": f"Patient/{stored.id}", "vid": stored.version - 1}, {"res": 1}, session=session)
     return record_status((previous or {}).get("res")) in SHUT_STATUSES
 
 
@@ -189,7 +191,8 @@ async def load(reader: Reader, patient_id: str) -> Record:
     lookup of the Patient's document, whose `rules` summarise them; without it (a record
     whose Patient is not stored), its Consents are read."""
     own = reader.repository.reader(None, reader.session)
-    found = await own.find("Patient", {"_id": patient_id, "del": False}, {"res": 1, RULES_KEY: 1}, limit=1)
+    found = await own.find("Patient", {"_id": patient_id, "pat": patient_id, "del": False}, {"res": 1, RULES_KEY: 1},
+                           limit=1)
     patient = found[0] if found else None
     rules = (patient or {}).get(RULES_KEY)
     resolved = rules is not None

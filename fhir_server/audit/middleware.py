@@ -25,6 +25,7 @@ from fhir_server.audit.interactions import SEARCHES, classify
 from fhir_server.audit.store import AuditUnavailable
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.errors import Issue, operation_outcome
+from fhir_server.storage import command_log
 from fhir_server.timefmt import now_instant
 
 log = logging.getLogger("fhir_server.audit")
@@ -55,6 +56,10 @@ class AuditTrail:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query_string: bytes = scope.get("query_string") or b""
+            command_log.attribute(f"{scope['method']} {scope['path']}"
+                                  + (f"?{query_string.decode('latin-1')}" if query_string else ""))
         if scope["type"] != "http" or scope["path"] in UNAUDITED:
             await self.app(scope, receive, send)
             return

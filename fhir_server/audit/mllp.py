@@ -20,6 +20,7 @@ from fhir_server.ingest.hl7v2.errors import Hl7Error
 from fhir_server.ingest.hl7v2.intake import FORBIDDEN_CONDITION
 from fhir_server.ingest.mllp import Handler
 from fhir_server.security.callers import Caller
+from fhir_server.storage import command_log
 from fhir_server.timefmt import now_instant
 
 log = logging.getLogger("fhir_server.audit")
@@ -39,8 +40,9 @@ def audited(handler: Handler, sender: Callable[[MessageHeader], Caller | None], 
     async def handle(message: bytes) -> bytes:
         started = now_instant()
         trace = tracing.begin()
-        ack = await handler(message)
         header = read_header(message)
+        command_log.attribute(f"MLLP {header.trigger_event or 'unknown'} {header.control_id}".rstrip())
+        ack = await handler(message)
         code = _ack_code(ack)
         status = 200 if code in ACCEPTED else 403 if code in REFUSED and sender(header) is None else 400
         event = header.trigger_event or "unknown"

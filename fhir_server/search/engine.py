@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.errors import FhirError
+from fhir_server.definitions.compartment import COMPARTMENT
 from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES
@@ -29,7 +30,9 @@ from fhir_server.search.paging import (
 )
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
+from fhir_server.search.shard_pins import compartment_pins, patients_of_keys, pinned_patients, pins_by
 from fhir_server.storage.documents import Stored, from_current
+from fhir_server.storage.sharding import by_patient
 
 # A chain or _has resolves its inner search to ids first; past this many the search is refused
 # rather than silently truncated.
@@ -61,7 +64,10 @@ class Queries(Protocol):
 
     async def count(self, resource_type: str, query: dict[str, Any]) -> int: ...
 
-    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]: ...
+    async def lookup_ids(self, resource_type: str, code: str,
+                         token_keys: list[str]) -> list[tuple[str, str | None]]: ...
+
+    async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]: ...
 
 
 @dataclass
@@ -120,6 +126,10 @@ class SearchEngine:
                 continue
             used.append(criterion)
             builder.any_of(alternatives)
+            patients = pinned_patients(self.registry, resource_type, criterion, base_url)
+            if patients:
+                # The same matches, found on those patients' shards alone (fhir_server.search.shard_pins).
+                builder.add(_one_of("pat", patients))
         builder.add({"del": False})
         return Compiled(builder.build(), builder.impossible, used, context.ignored)
 
@@ -145,7 +155,7 @@ class SearchEngine:
             raise FhirError(400, "not-supported", f"'{name}' (full-text or named-query search) is not supported "
                                                   "by this server", [criterion.raw_name])
         if criterion.chain:
-            return await self._chain(param, criterion, context)
+            return await self._chain(resource_type, param, criterion, context)
         # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
         is_type_modifier = param.type == "reference" and modifier is not None and modifier in self._targets(param)
         if not is_type_modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, {None}):
@@ -157,8 +167,14 @@ class SearchEngine:
                 raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
             return [{field_name: {"$exists": values[0] == "false"}}]
         if param.type == "token" and modifier is None and param.code in LOOKUP_CODES:
-            ids = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
-            return [_one_of("_id", ids)] if ids else []
+            found = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
+            if not found:
+                return []
+            condition = _one_of("_id", sorted({i for i, _ in found}))
+            if by_patient(resource_type):
+                # Each entry names its resource's patient: the fetch reaches those patients' shards only.
+                condition.update(_one_of("pat", sorted({p for _, p in found}, key=lambda p: p or "")))
+            return [condition]
         match param.type:
             case "token":
                 return [token.condition(field_name, modifier, values)]
@@ -186,7 +202,8 @@ class SearchEngine:
         Consent.provision.data) declares none and may point to any type this server stores."""
         return list(param.targets) if param.targets else sorted(self.resource_types)
 
-    async def _chain(self, param: SearchParam, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
+    async def _chain(self, resource_type: str, param: SearchParam, criterion: Criterion,
+                     context: _Context) -> list[dict[str, Any]]:
         if param.type != "reference":
             raise FhirError(400, "invalid", f"'{criterion.name}' is not a reference parameter and cannot be chained", [criterion.raw_name])
         targets = [criterion.modifier] if criterion.modifier else self._targets(param)
@@ -204,7 +221,14 @@ class SearchEngine:
             keys += [f"{target}/{i}" for i in ids]
         if not searchable:
             raise FhirError(400, "invalid", f"No target of '{criterion.name}' has a parameter '{inner_name.split('.')[0]}'", [criterion.raw_name])
-        return [_one_of(ix_field(param.code), keys)] if keys else []
+        if not keys:
+            return []
+        condition = _one_of(ix_field(param.code), keys)
+        patients = patients_of_keys(param, keys) if pins_by(self.registry, resource_type, param.code) else None
+        if patients:
+            # `subject:Patient.identifier=...` names the patients it found (fhir_server.search.shard_pins).
+            condition.update(_one_of("pat", patients))
+        return [condition]
 
     async def _has(self, resource_type: str, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
         # _has:Type:reference:rest  where rest is a parameter of Type (possibly another _has)
@@ -287,6 +311,8 @@ class SearchEngine:
             within = FilterBuilder()
             within.add(compiled.filter)
             within.any_of(self.compartment.conditions(resource_type, request.compartment, base_url))
+            if compartment_pins(self.registry, resource_type):
+                within.add({"pat": request.compartment})
             compiled.filter, compiled.impossible = within.build(), compiled.impossible or within.impossible
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
@@ -401,7 +427,11 @@ class SearchEngine:
         if not relevant:
             return []
         projection = {ix_field(p.code): 1 for p in params}
-        docs = await queries.find(include.source, {"_id": {"$in": [s.id for s in relevant]}}, projection)
+        query: dict[str, Any] = {"_id": {"$in": [s.id for s in relevant]}}
+        if by_patient(include.source):
+            # The sources were just read: their patients are known.
+            query.update(_one_of("pat", sorted({s.patient for s in relevant}, key=lambda p: p or "")))
+        docs = await queries.find(include.source, query, projection)
         # A reference to this server may have been written with its absolute URL.
         base = base_url.rstrip("/") + "/"
         by_type: dict[str, set[str]] = {}
@@ -430,7 +460,18 @@ class SearchEngine:
     async def _fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
         out: list[Stored] = []
         for rtype, ids in by_type.items():
-            docs = await queries.find(rtype, {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0})
+            query: dict[str, Any] = {"_id": {"$in": sorted(ids)}, "del": False}
+            if rtype == COMPARTMENT:
+                # A Patient's `pat` is its own id.
+                query["pat"] = {"$in": sorted(ids)}
+            elif by_patient(rtype):
+                # One targeted round trip to the routing table names their patients.
+                routes = await queries.routes(rtype, sorted(ids))
+                if not routes:
+                    continue
+                query = {"_id": _one_of("_id", sorted(routes))["_id"], "del": False,
+                         **_one_of("pat", sorted(set(routes.values()), key=lambda p: p or ""))}
+            docs = await queries.find(rtype, query, {"ix": 0})
             out += [from_current(rtype, d) for d in docs]
         return out
 

@@ -15,6 +15,7 @@ from pymongo.write_concern import WriteConcern
 
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
+from fhir_server.storage.command_log import listeners as command_log_listeners
 from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
@@ -116,10 +117,12 @@ async def create_indexes(collection: Any, indexes: Iterable[IndexModel]) -> None
 
 
 class Database:
-    def __init__(self, url: str, name: str, *, data_dir: Path | None) -> None:
-        """`data_dir` is the data dir this process shares with an embedded store, if it uses one."""
+    def __init__(self, url: str, name: str, *, data_dir: Path | None, command_log: Path | None = None) -> None:
+        """`data_dir` is the data dir this process shares with an embedded store, if it uses one;
+        `command_log` the file every command is recorded to (FHIR_COMMAND_LOG), None: not recorded."""
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=5000, tz_aware=True, uuidRepresentation="standard"
+            url, serverSelectionTimeoutMS=5000, tz_aware=True, uuidRepresentation="standard",
+            event_listeners=command_log_listeners(command_log),
         )
         self.name = name
         self.data_dir = data_dir

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fhir_server.access.record_keys import depositor
 from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.errors import FhirError
-from fhir_server.search.request import RESULT_PARAMETERS, IGNORED_PARAMETERS
+from fhir_server.search.request import RESULT_PARAMETERS, IGNORED_PARAMETERS, parse_criterion
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Scopes, authorize
 from fhir_server.storage.documents import Stored
@@ -140,8 +140,10 @@ def subscriber(stored: Stored, caller: dict[str, Any]) -> dict[str, Any]:
 async def record(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
     resource_type, params = criteria_of(stored.resource or {})
     if resource_type in repository.resource_types:
-        # Compiled as a strict search (400 on an unknown parameter or modifier); the match is not used.
-        await repository.ids(resource_type, params, session, 1)
+        # Compiled as a strict search (400 on an unknown parameter or modifier), not run: criteria
+        # naming no patient would ask every shard of a cluster for a match nobody uses.
+        await repository.engine.compile(resource_type, [parse_criterion(n, v) for n, v in params],
+                                        repository.reader(None, session), base_url="", strict=True)
     subscribers = repository.database.collection(SUBSCRIBERS)
     existing = await subscribers.find_one({"_id": stored.id}, session=session)
     identity = existing["caller"] if existing is not None and caller is DELIVERY_CALLER else caller_document(caller)

@@ -1,0 +1,305 @@
+"""Proof without a cluster (issue 25): every command a patient-scoped request sends to a
+collection sharded by the plan (policies/sharding.json) names its shard key, so a mongos would
+send it to one shard (or a few: a short `$in`), never to all.
+
+One server records every command (FHIR_COMMAND_LOG, fhir_server/storage/command_log.py) while
+the requests below run, each with a real token: a practitioner the patient authorised (the record
+opens through the access rules: Patient and Consent reads), the platform, the patient. Each
+scenario's commands are those sent while its requests ran and labelled with a request (background
+workers, which read across shards by design, record none); tests/sharding/pinning.py judges them.
+
+With SHARDING_REPORT=<file>, the commands that would reach every shard are also written there,
+with the request and the code that sent them (a working list for whoever routes them).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from fhir_server.cli import main as cli
+from fhir_server.definitions import structure
+from fhir_server.ingest.hl7v2 import er7
+from tests.access.world import RECORD_STATUS, World, now, open_world
+from tests.hl7v2.conftest import FACILITY, personalised, personalised_cda
+from tests.hl7v2.test_server_endpoints import send
+from tests.ingest.record_status import hospital_headers
+from tests.mhd.documents import provide_bundle
+from tests.server_process import dedicated_server, free_port
+from tests.sharding.pinning import sharded_collections, unpinned
+
+PATCH = {"Content-Type": "application/json-patch+json"}
+LOINC = "http://loinc.org"
+
+
+# What a step's request got: an HTTP status or an HL7 v2 acknowledgement code, and the text.
+Outcome = tuple[int | str, str]
+
+
+@dataclass
+class Recorded:
+    """What one scenario's requests got, and the store commands they sent."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+def http(response: httpx.Response) -> Outcome:
+    return response.status_code, response.text[:300]
+
+
+def mllp(ack: er7.Message) -> Outcome:
+    return ack.text("MSA-1"), ack.text("ERR-8")
+
+
+class Scenarios:
+    """The patient-scoped requests, each kind once, in an order where each finds what it needs:
+    a practitioner the patient authorised unless the name says otherwise."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.patient_id, self.ins = world.patient()
+        self.doctor = world.practitioner("doctor")
+        world.practitioner("stranger")
+        world.emergency("emergency", of="stranger")
+        world.patient_caller("patient", self.ins)
+        world.tokens["hospital"] = hospital_headers(world.server)["Authorization"].removeprefix("Bearer ")
+        self.observation_id = ""
+        self.document_id = ""
+        self.binary_id = ""
+        self.tag = uuid.uuid4().hex[:8]
+
+    def observation(self, value: int, observation_id: str | None = None) -> dict[str, Any]:
+        resource: dict[str, Any] = {
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{self.patient_id}"},
+            "effectiveDateTime": now(), "valueQuantity": {"value": value, "unit": "/min"}}
+        if observation_id:
+            resource["id"] = observation_id
+        return resource
+
+    def steps(self) -> dict[str, Callable[[], list[Outcome]]]:
+        w, patient, server = self.world, self.patient_id, self.world.server
+        observation = lambda: f"/Observation/{self.observation_id}"  # noqa: E731 - known once created
+        doctor = lambda method, path, **kw: http(w.request("doctor", method, path, **kw))  # noqa: E731
+        return {
+            "authorisation (Consent write, platform)": lambda: [
+                http(w.request("platform", "POST", "/Consent", json=self._consent()))],
+            "create": lambda: [self._created(w.request("doctor", "POST", "/Observation", json=self.observation(72)))],
+            "conditional create": lambda: [doctor("POST", "/Observation", json=self._identified(), headers={
+                "If-None-Exist": f"identifier=urn:oid:1.2.250.1.999|{self.tag}"}) for _ in range(2)],
+            "read": lambda: [doctor("GET", observation())],
+            "vread": lambda: [doctor("GET", f"{observation()}/_history/1")],
+            "update": lambda: [doctor("PUT", observation(), json=self.observation(75, self.observation_id))],
+            "patch": lambda: [doctor("PATCH", observation(), headers=PATCH, content=orjson.dumps(
+                [{"op": "replace", "path": "/valueQuantity/value", "value": 80}]))],
+            "history (instance)": lambda: [doctor("GET", f"{observation()}/_history")],
+            "search by patient": lambda: [doctor("GET", f"/Observation?patient={patient}")],
+            "search by subject": lambda: [doctor("GET", f"/Observation?subject=Patient/{patient}")],
+            "search by patient (POST _search)": lambda: [doctor(
+                "POST", "/Observation/_search", content=f"patient={patient}".encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"})],
+            "compartment search": lambda: [doctor("GET", f"/Patient/{patient}/Observation")],
+            "_include": lambda: [doctor("GET", f"/Observation?patient={patient}&_include=Observation:subject")],
+            "_revinclude": lambda: [doctor("GET", f"/Patient?_id={patient}&_revinclude=Observation:subject")],
+            "read the Patient": lambda: [doctor("GET", f"/Patient/{patient}")],
+            "transaction for one patient": lambda: [doctor("POST", "", json=self._transaction())],
+            "ITI-65 document submission": lambda: [self._provided(w.provide("doctor", patient, author=self.doctor))],
+            "ITI-65 replacing a document": lambda: [self._replaced()],
+            "ITI-67 document search": lambda: [doctor("GET", f"/DocumentReference?patient={patient}")],
+            "ITI-68 document retrieval": lambda: [doctor("GET", f"/DocumentReference/{self.document_id}"),
+                                                  doctor("GET", f"/Binary/{self.binary_id}")],
+            "refused: no authorisation": lambda: [http(w.get("stranger", f"/Observation?patient={patient}")),
+                                                   http(w.get("stranger", observation()))],
+            "emergency access (BTG)": lambda: [http(w.get("emergency", f"/Observation?patient={patient}"))],
+            "the patient reads their record": lambda: [http(w.get("patient", f"/Observation?patient={patient}")),
+                                                       http(w.get("patient", f"/Patient/{patient}"))],
+            "platform read and search": lambda: [http(w.get("platform", observation())),
+                                                 http(w.get("platform", f"/Observation?subject=Patient/{patient}"))],
+            "HL7 v2 over HTTP (hospital system)": lambda: [http(w.http.post(
+                f"{server.root_url}/ingest/hl7v2", content=personalised("oru_r01.hl7", self.tag),
+                headers={"Content-Type": "x-application/hl7-v2+er7", **hospital_headers(server)}))],
+            "HL7 v2 over MLLP": lambda: [mllp(ack) for ack in send(server, personalised("mdm_t02.hl7", uuid.uuid4().hex[:8]))],
+            "CDA over /ingest/cda": lambda: [http(w.http.post(
+                f"{server.root_url}/ingest/cda", content=personalised_cda("cda_imaging_report.xml", uuid.uuid4().hex[:8]),
+                headers={"Content-Type": "application/hl7-cda+xml", **server.headers}))],
+            "Subscription to one patient's Observations": lambda: [doctor("POST", "/Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "sharding",
+                "criteria": f"Observation?patient=Patient/{patient}",
+                "channel": {"type": "rest-hook", "endpoint": f"http://127.0.0.1:{free_port()}/hook"}})],
+            "Subscription naming no patient": lambda: [doctor("POST", "/Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "sharding",
+                "criteria": f"Observation?code={LOINC}|8867-4",
+                "channel": {"type": "rest-hook", "endpoint": f"http://127.0.0.1:{free_port()}/hook"}})],
+            "AuditEvent search by patient": lambda: [doctor("GET", f"/AuditEvent?patient={patient}"),
+                                                     http(w.get("patient", f"/AuditEvent?patient={patient}"))],
+            "delete": lambda: [doctor("DELETE", observation())],
+            "history after delete": lambda: [doctor("GET", f"{observation()}/_history")],
+            "record closed and reopened (platform)": lambda: [self._status("closed"), self._status("active")],
+        }
+
+    def _consent(self) -> dict[str, Any]:
+        return {"resourceType": "Consent", "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                      "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+                "patient": {"reference": f"Patient/{self.patient_id}"}, "dateTime": now(),
+                "provision": {"type": "permit", "actor": [{
+                    "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                         "code": "PRCP"}]},
+                    "reference": {"reference": f"Practitioner/{self.doctor.practitioner_id}"}}]}}
+
+    def _identified(self) -> dict[str, Any]:
+        return {**self.observation(60), "identifier": [{"system": "urn:oid:1.2.250.1.999", "value": self.tag}]}
+
+    def _created(self, response: httpx.Response) -> Outcome:
+        if response.status_code == 201:
+            self.observation_id = response.json()["id"]
+        return http(response)
+
+    def _provided(self, response: httpx.Response) -> Outcome:
+        if response.status_code == 200:
+            created = dict(e["response"]["location"].split("/")[:2] for e in response.json()["entry"])
+            self.document_id, self.binary_id = created["DocumentReference"], created["Binary"]
+        return http(response)
+
+    def _replaced(self) -> Outcome:
+        replaces = [{"code": "replaces", "target": {"reference": f"DocumentReference/{self.document_id}"}}]
+        bundle = provide_bundle({"reference": f"Patient/{self.patient_id}"}, f"1.2.250.1.999.1.1.7.{self.tag}9",
+                                relates_to=replaces)
+        return self._provided(self.world.request("doctor", "POST", "", json=bundle))
+
+    def _status(self, status: str) -> Outcome:
+        current = self.world.get("platform", f"/Patient/{self.patient_id}").json()
+        current["extension"] = [{"url": RECORD_STATUS, "valueCode": status}]
+        return http(self.world.request("platform", "PUT", f"/Patient/{self.patient_id}", json=current))
+
+    def _transaction(self) -> dict[str, Any]:
+        condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{self.patient_id}"},
+                     "code": {"text": "hypertension"}}
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": self.observation(90),
+             "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": condition,
+             "request": {"method": "POST", "url": "Condition"}},
+            {"request": {"method": "GET", "url": f"Observation/{self.observation_id}"}},
+        ]}
+
+
+EXPECTED: dict[str, list[int | str]] = {
+    "authorisation (Consent write, platform)": [201], "create": [201], "conditional create": [201, 200],
+    "read": [200], "vread": [200], "update": [200], "patch": [200], "history (instance)": [200],
+    "search by patient": [200], "search by subject": [200], "search by patient (POST _search)": [200],
+    "compartment search": [200], "_include": [200], "_revinclude": [200], "read the Patient": [200],
+    "transaction for one patient": [200], "ITI-65 document submission": [200], "ITI-65 replacing a document": [200],
+    "ITI-67 document search": [200], "ITI-68 document retrieval": [200, 200],
+    "refused: no authorisation": [403, 403], "emergency access (BTG)": [200],
+    "the patient reads their record": [200, 200], "platform read and search": [200, 200],
+    "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"], "CDA over /ingest/cda": [201],
+    "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
+    "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
+}
+
+
+class CommandLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def since_last(self) -> list[dict[str, Any]]:
+        """The commands requests sent since the last call (background workers' left out)."""
+        with self.path.open("rb") as file:
+            file.seek(self.offset)
+            data = file.read()
+        whole = data[: data.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        return [line for line in map(orjson.loads, whole.splitlines()) if line["request"] is not None]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Recorded]]:
+    root = tmp_path_factory.mktemp("sharding")
+    log = root / "commands.jsonl"
+    server = dedicated_server(root / "data", {"FHIR_COMMAND_LOG": str(log)}).start()
+    try:
+        assert cli(["facilities", "add", "--server", server.root_url, "--token", server.token, *FACILITY]) == 0
+        scenarios = Scenarios(open_world(server))
+        commands = CommandLog(log)
+        commands.since_last()
+        results: dict[str, Recorded] = {}
+        for name, step in scenarios.steps().items():
+            outcomes = step()
+            results[name] = Recorded(outcomes, commands.since_last())
+        report(results)
+        yield results
+    finally:
+        server.stop()
+
+
+KEYS = sharded_collections("fhir", "fhir_audit", set(structure.resource_types()))
+# Where the command's query was made: the first frame outside the repository and the search
+# planner, which build queries for their callers. Queries of these modules' own are the rules',
+# the audit's, the adapters' (they know the patient); the others (interactions and the edge calling
+# the repository by id, the purge) are the repository's routing.
+BUILDERS = ("fhir_server/storage/", "fhir_server/search/")
+OWN_QUERIES = ("fhir_server/access/", "fhir_server/audit/", "fhir_server/subscriptions/", "fhir_server/events/",
+               "fhir_server/mhd/", "fhir_server/ingest/")
+ROUTED_BY_REPOSITORY = ("fhir_server/access/opposition.py",)
+
+
+# The repository methods that take a caller's filter as it is (others, by id, route it themselves).
+GIVEN_FILTER = ("find", "_find")
+
+
+def owner(where: list[str]) -> str:
+    at = next((i for i, frame in enumerate(where) if not frame.startswith(BUILDERS)), len(where))
+    origin = where[at] if at < len(where) else ""
+    given = at == 0 or where[at - 1].rsplit(" ", 1)[-1] in GIVEN_FILTER
+    own = origin.startswith(OWN_QUERIES) and not origin.startswith(ROUTED_BY_REPOSITORY) and given
+    return "own query" if own else "routing"
+
+
+def report(results: dict[str, Recorded]) -> None:
+    """The unpinned commands, as a list to work from, when SHARDING_REPORT names a file."""
+    target = os.environ.get("SHARDING_REPORT")
+    if not target:
+        return
+    lines = ["# Commands that would reach every shard (tests/sharding/test_pinned_commands.py)", ""]
+    for name, result in results.items():
+        for line, why in unpinned(result.lines, KEYS):
+            where = line.get("where") or []
+            shown = {k: line[k] for k in ("filter", "query", "pipeline", "updates", "deletes") if k in line}
+            lines += [f"- **{name}** [{owner(where)}] `{line['request']}`: `{line['command']}` on `{line['collection']}` "
+                      f"({why}): `{orjson.dumps(shown).decode()[:400]}`",
+                      *(f"    - {frame}" for frame in where)]
+    Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_each_command_of_a_patient_scoped_request_pins_the_shard_key(recorded: dict[str, Recorded], name: str) -> None:
+    result = recorded[name]
+    assert [code for code, _ in result.outcomes] == EXPECTED[name], result.outcomes
+    judged = [line for line in result.lines if (line["db"], line.get("collection") or "") in KEYS]
+    # Every scenario reads or writes patient data (and its audit): an empty log would prove nothing.
+    assert judged, f"no command on a sharded collection recorded for {name}"
+    found = [(line["request"], line["command"], line["collection"], why, line.get("where", [])[:2])
+             for line, why in unpinned(result.lines, KEYS)]
+    assert found == []
+
+
+def test_audit_writes_carry_the_patient(recorded: dict[str, Recorded]) -> None:
+    written = [document for result in recorded.values() for line in result.lines
+               if line["collection"] == "audit_events" and line["command"] == "insert"
+               for document in line["documents"]]
+    assert written and all("pat" in document for document in written)
+    patient_events = [d for d in written if d["pat"]]
+    assert len(patient_events) >= len(EXPECTED) - 1
