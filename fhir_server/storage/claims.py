@@ -5,8 +5,9 @@ finds nothing) and an ITI-65 deposit (a masterIdentifier not yet in the record) 
 match, then write. On the embedded store the writer gate runs those two steps for one writer at a
 time across processes, but on MongoDB two transactions can both see no match and both write.
 
-So the write also upserts one document per rule, `{_id: "<Type>?<canonical criteria>"}`, in the
-same transaction, with `$inc`: of two concurrent transactions the second meets a write conflict
+So the write also upserts one document per rule, keyed by the SHA-256 of `<Type>?<canonical
+criteria>` (criteria are user input of any length; the key stays 64 characters, within any
+store's index key limit, and that form is kept readable in `c`), in the same transaction, with `$inc`: of two concurrent transactions the second meets a write conflict
 on that document (snapshot isolation: it was changed after its snapshot began), is run again by
 the driver's `with_transaction`, and then finds the first's resource. The document holds no
 state anyone reads: it only makes two concurrent claims collide. Sharded by `_id`
@@ -15,6 +16,7 @@ state anyone reads: it only makes two concurrent claims collide. Sharded by `_id
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,15 +27,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 CLAIMS = "claims"
 
 
-def claim_key(resource_type: str, criteria: str | list[tuple[str, str]]) -> str:
+def canonical(resource_type: str, criteria: str | list[tuple[str, str]]) -> str:
     """`Type?criteria`, with the criteria decoded and sorted, so one condition, however written,
     is one claim (`b=2&a=1` and `a=1&b=%32` alike)."""
     pairs = parse_qsl(criteria.lstrip("?"), keep_blank_values=True) if isinstance(criteria, str) else criteria
     return f"{resource_type}?{urlencode(sorted(pairs))}"
 
 
+def claim_key(resource_type: str, criteria: str | list[tuple[str, str]]) -> str:
+    """The claim's `_id`: a fixed-length digest of its canonical form."""
+    return _digest(canonical(resource_type, criteria))
+
+
+def _digest(form: str) -> str:
+    return hashlib.sha256(form.encode("utf-8")).hexdigest()
+
+
 async def claim(db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession | None, resource_type: str,
                 criteria: str | list[tuple[str, str]]) -> None:
     """Claim `criteria` for a resource of `resource_type` about to be created in `session`'s transaction."""
-    await db[CLAIMS].update_one({"_id": claim_key(resource_type, criteria)}, {"$inc": {"n": 1}}, upsert=True,
-                                session=session)
+    form = canonical(resource_type, criteria)
+    await db[CLAIMS].update_one({"_id": _digest(form)},
+                                {"$inc": {"n": 1}, "$setOnInsert": {"c": form}}, upsert=True, session=session)

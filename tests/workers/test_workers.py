@@ -8,6 +8,7 @@ accepts first; `serving_workers` checks from /proc that they did reach several p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -281,6 +282,24 @@ def test_a_conditional_create_claims_its_criteria_in_the_store(server: ServerPro
             assert answer.status_code in (200, 201), answer.text
         claimed = claims.find_one({"_id": claim_key("Patient", criteria)})
         assert claimed is not None and claimed["n"] == 1, "the second create found the first: nothing to claim"
+    finally:
+        store.close()
+
+
+def test_a_claim_is_keyed_by_a_fixed_length_digest_whatever_the_criteria(server: ServerProcess, unique: str) -> None:
+    """Criteria are the caller's, of any length; the claim's `_id` (an index key, MongoDB's shard
+    key) is the SHA-256 of their canonical form, which stays readable beside it."""
+    url = (server.data_dir / "embedded-store.url").read_text().strip()
+    store: MongoClient[dict] = MongoClient(url)
+    try:
+        value = f"{unique}-{'x' * 5000}"
+        body = {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.999.27", "value": value}]}
+        answer = server.post(f"{server.base_url}/Patient", json=body,
+                             headers={"Content-Type": FHIR_JSON, "If-None-Exist": f"identifier=urn:oid:1.2.250.1.999.27|{value}"})
+        assert answer.status_code == 201, answer.text
+        form = f"Patient?identifier=urn%3Aoid%3A1.2.250.1.999.27%7C{value}"
+        claimed = store["fhir"][CLAIMS].find_one({"_id": hashlib.sha256(form.encode()).hexdigest()})
+        assert claimed is not None and claimed["c"] == form and claimed["n"] == 1
     finally:
         store.close()
 
