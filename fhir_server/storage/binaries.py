@@ -5,13 +5,19 @@ keyed by their SHA-256 (in GridFS, named by it, when too large for a document). 
 version and every history entry share one copy, and a resent document costs no second copy.
 Bytes are written before the transaction that references them: an aborted transaction leaves
 an unreferenced blob behind, never a resource without its bytes.
+
+On the embedded store every blob write, and every GridFS operation even a read, holds the writer
+gate: the store runs all sessions on one SQLite connection, so a write made while another
+request's transaction is open lands in that transaction (and vanishes with it if it aborts), and
+a GridFS operation sets the connection's synchronous pragma (refused inside a transaction: the
+request failed with a 500) and commits (which would commit the other transaction half-way).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,6 +25,9 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.definitions.primitives import decode_base64
 from fhir_server.errors import FhirError
+
+if TYPE_CHECKING:
+    from fhir_server.storage.database import Database
 
 BLOBS = "blobs"
 
@@ -39,7 +48,10 @@ def same_content(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 class BlobStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], threshold: int) -> None:
+    def __init__(self, database: Database, threshold: int) -> None:
+        # The database's gate is read at each call: it is set when the store has said what it is.
+        self.database = database
+        db: AsyncDatabase[dict[str, Any]] = database.db
         self.blobs = db[BLOBS]
         self.bucket = AsyncGridFSBucket(db, bucket_name="binaries")
         self.files = db["binaries.files"]
@@ -53,21 +65,23 @@ class BlobStore:
             "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
             "size": len(content),
         }
-        if len(content) > self.threshold:
-            meta["gridfs"] = True
-            # GridFS's own async cursor leaks StopAsyncIteration from to_list; ask its files collection.
-            if await self.files.find_one({"filename": digest}, {"_id": 1}) is None:
-                await self.bucket.upload_from_stream(digest, content)
-        else:
-            try:
-                await self.blobs.insert_one({"_id": digest, "data": content})
-            except DuplicateKeyError:
-                pass
+        async with self.database.gate.write(exclude_readers=False):
+            if len(content) > self.threshold:
+                meta["gridfs"] = True
+                # GridFS's own async cursor leaks StopAsyncIteration from to_list; ask its files collection.
+                if await self.files.find_one({"filename": digest}, {"_id": 1}) is None:
+                    await self.bucket.upload_from_stream(digest, content)
+            else:
+                try:
+                    await self.blobs.insert_one({"_id": digest, "data": content})
+                except DuplicateKeyError:
+                    pass
         return meta
 
     async def load(self, meta: dict[str, Any]) -> bytes:
         if meta.get("gridfs"):
-            stream = await self.bucket.open_download_stream_by_name(meta["sha256"])
-            return bytes(await stream.read())
+            async with self.database.gate.write(exclude_readers=False):
+                stream = await self.bucket.open_download_stream_by_name(meta["sha256"])
+                return bytes(await stream.read())
         doc = await self.blobs.find_one({"_id": meta["sha256"]})
         return bytes(doc["data"]) if doc else b""

@@ -260,7 +260,7 @@ class Repository:
         self.index = index
         self.index_fields = index_fields
         self._indexed: set[str] = set()
-        self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
+        self.blobs = binaries.BlobStore(database, gridfs_threshold)
         self.lookup = LookupTable(database.db)
         self.ids_table = IdsTable(database)
         self.engine = search_engine
