@@ -83,7 +83,9 @@ class IdsTable:
         # Written outside any transaction: the embedded store's writers take turns through the gate.
         async with self.database.gate.write(exclude_readers=False):
             await self._backfill(resource_types)
-        await marks.update_one({"_id": BACKFILLED}, {"$set": {"done": True}}, upsert=True)
+            # Within the gate too: on the embedded store a write outside it lands in whatever
+            # transaction another worker has open, and vanishes if that one aborts.
+            await marks.update_one({"_id": BACKFILLED}, {"$set": {"done": True}}, upsert=True)
 
     async def _backfill(self, resource_types: set[str]) -> None:
         patients: dict[str, str | None] = {}
