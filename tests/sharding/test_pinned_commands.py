@@ -15,6 +15,7 @@ with the request and the code that sent them (a working list for whoever routes 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -214,19 +215,34 @@ class CommandLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
+        # What background workers sent (no request), in order.
+        self.background: list[dict[str, Any]] = []
 
     def since_last(self) -> list[dict[str, Any]]:
-        """The commands requests sent since the last call (background workers' left out)."""
+        """The commands requests sent since the last call; background workers' are kept apart."""
         with self.path.open("rb") as file:
             file.seek(self.offset)
             data = file.read()
         whole = data[: data.rfind(b"\n") + 1]
         self.offset += len(whole)
-        return [line for line in map(orjson.loads, whole.splitlines()) if line["request"] is not None]
+        lines = [orjson.loads(line) for line in whole.splitlines()]
+        self.background += [line for line in lines if line["request"] is None]
+        return [line for line in lines if line["request"] is not None]
+
+
+@dataclass
+class Recording:
+    scenarios: dict[str, Recorded]
+    # The after-commit hooks' commands (fhir_server/events/notifications.py), run by the dispatcher.
+    hooks: list[dict[str, Any]]
+
+
+def _from_hook(line: dict[str, Any]) -> bool:
+    return any(frame.endswith(" committed") for frame in line.get("where") or [])
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Recorded]]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     root = tmp_path_factory.mktemp("sharding")
     log = root / "commands.jsonl"
     server = dedicated_server(root / "data", {"FHIR_COMMAND_LOG": str(log)}).start()
@@ -240,7 +256,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Rec
             outcomes = step()
             results[name] = Recorded(outcomes, commands.since_last())
         report(results)
-        yield results
+        # The dispatcher tells the hooks after each commit; the last deposit's Patient read ends them.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                _from_hook(line) and line["collection"] == "Patient" for line in commands.background):
+            time.sleep(0.1)
+            commands.since_last()
+        yield Recording(results, [line for line in commands.background if _from_hook(line)])
     finally:
         server.stop()
 
@@ -285,8 +307,8 @@ def report(results: dict[str, Recorded]) -> None:
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_each_command_of_a_patient_scoped_request_pins_the_shard_key(recorded: dict[str, Recorded], name: str) -> None:
-    result = recorded[name]
+def test_each_command_of_a_patient_scoped_request_pins_the_shard_key(recorded: Recording, name: str) -> None:
+    result = recorded.scenarios[name]
     assert [code for code, _ in result.outcomes] == EXPECTED[name], result.outcomes
     judged = [line for line in result.lines if (line["db"], line.get("collection") or "") in KEYS]
     # Every scenario reads or writes patient data (and its audit): an empty log would prove nothing.
@@ -296,10 +318,20 @@ def test_each_command_of_a_patient_scoped_request_pins_the_shard_key(recorded: d
     assert found == []
 
 
-def test_audit_writes_carry_the_patient(recorded: dict[str, Recorded]) -> None:
-    written = [document for result in recorded.values() for line in result.lines
+def test_audit_writes_carry_the_patient(recorded: Recording) -> None:
+    written = [document for result in recorded.scenarios.values() for line in result.lines
                if line["collection"] == "audit_events" and line["command"] == "insert"
                for document in line["documents"]]
     assert written and all("pat" in document for document in written)
     patient_events = [d for d in written if d["pat"]]
     assert len(patient_events) >= len(EXPECTED) - 1
+
+
+def test_the_after_commit_hooks_read_the_event_s_record_on_its_shard(recorded: Recording) -> None:
+    """The e-mail notifications' reads of a deposited document and its patient name the record the
+    outbox event carries (background work otherwise reads across shards by design)."""
+    judged = [(line["collection"], line["command"]) for line in recorded.hooks
+              if (line["db"], line["collection"] or "") in KEYS]
+    assert ("DocumentReference", "find") in judged and ("Patient", "find") in judged, judged
+    found = [(line["collection"], line.get("filter"), why) for line, why in unpinned(recorded.hooks, KEYS)]
+    assert found == []
