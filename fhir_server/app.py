@@ -51,6 +51,7 @@ from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks, load_modules
 from fhir_server.storage.repository import Repository
+from fhir_server.storage.sharding import IDS
 from fhir_server.subscriptions import wiring as subscriptions
 from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
@@ -113,7 +114,7 @@ async def open_repository(settings: Settings, store_url: str,
     resource_types = set(structure.resource_types())
     database = Database(store_url, settings.database, data_dir=settings.data_dir, command_log=settings.command_log)
     await database.connect()
-    await database.ensure_collections(sorted(resource_types))
+    await database.ensure_collections([*sorted(resource_types), IDS])
     await database.ensure_history_indexes()
     await LookupTable(database.db).ensure_index()
     hooks = hooks or Hooks()
@@ -122,6 +123,7 @@ async def open_repository(settings: Settings, store_url: str,
     repository = Repository(database, resource_types, hooks, _indexer(search_registry),
                             _index_fields(search_registry), settings.gridfs_threshold,
                             SearchEngine(search_registry, resource_types))
+    await repository.ids_table.backfill(resource_types)
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import socket
@@ -16,10 +17,12 @@ from pymongo.errors import PyMongoError
 from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.definitions import structure
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
 from fhir_server.storage.hooks import HooksUnavailable
+from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
 
 log = logging.getLogger("fhir_server")
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
+    plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
     return parser
 
 
@@ -146,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "shard-plan":
+        # The plan follows from the resource types the server serves, the same for every data dir.
+        print(json.dumps(shard_plan(structure.resource_types()), indent=2))
+        return 0
     return serve(args)
 
 

@@ -13,6 +13,7 @@ from fhir_server.security.callers import Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.database import HISTORY
 from fhir_server.storage.documents import Stored
+from fhir_server.storage.sharding import by_patient
 from fhir_server.timefmt import instant
 
 if TYPE_CHECKING:
@@ -30,7 +31,14 @@ async def purge_on_opposition(repository: Repository, session: Session, caller: 
             shared_bytes.add(doc["blob"]["sha256"])
     removed = 0
     for rtype in sorted(record_types() - {"Patient"}):
+        gone = [d["_id"] for d in await repository.collection(rtype).find({"pat": patient}, {"_id": 1},
+                                                                            session=session).to_list(None)]
+        if not gone:
+            continue
         removed += (await repository.collection(rtype).delete_many({"pat": patient}, session=session)).deleted_count
+        if by_patient(rtype):
+            # Nothing of them is left to route to, and their ids may be created anew.
+            await repository.ids_table.remove(rtype, gone, session)
     await history.delete_many({"pat": patient, "rt": {"$in": sorted(record_types() - {"Patient"})}}, session=session)
     for digest in shared_bytes:
         still_used = await history.find_one({"blob.sha256": digest}, {"_id": 1}, session=session)

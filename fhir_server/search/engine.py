@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.errors import FhirError
+from fhir_server.definitions.compartment import COMPARTMENT
 from fhir_server.search.compartment import PatientCompartment
 from fhir_server.search.extract import SORT_VALUE
 from fhir_server.search.lookup import LOOKUP_CODES
@@ -29,7 +30,9 @@ from fhir_server.search.paging import (
 )
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
+from fhir_server.search.shard_pins import compartment_pins, pinned_patients
 from fhir_server.storage.documents import Stored, from_current
+from fhir_server.storage.sharding import by_patient
 
 # A chain or _has resolves its inner search to ids first; past this many the search is refused
 # rather than silently truncated.
@@ -61,7 +64,10 @@ class Queries(Protocol):
 
     async def count(self, resource_type: str, query: dict[str, Any]) -> int: ...
 
-    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]: ...
+    async def lookup_ids(self, resource_type: str, code: str,
+                         token_keys: list[str]) -> list[tuple[str, str | None]]: ...
+
+    async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]: ...
 
 
 @dataclass
@@ -120,6 +126,10 @@ class SearchEngine:
                 continue
             used.append(criterion)
             builder.any_of(alternatives)
+            patients = pinned_patients(self.registry, resource_type, criterion, base_url)
+            if patients:
+                # The same matches, found on those patients' shards alone (fhir_server.search.shard_pins).
+                builder.add(_one_of("pat", patients))
         builder.add({"del": False})
         return Compiled(builder.build(), builder.impossible, used, context.ignored)
 
@@ -157,8 +167,14 @@ class SearchEngine:
                 raise FhirError(400, "invalid", ":missing takes true or false", [criterion.raw_name])
             return [{field_name: {"$exists": values[0] == "false"}}]
         if param.type == "token" and modifier is None and param.code in LOOKUP_CODES:
-            ids = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
-            return [_one_of("_id", ids)] if ids else []
+            found = await context.queries.lookup_ids(resource_type, param.code, [token.token_key(v) for v in values])
+            if not found:
+                return []
+            condition = _one_of("_id", sorted({i for i, _ in found}))
+            if by_patient(resource_type):
+                # Each entry names its resource's patient: the fetch reaches those patients' shards only.
+                condition.update(_one_of("pat", sorted({p for _, p in found}, key=lambda p: p or "")))
+            return [condition]
         match param.type:
             case "token":
                 return [token.condition(field_name, modifier, values)]
@@ -287,6 +303,8 @@ class SearchEngine:
             within = FilterBuilder()
             within.add(compiled.filter)
             within.any_of(self.compartment.conditions(resource_type, request.compartment, base_url))
+            if compartment_pins(self.registry, resource_type):
+                within.add({"pat": request.compartment})
             compiled.filter, compiled.impossible = within.build(), compiled.impossible or within.impossible
         ignored = [name for name, _ in request.invalid] + compiled.ignored
         # An include naming no reference parameter is dropped from the request, so the self link
@@ -401,7 +419,11 @@ class SearchEngine:
         if not relevant:
             return []
         projection = {ix_field(p.code): 1 for p in params}
-        docs = await queries.find(include.source, {"_id": {"$in": [s.id for s in relevant]}}, projection)
+        query: dict[str, Any] = {"_id": {"$in": [s.id for s in relevant]}}
+        if by_patient(include.source):
+            # The sources were just read: their patients are known.
+            query.update(_one_of("pat", sorted({s.patient for s in relevant}, key=lambda p: p or "")))
+        docs = await queries.find(include.source, query, projection)
         # A reference to this server may have been written with its absolute URL.
         base = base_url.rstrip("/") + "/"
         by_type: dict[str, set[str]] = {}
@@ -430,7 +452,18 @@ class SearchEngine:
     async def _fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
         out: list[Stored] = []
         for rtype, ids in by_type.items():
-            docs = await queries.find(rtype, {"_id": {"$in": sorted(ids)}, "del": False}, {"ix": 0})
+            query: dict[str, Any] = {"_id": {"$in": sorted(ids)}, "del": False}
+            if rtype == COMPARTMENT:
+                # A Patient's `pat` is its own id.
+                query["pat"] = {"$in": sorted(ids)}
+            elif by_patient(rtype):
+                # One targeted round trip to the routing table names their patients.
+                routes = await queries.routes(rtype, sorted(ids))
+                if not routes:
+                    continue
+                query = {"_id": _one_of("_id", sorted(routes))["_id"], "del": False,
+                         **_one_of("pat", sorted(set(routes.values()), key=lambda p: p or ""))}
+            docs = await queries.find(rtype, query, {"ix": 0})
             out += [from_current(rtype, d) for d in docs]
         return out
 

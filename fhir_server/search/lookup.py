@@ -46,19 +46,25 @@ class LookupTable:
         await self.collection.create_index([("k", ASCENDING)])
 
     def replace(self, pending: PendingWrites, session: AsyncClientSession, resource_id: str,
-                before: list[str], after: list[str]) -> None:
-        """Queue the key changes of one write; they reach the store with the transaction's commit."""
-        removed = [k for k in before if k not in after]
-        added = [k for k in after if k not in before]
+                before: list[str], after: list[str], patient: str | None, moved: bool) -> None:
+        """Queue the key changes of one write; they reach the store with the transaction's commit.
+        Each entry carries the resource's patient (`p`), so a resource that `moved` to another
+        patient has all its entries written again."""
+        removed = before if moved else [k for k in before if k not in after]
+        added = after if moved else [k for k in after if k not in before]
         if removed:
-            pending.delete(session, LOOKUP, [f"{k}#{resource_id}" for k in removed])
+            pending.delete(session, LOOKUP, [f"{k}#{resource_id}" for k in removed], "k", removed)
         if added:
-            pending.insert(session, LOOKUP, [{"_id": f"{k}#{resource_id}", "k": k, "r": resource_id} for k in added])
+            pending.insert(session, LOOKUP, [{"_id": f"{k}#{resource_id}", "k": k, "r": resource_id, "p": patient}
+                                             for k in added])
 
-    async def ids(self, resource_type: str, code: str, token_keys: list[str], session: Session) -> list[str]:
-        found: set[str] = set()
+    async def ids(self, resource_type: str, code: str, token_keys: list[str],
+                  session: Session) -> list[tuple[str, str | None]]:
+        """(resource id, its patient) of each resource holding one of the keys."""
+        found: set[tuple[str, str | None]] = set()
         # One equality per key: the embedded store does not use an index for `$in`.
         for key in token_keys:
-            docs = await self.collection.find({"k": lookup_key(resource_type, code, key)}, {"r": 1}, session=session).to_list(None)
-            found.update(d["r"] for d in docs)
-        return sorted(found)
+            docs = await self.collection.find({"k": lookup_key(resource_type, code, key)}, {"r": 1, "p": 1},
+                                              session=session).to_list(None)
+            found.update((d["r"], d.get("p")) for d in docs)
+        return sorted(found, key=lambda f: (f[0], f[1] or ""))

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-Step = tuple[str, list[Any]]  # ("insert" | "delete", documents or _ids)
+Step = tuple[str, list[Any]]  # ("insert" | "delete", documents or (_id, shard key value) pairs)
 
 
 class PendingWrites:
@@ -37,8 +37,11 @@ class PendingWrites:
     def insert(self, session: AsyncClientSession, collection: str, documents: list[dict[str, Any]]) -> None:
         self._add(session, collection, "insert", documents)
 
-    def delete(self, session: AsyncClientSession, collection: str, ids: list[Any]) -> None:
-        self._add(session, collection, "delete", ids)
+    def delete(self, session: AsyncClientSession, collection: str, ids: list[Any], shard_key: str,
+               values: list[Any]) -> None:
+        """Documents by `_id`, each with its value of the collection's shard key (`shard_key`), so
+        the delete reaches only the shards holding them (policies/sharding.json)."""
+        self._add(session, collection, f"delete:{shard_key}", list(zip(ids, values, strict=True)))
 
     async def flush(self, db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession) -> None:
         # Collections are independent; within one, steps keep their order, so a key deleted and
@@ -48,5 +51,8 @@ class PendingWrites:
                 if kind == "insert":
                     await db[collection].insert_many(items, ordered=True, session=session)
                 else:
-                    await db[collection].delete_many({"_id": {"$in": items}}, session=session)
+                    shard_key = kind.split(":", 1)[1]
+                    await db[collection].delete_many({"_id": {"$in": [i for i, _ in items]},
+                                                      shard_key: {"$in": sorted(set(v for _, v in items))}},
+                                                     session=session)
         self._by_session[id(session)] = {}

@@ -36,6 +36,8 @@ from fhir_server.storage import binaries, outbox
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.patient_key import patient_of
+from fhir_server.storage.routing import IdsTable
+from fhir_server.storage.sharding import IDS, by_patient
 from fhir_server.storage.documents import (
     Stored,
     current_document,
@@ -122,6 +124,16 @@ def _security_context(resource: dict[str, Any] | None) -> str | None:
         return None
     rtype, rid = reference.split("/")
     return reference if rtype not in FOLLOWERS and ID_PATTERN.match(rid) and rtype[:1].isupper() and rtype.isalnum() else None
+
+
+def _shard_key(resource_type: str, patient: str | None) -> dict[str, Any]:
+    """The patient part of the shard key of a type's collection (policies/sharding.json), if it has one."""
+    return {"pat": patient} if by_patient(resource_type) else {}
+
+
+def _pinned(where: dict[str, Any]) -> dict[str, Any]:
+    """The patient condition of a resource's `route`, for its history documents (they share its `pat`)."""
+    return {"pat": where["pat"]} if "pat" in where else {}
 
 
 class Reader:
@@ -220,7 +232,12 @@ class Reader:
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
 
-    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[str]:
+    async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]:
+        """Id -> `pat` of the stored resources of a type sharded by patient (the `ids` table)."""
+        async with self.repository._reading(self.session):
+            return await self.repository.ids_table.patients(resource_type, ids, self.session)
+
+    async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
         # Candidates only: they become an `_id` condition of a scoped query.
         async with self.repository._reading(self.session):
             return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
@@ -245,6 +262,7 @@ class Repository:
         self._indexed: set[str] = set()
         self.blobs = binaries.BlobStore(database.db, gridfs_threshold)
         self.lookup = LookupTable(database.db)
+        self.ids_table = IdsTable(database)
         self.engine = search_engine
         self.write_rules: dict[str, list[WriteRule]] = {}
         self.patch_rules: dict[str, list[PatchRule]] = {}
@@ -325,20 +343,53 @@ class Repository:
     async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
                            session: Session = None) -> Stored | None:
         """The current document as `caller` may see it (deleted or not), or None."""
-        reader = await self.opened_for(caller, resource_type, resource_id, session)
-        docs = await reader.find(resource_type, {"_id": resource_id}, {"ix": 0, "sk": 0}, limit=1)
+        projection = {"ix": 0, "sk": 0}
+        if not by_patient(resource_type):
+            # An unsharded collection: one round trip reads the document and, with it, its record;
+            # a second only when the caller's queries of the type carry conditions.
+            async with self._reading(session):
+                doc = await self.collection(resource_type).find_one({"_id": resource_id}, projection, session=session)
+            if doc is None:
+                return None
+            reader = await self._open_on(caller, doc.get("pat"), session)
+            if not await reader.limited(resource_type):
+                return from_current(resource_type, doc)
+            docs = await reader.find(resource_type, {"_id": resource_id}, projection, limit=1)
+            return from_current(resource_type, docs[0]) if docs else None
+        reader, where = await self.opened_for(caller, resource_type, resource_id, session)
+        if where is None:
+            return None
+        docs = await reader.find(resource_type, where, projection, limit=1)
         return from_current(resource_type, docs[0]) if docs else None
 
+    async def route(self, resource_type: str, resource_id: str, session: Session) -> dict[str, Any] | None:
+        """The condition naming one resource with its collection's shard key: `{_id, pat}` for a
+        type sharded by patient, after one targeted round trip to `ids` (None: never stored),
+        `{_id}` for the others."""
+        if not by_patient(resource_type):
+            return {"_id": resource_id}
+        async with self._reading(session):
+            found, patient = await self.ids_table.route(resource_type, resource_id, session)
+        return {"_id": resource_id, "pat": patient} if found else None
+
     async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str,
-                         session: Session = None) -> Reader:
+                         session: Session = None) -> tuple[Reader, dict[str, Any] | None]:
         """A reader of `caller` opened on the record holding this resource (none if it is in no record
-        or does not exist): reading one resource is reading its record."""
+        or does not exist): reading one resource is reading its record; with the resource's
+        condition (`route`), None when it was never stored."""
+        where = await self.route(resource_type, resource_id, session)
+        if where is not None and "pat" in where:
+            return await self._open_on(caller, where["pat"], session), where
+        if caller is None or where is None:
+            return await self._open_on(caller, None, session), where
+        async with self._reading(session):
+            found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
+        return await self._open_on(caller, found.get("pat") if found else None, session), where
+
+    async def _open_on(self, caller: Caller | None, patient: str | None, session: Session) -> Reader:
         reader = self.reader(caller, session)
         if caller is None:
             return await reader.open(None)
-        async with self._reading(session):
-            found = await self.collection(resource_type).find_one({"_id": resource_id}, {"pat": 1}, session=session)
-        patient = found.get("pat") if found else None
         return await reader.open([patient] if patient else [])
 
     async def read(self, caller: Caller, resource_type: str, resource_id: str, session: Session = None) -> Stored:
@@ -354,9 +405,11 @@ class Repository:
         self.check_type(resource_type)
         if not version.isdigit():
             raise FhirError(404, "not-found", f"Version '{version}' of {resource_type}/{resource_id} is not known")
-        reader = await self.opened_for(caller, resource_type, resource_id)
-        docs = await reader.find_history(
-            resource_type, {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}, limit=1)
+        reader, where = await self.opened_for(caller, resource_type, resource_id)
+        if where is None:
+            raise not_found(resource_type, resource_id)
+        docs = await reader.find_history(resource_type, {"rid": f"{resource_type}/{resource_id}",
+                                                         "vid": int(version), **_pinned(where)}, limit=1)
         if not docs:
             if await self.find_current(caller, resource_type, resource_id) is None:
                 raise not_found(resource_type, resource_id)
@@ -379,7 +432,10 @@ class Repository:
         if before is not None:
             condition["_id"] = {"$lt": before}
         if resource_id is not None and resource_type is not None:
-            reader = await self.opened_for(caller, resource_type, resource_id)
+            reader, where = await self.opened_for(caller, resource_type, resource_id)
+            if where is None:
+                return []
+            condition.update(_pinned(where))
         else:
             reader = await self.reader(caller).open(None)
         docs = await reader.find_history(resource_type, condition, sort=[("_id", -1)], limit=count + 1)
@@ -568,9 +624,13 @@ class Repository:
 
     async def _patients_of(self, resource_type: str, ids: list[str], session: Session) -> list[str]:
         async with self._reading(session):
-            docs = await self.collection(resource_type).find({"_id": {"$in": ids}}, {"pat": 1},
-                                                             session=session).to_list(None)
-        return list(dict.fromkeys(d["pat"] for d in docs if d.get("pat")))
+            if by_patient(resource_type):
+                patients = list((await self.ids_table.patients(resource_type, ids, session)).values())
+            else:
+                docs = await self.collection(resource_type).find({"_id": {"$in": ids}}, {"pat": 1},
+                                                                 session=session).to_list(None)
+                patients = [d.get("pat") for d in docs]
+        return list(dict.fromkeys(p for p in patients if p))
 
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
@@ -627,18 +687,25 @@ class Repository:
         document = current_document(stored, ix, sk)
         try:
             if current is None:
+                if by_patient(resource_type):
+                    # Its unique `_id` refuses an id taken on any shard (a concurrent create: retried).
+                    await self.ids_table.insert(resource_type, resource_id, patient, session)
                 await collection.insert_one(document, session=session)
             else:
-                result = await collection.replace_one({"_id": resource_id, "vid": current.version}, document, session=session)
+                # Naming the whole shard key lets the store move the document when its patient changes.
+                result = await collection.replace_one(
+                    {"_id": resource_id, "vid": current.version, **_shard_key(resource_type, current.patient)},
+                    document, session=session)
                 if result.matched_count != 1:
                     raise VersionConflict()
+                if current.patient != patient and by_patient(resource_type):
+                    await self.ids_table.repoint(resource_type, resource_id, patient, session)
             if current is not None and (current.keys != keys or current.patient != patient):
                 # Earlier versions are seen as the resource now is: masking a document masks its history.
-                await self.database.collection(HISTORY).update_many(
-                    {"rid": f"{resource_type}/{resource_id}"}, {"$set": {"acc": keys, "pat": patient}}, session=session)
+                await self._restamp_history(session, [f"{resource_type}/{resource_id}"], current.patient, patient, keys)
             self.database.pending.insert(session, HISTORY, [history_document(stored, method)])
             self.lookup.replace(self.database.pending, session, resource_id, current.lookup_keys if current else [],
-                                stored.lookup_keys)
+                                stored.lookup_keys, patient, current is not None and current.patient != patient)
             # Events are for the after-commit hooks: with none registered there is no one to tell,
             # and a consumer registered later must not receive a backlog of past writes.
             if self.hooks.after_commits:
@@ -649,29 +716,59 @@ class Repository:
         # resource has none yet; one stored earlier naming a resource not yet there stays in no
         # record, seen by its depositor alone, until that resource is next written.
         if current is not None and (current.keys != keys or current.patient != patient):
-            await self._follow_context(session, stored)
+            await self._follow_context(session, stored, current.patient)
         # Deletions too: a rule may keep something in step with what is no longer there.
         for rule in self.write_rules.get(resource_type, []):
             await rule(self, session, caller, stored)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
-    async def _follow_context(self, session: Session, stored: Stored) -> None:
+    async def _follow_context(self, session: Session, stored: Stored, before: str | None) -> None:
         """Resources seen as `stored` (`_security_context`) take its record and keys, current and
-        past versions alike, whichever of the two was written first."""
+        past versions alike, whichever of the two was written first. `before` is the patient
+        `stored` had: its followers are in that record, or in none when written before it."""
         if stored.resource_type in FOLLOWERS:
             return
         target = f"{stored.resource_type}/{stored.id}"
         keys = {**stored.keys, "ctx": target}
-        followers = {"acc.ctx": target}
         for rtype in FOLLOWERS:
-            found = await self.collection(rtype).find(followers, {"_id": 1}, session=session).to_list(None)
+            followers: dict[str, Any] = {"acc.ctx": target}
+            if by_patient(rtype):
+                followers["pat"] = before if before is None else {"$in": [before, None]}
+            found = await self.collection(rtype).find(followers, session=session).to_list(None)
             if not found:
                 continue
-            await self.collection(rtype).update_many(followers, {"$set": {"acc": keys, "pat": stored.patient}},
-                                                     session=session)
-            await self.database.collection(HISTORY).update_many(
-                {"rid": {"$in": [f"{rtype}/{d['_id']}" for d in found]}}, {"$set": {"acc": keys, "pat": stored.patient}},
-                session=session)
+            staying = [d for d in found if d.get("pat") == stored.patient]
+            if staying:
+                await self.collection(rtype).update_many({**followers, "pat": stored.patient},
+                                                         {"$set": {"acc": keys}}, session=session)
+            for doc in found:
+                if doc.get("pat") == stored.patient:
+                    continue
+                # A shard key value changes through one document's replacement naming the whole key.
+                await self.collection(rtype).replace_one(
+                    {"_id": doc["_id"], "vid": doc["vid"], **_shard_key(rtype, doc.get("pat"))},
+                    {**doc, "acc": keys, "pat": stored.patient}, session=session)
+                if by_patient(rtype):
+                    await self.ids_table.repoint(rtype, doc["_id"], stored.patient, session)
+                self.lookup.replace(self.database.pending, session, doc["_id"], doc.get("lk") or [],
+                                    doc.get("lk") or [], stored.patient, True)
+            for patient in dict.fromkeys(d.get("pat") for d in found):
+                await self._restamp_history(session, [f"{rtype}/{d['_id']}" for d in found if d.get("pat") == patient],
+                                            patient, stored.patient, keys)
+
+    async def _restamp_history(self, session: Session, rids: list[str], before: str | None, after: str | None,
+                               keys: dict[str, Any]) -> None:
+        """Give the past versions of resources of patient `before` the patient and keys they now have."""
+        history = self.database.collection(HISTORY)
+        query = {"rid": rids[0] if len(rids) == 1 else {"$in": rids}, "pat": before}
+        if before == after:
+            await history.update_many(query, {"$set": {"acc": keys}}, session=session)
+            return
+        # No update_many changes a shard key value: the versions move to the new patient's shard.
+        docs = await history.find(query, session=session).to_list(None)
+        if docs:
+            await history.delete_many(query, session=session)
+            await history.insert_many([{**d, "acc": keys, "pat": after} for d in docs], ordered=True, session=session)
 
     # -- many writes in one transaction: the NDJSON import (fhir_server.operations.bulk_import)
     async def write_many(self, caller: Caller, items: list[tuple[str, dict[str, Any]]]) -> list[WriteResult | FhirError]:
@@ -739,27 +836,34 @@ class Repository:
                 inserts.setdefault(stored.resource_type, []).append(document)
                 continue
             replaced = await self.collection(stored.resource_type).replace_one(
-                {"_id": stored.id, "vid": current.version}, document, session=session)
+                {"_id": stored.id, "vid": current.version, **_shard_key(stored.resource_type, current.patient)},
+                document, session=session)
             if replaced.matched_count != 1:
                 raise _Withdrawn(index, FhirError(409, "conflict", "The resource was changed concurrently; retry it"))
+            if current.patient != stored.patient and by_patient(stored.resource_type):
+                await self.ids_table.repoint(stored.resource_type, stored.id, stored.patient, session)
             if current.keys != stored.keys or current.patient != stored.patient:
-                await self.database.collection(HISTORY).update_many(
-                    {"rid": f"{stored.resource_type}/{stored.id}"}, {"$set": {"acc": stored.keys, "pat": stored.patient}},
-                    session=session)
+                await self._restamp_history(session, [f"{stored.resource_type}/{stored.id}"], current.patient,
+                                            stored.patient, stored.keys)
         for rtype, documents in inserts.items():
             await self.collection(rtype).insert_many(documents, ordered=True, session=session)
+        routes = [IdsTable.document(s.resource_type, s.id, s.patient) for _, s, c, _ in staged
+                  if c is None and by_patient(s.resource_type)]
+        if routes:
+            # A taken id fails the commit like the insert above: the run is retried looking ids up.
+            self.database.pending.insert(session, IDS, routes)
         if staged:
             self.database.pending.insert(session, HISTORY, [history_document(s, "PUT" if c else "POST")
                                                             for _, s, c, _ in staged])
         for index, stored, current, _ in staged:
             self.lookup.replace(self.database.pending, session, stored.id, current.lookup_keys if current else [],
-                                stored.lookup_keys)
+                                stored.lookup_keys, stored.patient, current is not None and current.patient != stored.patient)
             if self.hooks.after_commits:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, "PUT" if current else "POST", caller))
             # A new resource has an id only this import knew (fhir_server.operations.bulk_import), so
             # nothing can already be seen as it: only an update may move its followers.
             if current is not None and (current.keys != stored.keys or current.patient != stored.patient):
-                await self._follow_context(session, stored)
+                await self._follow_context(session, stored, current.patient)
             try:
                 for rule in self.write_rules.get(stored.resource_type, []):
                     await rule(self, session, caller, stored)

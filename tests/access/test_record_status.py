@@ -274,6 +274,16 @@ def test_the_patient_opposes_and_the_record_is_emptied(world: World) -> None:
     assert world.get("platform", f"/Binary/{world.documents['objector_doc'].binary_id}").status_code in (404, 410)
     assert is_refusal(world.get("A", "/DocumentReference", params={"patient": patient}))
     _refused_with_outcome(world.provide("H", patient))
+    # Nothing routes to the purged resources any more (issue 25's `ids` table): their ids are free
+    # again, here for another record.
+    other, _ = world.patient()
+    document = world.documents["objector_doc"].id
+    again = world.request("platform", "PUT", f"/DocumentReference/{document}", json={
+        "resourceType": "DocumentReference", "id": document, "status": "current",
+        "subject": {"reference": f"Patient/{other}"},
+        "content": [{"attachment": {"contentType": "text/plain", "data": "YQ=="}}]})
+    assert again.status_code == 201, again.text
+    assert world.get("platform", f"/DocumentReference/{document}/_history/1").status_code == 200
 
 
 @pytest.mark.parametrize("caller", ["A", "H"])

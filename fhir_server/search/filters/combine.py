@@ -20,6 +20,15 @@ def _equality(value: Any) -> bool:
     return not (isinstance(value, dict) and any(str(k).startswith("$") for k in value))
 
 
+def _values(value: Any) -> list[Any] | None:
+    """The values a condition allows when it is an equality or a plain `$in`, else None."""
+    if _equality(value):
+        return [value]
+    if isinstance(value, dict) and list(value) == ["$in"] and isinstance(value["$in"], list):
+        return list(value["$in"])
+    return None
+
+
 class FilterBuilder:
     def __init__(self) -> None:
         self._fields: dict[str, Any] = {}
@@ -34,9 +43,15 @@ class FilterBuilder:
                 # Said twice (a rule repeating the search's own `pat`): once is enough, and a
                 # repeated key would otherwise become an `$and` the embedded store scans for.
                 continue
-            elif _scalar(key) and _equality(value) and _equality(self._fields[key]):
-                # Two different values for one single-valued key: nothing can match.
-                self.impossible = True
+            elif _scalar(key) and (had := _values(self._fields[key])) is not None \
+                    and (wanted := _values(value)) is not None:
+                # One single-valued key (a rule's `pat` and a search's `pat: {$in}`) takes the values
+                # both allow: no `$and`, and nothing can match when they share none.
+                both = [v for v in had if v in wanted]
+                if not both:
+                    self.impossible = True
+                else:
+                    self._fields[key] = both[0] if len(both) == 1 else {"$in": both}
             else:
                 self._and.append({key: value})
 

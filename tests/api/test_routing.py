@@ -1,0 +1,121 @@
+"""Routing by patient (issue 25): by-id interactions find a resource through the `ids` table, a
+resource moved to another patient takes its history and identifier lookups with it, searches that
+name a patient say so to the store, and `fhir-server shard-plan` prints the plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from tests.api.test_store_lifecycle import store_url
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture
+def store(server: ServerProcess) -> Iterator[Any]:
+    if not isinstance(server, ServerProcess):
+        pytest.skip("reads the store of a server this session started")
+    client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
+    try:
+        yield client[os.environ.get("FHIR_DATABASE", "fhir")]
+    finally:
+        client.close()
+
+
+def _patient(fhir: httpx.Client, family: str) -> str:
+    response = fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}]})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _observation(subject: str, unique: str, value: int) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": unique},
+            "identifier": [{"system": "urn:test:routing", "value": unique}],
+            "subject": {"reference": f"Patient/{subject}"}, "valueInteger": value}
+
+
+def _ids(bundle: dict[str, Any]) -> set[str]:
+    return {e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") != "include"}
+
+
+def test_a_resource_moved_to_another_patient_keeps_its_history_in_the_new_record(
+        fhir: httpx.Client, store: Any, unique: str) -> None:
+    first, second = _patient(fhir, unique), _patient(fhir, unique)
+    created = fhir.post("/Observation", json=_observation(first, unique, 1))
+    assert created.status_code == 201, created.text
+    oid = created.json()["id"]
+    moved = fhir.put(f"/Observation/{oid}", json={**_observation(second, unique, 2), "id": oid})
+    assert moved.status_code == 200, moved.text
+
+    # Every interaction by id still finds it, all its versions included.
+    assert fhir.get(f"/Observation/{oid}").json()["subject"]["reference"] == f"Patient/{second}"
+    assert fhir.get(f"/Observation/{oid}/_history/1").json()["valueInteger"] == 1
+    history = fhir.get(f"/Observation/{oid}/_history").json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    # In the new record, its past included; nothing left in the old one.
+    assert _ids(fhir.get(f"/Patient/{second}/Observation").json()) == {oid}
+    assert _ids(fhir.get("/Observation", params={"patient": second}).json()) == {oid}
+    assert _ids(fhir.get("/Observation", params={"subject": f"Patient/{first}"}).json()) == set()
+    assert {d["vid"]: d["pat"] for d in store["history"].find({"rid": f"Observation/{oid}"})} == {1: second, 2: second}
+    assert store["ids"].find_one({"_id": f"Observation/{oid}"})["pat"] == second
+    # Its identifier finds it in its new record (the lookup entry names the new patient).
+    found = fhir.get("/Observation", params={"identifier": f"urn:test:routing|{unique}"}).json()
+    assert _ids(found) == {oid}
+
+    # A deletion keeps its entry: the resource answers 410, and can be written again.
+    assert fhir.delete(f"/Observation/{oid}").status_code == 204
+    assert fhir.get(f"/Observation/{oid}").status_code == 410
+    assert store["ids"].find_one({"_id": f"Observation/{oid}"}) is not None
+    again = fhir.put(f"/Observation/{oid}", json={**_observation(first, unique, 3), "id": oid})
+    assert again.status_code == 201, again.text
+    assert fhir.get(f"/Observation/{oid}/_history/4").json()["valueInteger"] == 3
+    assert {d["pat"] for d in store["history"].find({"rid": f"Observation/{oid}"})} == {first}
+
+
+def test_unknown_ids_answer_404_on_every_interaction_by_id(fhir: httpx.Client, unique: str) -> None:
+    assert fhir.get(f"/Observation/{unique}").status_code == 404
+    assert fhir.get(f"/Observation/{unique}/_history/1").status_code == 404
+    assert fhir.get(f"/Organization/{unique}").status_code == 404
+    assert fhir.delete(f"/Observation/{unique}").status_code in (200, 204)
+
+
+def test_searches_naming_a_patient_find_exactly_what_they_found_before(fhir: httpx.Client, unique: str) -> None:
+    patient, other = _patient(fhir, unique), _patient(fhir, unique)
+    mine = fhir.post("/Observation", json=_observation(patient, unique, 1)).json()["id"]
+    # Named by a later compartment parameter only: in the other's record, and still found by `performer`.
+    theirs = fhir.post("/Observation", json={**_observation(other, unique, 2),
+                                             "performer": [{"reference": f"Patient/{patient}"}]}).json()["id"]
+    assert _ids(fhir.get("/Observation", params={"subject": f"Patient/{patient}", "code:text": unique}).json()) == {mine}
+    assert _ids(fhir.get("/Observation", params={"subject:Patient": patient}).json()) == {mine}
+    assert _ids(fhir.get("/Observation", params={"patient": f"{patient},{other}"}).json()) == {mine, theirs}
+    assert _ids(fhir.get("/Observation", params={"performer": f"Patient/{patient}"}).json()) == {theirs}
+    assert _ids(fhir.get(f"/Patient/{patient}/Observation").json()) == {mine, theirs}
+    included = fhir.get("/Observation", params={"_id": f"{mine},{theirs}", "_include": "Observation:subject"}).json()
+    assert {e["resource"]["id"] for e in included["entry"] if e["search"]["mode"] == "include"} == {patient, other}
+    assert _ids(fhir.get("/Patient", params={"_id": patient}).json()) == {patient}
+    # Two patients named in one single-valued element at once: nothing can match.
+    both = fhir.get("/Observation", params=[("subject", f"Patient/{patient}"), ("subject", f"Patient/{other}")])
+    assert both.status_code == 200 and _ids(both.json()) == set()
+
+
+def test_shard_plan_prints_the_plan(tmp_path: Any) -> None:
+    done = subprocess.run([sys.executable, "-m", "fhir_server.cli", "shard-plan", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    plan = {entry["collection"]: entry["key"] for entry in json.loads(done.stdout)}
+    assert all(set(entry) == {"collection", "key"} for entry in json.loads(done.stdout))
+    assert plan["Observation"] == {"pat": "hashed", "_id": 1}
+    assert plan["Patient"] == {"pat": "hashed", "_id": 1}
+    assert plan["Group_"] == {"pat": "hashed", "_id": 1}
+    assert plan["history"] == {"pat": "hashed", "_id": 1}
+    assert plan["outbox"] == {"pat": "hashed", "_id": 1}
+    assert plan["ids"] == {"_id": "hashed"}
+    assert plan["lookup"] == {"k": "hashed"}
+    assert "Practitioner" not in plan and "Organization" not in plan
