@@ -14,6 +14,7 @@ with the request and the code that sent them (a working list for whoever routes 
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
@@ -29,11 +30,11 @@ import pytest
 from fhir_server.cli import main as cli
 from fhir_server.definitions import structure
 from fhir_server.ingest.hl7v2 import er7
-from tests.access.world import RECORD_STATUS, World, now, open_world
+from tests.access.world import INS_NIA, RECORD_STATUS, World, now, open_world
 from tests.hl7v2.conftest import FACILITY, personalised, personalised_cda
 from tests.hl7v2.test_server_endpoints import send
 from tests.ingest.record_status import hospital_headers
-from tests.mhd.documents import provide_bundle
+from tests.mhd.documents import PDF, document_reference, provide_bundle
 from tests.server_process import dedicated_server, free_port
 from tests.sharding.pinning import sharded_collections, unpinned
 
@@ -77,6 +78,8 @@ class Scenarios:
         self.document_id = ""
         self.binary_id = ""
         self.tag = uuid.uuid4().hex[:8]
+        self.master_id = f"1.2.250.1.999.1.1.7.{int(self.tag, 16)}"
+        self.consent_id = ""
 
     def observation(self, value: int, observation_id: str | None = None) -> dict[str, Any]:
         resource: dict[str, Any] = {
@@ -93,8 +96,7 @@ class Scenarios:
         observation = lambda: f"/Observation/{self.observation_id}"  # noqa: E731 - known once created
         doctor = lambda method, path, **kw: http(w.request("doctor", method, path, **kw))  # noqa: E731
         return {
-            "authorisation (Consent write, platform)": lambda: [
-                http(w.request("platform", "POST", "/Consent", json=self._consent()))],
+            "authorisation (Consent write, platform)": lambda: [self._consented()],
             "create": lambda: [self._created(w.request("doctor", "POST", "/Observation", json=self.observation(72)))],
             "conditional create": lambda: [doctor("POST", "/Observation", json=self._identified(), headers={
                 "If-None-Exist": f"identifier=urn:oid:1.2.250.1.999|{self.tag}"}) for _ in range(2)],
@@ -103,6 +105,10 @@ class Scenarios:
             "update": lambda: [doctor("PUT", observation(), json=self.observation(75, self.observation_id))],
             "patch": lambda: [doctor("PATCH", observation(), headers=PATCH, content=orjson.dumps(
                 [{"op": "replace", "path": "/valueQuantity/value", "value": 80}]))],
+            "update with If-Match": lambda: [doctor("PUT", observation(), json=self.observation(78, self.observation_id),
+                                                    headers={"If-Match": 'W/"3"'})],
+            "conditional update by identifier": lambda: [doctor(
+                "PUT", f"/Observation?identifier=urn:oid:1.2.250.1.999|{self.tag}", json=self._identified())],
             "history (instance)": lambda: [doctor("GET", f"{observation()}/_history")],
             "search by patient": lambda: [doctor("GET", f"/Observation?patient={patient}")],
             "search by subject": lambda: [doctor("GET", f"/Observation?subject=Patient/{patient}")],
@@ -117,12 +123,22 @@ class Scenarios:
             "ITI-65 document submission": lambda: [self._provided(w.provide("doctor", patient, author=self.doctor))],
             "ITI-65 replacing a document": lambda: [self._replaced()],
             "ITI-67 document search": lambda: [doctor("GET", f"/DocumentReference?patient={patient}")],
+            "ITI-67 document search by INS": lambda: [doctor(
+                "GET", f"/DocumentReference?patient.identifier={INS_NIA}|{self.ins}")],
             "ITI-68 document retrieval": lambda: [doctor("GET", f"/DocumentReference/{self.document_id}"),
                                                   doctor("GET", f"/Binary/{self.binary_id}")],
+            "ITI-105 simplified publish": lambda: [doctor("POST", "/DocumentReference", json=self._published())],
+            "PDSm metadata update (conditional patch by identifier)": lambda: [doctor(
+                "PATCH", f"/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:{self.master_id}", headers=PATCH,
+                content=orjson.dumps([{"op": "replace", "path": "/status", "value": "entered-in-error"}]))],
+            "batch of reads": lambda: [doctor("POST", "", json={"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "GET", "url": f"Observation?patient={patient}"}},
+                {"request": {"method": "GET", "url": observation()[1:]}}]})],
             "refused: no authorisation": lambda: [http(w.get("stranger", f"/Observation?patient={patient}")),
                                                    http(w.get("stranger", observation()))],
             "emergency access (BTG)": lambda: [http(w.get("emergency", f"/Observation?patient={patient}"))],
             "the patient reads their record": lambda: [http(w.get("patient", f"/Observation?patient={patient}")),
+                                                       http(w.get("patient", "/Observation")),
                                                        http(w.get("patient", f"/Patient/{patient}"))],
             "platform read and search": lambda: [http(w.get("platform", observation())),
                                                  http(w.get("platform", f"/Observation?subject=Patient/{patient}"))],
@@ -146,6 +162,9 @@ class Scenarios:
             "delete": lambda: [doctor("DELETE", observation())],
             "history after delete": lambda: [doctor("GET", f"{observation()}/_history")],
             "record closed and reopened (platform)": lambda: [self._status("closed"), self._status("active")],
+            "authorisation revoked (Consent deleted, platform)": lambda: [
+                http(w.request("platform", "DELETE", f"/Consent/{self.consent_id}")),
+                doctor("GET", f"/Observation?patient={patient}")],
         }
 
     def _consent(self) -> dict[str, Any]:
@@ -158,6 +177,17 @@ class Scenarios:
                     "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                                          "code": "PRCP"}]},
                     "reference": {"reference": f"Practitioner/{self.doctor.practitioner_id}"}}]}}
+
+    def _consented(self) -> Outcome:
+        response = self.world.request("platform", "POST", "/Consent", json=self._consent())
+        self.consent_id = response.json().get("id", "")
+        return http(response)
+
+    def _published(self) -> dict[str, Any]:
+        attachment = {"contentType": "application/pdf", "language": "fr-FR", "data": base64.b64encode(PDF).decode(),
+                      "title": "CR", "creation": "2026-07-02T08:30:00+02:00"}
+        return document_reference({"reference": f"Patient/{self.patient_id}"}, self.master_id, attachment,
+                                  profile="PDSm-SimplifiedPublish")
 
     def _identified(self) -> dict[str, Any]:
         return {**self.observation(60), "identifier": [{"system": "urn:oid:1.2.250.1.999", "value": self.tag}]}
@@ -202,12 +232,16 @@ EXPECTED: dict[str, list[int | str]] = {
     "search by patient": [200], "search by subject": [200], "search by patient (POST _search)": [200],
     "compartment search": [200], "_include": [200], "_revinclude": [200], "read the Patient": [200],
     "transaction for one patient": [200], "ITI-65 document submission": [200], "ITI-65 replacing a document": [200],
-    "ITI-67 document search": [200], "ITI-68 document retrieval": [200, 200],
+    "ITI-67 document search": [200], "ITI-67 document search by INS": [200], "ITI-105 simplified publish": [201],
+    "PDSm metadata update (conditional patch by identifier)": [200], "batch of reads": [200],
+    "update with If-Match": [200], "conditional update by identifier": [200], "ITI-68 document retrieval": [200, 200],
     "refused: no authorisation": [403, 403], "emergency access (BTG)": [200],
-    "the patient reads their record": [200, 200], "platform read and search": [200, 200],
+    "the patient reads their record": [200, 200, 200], "platform read and search": [200, 200],
     "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"], "CDA over /ingest/cda": [201],
     "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
     "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
+    # Without the authorisation the practitioner still reads what they deposited (docs/ACCESS-RULES.md, own mode).
+    "authorisation revoked (Consent deleted, platform)": [204, 200],
 }
 
 
