@@ -159,6 +159,7 @@ class Scenarios:
                 "channel": {"type": "rest-hook", "endpoint": f"http://127.0.0.1:{free_port()}/hook"}})],
             "AuditEvent search by patient": lambda: [doctor("GET", f"/AuditEvent?patient={patient}"),
                                                      http(w.get("patient", f"/AuditEvent?patient={patient}"))],
+            "the patient reads their trail": lambda: [http(w.get("patient", "/AuditEvent"))],
             "delete": lambda: [doctor("DELETE", observation())],
             "history after delete": lambda: [doctor("GET", f"{observation()}/_history")],
             "record closed and reopened (platform)": lambda: [self._status("closed"), self._status("active")],
@@ -239,6 +240,7 @@ EXPECTED: dict[str, list[int | str]] = {
     "the patient reads their record": [200, 200, 200], "platform read and search": [200, 200],
     "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"], "CDA over /ingest/cda": [201],
     "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
+    "the patient reads their trail": [200],
     "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
     # Without the authorisation the practitioner still reads what they deposited (docs/ACCESS-RULES.md, own mode).
     "authorisation revoked (Consent deleted, platform)": [204, 200],
