@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,3 +120,37 @@ def test_shard_plan_prints_the_plan(tmp_path: Any) -> None:
     assert plan["ids"] == {"_id": "hashed"}
     assert plan["lookup"] == {"k": "hashed"}
     assert "Practitioner" not in plan and "Organization" not in plan
+
+
+def test_a_data_dir_written_before_the_routing_table_is_routed_after_a_restart(tmp_path: Path, unique: str) -> None:
+    json_body = {"Content-Type": "application/fhir+json"}
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        patient = server.post(f"{server.base_url}/Patient", headers=json_body,
+                              json={"resourceType": "Patient", "name": [{"family": unique}]}).json()["id"]
+        observation = server.post(f"{server.base_url}/Observation", headers=json_body,
+                                  json=_observation(patient, unique, 1)).json()["id"]
+        # What a store written by the server before the `ids` table looks like.
+        client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
+        try:
+            database = client[os.environ.get("FHIR_DATABASE", "fhir")]
+            database["ids"].delete_many({})
+            database["lookup"].update_many({}, {"$unset": {"p": ""}})
+            database["job_marks"].delete_many({"_id": "ids-backfilled"})
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    again = ServerProcess(tmp_path / "data").start()
+    try:
+        assert again.get(f"{again.base_url}/Observation/{observation}").status_code == 200
+        assert again.get(f"{again.base_url}/Patient/{patient}").status_code == 200
+        assert again.get(f"{again.base_url}/Observation/{observation}/_history/1").status_code == 200
+        found = again.get(f"{again.base_url}/Observation", params={"identifier": f"urn:test:routing|{unique}"})
+        assert _ids(found.json()) == {observation}
+        # Its id stays taken: a create with it is an update of the stored resource.
+        updated = again.request("PUT", f"{again.base_url}/Observation/{observation}", headers=json_body,
+                                json={**_observation(patient, unique, 2), "id": observation})
+        assert updated.status_code == 200, updated.text
+    finally:
+        again.stop()
