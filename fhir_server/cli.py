@@ -21,6 +21,7 @@ from fhir_server.definitions import structure
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
+from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     security_cli.add_arguments(commands)
     plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
     plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
+    mongo_setup.add_arguments(commands)
     return parser
 
 
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         # The plan follows from the resource types the server serves, the same for every data dir.
         print(json.dumps(shard_plan(structure.resource_types()), indent=2))
         return 0
+    if args.command == "mongo-setup":
+        return mongo_setup.run(args)
     return serve(args)
 
 

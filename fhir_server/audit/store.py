@@ -20,16 +20,21 @@ import logging
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, AsyncMongoClient, DESCENDING
+from pymongo import ASCENDING, AsyncMongoClient, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
-from fhir_server.storage.database import Database, index_name
+from fhir_server.storage.database import Database, create_indexes, index_name
 from fhir_server.storage.gate import Gate
 
 log = logging.getLogger("fhir_server.audit")
 COLLECTION = "audit_events"
-INDEXED = ("ts", "pat", "who", "cid")
+INDEXES = tuple(IndexModel([(field, ASCENDING)], name=index_name(field)) for field in ("ts", "pat", "who", "cid"))
+
+
+def audit_database_name(clinical: str, configured: str | None) -> str:
+    """The audit database beside the clinical database `clinical`: `configured` (FHIR_AUDIT_DATABASE), else `clinical` + `_audit`."""
+    return configured or f"{clinical}_audit"
 
 
 class AuditUnavailable(Exception):
@@ -51,7 +56,8 @@ class AuditStore:
     def beside(cls, database: Database, name: str | None) -> AuditStore:
         """The audit store of a connected clinical `database`: in the database `name` of the same
         store (None: the clinical database's name + `_audit`)."""
-        db = database.client.get_database(name or f"{database.name}_audit", write_concern=database.db.write_concern)
+        db = database.client.get_database(audit_database_name(database.name, name),
+                                          write_concern=database.db.write_concern)
         # The gate serialises writers of the embedded store's database file; another database has its own.
         shared = db.name == database.db.name
         return cls(database.client, db, embedded=database.capabilities.embedded, gate=database.gate if shared else None)
@@ -72,8 +78,7 @@ class AuditStore:
                 await self.db.create_collection(COLLECTION)
             except CollectionInvalid:
                 pass
-        for field in INDEXED:
-            await self.events.create_index([(field, ASCENDING)], name=index_name(field))
+        await create_indexes(self.events, INDEXES)
         self._ready = True
 
     async def insert(self, documents: list[dict[str, Any]]) -> None:
