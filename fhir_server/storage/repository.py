@@ -737,19 +737,22 @@ class Repository:
             found = await self.collection(rtype).find(followers, session=session).to_list(None)
             if not found:
                 continue
-            staying = [d for d in found if d.get("pat") == stored.patient]
-            if staying:
-                await self.collection(rtype).update_many({**followers, "pat": stored.patient},
-                                                         {"$set": {"acc": keys}}, session=session)
-            for doc in found:
-                if doc.get("pat") == stored.patient:
-                    continue
-                # A shard key value changes through one document's replacement naming the whole key.
-                await self.collection(rtype).replace_one(
-                    {"_id": doc["_id"], "vid": doc["vid"], **_shard_key(rtype, doc.get("pat"))},
-                    {**doc, "acc": keys, "pat": stored.patient}, session=session)
-                if by_patient(rtype):
+            moving = [d for d in found if d.get("pat") != stored.patient]
+            if not by_patient(rtype):
+                # An unsharded collection: one update, whatever the patient was.
+                await self.collection(rtype).update_many(followers, {"$set": {"acc": keys, "pat": stored.patient}},
+                                                         session=session)
+            else:
+                if len(moving) < len(found):
+                    await self.collection(rtype).update_many({**followers, "pat": stored.patient},
+                                                             {"$set": {"acc": keys}}, session=session)
+                for doc in moving:
+                    # A shard key value changes through one document's replacement naming the whole key.
+                    await self.collection(rtype).replace_one(
+                        {"_id": doc["_id"], "vid": doc["vid"], "pat": doc.get("pat")},
+                        {**doc, "acc": keys, "pat": stored.patient}, session=session)
                     await self.ids_table.repoint(rtype, doc["_id"], stored.patient, session)
+            for doc in moving:
                 self.lookup.replace(self.database.pending, session, doc["_id"], doc.get("lk") or [],
                                     doc.get("lk") or [], stored.patient, True)
             for patient in dict.fromkeys(d.get("pat") for d in found):

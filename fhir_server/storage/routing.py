@@ -56,8 +56,7 @@ class IdsTable:
 
     async def insert(self, resource_type: str, resource_id: str, patient: str | None, session: Session) -> None:
         """A new resource's entry; raises DuplicateKeyError when the id is taken (on any shard)."""
-        await self.collection.insert_one({"_id": entry_id(resource_type, resource_id), "pat": patient},
-                                         session=session)
+        await self.collection.insert_one(self.document(resource_type, resource_id, patient), session=session)
 
     @staticmethod
     def document(resource_type: str, resource_id: str, patient: str | None) -> dict[str, Any]:

@@ -154,3 +154,28 @@ def test_a_data_dir_written_before_the_routing_table_is_routed_after_a_restart(t
         assert updated.status_code == 200, updated.text
     finally:
         again.stop()
+
+
+def test_what_follows_a_document_moves_with_it(fhir: httpx.Client, store: Any, unique: str) -> None:
+    first, second = _patient(fhir, unique), _patient(fhir, unique)
+    document = {"resourceType": "DocumentReference", "status": "current", "subject": {"reference": f"Patient/{first}"},
+                "content": [{"attachment": {"contentType": "text/plain", "url": f"urn:test:{unique}"}}]}
+    document_id = fhir.post("/DocumentReference", json=document).json()["id"]
+    binary = fhir.post("/Binary", json={"resourceType": "Binary", "contentType": "text/plain", "data": "YQ==",
+                                        "securityContext": {"reference": f"DocumentReference/{document_id}"}})
+    listed = fhir.post("/List", json={"resourceType": "List", "status": "current", "mode": "working",
+                                      "subject": {"reference": f"Patient/{first}"},
+                                      "entry": [{"item": {"reference": f"DocumentReference/{document_id}"}}]})
+    assert binary.status_code == 201 and listed.status_code == 201, (binary.text, listed.text)
+    binary_id, list_id = binary.json()["id"], listed.json()["id"]
+    assert store["List"].find_one({"_id": list_id})["pat"] == first
+
+    moved = fhir.put(f"/DocumentReference/{document_id}", json={
+        **document, "id": document_id, "subject": {"reference": f"Patient/{second}"}})
+    assert moved.status_code == 200, moved.text
+    for rtype, rid in (("Binary", binary_id), ("List", list_id)):
+        assert fhir.get(f"/{rtype}/{rid}").status_code == 200
+        assert fhir.get(f"/{rtype}/{rid}/_history/1").status_code == 200
+        assert store[rtype].find_one({"_id": rid})["pat"] == second
+        assert {d["pat"] for d in store["history"].find({"rid": f"{rtype}/{rid}"})} == {second}
+    assert store["ids"].find_one({"_id": f"List/{list_id}"})["pat"] == second
