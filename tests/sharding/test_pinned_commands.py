@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ import pytest
 from fhir_server.cli import main as cli
 from fhir_server.definitions import structure
 from fhir_server.ingest.hl7v2 import er7
+from fhir_server.storage.sharding import shard_plan
 from tests.access.world import INS_NIA, RECORD_STATUS, World, now, open_world
 from tests.hl7v2.conftest import FACILITY, personalised, personalised_cda
 from tests.hl7v2.test_server_endpoints import send
@@ -291,6 +294,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         for name, step in scenarios.steps().items():
             outcomes = step()
             results[name] = Recorded(outcomes, commands.since_last())
+        printed = subprocess.run([sys.executable, "-m", "fhir_server.cli", "shard-plan", "--data-dir",
+                                  str(server.data_dir)], capture_output=True, check=True).stdout
+        # What is judged is the plan the operator is shown.
+        assert sharded_collections("fhir", "fhir_audit", orjson.loads(printed)) == KEYS
         report(results)
         # The dispatcher tells the hooks after each commit; the last deposit's Patient read ends them.
         deadline = time.monotonic() + 10
@@ -303,7 +310,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         server.stop()
 
 
-KEYS = sharded_collections("fhir", "fhir_audit", set(structure.resource_types()))
+# (database, collection) -> its shard key's fields; `fhir-server shard-plan` prints the clinical part.
+KEYS = sharded_collections("fhir", "fhir_audit", shard_plan(structure.resource_types()))
 # Where the command's query was made: the first frame outside the repository and the search
 # planner, which build queries for their callers. Queries of these modules' own are the rules',
 # the audit's, the adapters' (they know the patient); the others (interactions and the edge calling
