@@ -9,7 +9,8 @@ that sent it, and the request
 edges set: the audit middleware for HTTP, the MLLP handler for HL7 v2. PyMongo calls a listener
 synchronously in the task that sends the command, so the variable is the request's; background
 workers (outbox dispatcher, subscription delivery, mail) run in tasks started at start-up and
-record None.
+record None; the audit trail's group commit, which writes several requests' events at once,
+records "audit group commit" (fhir_server.audit.writer).
 
 Off by default: with the setting unset no listener is registered and the edges' label costs one
 context variable set per request.
