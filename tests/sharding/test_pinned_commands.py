@@ -149,6 +149,9 @@ class Scenarios:
                 f"{server.root_url}/ingest/hl7v2", content=personalised("oru_r01.hl7", self.tag),
                 headers={"Content-Type": "x-application/hl7-v2+er7", **hospital_headers(server)}))],
             "HL7 v2 over MLLP": lambda: [mllp(ack) for ack in send(server, personalised("mdm_t02.hl7", uuid.uuid4().hex[:8]))],
+            "HL7 v2 ADT over MLLP (admit, update, merge)": lambda: [mllp(ack) for ack in send(server, *(
+                personalised(name, tag) for tag in [uuid.uuid4().hex[:8]]
+                for name in ("adt_a01.hl7", "adt_a08.hl7", "adt_a40.hl7")))],
             "CDA over /ingest/cda": lambda: [http(w.http.post(
                 f"{server.root_url}/ingest/cda", content=personalised_cda("cda_imaging_report.xml", uuid.uuid4().hex[:8]),
                 headers={"Content-Type": "application/hl7-cda+xml", **server.headers}))],
@@ -241,7 +244,8 @@ EXPECTED: dict[str, list[int | str]] = {
     "update with If-Match": [200], "conditional update by identifier": [200], "ITI-68 document retrieval": [200, 200],
     "refused: no authorisation": [403, 403], "emergency access (BTG)": [200],
     "the patient reads their record": [200, 200, 200], "platform read and search": [200, 200],
-    "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"], "CDA over /ingest/cda": [201],
+    "HL7 v2 over HTTP (hospital system)": [200], "HL7 v2 over MLLP": ["AA"],
+    "HL7 v2 ADT over MLLP (admit, update, merge)": ["AA", "AA", "AA"], "CDA over /ingest/cda": [201],
     "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
     "the patient reads their trail": [200],
     "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
