@@ -33,12 +33,13 @@ from fhir_server.cli import main as cli
 from fhir_server.definitions import structure
 from fhir_server.ingest.hl7v2 import er7
 from fhir_server.storage.sharding import shard_plan
-from tests.access.world import INS_NIA, RECORD_STATUS, World, now, open_world
+from tests.access.claims import eob
+from tests.access.world import INS_NIA, RECORD_STATUS, World, new_finess, now, open_world
 from tests.hl7v2.conftest import FACILITY, personalised, personalised_cda
 from tests.hl7v2.test_server_endpoints import send
 from tests.ingest.record_status import hospital_headers
 from tests.mhd.documents import PDF, document_reference, provide_bundle
-from tests.server_process import dedicated_server, free_port
+from tests.server_process import dedicated_server, free_port, server_token
 from tests.sharding.pinning import sharded_collections, unpinned
 
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -76,6 +77,8 @@ class Scenarios:
         world.practitioner("stranger")
         world.emergency("emergency", of="stranger")
         world.patient_caller("patient", self.ins)
+        world.tokens["insurer"] = server_token(world.server.data_dir, world.server.base_url, "system",
+                                               organization=new_finess(), role="insurer")
         world.tokens["hospital"] = hospital_headers(world.server)["Authorization"].removeprefix("Bearer ")
         self.observation_id = ""
         self.document_id = ""
@@ -166,6 +169,12 @@ class Scenarios:
             "AuditEvent search by patient": lambda: [doctor("GET", f"/AuditEvent?patient={patient}"),
                                                      http(w.get("patient", f"/AuditEvent?patient={patient}"))],
             "the patient reads their trail": lambda: [http(w.get("patient", "/AuditEvent"))],
+            "advance directives of the record": lambda: [doctor("GET", f"/Patient/{patient}/$advance-directives")],
+            "reimbursements: create and $import (insurer)": lambda: [
+                http(w.request("insurer", "POST", "/ExplanationOfBenefit", json=eob(f"Patient/{patient}", self.tag))),
+                self._imported(w.request("insurer", "POST", "/$import", headers={"Content-Type": "application/fhir+ndjson"},
+                                         content=b"\n".join(orjson.dumps(eob(f"Patient/{patient}", uuid.uuid4().hex))
+                                                            for _ in range(3)) + b"\n"))],
             "delete": lambda: [doctor("DELETE", observation())],
             "history after delete": lambda: [doctor("GET", f"{observation()}/_history")],
             "record closed and reopened (platform)": lambda: [self._status("closed"), self._status("active")],
@@ -195,6 +204,12 @@ class Scenarios:
                       "title": "CR", "creation": "2026-07-02T08:30:00+02:00"}
         return document_reference({"reference": f"Patient/{self.patient_id}"}, self.master_id, attachment,
                                   profile="PDSm-SimplifiedPublish")
+
+    @staticmethod
+    def _imported(response: httpx.Response) -> Outcome:
+        """200 with the count of lines stored: each line is a write whose commands are judged."""
+        stored = response.status_code == 200 and "3 stored" in response.json()["issue"][0]["diagnostics"]
+        return (response.status_code if stored else "not all stored"), response.text[:300]
 
     def _identified(self) -> dict[str, Any]:
         return {**self.observation(60), "identifier": [{"system": "urn:oid:1.2.250.1.999", "value": self.tag}]}
@@ -248,6 +263,7 @@ EXPECTED: dict[str, list[int | str]] = {
     "HL7 v2 ADT over MLLP (admit, update, merge)": ["AA", "AA", "AA"], "CDA over /ingest/cda": [201],
     "Subscription to one patient's Observations": [201], "Subscription naming no patient": [201], "AuditEvent search by patient": [200, 200],
     "the patient reads their trail": [200],
+    "advance directives of the record": [200], "reimbursements: create and $import (insurer)": [201, 200],
     "delete": [204], "history after delete": [200], "record closed and reopened (platform)": [200, 200],
     # Without the authorisation the practitioner still reads what they deposited (docs/ACCESS-RULES.md, own mode).
     "authorisation revoked (Consent deleted, platform)": [204, 200],
