@@ -4,7 +4,8 @@ send it to one shard (or a few: a short `$in`), never to all.
 
 One server records every command (FHIR_COMMAND_LOG, fhir_server/storage/command_log.py) while
 the requests below run, each with a real token: a practitioner the patient authorised (the record
-opens through the access rules: Patient and Consent reads), the platform, the patient. Each
+opens through the access rules: Patient and Consent reads), a stranger refused, the same stranger
+breaking the glass, the patient, an insurer, the platform, a hospital over HL7 v2 and CDA. Each
 scenario's commands are those sent while its requests ran and labelled with a request (background
 workers, which read across shards by design, record none); tests/sharding/pinning.py judges them.
 
@@ -79,7 +80,6 @@ class Scenarios:
         world.patient_caller("patient", self.ins)
         world.tokens["insurer"] = server_token(world.server.data_dir, world.server.base_url, "system",
                                                organization=new_finess(), role="insurer")
-        world.tokens["hospital"] = hospital_headers(world.server)["Authorization"].removeprefix("Bearer ")
         self.observation_id = ""
         self.document_id = ""
         self.binary_id = ""
