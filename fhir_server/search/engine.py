@@ -30,7 +30,7 @@ from fhir_server.search.paging import (
 )
 from fhir_server.search.parameters import SearchParam, SearchParameterRegistry
 from fhir_server.search.request import Criterion, Include, SearchRequest, parse_criterion
-from fhir_server.search.shard_pins import compartment_pins, pinned_patients
+from fhir_server.search.shard_pins import compartment_pins, patients_of_keys, pinned_patients, pins_by
 from fhir_server.storage.documents import Stored, from_current
 from fhir_server.storage.sharding import by_patient
 
@@ -155,7 +155,7 @@ class SearchEngine:
             raise FhirError(400, "not-supported", f"'{name}' (full-text or named-query search) is not supported "
                                                   "by this server", [criterion.raw_name])
         if criterion.chain:
-            return await self._chain(param, criterion, context)
+            return await self._chain(resource_type, param, criterion, context)
         # `subject:Location=1` on a type this server does not store is valid and matches nothing stored.
         is_type_modifier = param.type == "reference" and modifier is not None and modifier in self._targets(param)
         if not is_type_modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, {None}):
@@ -202,7 +202,8 @@ class SearchEngine:
         Consent.provision.data) declares none and may point to any type this server stores."""
         return list(param.targets) if param.targets else sorted(self.resource_types)
 
-    async def _chain(self, param: SearchParam, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
+    async def _chain(self, resource_type: str, param: SearchParam, criterion: Criterion,
+                     context: _Context) -> list[dict[str, Any]]:
         if param.type != "reference":
             raise FhirError(400, "invalid", f"'{criterion.name}' is not a reference parameter and cannot be chained", [criterion.raw_name])
         targets = [criterion.modifier] if criterion.modifier else self._targets(param)
@@ -220,7 +221,14 @@ class SearchEngine:
             keys += [f"{target}/{i}" for i in ids]
         if not searchable:
             raise FhirError(400, "invalid", f"No target of '{criterion.name}' has a parameter '{inner_name.split('.')[0]}'", [criterion.raw_name])
-        return [_one_of(ix_field(param.code), keys)] if keys else []
+        if not keys:
+            return []
+        condition = _one_of(ix_field(param.code), keys)
+        patients = patients_of_keys(param, keys) if pins_by(self.registry, resource_type, param.code) else None
+        if patients:
+            # `subject:Patient.identifier=...` names the patients it found (fhir_server.search.shard_pins).
+            condition.update(_one_of("pat", patients))
+        return [condition]
 
     async def _has(self, resource_type: str, criterion: Criterion, context: _Context) -> list[dict[str, Any]]:
         # _has:Type:reference:rest  where rest is a parameter of Type (possibly another _has)

@@ -67,18 +67,25 @@ def pinned_patients(registry: SearchParameterRegistry, resource_type: str, crite
         return None
     param = registry.get(resource_type, criterion.name)
     assert param is not None
+    keys = [key for value in criterion.values
+            for key in reference_keys(value, list(param.targets), criterion.modifier, base_url)]
+    return patients_of_keys(param, keys)
+
+
+def patients_of_keys(param: SearchParam, keys: list[str]) -> list[str] | None:
+    """The patients named by the reference keys a search on `param` (one that `pins_by`) compares,
+    or None when a key may match a resource of no record or of another patient's."""
     # `patient=X` also asks for `Group/X`, which an element filtered to Patients never holds.
     only_patients = param.expression.endswith(ONLY_PATIENTS)
     patients: list[str] = []
-    for value in criterion.values:
-        # Exactly the keys the search compares: each must be a relative `Patient/id`, the only
-        # form `pat` is taken from (an absolute URL or another type's reference is in no record).
-        for key in reference_keys(value, list(param.targets), criterion.modifier, base_url):
-            match = _PATIENT_KEY.match(key)
-            if match is not None:
-                patients.append(match.group(1))
-            elif not (only_patients and _OTHER_TYPE_KEY.match(key)):
-                return None
+    for key in keys:
+        # Each key must be a relative `Patient/id`, the only form `pat` is taken from (an absolute
+        # URL or another type's reference is in no record).
+        match = _PATIENT_KEY.match(key)
+        if match is not None:
+            patients.append(match.group(1))
+        elif not (only_patients and _OTHER_TYPE_KEY.match(key)):
+            return None
     patients = list(dict.fromkeys(patients))
     return patients if patients and len(patients) <= MAX_PINNED else None
 

@@ -102,6 +102,14 @@ def test_searches_naming_a_patient_find_exactly_what_they_found_before(fhir: htt
     included = fhir.get("/Observation", params={"_id": f"{mine},{theirs}", "_include": "Observation:subject"}).json()
     assert {e["resource"]["id"] for e in included["entry"] if e["search"]["mode"] == "include"} == {patient, other}
     assert _ids(fhir.get("/Patient", params={"_id": patient}).json()) == {patient}
+    identified = fhir.post("/Patient", json={"resourceType": "Patient", "identifier": [
+        {"system": "urn:test:routing:patient", "value": unique}]}).json()["id"]
+    theirs_too = fhir.post("/Observation", json={**_observation(identified, unique, 3),
+                                                 "performer": [{"reference": f"Patient/{patient}"}]}).json()["id"]
+    chained = fhir.get("/Observation", params={"patient.identifier": f"urn:test:routing:patient|{unique}"})
+    assert _ids(chained.json()) == {theirs_too}
+    assert _ids(fhir.get("/Observation", params={"performer:Patient.identifier":
+                                                 f"urn:test:routing:patient|{unique}"}).json()) == set()
     # Two patients named in one single-valued element at once: nothing can match.
     both = fhir.get("/Observation", params=[("subject", f"Patient/{patient}"), ("subject", f"Patient/{other}")])
     assert both.status_code == 200 and _ids(both.json()) == set()

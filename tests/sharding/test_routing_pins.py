@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.access.world import World, open_world
+from tests.access.world import INS_NIA, World, open_world
 from tests.server_process import dedicated_server
 from tests.sharding.test_pinned_commands import KEYS, PATCH, CommandLog, Outcome, Recorded, http
 from tests.sharding.pinning import unpinned
@@ -30,7 +30,7 @@ IDENTIFIER = "urn:oid:1.2.250.1.999.25"
 class Platform:
     def __init__(self, world: World) -> None:
         self.world = world
-        self.patient, _ = world.patient()
+        self.patient, self.ins = world.patient()
         self.other, _ = world.patient()
         self.observation = ""
         self.encounter = ""
@@ -71,6 +71,8 @@ class Platform:
             "search by subject": lambda: [self.request("GET", f"/Observation?subject=Patient/{p}")],
             "search by patient, two named": lambda: [self.request("GET", f"/Observation?patient={p},{self.other}")],
             "search by identifier": lambda: [self.request("GET", f"/Observation?identifier={IDENTIFIER}|{self.tag}")],
+            "search by patient's identifier (chain)": lambda: [self.request(
+                "GET", f"/Observation?patient.identifier={INS_NIA}|{self.ins}")],
             "_include": lambda: [self.request("GET", f"/Observation?patient={p}&_include=Observation:subject")],
             "Patient by _id": lambda: [self.request("GET", f"/Patient?_id={p}")],
             "compartment, one element": lambda: [self.request("GET", f"/Patient/{p}/Encounter")],
@@ -90,6 +92,7 @@ EXPECTED: dict[str, list[int | str]] = {
     "create": [201], "read": [200], "read (non-patient type)": [404], "vread": [200], "update": [200],
     "patch": [200], "history (instance)": [200], "move to another patient": [200], "move back": [200],
     "search by subject": [200], "search by patient, two named": [200], "search by identifier": [200],
+    "search by patient's identifier (chain)": [200],
     "_include": [200], "Patient by _id": [200], "compartment, one element": [200],
     "conditional update by identifier": [200], "delete": [204], "read after delete": [410],
     "search by performer": [200], "compartment, several elements": [200], "_revinclude": [200],
