@@ -30,6 +30,7 @@ from fhir_server.mhd import cda_metadata, document_binaries, provide_bundle
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.security.search_reach import reached_types
+from fhir_server.storage import claims
 from fhir_server.storage.repository import FOLLOWERS, Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
@@ -222,6 +223,8 @@ class BundleProcessor:
                                                        limit=2)
                 if len(matches) > 1:
                     raise FhirError(412, "multiple-matches", f"{entry.where}: conditional update matches more than one {entry.resource_type}", [entry.where])
+                if not matches:
+                    await claims.claim(self.repo.database.db, session, entry.resource_type, entry.criteria)
                 target = matches[0] if matches else (item.resource or {}).get("id") or str(uuid.uuid4())
             item.target_id = target
             if entry.full_url:
@@ -244,6 +247,8 @@ class BundleProcessor:
             existing = await repo.current(entry.resource_type, target, session) if entry.if_none_exist else None
             if existing is not None and not existing.deleted:
                 return await self._written(WriteResult(existing, created=False, changed=False))
+            if entry.if_none_exist:
+                await claims.claim(repo.database.db, session, entry.resource_type, entry.if_none_exist)
             result = await repo.create_in(session, caller, item.resource, blob=item.blob, resource_id=target)
             return await self._written(result)
         if entry.method == "PUT":

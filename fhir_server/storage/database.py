@@ -16,6 +16,7 @@ from pymongo.write_concern import WriteConcern
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
 from fhir_server.storage.command_log import listeners as command_log_listeners
+from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
 from fhir_server.storage.pending import PendingWrites
@@ -31,7 +32,7 @@ MAIL_QUEUE = "mail_queue"
 MAIL_SENT = "mail_sent"
 JOB_MARKS = "job_marks"
 # The collections every start creates besides one per resource type.
-SERVER_COLLECTIONS = (HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS)
+SERVER_COLLECTIONS = (HISTORY, BLOBS, LOOKUP, CLAIMS, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS)
 HISTORY_INDEXES = tuple(IndexModel([(field, ASCENDING)]) for field in ("rid", "ts", "rt", "pat"))
 
 
