@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -129,8 +130,9 @@ async def open_repository(settings: Settings, store_url: str,
     return repository, profile_registry
 
 
-def create_app(settings: Settings, store_url: str) -> FastAPI:
-    """Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
+def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
+    """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
+    its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
     when the mail settings cannot be used."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
@@ -191,7 +193,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
             handler = senders.handler(repository, app.state.search)
             mllp = await start_mllp_server(settings.host, settings.mllp_port,
                                            audited(handler, senders.caller, app.state.audit_writer),
-                                           tls=settings.mllp_tls())
+                                           tls=settings.mllp_tls(), sock=mllp_listener)
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield

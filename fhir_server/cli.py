@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shlex
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -21,10 +23,11 @@ from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.events.mail import MailSettingsInvalid
+from fhir_server.workers import STARTUP_FAILURE, Workers
 
 log = logging.getLogger("fhir_server")
-# uvicorn's exit status when the application's start-up fails.
-STARTUP_FAILURE = 3
+# Beyond this, processes only compete for the same cores and the store's one writer.
+MAX_WORKERS = 64
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,9 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--mllp-tls-key", type=Path, help="the private key of --mllp-tls-cert (PEM)")
     serve.add_argument("--mllp-tls-ca", type=Path, help="require MLLP client certificates signed by this CA (PEM)")
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--workers", type=_worker_count, default=1, metavar="N",
+                       help="server processes sharing the port(s) and the store (default 1, at most 64)")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
     return parser
+
+
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"between 1 and {MAX_WORKERS}")
+    return count
 
 
 class CannotListen(RuntimeError):
@@ -80,16 +92,16 @@ def _check_external(url: str, data_dir: Path) -> StoreCapabilities:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, saying "ready" once the lifespan has run and the port is served, not before."""
+    """uvicorn, calling `on_started` once the lifespan has run and the port is served, not before."""
 
-    def __init__(self, config: uvicorn.Config, ready: str) -> None:
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], object]) -> None:
         super().__init__(config)
-        self.ready = ready
+        self.on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            log.info("%s", self.ready)
+            self.on_started()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -97,6 +109,7 @@ def serve(args: argparse.Namespace) -> int:
                         mllp_tls_cert=args.mllp_tls_cert, mllp_tls_key=args.mllp_tls_key, mllp_tls_ca=args.mllp_tls_ca)
     store: EmbeddedStore | None = None
     listener: socket.socket | None = None
+    mllp: socket.socket | None = None
     try:
         if settings.mongodb_url:
             url = settings.mongodb_url
@@ -110,31 +123,40 @@ def serve(args: argparse.Namespace) -> int:
             where = f"embedded store under {store_dir(store.data_dir)}"
         listener = _listen(settings.host, settings.port)
         if settings.mllp_port is not None:
-            # Checked before the store starts; the MLLP listener itself is opened by the app.
-            _listen(settings.host, settings.mllp_port).close()
+            # Bound here, before the store starts, so every worker accepts on the one port.
+            mllp = _listen(settings.host, settings.mllp_port)
         if store is not None:
             url = store.start()
         host, port = listener.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         ready = f"ready: FHIR R4 at http://{shown}:{port}/fhir, {where}" + (
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
-        config = uvicorn.Config(create_app(settings, url), host=settings.host, port=port,
+        config = uvicorn.Config(create_app(settings, url, mllp_listener=mllp), host=settings.host, port=port,
                                 log_level=args.log_level, access_log=False)
         shown_dir = shlex.quote(str(settings.data_dir))
         ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
                   f"--audience {settings.base_url or f'http://{shown}:{port}/fhir'} platform   "
                   "(or practitioner/patient/system/admin; see fhir-server token --help)")
-        server = _Server(config, ready)
-        server.run(sockets=[listener])
-        return 0 if server.started else STARTUP_FAILURE
+        # Workers are forked after this: whatever fails before (hooks, mail settings) fails once.
+        say_ready = functools.partial(log.info, "%s", ready)
+        if args.workers > 1:
+            return Workers(args.workers, functools.partial(_serve_one, config, listener)).run(say_ready)
+        return _serve_one(config, listener, say_ready)
     except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:
-        if listener is not None:
-            listener.close()
+        for sock in (listener, mllp):
+            if sock is not None:
+                sock.close()
         if store is not None:
             store.stop()
+
+
+def _serve_one(config: uvicorn.Config, listener: socket.socket, on_started: Callable[[], object]) -> int:
+    server = _Server(config, on_started)
+    server.run(sockets=[listener])
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -59,8 +60,13 @@ async def start_mllp_server(
     handler: Handler,
     max_message_bytes: int = 64 * 1024 * 1024,
     tls: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen for MLLP; each message is answered with `handler(message)` in arrival order."""
+    """Listen for MLLP; each message is answered with `handler(message)` in arrival order.
+
+    With `sock` (a listening socket bound by the parent of several workers), accept on it instead
+    of binding host:port.
+    """
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -84,6 +90,8 @@ async def start_mllp_server(
                 pass
 
     # The stream limit bounds what one frame may buffer: the message plus its framing bytes.
+    if sock is not None:
+        return await asyncio.start_server(serve, sock=sock, limit=max_message_bytes + 2, ssl=tls)
     return await asyncio.start_server(serve, host, port, limit=max_message_bytes + 2, ssl=tls)
 
 
