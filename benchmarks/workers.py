@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         paths.write_text("\n".join(request_paths(ids, PATHS_IN_FILE)) + "\n", encoding="utf-8")
         for round_ in range(args.rounds):
             for workers in (counts if round_ % 2 == 0 else counts[::-1]):
-                server = Server(data_dir, args=[] if workers == 1 else ["--workers", str(workers)]).start()  # TEMP
+                server = Server(data_dir, args=["--workers", str(workers)]).start()
                 try:
                     wrk(binary, server, paths, max(connections), args.warmup)
                     for c in connections:
