@@ -30,9 +30,11 @@ test-data: install
 
 # Every official R4 example (5306 resources): stored, read back, searched, compartments; and the
 # whole crash series (kill -9 during intake, then restart at once, ten times); the subscription
-# crash with the issue's 1,000 documents.
+# crash with the issue's 1,000 documents; every test of the session's shared server again, against
+# `serve --workers 4` (tests/conftest.py keeps only those).
 test-all: install test-data
 	R4_EXAMPLES=all $(BIN)/pytest -q tests/examples
+	FHIR_TEST_WORKERS=4 $(BIN)/pytest -q
 	CRASH_ROUNDS=10 $(BIN)/pytest -q tests/api/test_crash_restart.py
 	SUBSCRIPTION_CRASH_DOCUMENTS=1000 $(BIN)/pytest -q tests/subscriptions/test_crash_restart.py
 

@@ -144,19 +144,19 @@ class Workers:
         return 0
 
     def _reap(self) -> list[_Slot]:
-        """The slots whose worker has exited, with `exit_status` set."""
+        """The slots whose worker has exited, with `exit_status` set. Only workers are waited for:
+        the store is a child of this process too, and its Popen keeps its own status."""
         dead = []
-        while True:
+        for slot in self.slots:
+            if not slot.pid:
+                continue
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(slot.pid, os.WNOHANG)
             except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            for slot in self.slots:
-                if slot.pid == pid:
-                    slot.exit_status = status
-                    dead.append(slot)
+                pid, status = slot.pid, 0
+            if pid:
+                slot.exit_status = status
+                dead.append(slot)
         return dead
 
     def _stop(self) -> None:

@@ -12,11 +12,35 @@ import pytest
 
 from tests import store_pool
 from tests.mutation import keep_selected
-from tests.server_process import IN_PROCESS, InProcessServer, RemoteServer, ServerProcess, dedicated_server
+from tests.server_process import (
+    IN_PROCESS,
+    SESSION_WORKERS,
+    InProcessServer,
+    RemoteServer,
+    ServerProcess,
+    dedicated_server,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep_selected(config, items)
+    if SESSION_WORKERS > 1:
+        keep_session_server_tests(config, items)
+
+
+def keep_session_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With FHIR_TEST_WORKERS (`make test-all`'s rerun against a server with several workers), only
+    the tests that reach the session's server: the others would run again exactly as before."""
+    def uses_session_server(item: pytest.Item) -> bool:
+        definitions = getattr(item, "_fixtureinfo", None)
+        chain = definitions.name2fixturedefs.get("server") if definitions is not None else None
+        return bool(chain) and chain[-1].func is server.__wrapped__  # type: ignore[attr-defined]
+
+    kept = [item for item in items if uses_session_server(item)]
+    dropped = [item for item in items if not uses_session_server(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
             yield pooled
             pooled.stop()
         return
-    process = dedicated_server(tmp_path_factory.mktemp("store") / "data").start()
+    process = dedicated_server(tmp_path_factory.mktemp("store") / "data", workers=SESSION_WORKERS).start()
     yield process
     process.stop()
 

@@ -36,6 +36,9 @@ from fhir_server.security.tokens import default_scopes
 
 # Test servers take HL7 v2 from any sender unless a test says otherwise.
 TEST_ENV = {"FHIR_MLLP_SENDERS": "*"}
+# `serve --workers` of the session's shared server (tests/conftest.py); `make test-all` runs the
+# suites that use it again with 4.
+SESSION_WORKERS = int(os.environ.get("FHIR_TEST_WORKERS") or 1)
 
 
 def server_token(data_dir: Path, base_url: str, kind: Kind = "platform", ttl: int = 6 * 3600, scope: str | None = None,
@@ -102,6 +105,8 @@ class ServerProcess(LocalServer):
     args: list[str] = field(default_factory=list)
     # Its own process group, so a test can kill the server and its store together, as a crash would.
     own_group: bool = False
+    # `serve --workers`: server processes sharing the ports and the store.
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -112,7 +117,8 @@ class ServerProcess(LocalServer):
     def start(self, timeout: float = 60.0) -> ServerProcess:
         env = {**os.environ, **TEST_ENV, **self.env}
         command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), "--mllp-port", str(self.mllp_port), *self.args]
+                   "--data-dir", str(self.data_dir), "--mllp-port", str(self.mllp_port),
+                   *(["--workers", str(self.workers)] if self.workers > 1 else []), *self.args]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=self.own_group)
@@ -222,7 +228,10 @@ class InProcessServer(LocalServer):
             self.store = None
 
 
-def dedicated_server(data_dir: Path, env: dict[str, str] | None = None) -> ServerProcess | InProcessServer:
-    """A server of a test's own, in the same mode as the session's (FHIR_TEST_INPROCESS)."""
-    kind = InProcessServer if IN_PROCESS else ServerProcess
-    return kind(data_dir, env=dict(env or {}))
+def dedicated_server(data_dir: Path, env: dict[str, str] | None = None,
+                     workers: int = 1) -> ServerProcess | InProcessServer:
+    """A server of a test's own, in the same mode as the session's (FHIR_TEST_INPROCESS; in-process
+    there is one worker, whatever `workers` says)."""
+    if IN_PROCESS:
+        return InProcessServer(data_dir, env=dict(env or {}))
+    return ServerProcess(data_dir, env=dict(env or {}), workers=workers)

@@ -29,6 +29,9 @@ from fhir_server.storage.gate import Gate
 
 log = logging.getLogger("fhir_server.audit")
 COLLECTION = "audit_events"
+# Under the data dir: the file locks that serialise the embedded store's audit transactions across
+# the processes of one data dir (`serve --workers`), apart from the clinical writers' gate.
+AUDIT_LOCKS = "audit-gate"
 INDEXED = ("ts", "pat", "who", "cid")
 
 
@@ -53,8 +56,16 @@ class AuditStore:
         store (None: the clinical database's name + `_audit`)."""
         db = database.client.get_database(name or f"{database.name}_audit", write_concern=database.db.write_concern)
         # The gate serialises writers of the embedded store's database file; another database has its own.
-        shared = db.name == database.db.name
-        return cls(database.client, db, embedded=database.capabilities.embedded, gate=database.gate if shared else None)
+        # Within a process one batch is written at a time (AuditWriter); other processes of the data
+        # dir write theirs too, and the embedded store fails two transactions interleaved on one file
+        # ("no such savepoint"), so theirs take turns through file locks of the audit's own.
+        if db.name == database.db.name:
+            gate: Gate | None = database.gate
+        elif database.gate.enabled and database.data_dir is not None and database.capabilities.embedded:
+            gate = Gate(enabled=True, lock_dir=database.data_dir / AUDIT_LOCKS)
+        else:
+            gate = None
+        return cls(database.client, db, embedded=database.capabilities.embedded, gate=gate)
 
     async def ensure(self) -> None:
         """The collection and its indexes; an unreachable or refusing store is reported at the next

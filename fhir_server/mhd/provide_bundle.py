@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from fhir_server.errors import FhirError, Issue
 from fhir_server.mhd import SUBMISSION_SET
 from fhir_server.security.callers import INS_SYSTEMS
+from fhir_server.storage import claims
 from fhir_server.storage.repository import Repository, Session
 
 
@@ -51,6 +52,8 @@ async def _check_unique_master_identifiers(repo: Repository, session: Session, d
         seen.add(token)
         if await repo.ids("DocumentReference", [("identifier", token)], session, 1):
             issues.append(Issue("error", "duplicate", f"A document with masterIdentifier {token} is already in the record", [where]))
+        else:
+            await claims.claim(repo.database.db, session, "DocumentReference", [("identifier", token)])
     return issues
 
 

@@ -30,6 +30,7 @@ from fhir_server.mhd import cda_metadata, document_binaries, provide_bundle
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.security.search_reach import reached_types
+from fhir_server.storage import claims
 from fhir_server.storage.repository import FOLLOWERS, Repository, Session, VersionConflict, WriteResult, check_id
 
 T = TypeVar("T")
@@ -244,6 +245,8 @@ class BundleProcessor:
             existing = await repo.current(entry.resource_type, target, session) if entry.if_none_exist else None
             if existing is not None and not existing.deleted:
                 return await self._written(WriteResult(existing, created=False, changed=False))
+            if entry.if_none_exist:
+                await claims.claim(repo.database.db, session, entry.resource_type, entry.if_none_exist)
             result = await repo.create_in(session, caller, item.resource, blob=item.blob, resource_id=target)
             return await self._written(result)
         if entry.method == "PUT":

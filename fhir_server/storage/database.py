@@ -15,6 +15,7 @@ from pymongo.write_concern import WriteConcern
 
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
+from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
 from fhir_server.storage.pending import PendingWrites
@@ -133,7 +134,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS]:
+        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, CLAIMS, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)

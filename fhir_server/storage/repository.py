@@ -32,7 +32,7 @@ from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.lookup import LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
-from fhir_server.storage import binaries, outbox
+from fhir_server.storage import binaries, claims, outbox
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.patient_key import patient_of
@@ -472,6 +472,7 @@ class Repository:
                 existing = await self.current(rtype, matches[0], session)
                 assert existing is not None
                 return WriteResult(existing, created=False, changed=False)
+            await claims.claim(self.database.db, session, rtype, if_none_exist)
         new_id = resource_id or str(uuid.uuid4())
         return await self._write(session, caller, rtype, new_id, resource, blob, current=None, method="POST")
 
@@ -506,6 +507,7 @@ class Repository:
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional update criteria match more than one {resource_type}")
         if not matches:
+            await claims.claim(self.database.db, session, resource_type, criteria)
             if resource.get("id"):
                 return await self.update_in(session, caller, resource_type, check_id(resource["id"]), resource, blob=blob)
             return await self.create_in(session, caller, resource, blob=blob)
