@@ -155,10 +155,10 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def wrk(binary: str, server: Server, paths: Path, connections: int, seconds: float) -> tuple[dict[str, Any], float]:
+def wrk(binary: str, server: Server, paths: Path, connections: int, seconds: int) -> tuple[dict[str, Any], float]:
     """One wrk run: the figures its script prints, and wrk's own CPU seconds."""
     threads = min(2, connections)
-    command = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
+    command = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                "--timeout", "10s", "-s", str(LUA), server.root_url]
     env = {**os.environ, "READS_PATHS": str(paths), "READS_TOKEN": server.token}
     before = children_cpu_seconds()
@@ -170,7 +170,7 @@ def wrk(binary: str, server: Server, paths: Path, connections: int, seconds: flo
     return json.loads(line.removeprefix("RESULT ")), used
 
 
-def measure(binary: str, server: Server, paths: Path, workers: int, connections: int, seconds: float,
+def measure(binary: str, server: Server, paths: Path, workers: int, connections: int, seconds: int,
             round_: int) -> Run:
     processes = server_processes(server)
     store = server.store()
@@ -283,8 +283,9 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default=",".join(map(str, WORKER_COUNTS)), help="worker counts, comma-separated")
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="wrk connections, comma-separated")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds of each wrk run")
-    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of wrk at the most connections first")
+    # wrk takes whole seconds.
+    parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of wrk at the most connections first")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--observations", type=int, default=20, help="observations per patient")

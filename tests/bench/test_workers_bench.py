@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import workers
 
-RUN = ["--workers", "1,2", "--connections", "2,4", "--duration", "1", "--warmup", "0.5", "--rounds", "1",
+RUN = ["--workers", "1,2", "--connections", "2,4", "--duration", "1", "--warmup", "1", "--rounds", "1",
        "--patients", "6", "--observations", "3"]
 
 
