@@ -291,6 +291,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--observations", type=int, default=20, help="observations per patient")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the measured servers, for experiments (e.g. FHIR_BENCH_WITHOUT_AUDIT=1)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep the loaded data here and reuse it on the next run with this option "
+                             "(default: a temporary directory, removed at the end)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -304,10 +307,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="fhir-workers-") as scratch:
-        data_dir = Path(scratch) / "data"
-        print(f"loading {args.patients} patients ...", flush=True)
-        ids, seeded = seed(data_dir, args.patients, args.observations)
-        print(f"  {seeded['resources']} resources in {seeded['seconds']} s", flush=True)
+        data_dir = args.data_dir or Path(scratch) / "data"
+        loaded = data_dir.with_name(data_dir.name + ".loaded.json")
+        if args.data_dir is not None and loaded.exists():
+            ids, seeded = json.loads(loaded.read_text(encoding="utf-8"))
+            print(f"reusing {data_dir}: {seeded['resources']} resources", flush=True)
+        else:
+            print(f"loading {args.patients} patients ...", flush=True)
+            ids, seeded = seed(data_dir, args.patients, args.observations)
+            loaded.write_text(json.dumps([ids, seeded]), encoding="utf-8")
+            print(f"  {seeded['resources']} resources in {seeded['seconds']} s", flush=True)
         paths = Path(scratch) / "paths.txt"
         paths.write_text("\n".join(request_paths(ids, PATHS_IN_FILE)) + "\n", encoding="utf-8")
         for round_ in range(args.rounds):
