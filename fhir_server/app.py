@@ -34,9 +34,9 @@ from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
 from fhir_server.definitions import structure
-from fhir_server.search.extract import NOT_EXTRACTED, extract_index
+from fhir_server.search.extract import extract_index
 from fhir_server.search import stored_values
-from fhir_server.search.fields import ix_field
+from fhir_server.search.indexed_fields import index_fields
 from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
@@ -60,8 +60,6 @@ from fhir_server.write_rules import register_write_rules
 
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
 PAGE_KEY = "page-tokens"
-# The part of a stored date range or quantity that a search compares first.
-SUB_FIELD = {"date": ".l", "quantity": ".v"}
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
@@ -77,27 +75,6 @@ def _indexer(registry: SearchParameterRegistry) -> Any:
         return stored_values.encode(resource["resourceType"], ix, sk, resource["id"], registry)
 
     return index
-
-
-def _index_fields(registry: SearchParameterRegistry) -> Any:
-    def fields(resource_type: str) -> tuple[list[str], list[str]]:
-        """The fields searches compare: (scalars: single references; arrays: the other parameters).
-
-        Dates and quantities are compared on their bounds and values (`l`, `v`); composite and
-        `near` values only through sub-fields of several parts, which no one-field index serves.
-        """
-        scalar: list[str] = []
-        arrays: list[str] = []
-        for param in registry.for_type(resource_type):
-            if not param.searchable or param.code in NOT_EXTRACTED or param.type in ("composite", "special"):
-                continue
-            if param.single and param.type == "reference":
-                scalar.append(ix_field(param.code))
-            else:
-                arrays.append(ix_field(param.code) + SUB_FIELD.get(param.type, ""))
-        return scalar, arrays
-
-    return fields
 
 
 async def open_repository(settings: Settings, store_url: str,
@@ -121,7 +98,7 @@ async def open_repository(settings: Settings, store_url: str,
     validate = make_validator(profile_registry)
     hooks.before_writes.insert(0, lambda caller, resource: validate(resource))
     repository = Repository(database, resource_types, hooks, _indexer(search_registry),
-                            _index_fields(search_registry), settings.gridfs_threshold,
+                            index_fields(search_registry), settings.gridfs_threshold,
                             SearchEngine(search_registry, resource_types))
     register_write_rules(repository)
     opposition.register_write_rules(repository)

@@ -21,6 +21,7 @@ from fhir_server.config import Settings
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
+from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.events.mail import MailSettingsInvalid
 from fhir_server.workers import STARTUP_FAILURE, Workers
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="server processes sharing the port(s) and the store (default 1, at most 64)")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    mongo_setup.add_arguments(commands)
     return parser
 
 
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "mongo-setup":
+        return mongo_setup.run(args)
     return serve(args)
 
 

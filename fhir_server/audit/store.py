@@ -20,11 +20,11 @@ import logging
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, AsyncMongoClient, DESCENDING
+from pymongo import ASCENDING, AsyncMongoClient, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
-from fhir_server.storage.database import Database, index_name
+from fhir_server.storage.database import Database, create_indexes, index_name
 from fhir_server.storage.gate import Gate
 
 log = logging.getLogger("fhir_server.audit")
@@ -32,7 +32,12 @@ COLLECTION = "audit_events"
 # Under the data dir: the file locks that serialise the embedded store's audit transactions across
 # the processes of one data dir (`serve --workers`), apart from the clinical writers' gate.
 AUDIT_LOCKS = "audit-gate"
-INDEXED = ("ts", "pat", "who", "cid")
+INDEXES = tuple(IndexModel([(field, ASCENDING)], name=index_name(field)) for field in ("ts", "pat", "who", "cid"))
+
+
+def audit_database_name(clinical: str, configured: str | None) -> str:
+    """The audit database beside the clinical database `clinical`: `configured` (FHIR_AUDIT_DATABASE), else `clinical` + `_audit`."""
+    return configured or f"{clinical}_audit"
 
 
 class AuditUnavailable(Exception):
@@ -54,7 +59,8 @@ class AuditStore:
     def beside(cls, database: Database, name: str | None) -> AuditStore:
         """The audit store of a connected clinical `database`: in the database `name` of the same
         store (None: the clinical database's name + `_audit`)."""
-        db = database.client.get_database(name or f"{database.name}_audit", write_concern=database.db.write_concern)
+        db = database.client.get_database(audit_database_name(database.name, name),
+                                          write_concern=database.db.write_concern)
         # The gate serialises writers of the embedded store's database file; another database has its own.
         # Within a process one batch is written at a time (AuditWriter); other processes of the data
         # dir write theirs too, and the embedded store fails two transactions interleaved on one file
@@ -83,8 +89,7 @@ class AuditStore:
                 await self.db.create_collection(COLLECTION)
             except CollectionInvalid:
                 pass
-        for field in INDEXED:
-            await self.events.create_index([(field, ASCENDING)], name=index_name(field))
+        await create_indexes(self.events, INDEXES)
         self._ready = True
 
     async def insert(self, documents: list[dict[str, Any]]) -> None:

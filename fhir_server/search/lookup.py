@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -22,6 +22,7 @@ from fhir_server.storage.pending import PendingWrites
 LOOKUP = "lookup"
 # Token parameters answered through the table: identifiers are what systems look records up by.
 LOOKUP_CODES = ("identifier",)
+INDEXES = (IndexModel([("k", ASCENDING)]),)
 Session = AsyncClientSession | None
 
 
@@ -43,7 +44,7 @@ class LookupTable:
         self.collection = db[LOOKUP]
 
     async def ensure_index(self) -> None:
-        await self.collection.create_index([("k", ASCENDING)])
+        await self.collection.create_indexes(list(INDEXES))
 
     def replace(self, pending: PendingWrites, session: AsyncClientSession, resource_id: str,
                 before: list[str], after: list[str]) -> None:

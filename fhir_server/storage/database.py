@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
@@ -30,6 +30,9 @@ LEASES = "leases"
 MAIL_QUEUE = "mail_queue"
 MAIL_SENT = "mail_sent"
 JOB_MARKS = "job_marks"
+# The collections every start creates besides one per resource type.
+SERVER_COLLECTIONS = (HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS)
+HISTORY_INDEXES = tuple(IndexModel([(field, ASCENDING)]) for field in ("rid", "ts", "rt", "pat"))
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,22 @@ def index_name(field: str) -> str:
     return "i_" + "".join(c if c.isalnum() else "_" for c in field)
 
 
+def search_indexes(scalar_fields: list[str], array_fields: list[str],
+                   capabilities: StoreCapabilities) -> list[IndexModel]:
+    """A resource type's indexes: its search fields, on a store that indexes arrays its array fields too."""
+    # acc.dep: an organisation's own deposits; acc.ctx: the Binaries of a resource (docs/ACCESS-RULES.md).
+    fields = ["sid", "ts", "pat", "acc.dep", "acc.ctx", *scalar_fields]
+    if capabilities.index_arrays:
+        fields += array_fields
+    return [IndexModel([(field, ASCENDING)], name=index_name(field)) for field in fields]
+
+
+async def create_indexes(collection: Any, indexes: Iterable[IndexModel]) -> None:
+    """One createIndexes command per index: what the store already has is left as it is."""
+    for index in indexes:
+        await collection.create_indexes([index])
+
+
 class Database:
     def __init__(self, url: str, name: str, *, data_dir: Path | None) -> None:
         """`data_dir` is the data dir this process shares with an embedded store, if it uses one."""
@@ -134,7 +153,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*map(collection_name, names), HISTORY, BLOBS, LOOKUP, CLAIMS, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS]:
+        for name in [*map(collection_name, names), *SERVER_COLLECTIONS, CLAIMS]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)
@@ -142,20 +161,10 @@ class Database:
                     pass
 
     async def ensure_indexes(self, name: str, scalar_fields: list[str], array_fields: list[str]) -> None:
-        collection = self.collection(name)
-        # acc.dep: an organisation's own deposits; acc.ctx: the Binaries of a resource (docs/ACCESS-RULES.md).
-        fields = ["sid", "ts", "pat", "acc.dep", "acc.ctx", *scalar_fields]
-        if self.capabilities.index_arrays:
-            fields += array_fields
-        for field in fields:
-            await collection.create_index([(field, ASCENDING)], name=index_name(field))
+        await create_indexes(self.collection(name), search_indexes(scalar_fields, array_fields, self.capabilities))
 
     async def ensure_history_indexes(self) -> None:
-        history = self.db[HISTORY]
-        await history.create_index([("rid", ASCENDING)])
-        await history.create_index([("ts", ASCENDING)])
-        await history.create_index([("rt", ASCENDING)])
-        await history.create_index([("pat", ASCENDING)])
+        await create_indexes(self.db[HISTORY], HISTORY_INDEXES)
 
     async def in_transaction(
         self, work: Callable[[AsyncClientSession], Awaitable[T]], *, exclude_readers: bool = False

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, IndexModel
 
 from fhir_server.security.callers import Caller, Kind
 from fhir_server.security.scopes import Scopes
-from fhir_server.storage.database import Database
+from fhir_server.storage.database import Database, create_indexes
 
 SUBSCRIBERS = "subscribers"
 DELIVERIES = "subscription_deliveries"
 PINGS = "subscription_pings"
+# The equality indexes the after-commit hook and the delivery worker look up by.
+INDEXES = {
+    SUBSCRIBERS: (IndexModel([("pat", ASCENDING)], name="i_pat"), IndexModel([("due", ASCENDING)], name="i_due")),
+    DELIVERIES: (IndexModel([("sub", ASCENDING)], name="i_sub"),),
+    PINGS: (IndexModel([("sub", ASCENDING)], name="i_sub"),),
+}
 # The delivery worker's lease (fhir_server.storage.leases.Lease).
 LEASE_ID = "subscription-delivery"
 # The identity fields a delivery runs under. Not the purpose of use: an emergency access (BTG) is
@@ -50,8 +56,6 @@ def caller_of(document: dict[str, Any]) -> Caller:
 async def ensure(database: Database) -> None:
     """Collections before any transaction (the embedded store cannot create one inside), and the
     equality indexes the hook and the worker look up by."""
-    await database.ensure_collections([SUBSCRIBERS, DELIVERIES, PINGS])
-    await database.collection(SUBSCRIBERS).create_index([("pat", ASCENDING)], name="i_pat")
-    await database.collection(SUBSCRIBERS).create_index([("due", ASCENDING)], name="i_due")
-    await database.collection(DELIVERIES).create_index([("sub", ASCENDING)], name="i_sub")
-    await database.collection(PINGS).create_index([("sub", ASCENDING)], name="i_sub")
+    await database.ensure_collections(list(INDEXES))
+    for name, indexes in INDEXES.items():
+        await create_indexes(database.collection(name), indexes)
