@@ -223,6 +223,8 @@ class BundleProcessor:
                                                        limit=2)
                 if len(matches) > 1:
                     raise FhirError(412, "multiple-matches", f"{entry.where}: conditional update matches more than one {entry.resource_type}", [entry.where])
+                if not matches:
+                    await claims.claim(self.repo.database.db, session, entry.resource_type, entry.criteria)
                 target = matches[0] if matches else (item.resource or {}).get("id") or str(uuid.uuid4())
             item.target_id = target
             if entry.full_url:

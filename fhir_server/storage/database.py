@@ -31,7 +31,7 @@ MAIL_QUEUE = "mail_queue"
 MAIL_SENT = "mail_sent"
 JOB_MARKS = "job_marks"
 # The collections every start creates besides one per resource type.
-SERVER_COLLECTIONS = (HISTORY, BLOBS, LOOKUP, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS)
+SERVER_COLLECTIONS = (HISTORY, BLOBS, LOOKUP, CLAIMS, OUTBOX, LEASES, MAIL_QUEUE, MAIL_SENT, JOB_MARKS)
 HISTORY_INDEXES = tuple(IndexModel([(field, ASCENDING)]) for field in ("rid", "ts", "rt", "pat"))
 
 
@@ -153,7 +153,7 @@ class Database:
         # Collections are created up front: creating one inside a transaction that aborts leaves
         # the embedded store without the table.
         existing = set(await self.db.list_collection_names())
-        for name in [*map(collection_name, names), *SERVER_COLLECTIONS, CLAIMS]:
+        for name in [*map(collection_name, names), *SERVER_COLLECTIONS]:
             if name not in existing:
                 try:
                     await self.db.create_collection(name)

@@ -29,6 +29,7 @@ from fhir_server.ingest.hl7v2 import er7
 from fhir_server.ingest.mllp import mllp_send
 from fhir_server.storage.claims import CLAIMS, claim_key
 from tests.hl7v2.test_intake_store import personalised
+from tests.mhd.documents import patient, provide_bundle
 from tests.security.test_clients import clients, exchange, key_pair, register
 from tests.security.tokens import bearer
 from tests.server_process import IN_PROCESS, ServerProcess, free_port
@@ -316,3 +317,48 @@ def test_a_port_in_use_is_still_one_line_with_workers(tmp_path: Path, which: str
                                  "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == f"fhir-server: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+@pytest.mark.parametrize("route", ["rest", "transaction"])
+def test_a_conditional_update_that_creates_claims_its_criteria(server: ServerProcess, unique: str, route: str) -> None:
+    criteria = f"identifier=urn:oid:1.2.250.1.999.28|{route}{unique}"
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.999.28", "value": f"{route}{unique}"}]}
+    if route == "rest":
+        answer = server.request("PUT", f"{server.base_url}/Patient?{criteria}", json=body,
+                                headers={"Content-Type": FHIR_JSON})
+    else:
+        answer = server.post(server.base_url, headers={"Content-Type": FHIR_JSON}, json={
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": body, "request": {"method": "PUT", "url": f"Patient?{criteria}"}}]})
+    assert answer.status_code in (200, 201), answer.text
+    store: MongoClient[dict] = MongoClient((server.data_dir / "embedded-store.url").read_text().strip())
+    try:
+        assert store["fhir"][CLAIMS].find_one({"_id": claim_key("Patient", criteria)}) is not None
+    finally:
+        store.close()
+
+
+def test_concurrent_deposits_of_one_document_store_it_once(server: ServerProcess, unique: str) -> None:
+    """ITI-65: a masterIdentifier already in the record is a 409, whichever worker each deposit reaches."""
+    patient_answer = server.post(f"{server.base_url}/Patient", json=patient("2" + str(int(unique, 16))[:14].rjust(14, "0")),
+                                 headers={"Content-Type": FHIR_JSON})
+    assert patient_answer.status_code == 201, patient_answer.text
+    subject = {"reference": f"Patient/{patient_answer.json()['id']}"}
+    master = f"1.2.250.1.999.1.1.7.{int(unique, 16) % 10**12}"
+
+    def deposit(client: httpx.Client) -> int:
+        return client.post(server.base_url, json=provide_bundle(subject, master),
+                           headers={**server.headers, "Content-Type": FHIR_JSON}).status_code
+
+    statuses = at_once(20, deposit)
+    assert statuses.count(200) == 1 and statuses.count(409) == 19, statuses
+    found = server.get(f"{server.base_url}/DocumentReference",
+                       params={"identifier": f"urn:ietf:rfc:3986|urn:oid:{master}"}).json()
+    assert found["total"] == 1
+    store: MongoClient[dict] = MongoClient((server.data_dir / "embedded-store.url").read_text().strip())
+    try:
+        claimed = store["fhir"][CLAIMS].find_one(
+            {"_id": claim_key("DocumentReference", [("identifier", f"urn:ietf:rfc:3986|urn:oid:{master}")])})
+        assert claimed is not None and claimed["n"] == 1
+    finally:
+        store.close()
