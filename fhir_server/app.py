@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pymongo
 from fastapi import FastAPI
 
 from fhir_server.api import (
@@ -68,6 +69,9 @@ INSTANTIATES = [
     "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
     "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
 ]
+
+# What the store work of a shutdown may take in all (app lifespan).
+SHUTDOWN_STORE_SECONDS = 2.0
 
 
 def _indexer(registry: SearchParameterRegistry) -> Any:
@@ -180,13 +184,17 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             if mllp is not None:
                 mllp.close()
                 await mllp.wait_closed()
-            await clients.stop()
-            await notifications.stop()
-            if dispatcher is not None:
-                await dispatcher.stop()
-            await delivery.stop()
-            await app.state.audit_writer.close()
-            await repository.database.close()
+            # Releasing the leases and ending the sessions are courtesies (leases expire in seconds):
+            # a store already gone, as when a terminal's Ctrl-C reaches it too, must not hold the
+            # stop up for a server-selection timeout each.
+            with pymongo.timeout(SHUTDOWN_STORE_SECONDS):
+                await clients.stop()
+                await notifications.stop()
+                if dispatcher is not None:
+                    await dispatcher.stop()
+                await delivery.stop()
+                await app.state.audit_writer.close()
+                await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings

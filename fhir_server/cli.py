@@ -162,7 +162,11 @@ def serve(args: argparse.Namespace) -> int:
 
 def _serve_one(config: uvicorn.Config, listener: socket.socket, on_started: Callable[[], object]) -> int:
     server = _Server(config, on_started)
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        # uvicorn raises Ctrl-C again once it has shut down gracefully: a stop asked for, not a failure.
+        pass
     return 0 if server.started else STARTUP_FAILURE
 
 
