@@ -126,6 +126,24 @@ def consent(patient_ref: str, n: int) -> dict[str, Any]:
     }
 
 
+def observation(patient_ref: str, patient_n: int, n: int) -> dict[str, Any]:
+    """The patient's n-th measurement: a vital sign or a lab result (LOINC, UCUM) on a day of the ten years."""
+    kinds = codes()["observations"]
+    code, display, category, unit, low, high = kinds["codes"][n % len(kinds["codes"])]
+    # A value inside the usual range, varying with the patient and the measurement.
+    value = round(low + (high - low) * ((patient_n * 31 + n * 17) % 100) / 100, 1)
+    day = _day(patient_n, 1000 + n)
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [_coding(kinds["category_system"], category)],
+        "code": _coding(kinds["system"], code, display),
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": f"{day.isoformat()}T{8 + n % 10:02d}:30:00+01:00",
+        "valueQuantity": {"value": value, "unit": unit, "system": kinds["unit_system"], "code": unit},
+    }
+
+
 def _post(full_url: str, resource: dict[str, Any]) -> dict[str, Any]:
     return {"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
 

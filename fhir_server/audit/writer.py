@@ -11,9 +11,14 @@ unaudited (../shared/DECISIONS.md, "Audit and outbox").
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 from fhir_server.audit.store import AuditStore, AuditUnavailable
+from fhir_server.storage import command_log
+
+# The request label of the audit writes in the command log (fhir_server.storage.command_log).
+GROUP_COMMIT = "audit group commit"
 
 
 class AuditWriter:
@@ -34,7 +39,11 @@ class AuditWriter:
         if self._count >= self.most:
             self._full.set()
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="audit-group-commit")
+            # The flusher outlives the request that started it and writes other requests' events
+            # too: the command log names it for what it is, not for that request.
+            context = contextvars.copy_context()
+            context.run(command_log.attribute, GROUP_COMMIT)
+            self._flusher = asyncio.create_task(self._flush(), name="audit-group-commit", context=context)
         # The batch is written whether or not this request is still waiting for it.
         await asyncio.shield(done)
 

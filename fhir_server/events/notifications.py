@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from datetime import date
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -164,12 +165,12 @@ class Notifications:
     async def _document_written(self, event: dict[str, Any]) -> None:
         """A document created visible, or whose INVISIBLE_PATIENT label was taken off before its
         month ended. One still invisible is left to the scan, on the day it becomes visible."""
-        document = await self._current("DocumentReference", event["rid"].split("/", 1)[1])
+        document = await self._current("DocumentReference", event["rid"].split("/", 1)[1], event.get("pat"))
         if document is None or not self._visible_now(document):
             return
         if int(event.get("vid") or 1) > 1:
-            previous = await self.repository.reader(None).find_history(
-                "DocumentReference", {"rid": event["rid"], "vid": int(event["vid"]) - 1}, limit=1)
+            previous = await self._on_record(self.repository.reader(None).find_history, "DocumentReference",
+                                             {"rid": event["rid"], "vid": int(event["vid"]) - 1}, document.patient)
             if not previous or INVISIBLE_PATIENT not in labels(from_history(previous[0]).resource or {}):
                 return
         await self._document_available(document)
@@ -234,10 +235,21 @@ class Notifications:
 
     # -- reading the record ---------------------------------------------------------------------
 
-    async def _current(self, resource_type: str, resource_id: str) -> Stored | None:
-        found = await self.repository.reader(None).find(resource_type, {"_id": resource_id}, limit=1)
+    async def _current(self, resource_type: str, resource_id: str, patient: str | None = None) -> Stored | None:
+        """The resource as stored now, in the record of `patient` (a Patient is in its own) if known."""
+        known = resource_id if resource_type == "Patient" else patient
+        found = await self._on_record(self.repository.reader(None).find, resource_type, {"_id": resource_id}, known)
         stored = from_current(resource_type, found[0]) if found else None
         return None if stored is None or stored.deleted else stored
+
+    @staticmethod
+    async def _on_record(find: Callable[..., Awaitable[list[dict[str, Any]]]], resource_type: str,
+                         query: dict[str, Any], patient: str | None) -> list[dict[str, Any]]:
+        """The first document matching `query`, looked for in `patient`'s record first: naming it
+        makes the read one shard's on a cluster (policies/sharding.json). A resource moved to
+        another record since the event was written is then looked for everywhere."""
+        found = await find(resource_type, {**query, "pat": patient}, limit=1) if patient else []
+        return found or await find(resource_type, query, limit=1)
 
     async def _representatives(self, patient_id: str, patient: dict[str, Any]) -> list[tuple[str, list[str]]]:
         """A minor's parents and guardians with an e-mail address (fhir_server.access.records)."""

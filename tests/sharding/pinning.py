@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.storage.sharding import audit_plan, shard_plan
+from fhir_server.storage.sharding import audit_plan
 
 # The most values of an `$in` counted as "a few shards" (issue 25: a short `$in`).
 MOST_IN = 20
@@ -28,9 +28,10 @@ class Verdict:
     why: str
 
 
-def sharded_collections(database: str, audit_database: str, resource_types: set[str]) -> dict[tuple[str, str], list[str]]:
-    """(database, collection) -> the fields of its shard key, in order, for every sharded collection."""
-    keys = {(database, entry["collection"]): list(entry["key"]) for entry in shard_plan(resource_types)}
+def sharded_collections(database: str, audit_database: str, plan: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(database, collection) -> the fields of its shard key, in order, for every sharded collection:
+    the clinical database's from `plan` (what `fhir-server shard-plan` prints), the audit's beside it."""
+    keys = {(database, entry["collection"]): list(entry["key"]) for entry in plan}
     keys.update({(audit_database, entry["collection"]): list(entry["key"]) for entry in audit_plan()})
     return keys
 

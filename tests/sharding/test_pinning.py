@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.storage.sharding import shard_plan
 from tests.sharding.pinning import MOST_IN, command_pins, sharded_collections, unpinned
 
 PATIENT_KEY = ["pat", "_id"]
@@ -71,7 +72,7 @@ def test_commands_that_follow_another_are_not_judged(command: str) -> None:
 
 
 def test_only_sharded_collections_of_the_plan_are_judged() -> None:
-    keys = sharded_collections("fhir", "fhir_audit", {"Observation", "Practitioner", "Group"})
+    keys = sharded_collections("fhir", "fhir_audit", shard_plan({"Observation", "Practitioner", "Group"}))
     assert keys[("fhir", "Observation")] == PATIENT_KEY
     assert keys[("fhir", "history")] == PATIENT_KEY
     assert keys[("fhir_audit", "audit_events")] == PATIENT_KEY
