@@ -290,8 +290,13 @@ class Repository:
         start touches none of the 145 types, and they are made outside any transaction (the
         embedded store cannot create them inside one).
         """
-        for rtype in sorted(set(resource_types) - self._indexed):
-            if rtype in self.resource_types:
+        missing = sorted(t for t in set(resource_types) - self._indexed if t in self.resource_types)
+        if not missing:
+            return
+        # As a writer: on the embedded store an index built while another request's transaction
+        # is open is built inside it, and undone with it if it aborts.
+        async with self.database.gate.write(exclude_readers=False):
+            for rtype in missing:
                 await self.database.ensure_indexes(rtype, *self.index_fields(rtype))
                 self._indexed.add(rtype)
 
