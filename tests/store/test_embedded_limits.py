@@ -437,6 +437,38 @@ def test_transaction_writes_are_visible_before_commit(client: MongoClient[Doc], 
               "isolation of uncommitted transaction writes (isolated_transactions, storage/gate.py)")
 
 
+def test_a_write_beside_an_open_transaction_is_undone_by_its_abort(client: MongoClient[Doc],
+                                                                   other_client: MongoClient[Doc],
+                                                                   tx: Collection[Doc]) -> None:
+    beside = other_client[tx.database.name][tx.name]
+    with client.start_session() as session:
+        session.start_transaction()
+        tx.insert_one({"_id": "in-transaction"}, session=session)
+        beside.insert_one({"_id": "beside"})
+        beside.create_index([("beside", ASCENDING)], name="i_beside")
+        session.abort_transaction()
+    found = (beside.find_one({"_id": "beside"}), "i_beside" in beside.index_information())
+    pin_wrong(found, (None, False), ({"_id": "beside"}, True),
+              "a write outside any transaction while another is open (BlobStore and Repository.ready hold the gate)")
+
+
+def test_gridfs_beside_an_open_transaction_is_refused(client: MongoClient[Doc], other_client: MongoClient[Doc],
+                                                      db: Database[Doc], tx: Collection[Doc]) -> None:
+    bucket = GridFSBucket(other_client[db.name], bucket_name="beside")
+    with client.start_session() as session:
+        session.start_transaction()
+        tx.insert_one({"_id": "open"}, session=session)
+        try:
+            bucket.upload_from_stream("beside", b"x" * 1000)
+            refused = ""
+        except OperationFailure as exc:
+            refused = str(exc)
+        session.abort_transaction()
+    if not refused:
+        pytest.fail(fixed("GridFS while another transaction is open") + " (storage/binaries.py holds the gate)")
+    assert "Safety level may not be changed inside a transaction" in refused, refused
+
+
 def test_collection_created_by_aborted_transaction_is_lost(client: MongoClient[Doc], db: Database[Doc]) -> None:
     lost = db["created_in_aborted_transaction"]
     with client.start_session() as session:
