@@ -7,10 +7,10 @@ Bytes are written before the transaction that references them: an aborted transa
 an unreferenced blob behind, never a resource without its bytes.
 
 On the embedded store every blob write, and every GridFS operation even a read, holds the writer
-gate: the store runs all sessions on one SQLite connection, so a write made while another
-request's transaction is open lands in that transaction (and vanishes with it if it aborts), and
-a GridFS operation sets the connection's synchronous pragma (refused inside a transaction: the
-request failed with a 500) and commits (which would commit the other transaction half-way).
+gate: the store runs all sessions on one SQLite connection, so bytes written while another
+request's transaction is open land in that transaction (and vanish with it if it aborts), and the
+first GridFS operation of a store process sets the connection's synchronous pragma, which is
+refused inside a transaction (the request failed with a 500).
 """
 
 from __future__ import annotations

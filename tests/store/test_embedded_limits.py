@@ -454,6 +454,7 @@ def test_a_write_beside_an_open_transaction_is_undone_by_its_abort(client: Mongo
 
 def test_gridfs_beside_an_open_transaction_is_refused(client: MongoClient[Doc], other_client: MongoClient[Doc],
                                                       db: Database[Doc], tx: Collection[Doc]) -> None:
+    # A bucket this store process has not used yet: its first operation sets PRAGMA synchronous.
     bucket = GridFSBucket(other_client[db.name], bucket_name="beside")
     with client.start_session() as session:
         session.start_transaction()
