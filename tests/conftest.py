@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
 from tests import store_pool
+from tests.api.test_store_lifecycle import store_url
 from tests.mutation import keep_selected
 from tests.server_process import (
     IN_PROCESS,
@@ -74,3 +77,15 @@ def fhir(server: ServerProcess) -> Iterator[httpx.Client]:
 def unique() -> str:
     """A value no other test uses, for identifiers and names that scope a test's data."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def store(server: ServerProcess) -> Iterator[Any]:
+    """The clinical database of the session's server, for tests that check what is stored."""
+    if not isinstance(server, ServerProcess):
+        pytest.skip("reads the store of a server this session started")
+    client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
+    try:
+        yield client[os.environ.get("FHIR_DATABASE", "fhir")]
+    finally:
+        client.close()

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import uuid
 
-from pymongo.errors import PyMongoError
 
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import Hooks
+from fhir_server.storage.leases import in_rounds, stop_rounds
 from fhir_server.storage.outbox import OutboxStore
 
 log = logging.getLogger("fhir_server.events")
@@ -45,28 +45,14 @@ class Dispatcher:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        try:
-            await self.store.lease.release(self.owner)
-        except PyMongoError as exc:
-            log.warning("outbox lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
+        await stop_rounds(self._task, self.store.lease, self.owner, LEASE_SECONDS, log, "outbox")
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                if await self._hold_lease():
-                    await self._drain()
-            except Exception:  # noqa: BLE001 - the dispatcher outlives a store hiccup
-                log.exception("outbox dispatch deferred")
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            except TimeoutError:
-                pass
+        await in_rounds(self._wake, self._round, POLL_SECONDS, log, "outbox dispatch")
+
+    async def _round(self) -> None:
+        if await self._hold_lease():
+            await self._drain()
 
     async def _hold_lease(self) -> bool:
         return await self.store.lease.hold(self.owner, LEASE_SECONDS)

@@ -25,7 +25,6 @@ from datetime import date
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pymongo.errors import PyMongoError
 
 from fhir_server.access.record_keys import INVISIBLE_PATIENT, labels
 from fhir_server.access.records import REPRESENTATIVE_ROLES
@@ -35,7 +34,7 @@ from fhir_server.events.mail_queue import MailQueue
 from fhir_server.security.callers import IDNATPS_SYSTEM
 from fhir_server.storage.database import JOB_MARKS
 from fhir_server.storage.documents import Stored, from_current, from_history
-from fhir_server.storage.leases import Lease
+from fhir_server.storage.leases import Lease, in_rounds, stop_rounds
 from fhir_server.storage.repository import Repository
 from fhir_server.operations.record_areas import area
 from fhir_server.timefmt import instant, now, now_instant, parse_instant
@@ -131,15 +130,7 @@ class Notifications:
     async def stop(self) -> None:
         if self._task is None or self._lease is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        try:
-            await self._lease.release(self.owner)
-        except PyMongoError as exc:
-            log.warning("mail lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
+        await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "mail")
 
     @property
     def repository(self) -> Repository:
@@ -287,20 +278,14 @@ class Notifications:
     # -- the worker -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                if await self._still_held():
-                    if time.monotonic() >= self._next_scan:
-                        await self._scan()
-                        self._next_scan = time.monotonic() + self.scan_seconds
-                    await self._send_due()
-            except Exception:  # noqa: BLE001 - the worker outlives a store hiccup
-                log.exception("mail notifications deferred")
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            except TimeoutError:
-                pass
+        await in_rounds(self._wake, self._round, POLL_SECONDS, log, "mail notifications")
+
+    async def _round(self) -> None:
+        if await self._still_held():
+            if time.monotonic() >= self._next_scan:
+                await self._scan()
+                self._next_scan = time.monotonic() + self.scan_seconds
+            await self._send_due()
 
     async def _hold_lease(self) -> bool:
         assert self._lease is not None

@@ -8,10 +8,12 @@ which every store compares exactly.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fhir_server.storage.database import LEASES, Database
 
@@ -67,3 +69,34 @@ class Lease:
                                          session=session)
 
         await self.database.in_transaction(release)
+
+
+async def in_rounds(wake: asyncio.Event, one_round: Callable[[], Awaitable[None]], every: float,
+                    log: logging.Logger, what: str) -> None:
+    """A background worker's life: a round now, then one every `every` seconds or as soon as `wake`
+    is set. A failed round (a store hiccup) is logged as `what` deferred; the next one tries again."""
+    while True:
+        wake.clear()
+        try:
+            await one_round()
+        except Exception:  # noqa: BLE001 - the worker outlives a store hiccup
+            log.exception("%s deferred", what)
+        try:
+            await asyncio.wait_for(wake.wait(), every)
+        except TimeoutError:
+            pass
+
+
+async def stop_rounds(task: asyncio.Task[None], lease: Lease, owner: str, seconds: float,
+                      log: logging.Logger, what: str) -> None:
+    """Stop a worker's rounds, then release its lease so another process takes over at once; a
+    release the store refuses only leaves the lease to expire (`seconds`)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    try:
+        await lease.release(owner)
+    except PyMongoError as exc:
+        log.warning("%s lease not released (it expires in %ss): %s", what, seconds, exc)

@@ -28,14 +28,13 @@ from typing import Any
 import httpx
 import orjson
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import PyMongoError
 
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.interactions.output import outgoing
 from fhir_server.search.request import parse_request
 from fhir_server.storage.documents import Stored
-from fhir_server.storage.leases import Lease
+from fhir_server.storage.leases import Lease, in_rounds, stop_rounds
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.resource import DELIVERING, DELIVERY_CALLER, criteria_of
 from fhir_server.subscriptions.store import DELIVERIES, LEASE_ID, PINGS, SUBSCRIBERS, caller_of
@@ -105,30 +104,16 @@ class DeliveryWorker:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await stop_rounds(self._task, self.lease, self.owner, LEASE_SECONDS, log, "subscription")
         if self._http is not None:
             await self._http.aclose()
-        try:
-            await self.lease.release(self.owner)
-        except PyMongoError as exc:
-            log.warning("subscription lease not released (it expires in %ss): %s", LEASE_SECONDS, exc)
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                if await self._hold_lease():
-                    await self._round()
-            except Exception:  # noqa: BLE001 - the worker outlives a store hiccup
-                log.exception("subscription delivery deferred")
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            except TimeoutError:
-                pass
+        await in_rounds(self._wake, self._held_round, POLL_SECONDS, log, "subscription delivery")
+
+    async def _held_round(self) -> None:
+        if await self._hold_lease():
+            await self._round()
 
     async def _hold_lease(self) -> bool:
         return await self.lease.hold(self.owner, LEASE_SECONDS)

@@ -3,27 +3,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from pymongo import MongoClient
-
-from tests.api.test_store_lifecycle import store_url
-from tests.server_process import ServerProcess
-
-
-@pytest.fixture
-def store(server: ServerProcess) -> Iterator[Any]:
-    if not isinstance(server, ServerProcess):
-        pytest.skip("reads the store of a server this session started")
-    client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
-    try:
-        yield client[os.environ.get("FHIR_DATABASE", "fhir")]
-    finally:
-        client.close()
 
 
 def test_current_and_history_documents_name_their_patient(fhir: httpx.Client, store: Any, unique: str) -> None:

@@ -8,27 +8,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pymongo import MongoClient
 
 from tests.api.test_store_lifecycle import store_url
 from tests.server_process import ServerProcess
-
-
-@pytest.fixture
-def store(server: ServerProcess) -> Iterator[Any]:
-    if not isinstance(server, ServerProcess):
-        pytest.skip("reads the store of a server this session started")
-    client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
-    try:
-        yield client[os.environ.get("FHIR_DATABASE", "fhir")]
-    finally:
-        client.close()
 
 
 def _patient(fhir: httpx.Client, family: str) -> str:
