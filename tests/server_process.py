@@ -127,7 +127,7 @@ class ServerProcess(LocalServer):
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200:
+                if self.answers():
                     self.token = server_token(self.data_dir, self.base_url)
                     return self
             except httpx.HTTPError:
@@ -135,6 +135,10 @@ class ServerProcess(LocalServer):
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def answers(self) -> bool:
+        """Whether the server serves yet (a server over HTTPS checks with its certificate's CA)."""
+        return httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200
 
     def stop(self) -> None:
         if self.process is None:
