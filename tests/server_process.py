@@ -25,6 +25,7 @@ import uvicorn
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.embedded import EmbeddedStore
+from fhir_server.transport import uvicorn_options
 
 IN_PROCESS = os.environ.get("FHIR_TEST_INPROCESS") == "1"
 
@@ -210,8 +211,9 @@ class InProcessServer(LocalServer):
         else:
             self.store = EmbeddedStore(self.data_dir.resolve())
             url = self.store.start()
+        # The options `serve` gives uvicorn without TLS (no proxy believed).
         config = uvicorn.Config(create_app(settings, url), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False)
+                                log_level="warning", access_log=False, **uvicorn_options(None, None, None))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fhir-server-{self.port}", daemon=True)
         self._thread.start()

@@ -31,7 +31,8 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, error: HTTPException) -> Response:
         if not is_api(request.scope["path"]):
             # A person in a browser: a page, through the page layer like any other.
-            return message_page(request.scope, error.status_code, "not_found" if error.status_code == 404 else "invalid")
+            key = "not_found" if error.status_code == 404 else "invalid"
+            return message_page(request.scope, error.status_code, key)
         code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
         message = str(error.detail)
         if error.status_code == 404:

@@ -61,7 +61,8 @@ class AuditTrail:
             query_string: bytes = scope.get("query_string") or b""
             command_log.attribute(f"{scope['method']} {scope['path']}"
                                   + (f"?{query_string.decode('latin-1')}" if query_string else ""))
-        # Pages (fhir_server.web.paths) reach no record by themselves; what they do to one goes through the repository's audit hooks.
+        # Pages (fhir_server.web.paths) reach no record by themselves: what they do to one goes
+        # through the repository's audit hooks.
         if scope["type"] != "http" or scope["path"] in UNAUDITED or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return

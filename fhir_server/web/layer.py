@@ -127,8 +127,9 @@ class PageLayer:
                 return
             if fresh or not csrf.valid(session, _sent_token(scope, body)):
                 client = scope.get("client")
+                why = "no session cookie" if fresh else "token missing or not the session's"
                 log.warning("CSRF refusal: %s %s from %s (%s)", scope["method"], scope["path"],
-                            client[0] if client else "?", "no session cookie" if fresh else "token missing or not the session's")
+                            client[0] if client else "?", why)
                 await message_page(scope, 403, "refused")(scope, receive, send_with_layer)
                 return
             receive = _replay(body, receive)

@@ -2,8 +2,9 @@
 bearer tokens and open to browser apps through CORS; and pages, everything else, seen by people in a
 browser through the page layer (fhir_server.web.layer) and never behind a bearer token.
 
-A new page route needs nothing here (its router is tagged `page`, fhir_server.web.pages.PAGE). A new machine endpoint outside these prefixes (an OAuth
-revocation or introspection endpoint, say) must be added, or the page layer refuses its POSTs for
+A new page route needs nothing here (its router is tagged `page`, fhir_server.web.pages.PAGE). A
+new machine endpoint outside these prefixes (an OAuth revocation or introspection endpoint, say)
+must be added, or the page layer refuses its POSTs for
 want of a CSRF token: the mistake shows as a refusal, never as an opening.
 """
 

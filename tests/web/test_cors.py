@@ -46,7 +46,8 @@ def test_an_allowed_origin_reads_the_api_and_its_refusals(tls_server: TlsServer,
 
 def test_an_allowed_origin_creates_and_reads_the_location_and_etag(tls_server: TlsServer, https: httpx.Client) -> None:
     created = https.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": "Cors"}]},
-                         headers={**tls_server.headers, "Origin": ALLOWED_ORIGIN, "Content-Type": "application/fhir+json"})
+                         headers={**tls_server.headers, "Origin": ALLOWED_ORIGIN,
+                                  "Content-Type": "application/fhir+json"})
     assert created.status_code == 201, created.text
     assert created.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert created.headers["location"] and created.headers["etag"]
