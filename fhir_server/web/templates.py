@@ -9,6 +9,7 @@ operator's documentation English.
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -29,6 +30,7 @@ environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "template
                                  undefined=jinja2.StrictUndefined)
 
 
+@functools.cache
 def server_version() -> str:
     try:
         return version("fhir-server")

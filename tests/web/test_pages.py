@@ -105,6 +105,10 @@ def test_pages_are_not_behind_a_token_and_the_api_still_is(server: ServerProcess
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     assert_page_headers(missing)
     assert inline_code(missing.text) == []
+    for method in ("GET", "PUT", "DELETE"):
+        token = csrf_token(browser.get("/"))
+        other = browser.request(method, "/language", headers={"X-CSRF-Token": token})
+        assert other.status_code == 405 and other.headers["content-type"].startswith("text/html"), method
     api_missing = server.get(f"{server.base_url}/no-such-type/1")
     assert api_missing.status_code == 404
     assert api_missing.json()["resourceType"] == "OperationOutcome"
