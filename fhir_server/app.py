@@ -43,6 +43,7 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
+from fhir_server.agenda import appointments
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -129,6 +130,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     rules.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
+    # Appointment status changes follow policies/appointment-status.json on every channel.
+    appointments.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
