@@ -43,7 +43,7 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
-from fhir_server.agenda import appointments
+from fhir_server.agenda import appointments, reminders
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -132,6 +132,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     insurer.register(hooks)
     # Appointment status changes follow policies/appointment-status.json on every channel.
     appointments.register(hooks)
+    # Before the notifications: a reminder due today is written before the mail scan looks for it.
+    prevention = reminders.register(hooks, settings.prevention_reminders)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
@@ -169,7 +171,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         if dispatcher is not None:
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
-        notifications.start(repository)
+        prevention.start(repository)
+        notifications.start(repository, prevention)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,

@@ -83,6 +83,10 @@ class Settings:
     directive_reminder_days: float = field(
         default_factory=lambda: float(os.environ.get("FHIR_DIRECTIVE_REMINDER_DAYS") or 365))
 
+    # Prevention reminders of the health agenda (fhir_server.agenda.reminders): "0" computes none.
+    prevention_reminders: bool = field(
+        default_factory=lambda: (os.environ.get("FHIR_PREVENTION_REMINDERS") or "1") != "0")
+
     # MLLP over TLS (all three given: client certificates signed by the CA are required).
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None

@@ -29,6 +29,7 @@ from fhir_server.access.records import (
     token_keys,
 )
 from fhir_server.access.records import SHUT, record_types
+from fhir_server.agenda.reminders import patient_dismisses
 from fhir_server.errors import FhirError
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage import outbox
@@ -286,7 +287,7 @@ async def check_record(check: RecordWriteCheck) -> None:
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
-                and check.current.keys.get("dep") != record_keys.depositor(caller):
+                and check.current.keys.get("dep") != record_keys.depositor(caller) and not patient_dismisses(check):
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from fhir_server.access.record_keys import INVISIBLE_PATIENT, labels
 from fhir_server.access.records import REPRESENTATIVE_ROLES
+from fhir_server.agenda.reminders import PreventionReminders, due_reminders
 from fhir_server.config import Settings
 from fhir_server.events.mail import MailRefused, MailUnavailable, Transport, check_sender, compose
 from fhir_server.events.mail_queue import MailQueue
@@ -117,11 +118,13 @@ class Notifications:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_scan = 0.0
+        self._prevention: PreventionReminders | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, repository: Repository) -> None:
+    def start(self, repository: Repository, prevention: PreventionReminders | None = None) -> None:
         self._repository = repository
+        self._prevention = prevention
         self._queue = MailQueue(repository.database)
         self._lease = Lease(repository.database, LEASE_ID)
         self._task = asyncio.create_task(self._run(), name="mail-notifications")
@@ -314,6 +317,7 @@ class Notifications:
                 if self._visible_now(document):
                     await self._document_available(document)
         await self._remind_directives()
+        await self._remind_prevention()
         # Only once every document found is queued: a crash before this scans the same span again,
         # and the queue's keys keep each message single.
         async with self.repository.database.gate.write(exclude_readers=False):
@@ -341,6 +345,20 @@ class Notifications:
             key = f"directive/{document.id}/{document.version}/{periods}"
             await self._tell(key, "advance-directive-reminder", values, await self._author_emails(document, patient),
                              f"author of DocumentReference/{document.id}")
+
+    async def _remind_prevention(self) -> None:
+        """One message per prevention reminder that came due (fhir_server.agenda.reminders), to the
+        patient: the queue's key (the reminder, whose id names its due date) keeps it single."""
+        if self._prevention is None or not self._prevention.enabled:
+            return
+        for reminder in await due_reminders(self.repository, now().date()):
+            patient = await self._current("Patient", str(reminder.patient))
+            if patient is None or reminder.resource is None:
+                continue
+            values = {"title": str(((reminder.resource.get("payload") or [{}])[0]).get("contentString") or ""),
+                      "date": _day(reminder.resource.get("occurrenceDateTime"))}
+            await self._tell(f"prevention/{reminder.id}", "prevention-reminder", values, _emails(patient.resource),
+                             f"Patient/{reminder.patient}")
 
     async def _author_emails(self, document: Stored, patient: Stored) -> list[str]:
         """The directive's author: a professional who wrote it with the patient, else the patient."""
