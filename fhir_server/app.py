@@ -44,6 +44,7 @@ from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.agenda import appointments, reminders
+from fhir_server.agenda import operation as agenda_operation
 from fhir_server.api.authentication import Authentication
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
@@ -69,7 +70,8 @@ from fhir_server.write_rules import register_write_rules
 
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
 PAGE_KEY = "page-tokens"
-OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+              {"name": "agenda", "definition": agenda_operation.DEFINITION}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
 INSTANTIATES = [
@@ -230,6 +232,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
+    app.include_router(agenda_operation.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
