@@ -32,6 +32,7 @@ from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
+from fhir_server.outbound import OutboundClient, Policy
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
 from fhir_server.definitions import structure
@@ -116,7 +117,9 @@ async def open_repository(settings: Settings, store_url: str,
 def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
     """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
     its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
-    when the mail settings cannot be used."""
+    when the mail settings cannot be used, SettingInvalid when another setting cannot."""
+    # Read here, not at start-up: a wrong FHIR_OUTBOUND_ALLOW is said once, before any worker forks.
+    outbound_policy = Policy.from_settings(settings)
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
@@ -146,14 +149,16 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         clients = ClientRegistry(repository.database.db)
         await clients.start()
         app.state.signer = signer
-        app.state.tokens = TokenVerifier(signer, issuers_from_environment(), configured_base=settings.base_url,
+        # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
+        outbound = OutboundClient(outbound_policy)
+        app.state.tokens = TokenVerifier(signer, issuers_from_environment(outbound), configured_base=settings.base_url,
                                          disabled_clients=clients.disabled)
         app.state.token_service = TokenService(repository.database, signer)
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
         # Its after-commit hook is registered before the dispatcher is made.
-        delivery = await subscriptions.start(repository, settings, clients.disabled)
+        delivery = await subscriptions.start(repository, settings, clients.disabled, outbound)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
@@ -193,6 +198,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await delivery.stop()
+                await outbound.aclose()
                 await app.state.audit_writer.close()
                 await repository.database.close()
 
