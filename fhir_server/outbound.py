@@ -73,12 +73,14 @@ def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
 def _kind(address: Address) -> str | None:
     """What makes an address one the server must not reach, or None for a global unicast address."""
     if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:  # only another way to write the IPv4 address
+            return _kind(address.ipv4_mapped)
         inner = _embedded_ipv4(address)
         if inner is not None and _kind(inner) is not None:
             return f"{_kind(inner)} (as {inner})"
     checks = (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
               ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-              ("private", address.is_private), ("reserved", address.is_reserved),
+              ("reserved", address.is_reserved), ("private", address.is_private),
               ("not globally routable", not address.is_global))
     return next((name for name, hit in checks if hit), None)
 
