@@ -32,6 +32,7 @@ from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.interactions.search import SearchInteraction
+from fhir_server.limits import Limiter, budgets_from_environment
 from fhir_server.outbound import OutboundClient, Policy
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
@@ -44,6 +45,7 @@ from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.api.authentication import Authentication
+from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
 from fhir_server.security.granular import resource_matcher
@@ -120,6 +122,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     when the mail settings cannot be used, SettingInvalid when another setting cannot."""
     # Read here, not at start-up: a wrong FHIR_OUTBOUND_ALLOW is said once, before any worker forks.
     outbound_policy = Policy.from_settings(settings)
+    budgets = budgets_from_environment()
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
@@ -135,6 +138,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened in each worker (after the fork); they all count in the one file of the data dir.
+        app.state.limiter = Limiter.open(settings, budgets)
         repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
@@ -199,13 +204,17 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                     await dispatcher.stop()
                 await delivery.stop()
                 await outbound.aclose()
+                app.state.limiter.close()
                 await app.state.audit_writer.close()
                 await repository.database.close()
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
+    # From the outside in: audit trail, address budget, authentication, caller budget, routes.
+    app.add_middleware(CallerLimits)
     app.add_middleware(Authentication)
+    app.add_middleware(AddressLimits)
     # Outside authentication (added later, so it wraps it): it audits refused tokens too.
     if not settings.bench_without_audit:
         app.add_middleware(AuditTrail)
