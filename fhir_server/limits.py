@@ -37,11 +37,14 @@ from fhir_server.config import Settings, SettingInvalid
 
 log = logging.getLogger("fhir_server")
 COUNTERS_FILE = "rate-limits.bin"
-SLOTS = 1 << 16
+# 6 MB (a sparse file until used): room for ~100,000 keys at once before probes run long.
+SLOTS = 1 << 18
 # key hash, end of the window (epoch seconds), count
 SLOT = struct.Struct("<QQQ")
 # Slots looked at from the one a key's hash names before the least used one is taken over.
 PROBES = 32
+# The warning that keys are being dropped is said at most this often.
+CROWDED_WARNING_SECONDS = 60.0
 
 # rule -> (environment variable, default budget). Defaults are far above what the test suite and
 # the benchmarks send (issue 18 measures at most ~1,000 reads/s per server), so they never limit a
@@ -109,6 +112,7 @@ class Counters:
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)
         self._map = mmap.mmap(self._fd, size)
+        self._warned = 0.0
 
     def add(self, key: str, window_end: int, amount: int, now: float) -> int:
         """The count of `key` in the window ending at `window_end`, after adding `amount` (0 reads)."""
@@ -128,9 +132,14 @@ class Counters:
                 free = 0 if held_by == 0 or ends <= now else count
                 if spare is None or free < spare[0]:
                     spare = (free, offset)
+                if held_by == 0:
+                    # Never used: a key is put in the first free slot of its run, so none lies beyond.
+                    break
             if amount and spare is not None:
-                if spare[0]:
-                    log.warning("rate-limit table crowded: a key's count was dropped to make room")
+                if spare[0] and now - self._warned > CROWDED_WARNING_SECONDS:
+                    self._warned = now
+                    log.warning("rate-limit table crowded (more keys than %d slots hold): the smallest "
+                                "counts are dropped to make room", SLOTS)
                 SLOT.pack_into(self._map, spare[1], digest, window_end, amount)
             return amount
         finally:

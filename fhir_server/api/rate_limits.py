@@ -5,7 +5,9 @@ Two ASGI middlewares around authentication, both inside the audit trail so every
 AuditEvent like any refused request (fhir_server.audit.middleware):
 - `AddressLimits`, before authentication: every request from an address (token guessing and
   floods of 401s included) counts against `api-address`; the token endpoint counts against its
-  own rules in its route (fhir_server.api.auth_routes).
+  own rules in its route (fhir_server.api.auth_routes). The discovery documents (metadata, SMART
+  configuration, JWKS) are not counted: public, cheap and carrying nothing of anyone, they are not
+  audited either, and a refusal that leaves no AuditEvent is not one this server makes.
 - `CallerLimits`, after it: every authenticated request counts against `api-client`, keyed by the
   client (system callers) or the person (practitioner, patient) the token names.
 
@@ -18,12 +20,11 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.api.authentication import OPEN_PATHS
 from fhir_server.api.responses import json_response
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.limits import Exceeded, Limiter, address_key
 from fhir_server.security.callers import Caller
-
-TOKEN_PATH = "/auth/token"
 
 
 def too_many(exceeded: Exceeded) -> Response:
@@ -51,7 +52,7 @@ class AddressLimits:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != TOKEN_PATH:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             try:
                 _limiter(scope).take("api-address", scope_address(scope))
             except Exceeded as exceeded:
