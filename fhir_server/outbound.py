@@ -46,6 +46,7 @@ LOCALHOST_ADDRESSES = (ip_address("127.0.0.1"), ip_address("::1"))
 # RFC 6052's well-known NAT64 prefix: a gateway there reaches the IPv4 address in the last 32 bits.
 NAT64 = ip_network("64:ff9b::/96")
 SCHEMES = ("https", "http")
+FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9])?)*")
 
 
@@ -229,8 +230,9 @@ class OutboundClient:
         parts = urlsplit(url)
         host = parts.hostname or ""
         shown = f"[{host}]" if ":" in host else host
-        sent = {"Host": shown + (f":{parts.port}" if parts.port else ""), "Content-Length": str(len(content)),
-                **(headers or {})}
+        # The framing headers are the client's own: a subscriber's `channel.header` cannot change them.
+        sent = {name: value for name, value in (headers or {}).items() if name.lower() not in FRAMING}
+        sent.update({"Host": shown + (f":{parts.port}" if parts.port else ""), "Content-Length": str(len(content))})
         try:
             async with asyncio.timeout(limit):
                 return await self._exchange(method, url, sent, content, limit)

@@ -97,3 +97,15 @@ def test_a_trusted_issuers_jwks_url_obeys_the_policy(listener: Listener) -> None
                     b'"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
     assert asyncio.run(key_with(LOOPBACK_V4)) is not None
     assert listener.connections == 1
+
+
+def test_headers_a_subscriber_sets_cannot_change_the_framing(listener: Listener) -> None:
+    async def run() -> object:
+        client = OutboundClient(Policy.parse(LOOPBACK_V4))
+        try:
+            return await client.request("POST", listener.url(), content=b"{}",
+                                        headers={"content-length": "999", "Host": "metadata.internal", "X-Key": "k"})
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()).status == 200  # type: ignore[attr-defined]
