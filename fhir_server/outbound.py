@@ -137,7 +137,7 @@ class Policy:
         if _host(host) in self.hosts or self._listed(address):
             return None
         kind = _kind(address)
-        return None if kind is None else f"{address} is a {kind} address"
+        return None if kind is None else f"{address} is {kind}"
 
     def url_refusal(self, url: str) -> str | None:
         """Why a call to `url` is refused, from the URL alone (no DNS: names are resolved, and their
@@ -151,8 +151,12 @@ class Policy:
             return "it is not an http or https URL"
         host = _host(parts.hostname)
         literal = _literal(host)
-        addresses = [literal] if literal is not None else list(LOCALHOST_ADDRESSES) \
-            if host == "localhost" or host.endswith(".localhost") else []
+        if literal is not None:
+            addresses = [literal]
+        elif host == "localhost" or host.endswith(".localhost"):
+            addresses = list(LOCALHOST_ADDRESSES)
+        else:
+            addresses = []
         for address in addresses:
             refusal = self.address_refusal(host, address)
             if refusal is not None:
