@@ -11,8 +11,8 @@ AuditEvent like any refused request (fhir_server.audit.middleware):
 - `CallerLimits`, after it: every authenticated request counts against `api-client`, keyed by the
   client (system callers) or the person (practitioner, patient) the token names.
 
-The address is the peer address, or the one a trusted proxy forwarded (uvicorn's
-FORWARDED_ALLOW_IPS, 127.0.0.1 unless set).
+The address is the peer address, or the one a proxy the server trusts forwarded (uvicorn's
+forwarded-allow-ips decides; the middlewares see only the result).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ FHIR_OUTBOUND_ALLOW, as in production by default) and tiny rate-limit budgets, w
 the budgets are seen to hold across processes (in-process mode: one).
 
 Budgets run over an hour, so no window ends while a test spends one (windows are aligned on the
-clock). Tests spend them as callers and addresses of their own (X-Forwarded-For, which the server
-takes from loopback, its trusted proxy): the platform and 127.0.0.1, which the other tests here
-use, stay under them."""
+clock). Tests spend them as callers and addresses of their own (loopback addresses other than
+127.0.0.1 they connect from): the platform and 127.0.0.1, which the other tests here use, stay
+under them."""
 
 from __future__ import annotations
 

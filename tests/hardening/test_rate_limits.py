@@ -18,8 +18,9 @@ from tests.hardening.conftest import ADDRESS_BUDGET, CLIENT_BUDGET, TOKEN_FAILUR
 from fhir_server.timefmt import now_instant
 from tests.server_process import ServerProcess, server_token
 
-# Addresses of the benchmarking range (RFC 2544, 198.18.0.0/15), each sent from by one test only.
-_ADDRESSES = (str(IPv4Address("198.18.0.1") + n) for n in itertools.count())
+# Loopback addresses the requests are sent from (the whole of 127.0.0.0/8 is this machine's), each
+# by one test only: real peer addresses, which need no proxy to be believed.
+_ADDRESSES = (str(IPv4Address("127.0.1.1") + n) for n in itertools.count())
 
 
 def _address() -> str:
@@ -32,10 +33,16 @@ def _practitioner(server: ServerProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _from(address: str) -> httpx.Client:
+    """A client whose connections leave from `address`; a new connection for each request, so the
+    kernel hands requests to any of the server's workers."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30,
+                        headers={"Connection": "close"})
+
+
 def _get(server: ServerProcess, address: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    # A new connection each time, so the kernel hands requests to any of the workers.
-    return httpx.get(f"{server.base_url}/Patient/{uuid.uuid4().hex}", timeout=30,
-                     headers={"X-Forwarded-For": address, **(headers or {})})
+    with _from(address) as client:
+        return client.get(f"{server.base_url}/Patient/{uuid.uuid4().hex}", headers=headers)
 
 
 def _throttled(response: httpx.Response, at_most: int) -> None:
@@ -47,8 +54,7 @@ def _throttled(response: httpx.Response, at_most: int) -> None:
 
 
 def _refusals_audited(server: ServerProcess, since: str, address: str) -> list[dict[str, Any]]:
-    found = server.get(f"{server.base_url}/AuditEvent", params={"date": f"ge{since}", "_count": "1000"},
-                       headers={"X-Forwarded-For": "192.0.2.200"}, timeout=30)
+    found = server.get(f"{server.base_url}/AuditEvent", params={"date": f"ge{since}", "_count": "1000"}, timeout=30)
     assert found.status_code == 200, found.text
     events = [e["resource"] for e in found.json().get("entry", []) if e["search"]["mode"] == "match"]
     return [e for e in events if "HTTP 429" in e.get("outcomeDesc", "")
@@ -83,9 +89,10 @@ def _token_request(server: ServerProcess, address: str, client: str) -> httpx.Re
     """A request whose assertion claims `client` but is signed by nobody's key."""
     header = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9"  # {"alg":"ES384","typ":"JWT"}
     claims = base64.urlsafe_b64encode(json.dumps({"iss": client, "sub": client}).encode()).rstrip(b"=").decode()
-    return httpx.post(f"{server.root_url}/auth/token", timeout=30, headers={"X-Forwarded-For": address}, data={
-        "grant_type": "client_credentials", "scope": "system/*.rs", "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": f"{header}.{claims}.c2lnbmF0dXJl"})
+    with _from(address) as client:
+        return client.post(f"{server.root_url}/auth/token", data={
+            "grant_type": "client_credentials", "scope": "system/*.rs", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": f"{header}.{claims}.c2lnbmF0dXJl"})
 
 
 def test_token_failures_are_limited_per_client_and_per_address(guarded: ServerProcess) -> None:
