@@ -119,10 +119,7 @@ async def open_repository(settings: Settings, store_url: str,
 def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
     """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
     its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
-    when the mail settings cannot be used, SettingInvalid when another setting cannot."""
-    # Read here, not at start-up: a wrong FHIR_OUTBOUND_ALLOW is said once, before any worker forks.
-    outbound_policy = Policy.from_settings(settings)
-    budgets = budgets_from_environment()
+    when the mail settings cannot be used."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
@@ -208,6 +205,10 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                 await app.state.audit_writer.close()
                 await repository.database.close()
 
+    # Read here, not in the lifespan (which uses them): a wrong FHIR_OUTBOUND_ALLOW or FHIR_RATE_*
+    # stops the command once, before any worker forks (SettingInvalid).
+    outbound_policy = Policy.from_settings(settings)
+    budgets = budgets_from_environment()
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     error_handlers.install(app)
