@@ -286,8 +286,10 @@ async def check_record(check: RecordWriteCheck) -> None:
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
+        # A prevention reminder the server deposited, the patient may dismiss (fhir_server.agenda).
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
-                and check.current.keys.get("dep") != record_keys.depositor(caller) and not patient_dismisses(check):
+                and check.current.keys.get("dep") != record_keys.depositor(caller) \
+                and not patient_dismisses(check):
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:

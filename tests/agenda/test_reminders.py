@@ -9,13 +9,24 @@ from typing import Any
 
 import pytest
 
-from fhir_server.agenda.prevention import birthday
+from fhir_server.agenda.prevention import birthday, plus_months
 from tests.access.world import World
 from tests.agenda.conftest import OPT_OUT, born, due_dates, person, reminders, wait_until
 from tests.events.test_mail_notifications import Mailbox, wait_for
 
 CVX = "http://hl7.org/fhir/sid/cvx"
 SCT = "http://snomed.info/sct"
+
+
+def _due(world: World, patient_id: str, rule: str) -> str:
+    return str(reminders(world, patient_id).get(rule, {}).get("occurrenceDateTime", ""))
+
+
+def _vaccinated(world: World, patient_id: str) -> None:
+    """A Tdap dose today."""
+    world.create({"resourceType": "Immunization", "status": "completed",
+                  "patient": {"reference": f"Patient/{patient_id}"}, "vaccineCode": {"coding": [{"system": CVX, "code": "115", "display": "Tdap"}]},
+                  "occurrenceDateTime": date.today().isoformat()})
 
 
 def on(birth_date: str, age: int) -> str:
@@ -64,16 +75,13 @@ def test_what_the_record_shows_resets_the_clock(agenda_world: World) -> None:
     patient_id, _ = person(agenda_world, birth_date)
     assert due_dates(agenda_world, patient_id, "breast-screening")["breast-screening"] == on(birth_date, 50)
     last_year = (date.today() - timedelta(days=365)).isoformat()
-    agenda_world.create({"resourceType": "Procedure", "status": "completed", "subject": {"reference": f"Patient/{patient_id}"},
-                         "code": {"coding": [{"system": SCT, "code": "24623002", "display": "Screening mammography"}]},
-                         "performedDateTime": last_year})
-    expected = (date.fromisoformat(last_year).replace(year=date.fromisoformat(last_year).year + 2)).isoformat()
-    wait_until(lambda: reminders(agenda_world, patient_id).get("breast-screening", {}).get("occurrenceDateTime") == expected)
-    agenda_world.create({"resourceType": "Immunization", "status": "completed", "patient": {"reference": f"Patient/{patient_id}"},
-                         "vaccineCode": {"coding": [{"system": CVX, "code": "115", "display": "Tdap"}]},
-                         "occurrenceDateTime": date.today().isoformat()})
-    wait_until(lambda: reminders(agenda_world, patient_id).get("dtp-booster", {}).get("occurrenceDateTime")
-               == on(birth_date, 65))
+    agenda_world.create({"resourceType": "Procedure", "status": "completed",
+                         "subject": {"reference": f"Patient/{patient_id}"}, "performedDateTime": last_year,
+                         "code": {"coding": [{"system": SCT, "code": "24623002", "display": "Screening mammography"}]}})
+    expected = plus_months(date.fromisoformat(last_year), 24).isoformat()
+    wait_until(lambda: _due(agenda_world, patient_id, "breast-screening") == expected)
+    _vaccinated(agenda_world, patient_id)
+    wait_until(lambda: _due(agenda_world, patient_id, "dtp-booster") == on(birth_date, 65))
     # The reminders are those of today's rules only: one per rule.
     assert len(reminders(agenda_world, patient_id)) == len(set(reminders(agenda_world, patient_id)))
 
@@ -91,10 +99,8 @@ def test_the_patient_dismisses_a_reminder_and_it_stays_dismissed(agenda_world: W
     dismissed = _put(agenda_world, patient_id, {**reminder, "status": "revoked"})
     assert dismissed.status_code == 200, dismissed.text
     # New data recomputes the reminders: the dismissed one is kept as the patient left it.
-    agenda_world.create({"resourceType": "Immunization", "status": "completed", "patient": {"reference": f"Patient/{patient_id}"},
-                         "vaccineCode": {"coding": [{"system": CVX, "code": "115"}]},
-                         "occurrenceDateTime": date.today().isoformat()})
-    wait_until(lambda: reminders(agenda_world, patient_id).get("dtp-booster", {}).get("occurrenceDateTime", "") > "2030")
+    _vaccinated(agenda_world, patient_id)
+    wait_until(lambda: _due(agenda_world, patient_id, "dtp-booster") > "2030")
     assert reminders(agenda_world, patient_id)["colorectal-screening"]["status"] == "revoked"
     # Nobody else writes reminders, the patient creates none.
     other_id, _ = person(agenda_world, born(30, -30))
