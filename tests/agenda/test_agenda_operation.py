@@ -10,14 +10,20 @@ from typing import Any
 import orjson
 
 from fhir_server.agenda.operation import DEFINITION
+from fhir_server.security.callers import IDNATPS_SYSTEM
 from tests.access.world import World
 from tests.agenda.conftest import born, due_dates, person
 
 
-def _appointment(world: World, patient_id: str, start: str, status: str = "booked") -> str:
+def _appointment(world: World, patient_id: str, start: str, status: str = "booked", idnatps: str | None = None) -> str:
+    """An appointment of the patient, with the professional of `idnatps` taking part (named by
+    identifier, as SIU's AIP-3 names them)."""
+    participants: list[dict[str, Any]] = [{"actor": {"reference": f"Patient/{patient_id}"}, "status": "accepted"}]
+    if idnatps:
+        practitioner = {"type": "Practitioner", "identifier": {"system": IDNATPS_SYSTEM, "value": idnatps}}
+        participants.append({"actor": practitioner, "status": "accepted"})
     return world.create({"resourceType": "Appointment", "status": status, "start": start,
-                         "end": start.replace(":00:00Z", ":30:00Z"),
-                         "participant": [{"actor": {"reference": f"Patient/{patient_id}"}, "status": "accepted"}]})
+                         "end": start.replace(":00:00Z", ":30:00Z"), "participant": participants})
 
 
 def _agenda(world: World, caller: str, patient_id: str, **window: str) -> Any:
@@ -67,6 +73,25 @@ def test_another_patient_and_an_unauthorised_professional_are_refused(agenda_wor
     stranger = _agenda(agenda_world, "stranger", patient_id)
     assert stranger.status_code == 403, stranger.text
     assert "entry" not in stranger.json()
+
+
+def test_a_professional_sees_the_appointments_they_take_part_in_and_nothing_else(agenda_world: World) -> None:
+    """The participant rule (policies/participants.json): not authorised on the record, a
+    professional taking part in one appointment sees that one, not the patient's other
+    appointments nor their reminders."""
+    patient_id, _ = person(agenda_world, born(66, -20))
+    due_dates(agenda_world, patient_id, "influenza-65")
+    radiologist = agenda_world.practitioner("radiologist")
+    day = (date.today() + timedelta(days=5)).isoformat()
+    theirs = _appointment(agenda_world, patient_id, f"{day}T09:00:00Z", idnatps=radiologist.idnatps)
+    _appointment(agenda_world, patient_id, f"{day}T11:00:00Z")
+    response = _agenda(agenda_world, "radiologist", patient_id)
+    assert response.status_code == 200, response.text
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [theirs]
+    # The patient sees both appointments and their reminders.
+    own = _agenda(agenda_world, patient_id, patient_id).json()
+    assert {e["resource"]["resourceType"] for e in own["entry"]} == {"Appointment", "CommunicationRequest"}
+    assert theirs in {e["resource"]["id"] for e in own["entry"]}
 
 
 def test_a_wrong_window_is_a_400(agenda_world: World) -> None:

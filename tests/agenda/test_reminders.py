@@ -25,8 +25,8 @@ def _due(world: World, patient_id: str, rule: str) -> str:
 def _vaccinated(world: World, patient_id: str) -> None:
     """A Tdap dose today."""
     world.create({"resourceType": "Immunization", "status": "completed",
-                  "patient": {"reference": f"Patient/{patient_id}"}, "vaccineCode": {"coding": [{"system": CVX, "code": "115", "display": "Tdap"}]},
-                  "occurrenceDateTime": date.today().isoformat()})
+                  "patient": {"reference": f"Patient/{patient_id}"}, "occurrenceDateTime": date.today().isoformat(),
+                  "vaccineCode": {"coding": [{"system": CVX, "code": "115", "display": "Tdap"}]}})
 
 
 def on(birth_date: str, age: int) -> str:
