@@ -119,5 +119,8 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
     }
     if resource_type in participants.types():
         # Who takes part (policies/participants.json): an array, never indexed (docs/EMBEDDED-STORE.md).
-        keys["par"] = participants.keys_of(resource_type, resource)
+        # Its depositor too: a hospital that booked an appointment (SIU, naming only the practitioners
+        # and rooms) updates and cancels it later through searches this key opens (issue 15).
+        keys["par"] = sorted({*participants.keys_of(resource_type, resource),
+                              *([dep] if dep.startswith(("ps:", "org:")) else [])})
     return keys

@@ -14,7 +14,9 @@ from fhir_server.ingest.hl7v2 import er7
 from tests.access.world import World, open_world
 from tests.hl7v2.conftest import personalised
 from tests.hl7v2.test_server_endpoints import send
+from tests.ingest.record_status import hospital_headers
 
+ER7 = {"Content-Type": "x-application/hl7-v2+er7"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
@@ -131,3 +133,20 @@ def test_siu_no_show_after_booking_is_stored(server: Any, fhir: httpx.Client) ->
     assert _ack(personalised("siu_s26.hl7", tag), server).text("MSA-1") == "AA"
     found = fhir.get("/Appointment", params={"identifier": f"RDV{tag}-1003"}).json()
     assert [e["resource"]["status"] for e in found.get("entry", [])] == ["noshow"]
+
+
+def test_a_hospital_updates_its_own_siu_appointment(server: Any, fhir: httpx.Client) -> None:
+    """A hospital's system (a token of its organisation, POST /ingest/hl7v2) books, then cancels,
+    then may not book again: the appointment stays one resource, whatever the participant rule
+    lets the hospital see of it."""
+    tag = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=server.root_url, headers=hospital_headers(server), timeout=120.0) as hospital:
+        def post(message: bytes) -> er7.Message:
+            return er7.parse(hospital.post("/ingest/hl7v2", content=message, headers=ER7).content)
+        book = personalised("siu_s12.hl7", tag)
+        assert post(book).text("MSA-1") == "AA"
+        assert post(personalised("siu_s15.hl7", tag)).text("MSA-1") == "AA"
+        again = post(book.replace(b"|SIU-S12|", b"|SIU-S12-again|"))
+    found = fhir.get("/Appointment", params={"identifier": f"RDV{tag}-1001"}).json()
+    assert [e["resource"]["status"] for e in found.get("entry", [])] == ["cancelled"]
+    assert again.text("MSA-1") == "AE" and "'cancelled' -> 'booked'" in again.text("ERR-8"), again
