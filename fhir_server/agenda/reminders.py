@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.access.records import SHUT_STATUSES, record_status
@@ -46,6 +46,9 @@ OPT_OUT_EXTENSION = "https://fhir-server.example.org/StructureDefinition/prevent
 PATIENT_STATUSES = ("active", "revoked")
 # A record holds at most this many resources of one evidence type that the rules look at.
 MAX_EVIDENCE = 10_000
+# A reminder is mailed when its due date is at most this old: a server stopped for a few days still
+# sends what came due meanwhile.
+MAIL_WINDOW_DAYS = 7
 # Reminders coming due looked at per mail scan, at most.
 MAX_DUE = 100_000
 NAMESPACE = uuid.UUID("6f1d6c1e-9b7e-4f55-9a43-4a3f3c1e2b15")
@@ -221,10 +224,13 @@ def register(hooks: Hooks, enabled: bool) -> PreventionReminders:
 
 
 async def due_reminders(repository: Repository, today: date) -> list[Stored]:
-    """The active reminders due by `today`, each after its patient's reminders were recomputed
-    (the person may have aged out of a rule, or the record changed, since it was written)."""
+    """The active reminders that came due in the last MAIL_WINDOW_DAYS, each after its patient's
+    reminders were recomputed (the person may have aged out of a rule, or the record changed, since
+    it was written). One overdue when first computed (a new record: a dozen at once) is not mailed;
+    it is in the agenda."""
+    since = today - timedelta(days=MAIL_WINDOW_DAYS)
     params = [("category", f"{AGENDA_CATEGORY['system']}|{AGENDA_CATEGORY['code']}"), ("status", "active"),
-              ("occurrence", f"le{today.isoformat()}")]
+              ("occurrence", f"ge{since.isoformat()}"), ("occurrence", f"le{today.isoformat()}")]
     ids = await repository.ids("CommunicationRequest", params, None, MAX_DUE)
     patients: set[str] = set()
     for reminder_id_ in ids:
@@ -236,5 +242,5 @@ async def due_reminders(repository: Repository, today: date) -> list[Stored]:
         await refresh(repository, patient_id)
         due += [s for s in await current_reminders(repository, patient_id)
                 if (s.resource or {}).get("status") == "active"
-                and str((s.resource or {}).get("occurrenceDateTime") or "9999") <= today.isoformat()]
+                and since.isoformat() <= str((s.resource or {}).get("occurrenceDateTime")) <= today.isoformat()]
     return due
