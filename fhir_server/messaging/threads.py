@@ -130,10 +130,10 @@ async def check_record(check: RecordWriteCheck) -> None:
     caller = check.caller
     if unrestricted(caller):
         return
-    if before is not None and was != now_kind:
-        raise _invalid("A thread stays a thread and a message a message", "Communication.category")
     if after is None:
         raise _forbidden("Threads and messages are kept: a professional closes a thread instead")
+    if before is not None and was != now_kind:
+        raise _invalid("A thread stays a thread and a message a message", "Communication.category")
     patient = check.patient
     subject = (after.get("subject") or {}).get("reference")
     if patient is None or subject != f"Patient/{patient}":
