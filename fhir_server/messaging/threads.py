@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 # How the patient of the thread is named among its participants (beside `ps:` and `org:` keys).
 PATIENT = "patient"
-# MedicationDispenses looked at for the pharmacy exception, at most (newest stored first is not
-# promised: a record with more dispenses than this is rare, and the check then errs on refusing).
+# MedicationDispenses of one record looked at for the pharmacy exception, at most: a bound on the
+# work a patient's write can cause; past it the exception may be refused, never wrongly granted.
 MAX_DISPENSES = 2000
 
 
