@@ -316,6 +316,10 @@ def test_read_state_and_unread_counts(world: World, messaging: Messaging) -> Non
     received = marked.json()["received"]
     assert received and world.get("Nurse", f"/Communication/{first['id']}").json()["received"] == received
     assert messaging.unread("P")[header["id"]] == 1
+    # The same count as a search of one thread (docs/ACCESS-RULES.md).
+    unread = world.get("P", f"/Communication?part-of=Communication/{header['id']}"
+                            f"&recipient=Patient/{world.patient_id}&received:missing=true").json()
+    assert bundle_ids(unread, "Communication") == {second["id"]}
     # Marking again keeps the first time; the sender is no recipient; nobody sets it by hand.
     assert world.request("P", "POST", f"/Communication/{first['id']}/$mark-read").json()["received"] == received
     assert says(world.request("Nurse", "POST", f"/Communication/{second['id']}/$mark-read"), 403, "recipient")
