@@ -121,7 +121,7 @@ async def open_repository(settings: Settings, store_url: str,
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
-    threads.register(repository, settings.message_attachment_max_bytes)
+    threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
 
 
@@ -135,6 +135,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     rules.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
+    # Secure messaging (issue 15): who writes what in a thread.
+    threads.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)

@@ -31,7 +31,7 @@ from fhir_server.file_signatures import media_type
 from fhir_server.messaging.policy import is_closed, kind, policy, thread_of
 from fhir_server.security.callers import Caller
 from fhir_server.storage.documents import Stored, from_current
-from fhir_server.storage.hooks import RecordWriteCheck
+from fhir_server.storage.hooks import Hooks, RecordWriteCheck
 from fhir_server.timefmt import now
 
 if TYPE_CHECKING:
@@ -289,7 +289,11 @@ def attachment_size(limit: int) -> WriteRule:
     return rule
 
 
-def register(repository: Repository, attachment_max_bytes: int) -> None:
+def register(hooks: Hooks) -> None:
+    """After the record rules (an opposed or closed record refuses first), before the audit's last hook."""
     policy()
-    repository.hooks.record_writes.append(check_record)
+    hooks.record_writes.append(check_record)
+
+
+def register_write_rules(repository: Repository, attachment_max_bytes: int) -> None:
     repository.write_rules.setdefault("Binary", []).append(attachment_size(attachment_max_bytes))
