@@ -17,6 +17,7 @@ from fhir_server.api import (
     error_handlers,
     ingest_routes,
     instance_routes,
+    messaging_routes,
     operation_routes,
     system_routes,
     type_routes,
@@ -47,6 +48,7 @@ from fhir_server.search.parameters import SearchParameterRegistry, parameter_fil
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.agenda import appointments, reminders
 from fhir_server.agenda import operation as agenda_operation
+from fhir_server.messaging import threads
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -122,6 +124,7 @@ async def open_repository(settings: Settings, store_url: str,
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
+    threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
 
 
@@ -139,6 +142,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     appointments.register(hooks)
     # Before the notifications: a reminder due today is written before the mail scan looks for it.
     prevention = reminders.register(hooks, settings.prevention_reminders)
+    # Secure messaging (issue 15): who writes what in a thread.
+    threads.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     load_modules(hooks, settings.hooks)
@@ -249,6 +254,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
     app.include_router(agenda_operation.router)
+    app.include_router(messaging_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.

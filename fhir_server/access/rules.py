@@ -31,6 +31,7 @@ from fhir_server.access.records import (
 from fhir_server.access.records import SHUT, record_types
 from fhir_server.agenda.reminders import patient_dismisses
 from fhir_server.errors import FhirError
+from fhir_server.messaging import policy as messaging
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
@@ -351,9 +352,12 @@ async def check_record(check: RecordWriteCheck) -> None:
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
         # A prevention reminder the server deposited, the patient may dismiss (fhir_server.agenda).
+        # Secure messages have their own rules (fhir_server.messaging.threads): the patient
+        # marks a professional's message read.
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
                 and check.current.keys.get("dep") != record_keys.depositor(caller) \
-                and not patient_dismisses(check):
+                and not patient_dismisses(check) \
+                and not (check.resource_type == "Communication" and messaging.kind(check.current.resource)):
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:
