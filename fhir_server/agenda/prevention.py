@@ -130,6 +130,11 @@ def due_for(rule: dict[str, Any], born: date, sex: str | None, today: date, evid
     return None if end is not None and due >= end else due
 
 
+def counts_for_any(evidence: list[Evidence]) -> bool:
+    """Whether any rule would read one of these codings as evidence."""
+    return any(_matching(rule, evidence) for rule in rules())
+
+
 def due_reminders(born: date, sex: str | None, today: date, evidence: list[Evidence]) -> list[Due]:
     found = []
     for rule in rules():

@@ -185,9 +185,22 @@ class PreventionReminders:
     async def committed(self, event: dict[str, Any]) -> None:
         if not self.enabled or self._repository is None or event.get("kind") != "write" or not event.get("pat"):
             return
-        resource_type = str(event.get("rid") or "").split("/", 1)[0]
-        if resource_type == "Patient" or resource_type in prevention.policy()["recordElements"]:
-            await refresh(self._repository, str(event["pat"]))
+        resource_type, _, resource_id = str(event.get("rid") or "").partition("/")
+        if resource_type != "Patient" and resource_type not in prevention.policy()["recordElements"]:
+            return
+        if resource_type != "Patient" and event.get("method") != "DELETE" and int(event.get("vid") or 1) == 1 \
+                and not await self._is_evidence(resource_type, resource_id, str(event["pat"])):
+            # A new resource no rule reads (most Observations): nothing to recompute. An update or a
+            # deletion may take evidence away, so it always recomputes.
+            return
+        await refresh(self._repository, str(event["pat"]))
+
+    async def _is_evidence(self, resource_type: str, resource_id: str, patient_id: str) -> bool:
+        assert self._repository is not None
+        query = {"_id": resource_id, "pat": patient_id}
+        found = await self._repository.reader(None).find(resource_type, query, limit=1)
+        resource = from_current(resource_type, found[0]).resource if found else None
+        return resource is not None and prevention.counts_for_any(evidence_of(resource_type, resource))
 
 
 def patient_dismisses(check: RecordWriteCheck) -> bool:
