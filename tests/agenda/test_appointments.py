@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fhir_server.ingest.hl7v2 import er7
-from tests.access.world import World, open_world
+from tests.access.world import Professional, World, new_finess, open_world
 from tests.hl7v2.conftest import personalised
 from tests.hl7v2.test_server_endpoints import send
 from tests.ingest.record_status import hospital_headers
@@ -150,3 +150,18 @@ def test_a_hospital_updates_its_own_siu_appointment(server: Any, fhir: httpx.Cli
     found = fhir.get("/Appointment", params={"identifier": f"RDV{tag}-1001"}).json()
     assert [e["resource"]["status"] for e in found.get("entry", [])] == ["cancelled"]
     assert again.text("MSA-1") == "AE" and "'cancelled' -> 'booked'" in again.text("ERR-8"), again
+
+
+def test_the_practitioner_siu_names_sees_the_appointment(world: World, server: Any) -> None:
+    """AIP-3 names the radiologist by IdNatPs: under the participant rule they see the appointment
+    without any authorisation on the record; another professional does not."""
+    tag = uuid.uuid4().hex[:8]
+    assert _ack(personalised("siu_s12.hl7", tag), server).text("MSA-1") == "AA"
+    radiologist = Professional("810000000001", "10", new_finess())
+    world.tokens["radiologist"] = world.practitioner_token(radiologist)
+    world.practitioner("other")
+    seen = world.get("radiologist", "/Appointment", params={"identifier": f"RDV{tag}-1001"})
+    assert seen.status_code == 200, seen.text
+    assert [e["resource"]["status"] for e in seen.json().get("entry", [])] == ["booked"]
+    hidden = world.get("other", "/Appointment", params={"identifier": f"RDV{tag}-1001"})
+    assert hidden.status_code == 200 and hidden.json().get("entry", []) == [], hidden.text
