@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.access.participants import stored_names
 from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage.database import HISTORY
@@ -144,17 +145,11 @@ async def _mark_shut(repository: Repository, session: Session, patient_id: str, 
 
 
 async def _idnatps_of(repository: Repository, session: Session, references: list[str]) -> dict[str, str]:
+    """`idnatps:{IdNatPs}` of each `Practitioner/{id}` carrying one (`participants.stored_names`)."""
     if not references:
         return {}
-    ids = [r.split("/", 1)[1] for r in references]
-    docs = await repository.collection("Practitioner").find({"_id": {"$in": ids}, "del": False}, {"res": 1},
-                                                             session=session).to_list(None)
-    named: dict[str, str] = {}
-    for doc in docs:
-        for identifier in (doc.get("res") or {}).get("identifier") or []:
-            if isinstance(identifier, dict) and identifier.get("system") == IDNATPS_SYSTEM and identifier.get("value"):
-                named[f"Practitioner/{doc['_id']}"] = f"idnatps:{identifier['value']}"
-    return named
+    named = await stored_names(repository, session, references)
+    return {r: f"idnatps:{k.split(':', 1)[1]}" for r, k in named.stored.items() if k.startswith("ps:")}
 
 
 def _summary(patient: dict[str, Any], consents: list[dict[str, Any]]) -> dict[str, Any]:

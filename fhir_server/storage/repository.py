@@ -682,9 +682,10 @@ class Repository:
             patient = context.patient
         else:
             patient = patient_of(resource_type, resource_id, ix)
+        own = self.reader(None, session)
         await self.hooks.check_record(RecordWriteCheck(caller, resource_type, resource_id, body, current, patient,
-                                                       session, self.reader(None, session)))
-        keys = self.hooks.keys(caller, resource_type, body, current, context)
+                                                       session, own))
+        keys = await self.hooks.keys(caller, resource_type, body, current, context, own)
         if context_reference:
             # Kept even before its target is stored: the target's first write then finds this Binary.
             keys["ctx"] = context_reference
@@ -894,9 +895,10 @@ class Repository:
         context = await self.current(*context_reference.split("/"), session) \
             if context_reference and context_reference.split("/")[0] in self.resource_types else None
         patient = context.patient if context is not None else patient_of(resource_type, resource_id, ix)
+        own = self.reader(None, session)
         await self.hooks.check_record(RecordWriteCheck(caller, resource_type, resource_id, body, current, patient,
-                                                       session, self.reader(None, session)))
-        keys = self.hooks.keys(caller, resource_type, body, current, context)
+                                                       session, own))
+        keys = await self.hooks.keys(caller, resource_type, body, current, context, own)
         if context_reference:
             keys["ctx"] = context_reference
         stored = Stored(resource_type, resource_id, version, stamp, False, body, None,
