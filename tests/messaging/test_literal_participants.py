@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -116,6 +117,16 @@ def test_an_establishment_named_by_organization_id(world: World, messaging: Mess
     closed = messaging.set_status("Clinic", header, "completed")
     assert closed.status_code == 200, closed.text
     assert header["id"] not in threads_of(world, "Hospital")
+
+
+def test_the_patient_writes_first_to_a_pharmacy_its_dispense_names_by_id(world: World, messaging: Messaging) -> None:
+    clinic = {"reference": f"Organization/{world.patients['org:Clinic']}"}
+    world.create({"resourceType": "MedicationDispense", "status": "completed", "subject": patient_ref(world.patient_id),
+                  "medicationCodeableConcept": {"text": "Paracétamol 1 g"}, "performer": [{"actor": clinic}],
+                  "whenHandedOver": (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    p = patient_ref(world.patient_id)
+    header = messaging.thread("P", p, org(world.patients["finess:Clinic"]))
+    assert world.get("Clinic", f"/Communication/{header['id']}").status_code == 200
 
 
 def test_a_contained_practitioner(world: World, messaging: Messaging) -> None:
