@@ -36,8 +36,9 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.system("Hospital", world.patients["finess:Hospital"])
     world.patients["finess:Clinic"] = new_finess()
     world.system("Clinic", world.patients["finess:Clinic"])
-    world.patients["org:Clinic"] = world.create({"resourceType": "Organization", "name": f"Clinique {world.unique}",
-                                                  "identifier": [{"system": FINESS, "value": world.patients["finess:Clinic"]}]})
+    world.patients["org:Clinic"] = world.create({
+        "resourceType": "Organization", "name": f"Clinique {world.unique}",
+        "identifier": [{"system": FINESS, "value": world.patients["finess:Clinic"]}]})
     nurse_org = world.create({"resourceType": "Organization", "name": f"Centre {world.unique}",
                               "identifier": [{"system": FINESS, "value": world.professionals["Nurse"].organization}]})
     world.patients["role:Nurse"] = world.create({
@@ -62,7 +63,8 @@ def threads_of(world: World, caller: str) -> set[str]:
 
 def test_a_professional_named_by_practitioner_id_reads_writes_and_closes_the_thread(
         world: World, messaging: Messaging) -> None:
-    hospital, doctor, p = org(world.patients["finess:Hospital"]), practitioner(world, "Doctor"), patient_ref(world.patient_id)
+    hospital, doctor = org(world.patients["finess:Hospital"]), practitioner(world, "Doctor")
+    p = patient_ref(world.patient_id)
     header = messaging.thread("Hospital", hospital, p, doctor)
     first = messaging.sent("Hospital", header, hospital, text="Compte rendu disponible")
     # The Doctor, not authorised on the record, reads the thread and its messages.
@@ -161,7 +163,8 @@ def test_a_transaction_creating_the_practitioner_and_the_thread(world: World) ->
         {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "request": {"method": "POST", "url": "Communication"},
          "resource": {"resourceType": "Communication", "status": "in-progress", "category": category("thread"),
                       "subject": patient_ref(world.patient_id), "topic": {"text": "Arrivée"},
-                      "sender": hospital, "recipient": [patient_ref(world.patient_id), {"reference": practitioner_url}]}},
+                      "sender": hospital,
+                      "recipient": [patient_ref(world.patient_id), {"reference": practitioner_url}]}},
         {"fullUrl": practitioner_url, "request": {"method": "PUT", "url": f"Practitioner/{practitioner_id}"},
          "resource": {"resourceType": "Practitioner", "id": practitioner_id, "name": [{"family": "Nouveau"}],
                       "identifier": [{"system": IDNATPS_SYSTEM, "value": newcomer.idnatps}]}}]}
