@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
 STATUSES = ("pending", "active", "closed", "opposed")
+# When the enrolment notice was queued (a valueDateTime with its time zone): written by
+# `fhir-server enrol` (fhir_server.record.enrolment), the day the six weeks to object start.
+NOTICE_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-notice-sent"
 CONSENT_SCOPE = ("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
 CONSENT_CATEGORY = ("http://loinc.org", "59284-0")
 # v3-ActReason ETREAT, emergency treatment: a deny Consent with this purpose opposes emergency access.
