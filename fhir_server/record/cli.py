@@ -45,7 +45,10 @@ SHOWN_REJECTS = 20
 CHECKPOINT_DIR = "enrolment"
 HTTP_TIMEOUT = 300.0
 
-Sink = Callable[[list[Person]], Awaitable[list[Outcome]]]
+# How a batch is enrolled: prepared (reading only), then written; the next batch is prepared
+# while one is written.
+Prepare = Callable[[list[Person]], Awaitable[Any]]
+Write = Callable[[Any], Awaitable[list[Outcome]]]
 
 
 def add_arguments(commands: Any) -> None:
@@ -140,10 +143,14 @@ def save_checkpoint(path: Path, progress: Progress) -> None:
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace, sink: Sink, after_batch: Callable[[], Awaitable[None]],
-                 checkpoint: Path, fmt: str, progress: Progress) -> None:
+    def __init__(self, args: argparse.Namespace, prepare: Prepare, write: Write,
+                 after_batch: Callable[[], Awaitable[None]], checkpoint: Path, fmt: str, progress: Progress) -> None:
         self.args = args
-        self.sink = sink
+        self.prepare = prepare
+        self.write = write
+        # The batch being written, and its persons' INS.
+        self.writing: asyncio.Task[None] | None = None
+        self.writing_ins: set[tuple[str, str]] = set()
         self.after_batch = after_batch
         self.checkpoint = checkpoint
         self.rejects_path = checkpoint.with_name(checkpoint.name.removesuffix(".json") + ".rejected.tsv")
@@ -182,13 +189,34 @@ class Run:
                     await self._commit(batch, rejected, end, line, started, bar)
                     batch, rejected, seen = [], [], set()
             await self._commit(batch, rejected, end, line, started, bar)
+            await self._settle()
         finally:
+            if self.writing is not None:
+                self.writing.cancel()
             bar.close()
         return self.progress
 
     async def _commit(self, batch: list[Person], rejected: list[Rejected], end: int, line: int, started: float,
                       bar: tqdm) -> None:
-        outcomes = await self.sink(batch) if batch else []
+        """Prepare the batch while the one before is written, then write it after that one."""
+        names = {p.ins for p in batch}
+        if names & self.writing_ins:
+            # Prepared now, it would be planned on what the batch being written is about to change.
+            await self._settle()
+        prepared = await self.prepare(batch) if batch else None
+        await self._settle()
+        self.writing = asyncio.create_task(self._write(prepared, rejected, end, line, started, bar))
+        self.writing_ins = names
+
+    async def _settle(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            self.writing_ins = set()
+            await writing
+
+    async def _write(self, prepared: Any, rejected: list[Rejected], end: int, line: int, started: float,
+                     bar: tqdm) -> None:
+        outcomes = await self.write(prepared) if prepared is not None else []
         failed = [(r.line, r.reason) for r in rejected]
         for outcome in outcomes:
             self.progress.counts[outcome.result] += 1
@@ -288,7 +316,7 @@ async def _local(args: argparse.Namespace, fmt: str) -> tuple[Run, str]:
             # Rows a crashed run committed but did not export.
             await export()
             progress = Progress(identity) if args.restart else load_checkpoint(checkpoint, identity)
-            run = Run(args, enrolment.enrol, export, checkpoint, fmt, progress)
+            run = Run(args, enrolment.prepare, enrolment.write, export, checkpoint, fmt, progress)
             await run.run()
     return run, str(postal)
 
@@ -297,6 +325,9 @@ def _remote(args: argparse.Namespace, fmt: str) -> tuple[Run, str | None]:
     base = args.base_url.rstrip("/")
     identity = roster_identity(args.roster, base, args.part)
     checkpoint = args.checkpoint or args.roster.with_name(f".{args.roster.name}.enrol-{identity[:24]}.json")
+
+    async def batch(persons: list[Person]) -> list[Person]:
+        return persons
 
     async def send(persons: list[Person]) -> list[Outcome]:
         body, lines = request_body(persons)
@@ -307,7 +338,7 @@ def _remote(args: argparse.Namespace, fmt: str) -> tuple[Run, str | None]:
         return None
 
     progress = Progress(identity) if args.restart else load_checkpoint(checkpoint, identity)
-    run = Run(args, send, nothing, checkpoint, fmt, progress)
+    run = Run(args, batch, send, nothing, checkpoint, fmt, progress)
     asyncio.run(run.run())
     return run, None
 

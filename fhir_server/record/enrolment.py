@@ -68,6 +68,17 @@ class _Plan:
     patient_id: str
     resources: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     notice: notices.Notice | None = None
+    # The notice as the mail queue or the postal export holds it.
+    mail: dict[str, Any] | None = None
+    postal: dict[str, Any] | None = None
+
+
+@dataclass
+class Prepared:
+    """A batch ready to write: what each person's outcome already is (rejected, kept), and the plans."""
+    stamp: str
+    outcomes: list[Outcome | None]
+    plans: list[tuple[int, _Plan]]
 
 
 def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
@@ -91,40 +102,50 @@ class Enrolment:
 
     async def enrol(self, persons: Sequence[Person]) -> list[Outcome]:
         """Write one batch; one outcome per person, in order. Persons of one batch have distinct INS."""
+        return await self.write(await self.prepare(persons))
+
+    async def prepare(self, persons: Sequence[Person]) -> Prepared:
+        """Steps 1 and 2, reading only: while one batch is written, the next can be prepared (none
+        of its persons in the batch being written)."""
         found = await self._find(persons)
         stamp = now_instant()
-        outcomes: list[Outcome | None] = [None] * len(persons)
-        plans: list[tuple[int, _Plan]] = []
+        batch = notices.new_batch()
+        prepared = Prepared(stamp, [None] * len(persons), [])
         for index, (person, current) in enumerate(zip(persons, found, strict=True)):
             try:
                 plan = self._plan(person, current, stamp)
             except FhirError as exc:
-                outcomes[index] = Outcome(person.line, "rejected", _reason(exc))
+                prepared.outcomes[index] = Outcome(person.line, "rejected", _reason(exc))
                 continue
             if plan is None:
                 assert isinstance(current, Stored)
-                outcomes[index] = Outcome(person.line, "kept", f"record {record_status(current.resource)}",
-                                          patient_id=current.id)
+                prepared.outcomes[index] = Outcome(person.line, "kept", f"record {record_status(current.resource)}",
+                                                   patient_id=current.id)
                 continue
-            plans.append((index, plan))
+            if plan.notice is not None:
+                # Written out here, not in the transaction: its writer lock is held for store work only.
+                if plan.notice.channel == "email":
+                    plan.mail = plan.notice.mail_job(stamp, self.sender)
+                else:
+                    plan.postal = plan.notice.postal_row(stamp, batch)
+            prepared.plans.append((index, plan))
+        return prepared
+
+    async def write(self, prepared: Prepared) -> list[Outcome]:
+        """Step 3: the batch in one transaction, the notices with the Patients recording them."""
+        plans, outcomes = prepared.plans, prepared.outcomes
         items = [(rid, resource) for _, plan in plans for rid, resource in plan.resources]
         groups = [group for group, (_, plan) in enumerate(plans) for _ in plan.resources]
         # Where each group's Patient is among the items (it comes first in its group).
-        firsts = [groups.index(0)] if plans else []
+        firsts = [0] if plans else []
         for group in range(1, len(plans)):
             firsts.append(firsts[-1] + len(plans[group - 1][1].resources))
-        batch = notices.new_batch()
 
         async def queue_notices(session: Session, results: dict[int, WriteResult | FhirError]) -> None:
-            jobs, rows = [], []
-            for group, (_, plan) in enumerate(plans):
-                written = results.get(firsts[group])
-                if plan.notice is None or not isinstance(written, WriteResult) or not written.changed:
-                    continue
-                if plan.notice.channel == "email":
-                    jobs.append(plan.notice.mail_job(stamp, self.sender))
-                else:
-                    rows.append(plan.notice.postal_row(stamp, batch))
+            told = [plan for group, (_, plan) in enumerate(plans)
+                    if isinstance(written := results.get(firsts[group]), WriteResult) and written.changed]
+            jobs = [plan.mail for plan in told if plan.mail is not None]
+            rows = [plan.postal for plan in told if plan.postal is not None]
             assert session is not None
             if jobs:
                 self.repository.database.pending.insert(session, MAIL_QUEUE, jobs)

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fhir_server.events.mail import compose
+from fhir_server.events.mail import render
 from fhir_server.storage.database import Database
 from fhir_server.timefmt import parse_instant
 
@@ -90,9 +90,10 @@ class Notice:
         values = {"name": self.name or "Madame, Monsieur", "ins": self.ins, "opening": _day(stamp, OBJECTION_DAYS),
                   "deadline": _day(stamp, OBJECTION_DAYS - 1)}
         key = self.key(stamp)
-        message = compose(TEMPLATE, values, key=key, sender=sender, recipients=list(self.recipients), moment_utc=stamp)
-        return {"_id": key, "mid": message["Message-ID"], "from": message["From"], "to": list(self.recipients),
-                "raw": message.as_string(), "queued": stamp, "attempts": 0, "next": 0.0}
+        message_id, raw = render(TEMPLATE, values, key=key, sender=sender, recipients=list(self.recipients),
+                                 moment_utc=stamp)
+        return {"_id": key, "mid": message_id, "from": sender, "to": list(self.recipients),
+                "raw": raw, "queued": stamp, "attempts": 0, "next": 0.0}
 
     def postal_row(self, stamp: str, batch: str) -> dict[str, Any]:
         address = self.address or {}
