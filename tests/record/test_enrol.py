@@ -217,12 +217,12 @@ def test_remote_enrolment_with_an_insurer_token(server: ServerProcess, tmp_path:
 
 def test_a_run_killed_half_way_resumes_to_the_same_end(server: ServerProcess, store: Any, tmp_path: Path,
                                                        prefix: str) -> None:
-    persons = 600
+    persons = 300
     roster = write_ndjson(tmp_path / "roster.ndjson", population(prefix, persons))
     checkpoint = tmp_path / "checkpoint.json"
     postal = tmp_path / "postal.csv"
     command = [sys.executable, "-m", "fhir_server.cli", "enrol", "--data-dir", str(server.data_dir), "--quiet",
-               "--batch", "40", "--checkpoint", str(checkpoint), "--postal-out", str(postal), str(roster)]
+               "--batch", "20", "--checkpoint", str(checkpoint), "--postal-out", str(postal), str(roster)]
     running = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline and running.poll() is None:
@@ -240,7 +240,7 @@ def test_a_run_killed_half_way_resumes_to_the_same_end(server: ServerProcess, st
     # The counts carry over the checkpoint: the batch cut off by the kill counts once, as created
     # or, if its commit made it before the kill, as unchanged.
     assert report["persons"] == persons and report["rejected"] == 0
-    assert report["created"] + report["unchanged"] == persons and report["unchanged"] <= 40
+    assert report["created"] + report["unchanged"] == persons and report["unchanged"] <= 20
     assert not checkpoint.exists()
 
     # Exactly what an uninterrupted run makes: one pending Patient per person, one RelatedPerson
@@ -260,3 +260,13 @@ def test_a_run_killed_half_way_resumes_to_the_same_end(server: ServerProcess, st
     rows = postal_rows(postal)
     assert len(mails) == sum(1 for n in range(persons) if n % 3)
     assert len(rows) == len({r["ins"] for r in rows}) == sum(1 for n in range(persons) if n % 3 == 0)
+
+
+def test_two_parts_share_one_roster(server: ServerProcess, tmp_path: Path, prefix: str) -> None:
+    roster = write_ndjson(tmp_path / "roster.ndjson", [*population(prefix, 24), b"{broken"])
+    first = enrol("--data-dir", server.data_dir, "--part", "1/2", roster)
+    second = enrol("--data-dir", server.data_dir, "--part", "2/2", roster)
+    # Each person once, in one part or the other; the line of no person reported by part 1 only.
+    assert first["created"] + second["created"] == 24 and first["created"] and second["created"]
+    assert (first["rejected"], second["rejected"]) == (1, 0)
+    assert counts(enrol("--data-dir", server.data_dir, roster)) == (0, 0, 24, 0, 1)
