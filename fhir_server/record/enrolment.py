@@ -172,8 +172,8 @@ class Enrolment:
             async with limit:
                 ids = {i for i, _ in await reader.lookup_ids("Patient", "identifier", ["|".join(person.ins)])}
                 if len(ids) > 1:
-                    return FhirError(409, "multiple-matches",
-                                     f"INS {person.ins[1]} is held by {len(ids)} Patients ({', '.join(sorted(ids))})")
+                    # Identity has forked already: an operator settles it, enrolment does not pick one.
+                    return FhirError(409, "multiple-matches", f"INS {person.ins[1]} is held by {len(ids)} Patients")
                 if not ids:
                     return None
                 patient_id = ids.pop()
