@@ -249,9 +249,9 @@ class Run:
 
 
 def _last_line(item: Person | Rejected) -> int:
-    if isinstance(item, Person) and item.representatives:
-        return item.representatives[-1][0]
-    return item.line
+    if isinstance(item, Person):
+        return item.representatives[-1][0] if item.representatives else item.line
+    return max(item.last, item.line)
 
 
 def summary(args: argparse.Namespace, progress: Progress, shown: list[tuple[int, str]], rejects: Path,

@@ -72,6 +72,8 @@ class Rejected:
     reason: str
     # The person the line is about (a Patient line's INS), for --part to route its rejection.
     ins: tuple[str, str] | None = None
+    # The number of the last line it covers (a person rejected with a representative's line).
+    last: int = 0
 
 
 def detect_format(path: Path, given: str | None) -> str:
@@ -237,7 +239,7 @@ def read_stream(stream: BinaryIO, fmt: str, offset: int = 0, first_number: int =
             assert person is not None
             # A bad representative line makes its person wrong as a whole: never half-written.
             yield Rejected(person.line, person.start, end,
-                           f"line {number} (a legal representative): {exc}", person.ins)
+                           f"line {number} (a legal representative): {exc}", person.ins, number)
             dropped, person = person.ins, None
             continue
         except RowError as exc:
