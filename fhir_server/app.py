@@ -17,6 +17,7 @@ from fhir_server.api import (
     error_handlers,
     ingest_routes,
     instance_routes,
+    messaging_routes,
     operation_routes,
     system_routes,
     type_routes,
@@ -45,6 +46,7 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
+from fhir_server.messaging import threads
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -119,6 +121,7 @@ async def open_repository(settings: Settings, store_url: str,
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
+    threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
 
 
@@ -133,6 +136,8 @@ def record_hooks(settings: Settings, after_commit: AfterCommit) -> Hooks:
     rules.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
+    # Secure messaging (issue 15): who writes what in a thread.
+    threads.register(hooks)
     hooks.after_commits.append(after_commit)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
@@ -249,6 +254,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
+    app.include_router(messaging_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
