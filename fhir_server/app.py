@@ -141,8 +141,8 @@ def record_hooks(settings: Settings, after_commit: AfterCommit) -> Hooks:
     insurer.register(hooks)
     # Appointment status changes follow policies/appointment-status.json on every channel.
     appointments.register(hooks)
-    # Before the notifications: a reminder due today is written before the mail scan looks for it.
-    prevention = reminders.register(hooks, settings.prevention_reminders)
+    # Only the server writes prevention reminders; the patient may dismiss one.
+    reminders.register(hooks)
     # Secure messaging (issue 15): who writes what in a thread.
     threads.register(hooks)
     hooks.after_commits.append(after_commit)
@@ -159,6 +159,10 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     when the mail settings cannot be used."""
     notifications = Notifications(settings)
     hooks = record_hooks(settings, notifications.committed)
+    # The server recomputes a patient's prevention reminders after each write that may change them
+    # (a command writing beside it leaves its events to the server's dispatcher).
+    prevention = reminders.PreventionReminders(settings.prevention_reminders)
+    hooks.after_commits.insert(hooks.after_commits.index(notifications.committed), prevention.committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -228,12 +228,12 @@ async def check_record(check: RecordWriteCheck) -> None:
                         "dismiss one (status revoked) or restore it (status active)")
 
 
-def register(hooks: Hooks, enabled: bool) -> PreventionReminders:
+def register(hooks: Hooks) -> None:
+    """The record-write rule, for every process that writes the record (app.record_hooks); the
+    server adds `PreventionReminders.committed` as an after-commit hook."""
+    # The file is read now: a broken rules file stops the start, not a request.
     prevention.policy()
     hooks.record_writes.append(check_record)
-    reminders = PreventionReminders(enabled)
-    hooks.after_commits.append(reminders.committed)
-    return reminders
 
 
 async def due_reminders(repository: Repository, today: date) -> list[Stored]:
