@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "keys":
+        return security_cli.keys(args)
     if args.command == "shard-plan":
         # The plan follows from the resource types the server serves, the same for every data dir.
         print(json.dumps(shard_plan(structure.resource_types()), indent=2))
