@@ -75,6 +75,8 @@ def test_no_token_or_assertion_in_any_log(server: ServerProcess, tmp_path: Path)
     in_form = httpx.post(f"{server.base_url}/Patient/_search", headers=bearer(platform),
                          data={"access_token": access, "_count": "1"})
     assert in_form.status_code in (200, 400)
+    # Nor does a token in the URL alone let anyone in.
+    assert httpx.get(f"{server.base_url}/Patient", params={"access_token": platform}).status_code == 401
     hidden = httpx.get(f"{server.base_url}/Patient/no-such-patient", params={"access_token": access},
                        headers=bearer(access))
     assert hidden.status_code == 404
