@@ -6,6 +6,10 @@ file is 0600. The same generations in the store (MONGODB_URL) on a real embedded
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import stat
 import subprocess
 import sys
@@ -16,6 +20,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pymongo import AsyncMongoClient
 
@@ -129,6 +134,24 @@ def test_a_token_naming_an_unknown_key_is_refused(server: ServerProcess) -> None
         assert answer.status_code == 401
         assert "not among the server's signing keys" in answer.headers["WWW-Authenticate"]
         assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+def test_unsigned_and_key_confused_tokens_are_refused(server: ServerProcess) -> None:
+    """`alg: none` and HS384 keyed with the server's public key, each naming the server's real kid."""
+    own = signer(server)
+    body = claims(server)
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    unsigned = f"{part({'alg': 'none', 'typ': 'JWT', 'kid': own.kid})}.{part(body)}."
+    public_pem = own.private_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = f"{part({'alg': 'HS384', 'typ': 'JWT', 'kid': own.kid})}.{part(body)}"
+    mac = base64.urlsafe_b64encode(hmac.new(public_pem, signing_input.encode(), hashlib.sha384).digest()).rstrip(b"=")
+    confused = f"{signing_input}.{mac.decode()}"
+    for token in (unsigned, confused):
+        assert httpx.get(f"{server.base_url}/Patient", headers=bearer(token)).status_code == 401
 
 
 def test_token_lifetime_is_bounded(server: ServerProcess) -> None:
