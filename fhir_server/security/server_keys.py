@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +182,19 @@ async def generations(ring: str, *, data_dir: Path | None, db: AsyncDatabase[dic
         number = _number(ring, str(document["_id"]))
         if number is None or not isinstance(document.get("secret"), str):
             continue
-        created = document.get("created_at")
-        found.append(Generation(str(document["_id"]), number, document["secret"],
-                                float(created) if isinstance(created, (int, float)) else 0.0))
+        found.append(Generation(str(document["_id"]), number, document["secret"], _created(document)))
     return sorted(found, key=lambda g: g.number)
+
+
+def _created(document: dict[str, Any]) -> float:
+    """When a key document was made: `created_at`, or the `created` instant of a first key made
+    before generations were numbered."""
+    if isinstance(document.get("created_at"), (int, float)):
+        return float(document["created_at"])
+    try:
+        return datetime.fromisoformat(str(document.get("created")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 async def add_generation(ring: str, make: Callable[[], str], *, data_dir: Path | None,

@@ -92,22 +92,37 @@ class KeyRing:
 
     async def reload(self) -> None:
         async with self._reloading:
-            kept = await self._load()
-            if not kept:
-                raise ServerKeyError("no token signing key is kept: rotate one in with fhir-server keys rotate")
-            # Parsed once per generation: a reload that finds nothing new parses nothing.
-            parsed = {(g.name, g.text): self._parsed.get((g.name, g.text)) or ServerSigner(g.text) for g in kept}
-            self._parsed = parsed
-            ordered = list(parsed.values())
-            self.by_kid = {signer.kid: signer for signer in ordered}
-            self.current = ordered[-1]
-            self._loaded_at = time.monotonic()
+            await self._reload()
+
+    async def _reload(self) -> None:
+        kept = await self._load()
+        if not kept:
+            raise ServerKeyError("no token signing key is kept: rotate one in with fhir-server keys rotate")
+        # Parsed once per generation: a reload that finds nothing new parses nothing.
+        parsed = {(g.name, g.text): self._parsed.get((g.name, g.text)) or ServerSigner(g.text) for g in kept}
+        self._parsed = parsed
+        ordered = list(parsed.values())
+        self.by_kid = {signer.kid: signer for signer in ordered}
+        self.current = ordered[-1]
+        self._loaded_at = time.monotonic()
+
+    async def _reload_or_keep(self) -> None:
+        """Read the keys again; if they cannot be read (store down, a damaged file), the keys
+        known go on serving and the operator is told."""
+        try:
+            await self._reload()
+        except (PyMongoError, OSError, ServerKeyError, ValueError, TypeError) as exc:
+            self._loaded_at = time.monotonic()  # not again at once for every unknown kid
+            log.warning("cannot reload the token signing keys (the ones known still serve): %s", exc)
 
     async def public_key(self, kid: str) -> Any:
         """The public key of `kid`, or None; an unknown kid reads the keys again (rate-limited)."""
         signer = self.by_kid.get(kid)
-        if signer is None and time.monotonic() - self._loaded_at >= UNKNOWN_KID_RELOAD_SECONDS:
-            await self.reload()
+        if signer is None:
+            async with self._reloading:
+                # Checked under the lock: of many requests naming unknown kids at once, one reads.
+                if time.monotonic() - self._loaded_at >= UNKNOWN_KID_RELOAD_SECONDS:
+                    await self._reload_or_keep()
             signer = self.by_kid.get(kid)
         return signer.private_key.public_key() if signer is not None else None
 
@@ -119,10 +134,8 @@ class KeyRing:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(RELOAD_SECONDS)
-                try:
-                    await self.reload()
-                except (PyMongoError, OSError, ServerKeyError) as exc:
-                    log.warning("cannot reload the token signing keys (the ones known still serve): %s", exc)
+                async with self._reloading:
+                    await self._reload_or_keep()
 
         self._task = asyncio.create_task(loop())
 

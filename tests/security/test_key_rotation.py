@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pymongo import AsyncMongoClient
 
-from fhir_server.security.server_keys import KEYS_DIR, add_generation, generations, remove_generation
+from fhir_server.security.server_keys import (KEYS_COLLECTION, KEYS_DIR, add_generation, generations,
+                                              remove_generation)
 from fhir_server.security.signing import SIGNING_KEY, ServerSigner, new_key
 from fhir_server.storage.embedded import EmbeddedStore
+from fhir_server.timefmt import now_instant
 from tests.security.tokens import bearer, claims, signer
 from tests.server_process import ServerProcess
 
@@ -154,6 +156,22 @@ def test_unsigned_and_key_confused_tokens_are_refused(server: ServerProcess) -> 
         assert httpx.get(f"{server.base_url}/Patient", headers=bearer(token)).status_code == 401
 
 
+def test_a_damaged_key_file_leaves_the_known_keys_serving(server: ServerProcess) -> None:
+    token = cli_token(server)
+    damaged = server.data_dir / KEYS_DIR / f"{SIGNING_KEY}.99.pem"
+    damaged.write_text("not a key\n", encoding="ascii")
+    damaged.chmod(0o600)
+    try:
+        time.sleep(1.5)  # a reload round has read it
+        stranger = jwt.encode(claims(server), ec.generate_private_key(ec.SECP384R1()), algorithm="ES384",
+                              headers={"kid": "unknown"})
+        assert statuses(server, stranger) == {401}
+        assert statuses(server, token) == {200}
+    finally:
+        damaged.unlink()
+    assert "cannot reload the token signing keys" in server.log_path.read_text(encoding="utf-8")
+
+
 def test_token_lifetime_is_bounded(server: ServerProcess) -> None:
     """What lets `keys retire` know when the tokens of a key that stopped signing are all dead."""
     made = subprocess.run([*CLI, "token", "--data-dir", str(server.data_dir), "--ttl", str(25 * 3600), "platform"],
@@ -170,10 +188,12 @@ def test_generations_in_the_store(tmp_path: Path) -> None:
         client: AsyncMongoClient[dict] = AsyncMongoClient(url)
         db = client["keys-test"]
         try:
-            await add_generation(SIGNING_KEY, new_key, data_dir=None, db=db, first_only=True)
+            # The first key as servers made it before keys had generations.
+            await db[KEYS_COLLECTION].insert_one({"_id": SIGNING_KEY, "secret": new_key(), "created": now_instant()})
             await add_generation(SIGNING_KEY, new_key, data_dir=None, db=db, first_only=True)
             first = await generations(SIGNING_KEY, data_dir=None, db=db)
             assert [g.name for g in first] == [SIGNING_KEY], "a second start makes no second key"
+            assert abs(first[0].created - time.time()) < 60
             await add_generation(SIGNING_KEY, new_key, data_dir=None, db=db)
             await add_generation(SIGNING_KEY, new_key, data_dir=None, db=db)
             kept = await generations(SIGNING_KEY, data_dir=None, db=db)
