@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; echo "requirements.lock lacks what pyproject.toml needs: run make lock" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # After a change of pyproject.toml's dependencies: pins the newest versions they allow, with hashes.
-# Order-only: the tools come from the current lock, whichever of the two is newer.
-lock: | $(STAMP)
+# pip-tools comes from the current lock, which `install` refuses while it lacks a dependency.
+lock:
+	test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --require-hashes -r $(LOCK); }
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 		--no-emit-find-links --extra test --extra bench --extra mutate --extra coverage --extra deps \
 		--output-file $(LOCK) pyproject.toml
