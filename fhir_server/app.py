@@ -9,6 +9,7 @@ from typing import Any
 
 import pymongo
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from fhir_server.api import (
     auth_routes,
@@ -58,6 +59,11 @@ from fhir_server.subscriptions import wiring as subscriptions
 from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
+from fhir_server.web import pages
+from fhir_server.web.cors import Cors, parse_origins
+from fhir_server.web.layer import PageLayer
+from fhir_server.web.session import CSRF_KEY, CsrfTokens
+from fhir_server.web.templates import HERE as WEB_DIR
 from fhir_server.write_rules import register_write_rules
 
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
@@ -142,6 +148,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
+        app.state.csrf = CsrfTokens(await server_secret(CSRF_KEY, data_dir=key_dir, db=repository.database.db))
         # Read again every second: a `keys rotate` or `keys retire` reaches this process without a restart.
         keys = await key_ring(data_dir=key_dir, db=repository.database.db)
         keys.start()
@@ -201,11 +208,18 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
 
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    # Read here, so a wrong FHIR_CORS_ORIGINS stops the command before it forks workers (CorsSettingsInvalid).
+    app.state.cors_origins = parse_origins(settings.cors_origins)
     error_handlers.install(app)
     app.add_middleware(Authentication)
     # Outside authentication (added later, so it wraps it): it audits refused tokens too.
     if not settings.bench_without_audit:
         app.add_middleware(AuditTrail)
+    app.add_middleware(PageLayer)
+    # Outermost: refusals from every layer inside carry the CORS headers a browser app needs to read them.
+    app.add_middleware(Cors)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(auth_routes.router)
     # Before the generic type routes: AuditEvent is served from the audit store.
     app.include_router(audit_routes.router)

@@ -47,6 +47,9 @@ class Settings:
     # sends to the store, with the request that sent it, to this file (FHIR_COMMAND_LOG); unset: off.
     command_log: Path | None = field(
         default_factory=lambda: Path(os.environ["FHIR_COMMAND_LOG"]) if os.environ.get("FHIR_COMMAND_LOG") else None)
+    # The origins browser apps may call the API from (FHIR_CORS_ORIGINS, comma-separated
+    # scheme://host[:port]; fhir_server.web.cors). Unset: none.
+    cors_origins: str | None = field(default_factory=lambda: os.environ.get("FHIR_CORS_ORIGINS") or None)
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 

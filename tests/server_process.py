@@ -25,6 +25,7 @@ import uvicorn
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.embedded import EmbeddedStore
+from fhir_server.transport import uvicorn_options
 
 IN_PROCESS = os.environ.get("FHIR_TEST_INPROCESS") == "1"
 
@@ -131,7 +132,7 @@ class ServerProcess(LocalServer):
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200:
+                if self.answers():
                     self.token = server_token(self.data_dir, self.base_url)
                     return self
             except httpx.HTTPError:
@@ -139,6 +140,10 @@ class ServerProcess(LocalServer):
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def answers(self) -> bool:
+        """Whether the server serves yet (a server over HTTPS checks with its certificate's CA)."""
+        return httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200
 
     def stop(self) -> None:
         if self.process is None:
@@ -210,8 +215,9 @@ class InProcessServer(LocalServer):
         else:
             self.store = EmbeddedStore(self.data_dir.resolve())
             url = self.store.start()
+        # The options `serve` gives uvicorn without TLS (no proxy believed).
         config = uvicorn.Config(create_app(settings, url), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False)
+                                log_level="warning", access_log=False, **uvicorn_options(None, None, None))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fhir-server-{self.port}", daemon=True)
         self._thread.start()
