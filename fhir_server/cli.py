@@ -18,7 +18,7 @@ from pymongo.errors import PyMongoError
 
 from fhir_server import facilities
 from fhir_server.app import create_app
-from fhir_server.config import Settings
+from fhir_server.config import Settings, SettingInvalid
 from fhir_server.definitions import structure
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
@@ -162,7 +162,7 @@ def serve(args: argparse.Namespace) -> int:
             return Workers(args.workers, functools.partial(_serve_one, config, listener)).run(say_ready)
         return _serve_one(config, listener, say_ready)
     except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid, CorsSettingsInvalid,
-            TlsSettingsInvalid) as exc:
+            TlsSettingsInvalid, SettingInvalid) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -35,8 +35,9 @@ from fhir_server.security.server_keys import KEYS_DIR, file_generations
 from fhir_server.security.signing import SIGNING_KEY, ServerSigner
 from fhir_server.security.tokens import default_scopes
 
-# Test servers take HL7 v2 from any sender unless a test says otherwise.
-TEST_ENV = {"FHIR_MLLP_SENDERS": "*"}
+# Test servers take HL7 v2 from any sender unless a test says otherwise, and call rest-hook
+# receivers of the test on loopback (fhir_server.outbound refuses loopback unless allowed).
+TEST_ENV = {"FHIR_MLLP_SENDERS": "*", "FHIR_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128"}
 # `serve --workers` of the session's shared server (tests/conftest.py); `make test-all` runs the
 # suites that use it again with 4.
 SESSION_WORKERS = int(os.environ.get("FHIR_TEST_WORKERS") or 1)
