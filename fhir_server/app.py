@@ -17,6 +17,7 @@ from fhir_server.api import (
     error_handlers,
     ingest_routes,
     instance_routes,
+    messaging_routes,
     operation_routes,
     system_routes,
     type_routes,
@@ -45,6 +46,7 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
+from fhir_server.messaging import threads
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -55,7 +57,7 @@ from fhir_server.security.signing import key_ring
 from fhir_server.security.token_service import TokenService
 from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
-from fhir_server.storage.hooks import Hooks, load_modules
+from fhir_server.storage.hooks import AfterCommit, Hooks, load_modules
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.sharding import IDS
 from fhir_server.subscriptions import wiring as subscriptions
@@ -119,25 +121,37 @@ async def open_repository(settings: Settings, store_url: str,
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
+    threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
 
 
-def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
-    """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
-    its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
-    when the mail settings cannot be used."""
+def record_hooks(settings: Settings, after_commit: AfterCommit) -> Hooks:
+    """The hooks of every process that writes the record: the server, and the commands writing
+    beside it (`fhir-server enrol`), whose versions carry the same keys and pass the same rules.
+    A command's `after_commit` is never called (it runs no dispatcher); being there, it makes its
+    writes leave their outbox events for the server's dispatcher."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
-    notifications = Notifications(settings)
-    hooks.after_commits.append(notifications.committed)
+    # Secure messaging (issue 15): who writes what in a thread.
+    threads.register(hooks)
+    hooks.after_commits.append(after_commit)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
     audit_hooks.register_first(hooks)
     audit_hooks.register_last(hooks)
+    return hooks
+
+
+def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
+    """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
+    its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
+    when the mail settings cannot be used."""
+    notifications = Notifications(settings)
+    hooks = record_hooks(settings, notifications.committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -243,6 +257,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
+    app.include_router(messaging_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.

@@ -27,6 +27,7 @@ from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
+from fhir_server.record import cli as enrol_cli
 from fhir_server.transport import PLAIN_HTTP, TlsSettingsInvalid, check_tls, uvicorn_options
 from fhir_server.web.cors import CorsSettingsInvalid
 from fhir_server.workers import STARTUP_FAILURE, Workers
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="server processes sharing the port(s) and the store (default 1, at most 64)")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    enrol_cli.add_arguments(commands)
     plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
     plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
     mongo_setup.add_arguments(commands)
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.clients(args)
     if args.command == "keys":
         return security_cli.keys(args)
+    if args.command == "enrol":
+        return enrol_cli.run(args)
     if args.command == "shard-plan":
         # The plan follows from the resource types the server serves, the same for every data dir.
         print(json.dumps(shard_plan(structure.resource_types()), indent=2))

@@ -23,6 +23,7 @@ from fhir_server.access.records import (
     is_own,
     is_privacy_consent,
     load,
+    load_status,
     professional_keys,
     record_status,
     represents,
@@ -30,6 +31,7 @@ from fhir_server.access.records import (
 )
 from fhir_server.access.records import SHUT, record_types
 from fhir_server.errors import FhirError
+from fhir_server.messaging import policy as messaging
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
@@ -337,20 +339,24 @@ async def check_record(check: RecordWriteCheck) -> None:
         _keep_professional_identity(check)
     if check.patient is None:
         return
-    record = await load(check.reader, check.patient)
     if unrestricted(caller):
         # The law binds the platform too: nothing is stored for an opposed person, nothing more
         # deposited in a closed record; the platform may still set the record's own status.
-        if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
-            raise _refuse(_refusal(record.status))
+        status = await load_status(check.reader, check.patient)
+        if status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
+            raise _refuse(_refusal(status))
         return
+    record = await load(check.reader, check.patient)
     if caller.kind == "patient":
         if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")
         if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
-                and check.current.keys.get("dep") != record_keys.depositor(caller):
+                and check.current.keys.get("dep") != record_keys.depositor(caller) \
+                and not (check.resource_type == "Communication" and messaging.kind(check.current.resource)):
+            # Secure messages have their own rules (fhir_server.messaging.threads): the patient
+            # marks a professional's message read.
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:
