@@ -7,15 +7,35 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: install run test test-data test-all bench ans-tables mutate coverage clean
+# Every dependency, with every extra (test, bench, mutate, coverage, deps), pinned with its hashes.
+LOCK := requirements.lock
 
-$(STAMP): pyproject.toml
+.PHONY: install lock audit run test test-data test-all bench ans-tables mutate coverage clean
+
+# Only what the lock names, each file checked against its hashes; then the project itself.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; echo "requirements.lock lacks what pyproject.toml needs: run make lock" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After a change of pyproject.toml's dependencies: pins the newest versions they allow, with hashes.
+# pip-tools comes from the current lock, which `install` refuses while it lacks a dependency.
+lock:
+	test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --require-hashes -r $(LOCK); }
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --extra test --extra bench --extra mutate --extra coverage --extra deps \
+		--output-file $(LOCK) pyproject.toml
+
+# Known vulnerabilities of the pinned versions (PyPI's advisory data): fails on one that has a fix.
+audit: install
+	mkdir -p .cache
+	$(BIN)/pip-audit --requirement $(LOCK) --require-hashes --disable-pip --progress-spinner off \
+		--format json --output .cache/pip-audit.json || true
+	$(BIN)/python .ci/fixable_vulnerabilities.py .cache/pip-audit.json
 
 run: install
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -52,22 +72,17 @@ bench: install
 ans-tables: install
 	$(BIN)/python -m cda.refresh_tables $(if $(VERSION),--version $(VERSION))
 
-# Mutation testing and coverage need tools `make test` does not (docs/TESTING.md).
-QUALITY_STAMP := $(VENV)/.installed-quality
-$(QUALITY_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench,mutate,coverage]'
-	touch $(QUALITY_STAMP)
-
+# Mutation testing and coverage use tools `make test` does not (docs/TESTING.md); the lock has them.
 # The server runs in the test process (FHIR_TEST_INPROCESS) so mutmut sees and mutates its code;
 # two embedded stores are shared by the forked test processes (tests/store_pool.py).
-mutate: $(QUALITY_STAMP)
+mutate: install
 	rm -rf mutants
 	FHIR_TEST_INPROCESS=1 FHIR_TEST_STORE_POOL=2 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
 	$(BIN)/python -m tests.mutation report
 
 # Branch coverage of the suite, the server subprocess included; the protecting modules first.
 PROTECTING = fhir_server/access/*,fhir_server/search/named_patients.py,fhir_server/api/body.py,fhir_server/operations/patch.py,fhir_server/operations/transaction.py,fhir_server/ingest/hl7v2/ack.py,fhir_server/ingest/hl7v2/intake.py,fhir_server/mhd/*,cda/safe_xml.py
-coverage: $(QUALITY_STAMP)
+coverage: install
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage combine -q

@@ -71,7 +71,7 @@ async def run(reads: int, rounds: int) -> dict[str, Any]:
             settings = Settings(data_dir=data_dir)
             app = create_app(settings, url)
             async with app.router.lifespan_context(app):
-                signer = app.state.signer
+                signer = app.state.keys.signer
                 verifier = app.state.tokens
                 token = mint(signer, kind="platform", audience=BASE, ttl=3600, scope=default_scopes("platform"),
                              subject="bench", identity={})

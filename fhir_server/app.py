@@ -55,7 +55,7 @@ from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
 from fhir_server.security.granular import resource_matcher
 from fhir_server.security.server_keys import server_secret
-from fhir_server.security.signing import server_signer
+from fhir_server.security.signing import key_ring
 from fhir_server.security.token_service import TokenService
 from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
@@ -179,15 +179,17 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
         app.state.csrf = CsrfTokens(await server_secret(CSRF_KEY, data_dir=key_dir, db=repository.database.db))
-        signer = await server_signer(data_dir=key_dir, db=repository.database.db)
+        # Read again every second: a `keys rotate` or `keys retire` reaches this process without a restart.
+        keys = await key_ring(data_dir=key_dir, db=repository.database.db)
+        keys.start()
         clients = ClientRegistry(repository.database.db)
         await clients.start()
-        app.state.signer = signer
+        app.state.keys = keys
         # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
         outbound = OutboundClient(outbound_policy)
-        app.state.tokens = TokenVerifier(signer, issuers_from_environment(outbound), configured_base=settings.base_url,
+        app.state.tokens = TokenVerifier(keys, issuers_from_environment(outbound), configured_base=settings.base_url,
                                          disabled_clients=clients.disabled)
-        app.state.token_service = TokenService(repository.database, signer)
+        app.state.token_service = TokenService(repository.database, keys)
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
@@ -229,6 +231,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             # stop up for a server-selection timeout each.
             with pymongo.timeout(SHUTDOWN_STORE_SECONDS):
                 await clients.stop()
+                await keys.stop()
                 await notifications.stop()
                 if dispatcher is not None:
                     await dispatcher.stop()

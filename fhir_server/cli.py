@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "keys":
+        return security_cli.keys(args)
     if args.command == "enrol":
         return enrol_cli.run(args)
     if args.command == "shard-plan":

@@ -182,14 +182,14 @@ def add_arguments(commands: Any) -> None:
 
 def _admin_token(data_dir: Path, base: str) -> str:
     from fhir_server.security.minting import mint
-    from fhir_server.security.server_keys import KEYS_DIR, file_text
+    from fhir_server.security.server_keys import KEYS_DIR, file_generations
     from fhir_server.security.signing import SIGNING_KEY, ServerSigner
     from fhir_server.security.tokens import default_scopes
 
-    key = data_dir / KEYS_DIR / f"{SIGNING_KEY}.pem"
-    if not key.exists():
-        raise ValueError(f"no --token given and no signing key at {key} to make one")
-    signer = ServerSigner(file_text(key.parent, key.name, lambda: ""))
+    kept = file_generations(data_dir / KEYS_DIR, SIGNING_KEY)
+    if not kept:
+        raise ValueError(f"no --token given and no signing key in {data_dir / KEYS_DIR} to make one")
+    signer = ServerSigner(kept[-1].text)
     return mint(signer, kind="admin", audience=f"{base.rstrip('/')}/fhir", ttl=300, scope=default_scopes("admin"),
                 subject="facilities", identity={})
 

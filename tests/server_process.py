@@ -31,7 +31,7 @@ IN_PROCESS = os.environ.get("FHIR_TEST_INPROCESS") == "1"
 
 from fhir_server.security.callers import Kind
 from fhir_server.security.minting import mint
-from fhir_server.security.server_keys import KEYS_DIR, file_text
+from fhir_server.security.server_keys import KEYS_DIR, file_generations
 from fhir_server.security.signing import SIGNING_KEY, ServerSigner
 from fhir_server.security.tokens import default_scopes
 
@@ -49,9 +49,13 @@ SESSION_WORKERS = int(os.environ.get("FHIR_TEST_WORKERS") or 1)
 def server_token(data_dir: Path, base_url: str, kind: Kind = "platform", ttl: int = 6 * 3600, scope: str | None = None,
                  **identity: str | None) -> str:
     """A token signed with the key of the server of `data_dir`, as `fhir-server token` makes it."""
-    pem = file_text(data_dir / KEYS_DIR, f"{SIGNING_KEY}.pem", lambda: "")
-    return mint(ServerSigner(pem), kind=kind, audience=base_url, ttl=ttl, scope=scope or default_scopes(kind),
+    return mint(signing_key(data_dir), kind=kind, audience=base_url, ttl=ttl, scope=scope or default_scopes(kind),
                 subject=kind, identity=identity)
+
+
+def signing_key(data_dir: Path) -> ServerSigner:
+    """The key the server of `data_dir` signs with now (the newest generation)."""
+    return ServerSigner(file_generations(data_dir / KEYS_DIR, SIGNING_KEY)[-1].text)
 
 
 class Authenticated:

@@ -57,7 +57,7 @@ async def discovery(request: Request) -> Response:
 
 @router.get("/auth/jwks")
 async def jwks(request: Request) -> Response:
-    return json_response(request.app.state.signer.jwks(), media_type="application/json")
+    return json_response(request.app.state.keys.jwks(), media_type="application/json")
 
 
 @router.post("/auth/token")

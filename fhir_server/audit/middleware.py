@@ -25,6 +25,7 @@ from fhir_server.audit.interactions import SEARCHES, classify
 from fhir_server.audit.store import AuditUnavailable
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.errors import Issue, operation_outcome
+from fhir_server.security.redaction import redacted_query
 from fhir_server.storage import command_log
 from fhir_server.timefmt import now_instant
 from fhir_server.web.paths import is_api
@@ -42,11 +43,12 @@ def _unavailable() -> Any:
 
 def _interaction(scope: Scope, status: int, caller: Any, search_body: bytes) -> Interaction:
     method, path = scope["method"], scope["path"]
-    query_string: bytes = scope.get("query_string") or b""
+    # A credential sent in the URL is not kept (fhir_server.security.redaction).
+    query_string = redacted_query(scope.get("query_string") or b"")
     kind = "login" if path == TOKEN_PATH or (status == 401 and caller is None) else classify(method, path)
     query = None
     if kind in SEARCHES:
-        query = query_string + (b"&" if query_string and search_body else b"") + search_body
+        query = query_string + (b"&" if query_string and search_body else b"") + redacted_query(search_body)
     what = f"{method} {path}" + (f"?{query_string.decode('latin-1')}" if query_string else "")
     client = scope.get("client")
     return Interaction(kind, what, query, address=client[0] if client else None)
@@ -58,7 +60,7 @@ class AuditTrail:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            query_string: bytes = scope.get("query_string") or b""
+            query_string = redacted_query(scope.get("query_string") or b"")
             command_log.attribute(f"{scope['method']} {scope['path']}"
                                   + (f"?{query_string.decode('latin-1')}" if query_string else ""))
         # Pages (fhir_server.web.paths) reach no record by themselves: what they do to one goes

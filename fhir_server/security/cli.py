@@ -1,7 +1,9 @@
-"""`fhir-server token` and `fhir-server clients`: the built-in authorization server from the command line.
+"""`fhir-server token`, `clients` and `keys`: the built-in authorization server from the command line.
 
-`token` prints a signed bearer token and nothing else; it reads only the server's signing key (made
-if the server never started), so it works whether or not the server runs. `clients` writes the
+`token` prints a signed bearer token and nothing else; it reads only the server's signing keys (the
+first made if the server never started), so it works whether or not the server runs. `keys`
+rotates and retires the signing keys where the server keeps them (fhir_server.security.signing),
+holding the data dir's writer gate like every other writer; running servers follow within a second. `clients` writes the
 registered clients into the store: the server's own embedded store while it runs (through the
 cross-process gate of the data dir, DECISIONS "Processes and the embedded store"), a store it
 starts when no server runs, or MongoDB at MONGODB_URL.
@@ -14,6 +16,8 @@ import asyncio
 import json
 import os
 import sys
+import time
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,10 +28,14 @@ from fhir_server.security.callers import idnatps
 from fhir_server.security.clients import CLIENTS, Client, new_client
 from fhir_server.security.minting import mint
 from fhir_server.security.scopes import Scopes
-from fhir_server.security.signing import ServerSigner, server_signer
+from fhir_server.security.server_keys import Generation, ServerKeyError, add_generation, generations, remove_generation
+from fhir_server.security.signing import (MAX_TOKEN_SECONDS, SIGNING_KEY, ServerSigner, key_ring, new_key,
+                                          retirable_from)
 from fhir_server.security.tokens import default_scopes
 from fhir_server.storage.database import Database
 from fhir_server.storage.embedded import StoreUnavailable, store_beside_server
+from fhir_server.storage.gate import Gate
+from fhir_server.timefmt import format_instant
 
 DEFAULT_TTL = 3600
 DEFAULT_AUDIENCE = "http://127.0.0.1:8080/fhir"
@@ -37,7 +45,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
     parser.add_argument("--data-dir", type=Path, default=default(Path("./data")), help="the server's data dir")
     parser.add_argument("--scope", default=default(None), help="space-separated SMART scopes (default: the kind's)")
-    parser.add_argument("--ttl", type=int, default=default(DEFAULT_TTL), help="lifetime in seconds")
+    parser.add_argument("--ttl", type=int, default=default(DEFAULT_TTL),
+                        help=f"lifetime in seconds (at most {MAX_TOKEN_SECONDS})")
     parser.add_argument("--audience", default=default(None),
                         help=f"the FHIR base URL the token is for (default: FHIR_BASE_URL or {DEFAULT_AUDIENCE})")
 
@@ -80,6 +89,17 @@ def add_arguments(commands: Any) -> None:
     for sub in actions.choices.values():
         sub.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
 
+    keys = commands.add_parser("keys", help="the server's token signing keys (JWKS at /auth/jwks)")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("list", help="the keys kept, one per line: kid, state, made, retirable from")
+    key_actions.add_parser("rotate", help="make a new key that signs from now on; prints its kid")
+    retire = key_actions.add_parser("retire", help="remove a key that no longer signs: what it signed is refused")
+    retire.add_argument("kid")
+    retire.add_argument("--force", action="store_true",
+                        help="retire it even if tokens it signed may still be alive (a compromised key)")
+    for sub in key_actions.choices.values():
+        sub.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
+
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
@@ -95,10 +115,10 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
 
 async def _signer(settings: Settings) -> ServerSigner:
     if not settings.mongodb_url:
-        return await server_signer(data_dir=settings.data_dir, db=None)
+        return (await key_ring(data_dir=settings.data_dir, db=None)).signer
     async with _database(settings) as database:
         embedded = database.capabilities.embedded
-        return await server_signer(data_dir=settings.data_dir if embedded else None, db=database.db)
+        return (await key_ring(data_dir=settings.data_dir if embedded else None, db=database.db)).signer
 
 
 def _identity(args: argparse.Namespace) -> tuple[str, dict[str, str | None]]:
@@ -123,8 +143,9 @@ def token(args: argparse.Namespace) -> int:
         subject, identity = _identity(args)
         scope = args.scope if args.scope is not None else default_scopes(args.kind)
         Scopes.parse(scope)
-        if args.ttl <= 0:
-            raise ValueError("--ttl must be a positive number of seconds")
+        if not 0 < args.ttl <= MAX_TOKEN_SECONDS:
+            # The bound is what lets `keys retire` know when a key's tokens are all dead.
+            raise ValueError(f"--ttl must be between 1 and {MAX_TOKEN_SECONDS} seconds")
     except ValueError as exc:
         print(f"fhir-server token: {exc}", file=sys.stderr)
         return 2
@@ -187,3 +208,70 @@ def clients(args: argparse.Namespace) -> int:
         print(output)
     return 0
 
+
+
+KeyAction = Callable[[argparse.Namespace, Path | None, Any], Awaitable[str]]
+
+
+async def _key_list(args: argparse.Namespace, data_dir: Path | None, db: Any) -> str:
+    kept = await generations(SIGNING_KEY, data_dir=data_dir, db=db)
+    lines = []
+    for generation in kept:
+        until = retirable_from(kept, generation.name)
+        state = "signing" if until is None else f"verifying\tretirable from {_instant(until)}"
+        lines.append(f"{ServerSigner(generation.text).kid}\t{_instant(generation.created)}\t{state}")
+    return "\n".join(lines)
+
+
+async def _rotate(args: argparse.Namespace, data_dir: Path | None, db: Any) -> str:
+    await add_generation(SIGNING_KEY, new_key, data_dir=data_dir, db=db)
+    kept = await generations(SIGNING_KEY, data_dir=data_dir, db=db)
+    return ServerSigner(kept[-1].text).kid
+
+
+async def _retire(args: argparse.Namespace, data_dir: Path | None, db: Any) -> str:
+    kept = await generations(SIGNING_KEY, data_dir=data_dir, db=db)
+    chosen: Generation | None = next((g for g in kept if ServerSigner(g.text).kid == args.kid), None)
+    if chosen is None:
+        raise ValueError(f"no signing key {args.kid} (fhir-server keys list shows them)")
+    until = retirable_from(kept, chosen.name)
+    if until is None:
+        raise ValueError(f"{args.kid} signs now: rotate first (fhir-server keys rotate), retire it later")
+    if until > time.time() and not args.force:
+        raise ValueError(f"tokens signed by {args.kid} may live until {_instant(until)}; retire it then, "
+                         "or now with --force (those tokens are then refused)")
+    await remove_generation(SIGNING_KEY, chosen.name, data_dir=data_dir, db=db)
+    return f"{args.kid} retired"
+
+
+def _instant(epoch: float) -> str:
+    return format_instant(datetime.fromtimestamp(epoch, timezone.utc))
+
+
+KEY_ACTIONS: dict[str, KeyAction] = {"list": _key_list, "rotate": _rotate, "retire": _retire}
+
+
+def keys(args: argparse.Namespace) -> int:
+    """With the embedded store the keys are files of the data dir, written under its writer gate
+    (no store needed); with MONGODB_URL they are documents of the store."""
+    settings = Settings(data_dir=args.data_dir)
+    action = KEY_ACTIONS[args.action]
+
+    async def run() -> str:
+        if not settings.mongodb_url:
+            gate = Gate(enabled=True, lock_dir=settings.data_dir)
+            async with gate.write(exclude_readers=False):
+                return await action(args, settings.data_dir, None)
+        async with _database(settings) as database:
+            embedded = database.capabilities.embedded
+            async with database.gate.write(exclude_readers=False):
+                return await action(args, settings.data_dir if embedded else None, database.db)
+
+    try:
+        output = asyncio.run(run())
+    except (ValueError, OSError, StoreUnavailable, ServerKeyError) as exc:
+        print(f"fhir-server keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+    if output:
+        print(output)
+    return 0

@@ -18,7 +18,7 @@ import jwt
 from fhir_server.security.clients import find_client, remember_assertion
 from fhir_server.security.minting import mint
 from fhir_server.security.scopes import Scopes
-from fhir_server.security.signing import ServerSigner
+from fhir_server.security.signing import KeyRing
 from fhir_server.security.tokens import fitting_algorithms, jwks_keys
 from fhir_server.storage.database import Database
 
@@ -69,7 +69,7 @@ def granted(requested: str, allowed: str) -> str:
 @dataclass
 class TokenService:
     database: Database
-    signer: ServerSigner
+    keys: KeyRing
 
     async def client_credentials(self, form: dict[str, str], token_url: str, audience: str) -> dict[str, Any]:
         if form.get("grant_type") != "client_credentials":
@@ -117,7 +117,7 @@ class TokenService:
             raise OAuthError("invalid_scope", str(exc)) from None
         if not scope:
             raise OAuthError("invalid_scope", "none of the requested scopes is allowed to this client")
-        token = mint(self.signer, kind="system", audience=audience, ttl=ACCESS_TOKEN_SECONDS, scope=scope,
+        token = mint(self.keys.signer, kind="system", audience=audience, ttl=ACCESS_TOKEN_SECONDS, scope=scope,
                      subject=client.client_id,
                      identity={"client_id": client.client_id, "organization": client.finess, "role": client.role})
         return {"access_token": token, "token_type": "bearer", "expires_in": ACCESS_TOKEN_SECONDS, "scope": scope}

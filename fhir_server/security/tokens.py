@@ -6,7 +6,9 @@ names this server's FHIR base URL and it is within `nbf`..`exp`. Its claims beco
 through the issuer's claim mapping (mappings/security/claims.json).
 
 A verified token is kept until it expires (bounded), so a request with a token seen before costs
-one dict lookup: signature checks run once per token, not once per request.
+one dict lookup: signature checks run once per token, not once per request. A token of the
+server's own keys is kept only while its key is: once `keys retire` removes the key, the token is
+refused at its next use, cached or not.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from fhir_server.config import PROJECT_ROOT
 from fhir_server.outbound import OutboundClient, OutboundError
 from fhir_server.security.callers import KINDS, Caller, Kind
 from fhir_server.security.scopes import Scopes
-from fhir_server.security.signing import ALGORITHM, ServerSigner
+from fhir_server.security.signing import ALGORITHM, KeyRing
 
 log = logging.getLogger("fhir_server")
 # Algorithms a trusted issuer may sign with; "none" and HMAC never (a public key is no secret).
@@ -36,6 +38,8 @@ LEEWAY_SECONDS = 30
 CACHE_ENTRIES = 10_000
 # An unknown `kid` refetches the issuer's JWKS (a key rotation), at most this often.
 JWKS_REFETCH_SECONDS = 60.0
+# A token of the server's own issuer whose kid names no key kept (made up, or retired).
+RETIRED = "the token's key (kid) is not among the server's signing keys"
 
 
 class InvalidToken(Exception):
@@ -94,7 +98,8 @@ class TrustedIssuer:
         if kid is None and len(self.keys) == 1:
             return next(iter(self.keys.values()))
         if kid not in self.keys:
-            raise InvalidToken(f"the token's key ({kid}) is not among its issuer's keys")
+            # The kid is not echoed: it is the sender's text and would reach a response header.
+            raise InvalidToken("the token's key (kid) is not among its issuer's keys")
         return self.keys[kid]
 
     async def _load(self) -> dict[str, jwt.PyJWK]:
@@ -201,24 +206,29 @@ def _caller(claims: dict[str, Any], issuer: TrustedIssuer | None, audiences: fro
 
 
 class TokenVerifier:
-    def __init__(self, signer: ServerSigner, issuers: list[TrustedIssuer], *, configured_base: str | None,
+    def __init__(self, keys: KeyRing, issuers: list[TrustedIssuer], *, configured_base: str | None,
                  disabled_clients: set[str], max_entries: int = CACHE_ENTRIES) -> None:
-        self.signer = signer
+        self.keys = keys
         self.issuers = {i.issuer: i for i in issuers}
         self.configured_base = configured_base
         # Shared with the client registry, which keeps it current: a disabled client is refused at once.
         self.disabled_clients = disabled_clients
         self.max_entries = max_entries
-        self._verified: dict[str, Caller] = {}
+        # Token -> its caller and, for the server's own tokens, the kid of the key that signed it.
+        self._verified: dict[str, tuple[Caller, str | None]] = {}
 
     def cached(self, token: str, base_url: str) -> Caller | None:
         """The caller of a token verified before and still valid here, else None (verify it)."""
-        caller = self._verified.get(token)
-        if caller is None:
+        entry = self._verified.get(token)
+        if entry is None:
             return None
+        caller, kid = entry
         if caller.expires_at + LEEWAY_SECONDS <= time.time():
             del self._verified[token]
             raise InvalidToken("the token has expired")
+        if kid is not None and kid not in self.keys.by_kid:
+            del self._verified[token]
+            raise InvalidToken(RETIRED)
         if base_url not in caller.audiences:
             raise InvalidToken(f"the token is not for this server (its audience must be {base_url})")
         if caller.client_id is not None and caller.client_id in self.disabled_clients:
@@ -236,8 +246,12 @@ class TokenVerifier:
             raise InvalidToken("the bearer token is not a JWT") from None
         own = own_issuer(base_url)
         issuer = self.issuers.get(issuer_name) if isinstance(issuer_name, str) else None
+        own_kid: str | None = None
         if issuer_name == own and issuer is None:
-            key: Any = self.signer.private_key.public_key()
+            own_kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+            key: Any = await self.keys.public_key(own_kid) if own_kid is not None else None
+            if key is None:
+                raise InvalidToken(RETIRED)
             algorithms = [ALGORITHM]
         elif issuer is not None:
             jwk = await issuer.key(header.get("kid"))
@@ -265,18 +279,18 @@ class TokenVerifier:
             caller = replace(caller, own_key=True)
         if caller.client_id is not None and caller.client_id in self.disabled_clients:
             raise InvalidToken("the token's client is disabled")
-        self._remember(token, caller)
+        self._remember(token, caller, own_kid)
         return caller
 
-    def _remember(self, token: str, caller: Caller) -> None:
+    def _remember(self, token: str, caller: Caller, kid: str | None) -> None:
         if len(self._verified) >= self.max_entries:
             now = time.time()
-            for stale in [t for t, c in self._verified.items() if c.expires_at <= now]:
+            for stale in [t for t, (c, _) in self._verified.items() if c.expires_at <= now]:
                 del self._verified[stale]
             # Still full: forget the oldest half; they verify again if they come back.
             for old in list(self._verified)[: len(self._verified) // 2 if len(self._verified) >= self.max_entries else 0]:
                 del self._verified[old]
-        self._verified[token] = caller
+        self._verified[token] = (caller, kid)
 
 
 def issuers_from_environment(outbound: OutboundClient | None = None) -> list[TrustedIssuer]:

@@ -16,7 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fhir_server.security import tokens as token_module
-from fhir_server.security.signing import ServerSigner, _new_key
+from fhir_server.security.server_keys import Generation
+from fhir_server.security.signing import KeyRing, new_key
 from fhir_server.security.tokens import InvalidToken, TokenVerifier, trusted_issuers
 from tests.security.tokens import bearer
 from tests.server_process import ServerProcess
@@ -45,8 +46,19 @@ def psc_token(idp: dict[str, Any], audience: str, **changes: Any) -> str:
 
 def verifier(idp: dict[str, Any], kind: str | None = "practitioner", **options: Any) -> TokenVerifier:
     config = json.dumps([{"issuer": ISSUER, "jwks": str(idp["jwks"]), **({"kind": kind} if kind else {})}])
-    return TokenVerifier(ServerSigner(_new_key()), trusted_issuers(config), configured_base=None,
-                         disabled_clients=set(), **options)
+    return TokenVerifier(own_keys(), trusted_issuers(config), configured_base=None, disabled_clients=set(), **options)
+
+
+def own_keys() -> KeyRing:
+    """The server's own keys, never used here: these tokens are the trusted issuer's."""
+    kept = [Generation("token-signing", 1, new_key(), time.time())]
+
+    async def load() -> list[Generation]:
+        return kept
+
+    keys = KeyRing(load)
+    asyncio.run(keys.reload())
+    return keys
 
 
 def test_pro_sante_connect_claims_become_a_practitioner(idp: dict[str, Any]) -> None:

@@ -9,14 +9,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhir_server.security.server_keys import KEYS_DIR, file_text
-from fhir_server.security.signing import SIGNING_KEY, ServerSigner
+from fhir_server.security.signing import ServerSigner
 from fhir_server.security.tokens import own_issuer
-from tests.server_process import ServerProcess, server_token
+from tests.server_process import ServerProcess, server_token, signing_key
 
 
 def signer(server: ServerProcess) -> ServerSigner:
-    return ServerSigner(file_text(server.data_dir / KEYS_DIR, f"{SIGNING_KEY}.pem", lambda: ""))
+    return signing_key(server.data_dir)
 
 
 def claims(server: ServerProcess, **changes: Any) -> dict[str, Any]:
