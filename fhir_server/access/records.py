@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from fhir_server.storage.documents import Stored
     from fhir_server.storage.repository import Reader, Repository, Session
 
+# The record's lifecycle on its Patient (docs/ACCESS-RULES.md, "Representation"): one place for the URLs.
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
+CLOSED_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-closed"
+DELETION_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-deletion-requested"
 STATUSES = ("pending", "active", "closed", "opposed")
 CONSENT_SCOPE = ("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
 CONSENT_CATEGORY = ("http://loinc.org", "59284-0")
