@@ -16,6 +16,7 @@ from fhir_server.api import (
     error_handlers,
     ingest_routes,
     instance_routes,
+    lifecycle_routes,
     operation_routes,
     system_routes,
     type_routes,
@@ -31,6 +32,8 @@ from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
+from fhir_server.record import lifecycle
+from fhir_server.record.scheduler import Scheduler
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
@@ -109,6 +112,8 @@ async def open_repository(settings: Settings, store_url: str,
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
+    # After the rules' summary: a death's closure and a purge are written on top of it.
+    lifecycle.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
     return repository, profile_registry
 
@@ -121,6 +126,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
+    # After the rules, which refuse any status change by professionals and systems.
+    lifecycle.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
     notifications = Notifications(settings)
@@ -160,6 +167,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
         notifications.start(repository)
+        scheduler = Scheduler(settings.lifecycle_seconds)
+        await scheduler.start(repository)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
@@ -190,6 +199,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             with pymongo.timeout(SHUTDOWN_STORE_SECONDS):
                 await clients.stop()
                 await notifications.stop()
+                await scheduler.stop()
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await delivery.stop()
@@ -210,6 +220,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(ingest_routes.router)
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
+    app.include_router(lifecycle_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.

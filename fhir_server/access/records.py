@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
 CLOSED_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-closed"
 DELETION_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-deletion-requested"
-STATUSES = ("pending", "active", "closed", "opposed")
+NOTICE_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-notice-sent"
+# `purged`: a closed record emptied at the end of its archive or on a deletion request (R.1111-36);
+# only its Patient stub is left (docs/DECISIONS.md, "Record lifecycle").
+STATUSES = ("pending", "active", "closed", "opposed", "purged")
 CONSENT_SCOPE = ("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
 CONSENT_CATEGORY = ("http://loinc.org", "59284-0")
 # v3-ActReason ETREAT, emergency treatment: a deny Consent with this purpose opposes emergency access.
@@ -40,7 +43,7 @@ INS_SYSTEMS = ("urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10")
 # Set on every current and past version of a record no professional may open (closed, opposed),
 # so searches across records leave it out with an equality (`access.rules._organisation`).
 SHUT = "shut"
-SHUT_STATUSES = ("closed", "opposed")
+SHUT_STATUSES = ("closed", "opposed", "purged")
 
 
 @cache

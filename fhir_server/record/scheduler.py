@@ -1,0 +1,128 @@
+"""The lifecycle scheduler (issue 14): the records whose next step is due (`lifecycle.due`, the
+`due` key of the Patient's current document) take it, one process at a time (the `lifecycle`
+lease in the store, as the outbox dispatcher and the mail worker hold theirs):
+
+- pending → active six weeks after the notice, absent an objection (R.1111-28);
+- closed → purged ten years after closure, or three months after a deletion request (R.1111-36).
+
+Each step is one job: one store transaction that reads the Patient again, writes its next
+version as the platform, and (for a purge) empties the record in the same transaction
+(`lifecycle.purge_when_purged`). A job that fails leaves the record as it was, due still, and the
+next round tries again; a job run twice (a round here and `$lifecycle` there) finds nothing left
+to do the second time. INVISIBLE_PATIENT's month needs no job: it is a `visible_from` date the
+queries compare with now (../shared/DECISIONS.md, "Access rules").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from pymongo import ASCENDING, IndexModel
+
+from fhir_server.access.records import record_status
+from fhir_server.record.lifecycle import DUE, next_version
+from fhir_server.record.purge import sweep_blobs
+from fhir_server.security.callers import PLATFORM
+from fhir_server.storage.database import create_indexes
+from fhir_server.storage.leases import Lease, in_rounds, stop_rounds
+from fhir_server.storage.repository import Repository, Session
+from fhir_server.timefmt import instant, now, now_instant
+
+log = logging.getLogger("fhir_server.lifecycle")
+LEASE_ID = "lifecycle"
+LEASE_SECONDS = 60.0
+# Records read per query of a round.
+BATCH = 200
+
+
+@dataclass
+class Round:
+    """What one round did, as `$lifecycle` and the log tell it."""
+    activated: int = 0
+    purged: int = 0
+    failed: int = 0
+    swept: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"activated": self.activated, "purged": self.purged, "failed": self.failed, "swept": self.swept}
+
+
+async def ensure_index(repository: Repository) -> None:
+    await create_indexes(repository.collection("Patient"), [IndexModel([(DUE, ASCENDING)])])
+
+
+async def step(repository: Repository, patient_id: str) -> str | None:
+    """The record's due step, in one transaction; the status it took, or None if nothing was due."""
+    at = now()
+
+    async def work(session: Session) -> str | None:
+        current = await repository.current("Patient", patient_id, session)
+        if current is None or current.deleted or current.resource is None:
+            return None
+        following = next_version(current.resource, at)
+        if following is None:
+            return None
+        await repository.update_in(session, PLATFORM, "Patient", patient_id, following, for_server=True)
+        return record_status(following)
+
+    return await repository.run(work, ["Patient"])
+
+
+async def run_round(repository: Repository, stop: asyncio.Event | None = None) -> Round:
+    """Every record due now takes its step; a record whose job fails is logged and left due."""
+    done = Round()
+    upto = instant(now_instant())
+    after = ""
+    while stop is None or not stop.is_set():
+        # By id, so a record that failed is not asked for again in this round.
+        found = await repository.reader(None).find("Patient", {DUE: {"$lte": upto}, "sid": {"$gt": after},
+                                                               "del": False}, {"_id": 1}, sort=[("sid", 1)],
+                                                   limit=BATCH)
+        for doc in found:
+            try:
+                status = await step(repository, doc["_id"])
+            except Exception:  # noqa: BLE001 - one record's failure must not hold up the others
+                log.exception("lifecycle step of Patient/%s failed; retried next round", doc["_id"])
+                done.failed += 1
+                continue
+            done.activated += status == "active"
+            done.purged += status == "purged"
+        if len(found) < BATCH:
+            break
+        after = found[-1]["_id"]
+    done.swept = await sweep_blobs(repository)
+    if done.activated or done.purged or done.failed:
+        log.info("lifecycle round: %s", done.as_dict())
+    return done
+
+
+class Scheduler:
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.owner = uuid.uuid4().hex
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lease: Lease | None = None
+        self._repository: Repository | None = None
+
+    async def start(self, repository: Repository) -> None:
+        self._repository = repository
+        self._lease = Lease(repository.database, LEASE_ID)
+        await ensure_index(repository)
+        self._task = asyncio.create_task(in_rounds(self._wake, self._round, self.every, log, "lifecycle round"),
+                                         name="lifecycle-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is None or self._lease is None:
+            return
+        await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "lifecycle")
+
+    async def _round(self) -> None:
+        assert self._lease is not None and self._repository is not None
+        # A round may outlast the lease on a large backlog: the jobs are idempotent, so a process
+        # taking over meanwhile only finds some of them done.
+        if await self._lease.hold(self.owner, max(LEASE_SECONDS, self.every * 2)):
+            await run_round(self._repository)
