@@ -132,6 +132,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     insurer.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
+    scheduler = Scheduler(settings.lifecycle_seconds)
+    hooks.after_commits.append(scheduler.committed)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
     audit_hooks.register_first(hooks)
@@ -167,7 +169,6 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
         notifications.start(repository)
-        scheduler = Scheduler(settings.lifecycle_seconds)
         await scheduler.start(repository)
         engine = repository.engine
 

@@ -52,6 +52,8 @@ async def _change(request: Request, patient_id: str, name: str) -> Response:
         if name == "request-deletion":
             raise FhirError(422, "business-rule", f"Deletion is asked of a closed record; this one is {status}: "
                             "close it first (Patient/$close)")
+        if name == "reopen":
+            raise FhirError(422, "business-rule", f"Only a closed record is reopened; this one is {status}")
         raise refusal(status, operation.target)
     changed: dict[str, Any] = {k: v for k, v in current.items() if k != "meta"}
     set_extension(changed, STATUS_EXTENSION, {"valueCode": operation.target})

@@ -10,8 +10,10 @@ operations of `api/lifecycle_routes.py`, the scheduler) obeys the same rules:
   the notice date no one but the platform writes;
 - when the scheduler has something to do for a record (`due`, kept on the Patient's current
   document as the scalar `due`, written again with each version) and what (`next_version`);
-- what the server decides in a Patient write's transaction (write rules): death closes the
-  record; the `purged` status empties it.
+- what the server decides in a Patient write's transaction (write rules): the `purged` status
+  empties the record. A death (PID-29/PID-30, `deceased[x]`) makes the closure due at once: the
+  scheduler closes the record right after the write commits (`scheduler.Scheduler.committed`),
+  not inside it, so the rest of the message that reported the death (its Encounter) is stored.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fhir_server.access.rules import unrestricted
 from fhir_server.config import PROJECT_ROOT
 from fhir_server.errors import FhirError
 from fhir_server.record.purge import empty_record
-from fhir_server.security.callers import PLATFORM, Caller
+from fhir_server.security.callers import Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck
 from fhir_server.timefmt import format_instant, instant, now_instant
@@ -48,6 +50,8 @@ POLICY_FILE = PROJECT_ROOT / "policies" / "record-lifecycle.json"
 # On a Patient's current document: when the scheduler next has something to do for its record
 # (an instant as stored, `timefmt.instant`); absent when nothing is due.
 DUE = "due"
+# When what is due is due at once (a death).
+AT_ONCE = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The statuses whose Patient keeps a closure date.
 ARCHIVED = ("closed", "purged")
 # What a purged record's Patient keeps: enough to know the person (their INS, so a re-run of
@@ -127,12 +131,18 @@ def _later(start: datetime, *, years: int = 0, months: int = 0) -> datetime:
 
 
 # --------------------------------------------------------------------------------------- the schedule
+def deceased(patient: dict[str, Any] | None) -> bool:
+    return bool((patient or {}).get("deceasedBoolean") is True or (patient or {}).get("deceasedDateTime"))
+
+
 def due(patient: dict[str, Any] | None) -> datetime | None:
-    """When the scheduler has something to do for this record: six weeks after the notice of a
-    pending record; the end of a closed record's archive, or three months after its deletion
-    request, whichever comes first."""
+    """When the scheduler has something to do for this record: at once for the open record of a
+    person who died; six weeks after the notice of a pending record; the end of a closed record's
+    archive, or three months after its deletion request, whichever comes first."""
     rules = policy()
     status = record_status(patient)
+    if status in ("pending", "active") and deceased(patient):
+        return AT_ONCE
     if status == "pending":
         notice = moment(extension(patient, NOTICE_EXTENSION))
         return notice + rules.objection if notice else None
@@ -152,10 +162,11 @@ def next_version(patient: dict[str, Any], at: datetime) -> dict[str, Any] | None
     if when is None or when > at:
         return None
     status = record_status(patient)
-    if status == "pending":
-        activated = {k: v for k, v in patient.items() if k != "meta"}
-        set_extension(activated, STATUS_EXTENSION, {"valueCode": "active"})
-        return activated
+    if status in ("pending", "active"):
+        following = {k: v for k, v in patient.items() if k != "meta"}
+        # A death closes the record (R.1111-36's closure: archived ten years), whoever reported it.
+        set_extension(following, STATUS_EXTENSION, {"valueCode": "closed" if deceased(patient) else "active"})
+        return following
     stub = {k: v for k, v in patient.items() if k in PURGED_KEEPS}
     stub["active"] = False
     for url in (CLOSED_EXTENSION, DELETION_EXTENSION):
@@ -173,7 +184,11 @@ def refusal(before: str, after: str) -> FhirError:
     if before == "purged":
         return FhirError(422, "business-rule", "This record was deleted: nothing can be restored; "
                          "Patient/$activate opens a new, empty one")
-    return FhirError(422, "business-rule", f"A record's holder cannot turn a {before} record into {after}")
+    return FhirError(422, "business-rule", f"A record's holder cannot turn {_an(before)} record into {after}")
+
+
+def _an(status: str) -> str:
+    return f"{'an' if status[0] in 'aeiou' else 'a'} {status}"
 
 
 async def check_transition(check: RecordWriteCheck) -> None:
@@ -218,21 +233,6 @@ def _stamp(resource: dict[str, Any], current: dict[str, Any] | None, before: str
 
 
 # ------------------------------------------------------------------------------------- write rules
-def deceased(patient: dict[str, Any] | None) -> bool:
-    return bool((patient or {}).get("deceasedBoolean") is True or (patient or {}).get("deceasedDateTime"))
-
-
-async def close_on_death(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
-    """A death (PID-29/PID-30 of an ADT message, `deceased[x]` of a FHIR write) closes the
-    record (R.1111-36's closure, archived ten years): decided by the server, written as its own
-    version by the platform, in the same transaction, whoever reported the death."""
-    if stored.deleted or not deceased(stored.resource) or record_status(stored.resource) not in ("pending", "active"):
-        return
-    closed = {k: v for k, v in (stored.resource or {}).items() if k != "meta"}
-    set_extension(closed, STATUS_EXTENSION, {"valueCode": "closed"})
-    await repository.update_in(session, PLATFORM, "Patient", stored.id, closed, for_server=True)
-
-
 async def purge_when_purged(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
     """The `purged` status empties the record, the Patient's own past versions included (they
     hold the demographics the stub no longer does); an outbox event tells the audit trail."""
@@ -259,4 +259,4 @@ def register(hooks: Hooks) -> None:
 
 def register_write_rules(repository: Repository) -> None:
     rules = repository.write_rules.setdefault("Patient", [])
-    rules += [close_on_death, purge_when_purged, keep_due]
+    rules += [purge_when_purged, keep_due]

@@ -3,7 +3,9 @@
 lease in the store, as the outbox dispatcher and the mail worker hold theirs):
 
 - pending → active six weeks after the notice, absent an objection (R.1111-28);
-- closed → purged ten years after closure, or three months after a deletion request (R.1111-36).
+- closed → purged ten years after closure, or three months after a deletion request (R.1111-36);
+- pending or active → closed when the person died (R.1111-36's closure), at once: the after-commit
+  hook `Scheduler.committed` takes that step as soon as the write reporting the death commits.
 
 Each step is one job: one store transaction that reads the Patient again, writes its next
 version as the platform, and (for a purge) empties the record in the same transaction
@@ -19,11 +21,12 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
 from fhir_server.access.records import record_status
-from fhir_server.record.lifecycle import DUE, next_version
+from fhir_server.record.lifecycle import AT_ONCE, DUE, due, next_version
 from fhir_server.record.purge import sweep_blobs
 from fhir_server.security.callers import PLATFORM
 from fhir_server.storage.database import create_indexes
@@ -119,6 +122,17 @@ class Scheduler:
         if self._task is None or self._lease is None:
             return
         await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "lifecycle")
+
+    async def committed(self, event: dict[str, Any]) -> None:
+        """After a Patient write: a step due at once (a death) is taken now, not at the next round."""
+        rid = event.get("rid") or ""
+        if event.get("kind") != "write" or not rid.startswith("Patient/") or event.get("method") == "DELETE" \
+                or self._repository is None:
+            return
+        patient_id = rid.split("/", 1)[1]
+        current = await self._repository.current("Patient", patient_id, None)
+        if current is not None and not current.deleted and due(current.resource) == AT_ONCE:
+            await step(self._repository, patient_id)
 
     async def _round(self) -> None:
         assert self._lease is not None and self._repository is not None
