@@ -169,7 +169,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()
         notifications.start(repository)
-        await scheduler.start(repository)
+        await scheduler.start(repository, app.state.audit_writer)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,

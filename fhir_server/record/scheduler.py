@@ -7,7 +7,7 @@ lease in the store, as the outbox dispatcher and the mail worker hold theirs):
 - pending or active → closed when the person died (R.1111-36's closure), at once: the after-commit
   hook `Scheduler.committed` takes that step as soon as the write reporting the death commits.
 
-Each step is one job: one store transaction that reads the Patient again, writes its next
+Each step is one job, audited as the platform updating the Patient: one store transaction that reads the Patient again, writes its next
 version as the platform, and (for a purge) empties the record in the same transaction
 (`lifecycle.purge_when_purged`). A job that fails leaves the record as it was, due still, and the
 next round tries again; a job run twice (a round here and `$lifecycle` there) finds nothing left
@@ -26,6 +26,10 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 
 from fhir_server.access.records import record_status
+from fhir_server.audit import trace as tracing
+from fhir_server.audit.events import Interaction, build
+from fhir_server.audit.store import AuditUnavailable
+from fhir_server.audit.writer import AuditWriter
 from fhir_server.record.lifecycle import AT_ONCE, DUE, due, next_version
 from fhir_server.record.purge import sweep_blobs
 from fhir_server.security.callers import PLATFORM
@@ -74,19 +78,43 @@ async def step(repository: Repository, patient_id: str) -> str | None:
     return await repository.run(work, ["Patient"])
 
 
-async def run_round(repository: Repository, stop: asyncio.Event | None = None) -> Round:
+async def audited_step(repository: Repository, patient_id: str, writer: AuditWriter | None) -> str | None:
+    """`step`, with an AuditEvent of its own (the platform updating the Patient) when it runs
+    outside a request; within one (`$lifecycle`), the request's own AuditEvent names what it wrote."""
+    if writer is None:
+        return await step(repository, patient_id)
+
+    async def traced() -> str | None:
+        started = now_instant()
+        trace = tracing.begin()
+        status = await step(repository, patient_id)
+        if status is not None:
+            try:
+                await writer.write(build(Interaction("update", f"lifecycle Patient/{patient_id} {status}"), PLATFORM,
+                                         200, trace, started, written_kept=True))
+            except AuditUnavailable as exc:
+                # The step is committed; the Patient's history still says who wrote what, and when.
+                log.error("audit trail unavailable for the lifecycle step of Patient/%s: %s", patient_id, exc)
+        return status
+
+    # A task of its own, so its trace is the current one there only (the after-commit hook's
+    # caller goes on with its own context).
+    return await asyncio.create_task(traced())
+
+
+async def run_round(repository: Repository, writer: AuditWriter | None = None) -> Round:
     """Every record due now takes its step; a record whose job fails is logged and left due."""
     done = Round()
     upto = instant(now_instant())
     after = ""
-    while stop is None or not stop.is_set():
+    while True:
         # By id, so a record that failed is not asked for again in this round.
         found = await repository.reader(None).find("Patient", {DUE: {"$lte": upto}, "sid": {"$gt": after},
                                                                "del": False}, {"_id": 1}, sort=[("sid", 1)],
                                                    limit=BATCH)
         for doc in found:
             try:
-                status = await step(repository, doc["_id"])
+                status = await audited_step(repository, doc["_id"], writer)
             except Exception:  # noqa: BLE001 - one record's failure must not hold up the others
                 log.exception("lifecycle step of Patient/%s failed; retried next round", doc["_id"])
                 done.failed += 1
@@ -110,9 +138,11 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._lease: Lease | None = None
         self._repository: Repository | None = None
+        self._writer: AuditWriter | None = None
 
-    async def start(self, repository: Repository) -> None:
+    async def start(self, repository: Repository, writer: AuditWriter) -> None:
         self._repository = repository
+        self._writer = writer
         self._lease = Lease(repository.database, LEASE_ID)
         await ensure_index(repository)
         self._task = asyncio.create_task(in_rounds(self._wake, self._round, self.every, log, "lifecycle round"),
@@ -132,11 +162,11 @@ class Scheduler:
         patient_id = rid.split("/", 1)[1]
         current = await self._repository.current("Patient", patient_id, None)
         if current is not None and not current.deleted and due(current.resource) == AT_ONCE:
-            await step(self._repository, patient_id)
+            await audited_step(self._repository, patient_id, self._writer)
 
     async def _round(self) -> None:
         assert self._lease is not None and self._repository is not None
         # A round may outlast the lease on a large backlog: the jobs are idempotent, so a process
         # taking over meanwhile only finds some of them done.
         if await self._lease.hold(self.owner, max(LEASE_SECONDS, self.every * 2)):
-            await run_round(self._repository)
+            await run_round(self._repository, self._writer)

@@ -323,6 +323,10 @@ def test_a_death_written_in_fhir_closes_the_record(world: World, clock: Clock) -
     assert response.status_code == 200, response.text
     closed_soon(world, patient)
     assert is_refusal(world.provide("H", patient))
+    # The server's closure is audited as the platform updating the Patient.
+    events = world.get("platform", "/AuditEvent", params={"patient": f"Patient/{patient}", "_count": "1000"}).json()
+    assert any(e["resource"]["subtype"][0]["code"] == "update"
+               and e["resource"]["agent"][0]["who"].get("display") == "platform" for e in events["entry"]), events
 
 
 # -- who may do what, and the counts ----------------------------------------------------------------
