@@ -126,8 +126,11 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
         rules[name] += [[named[k], start, end] for k, start, end in rules[name] if k in named]
     rules["doctors"] += [named[k] for k in rules["doctors"] if k in named]
     shut = rules["status"] in SHUT_STATUSES
-    await patients.update_one({"_id": patient_id, "pat": patient_id}, {"$set": {RULES_KEY: rules, SHUT: shut}},
-                              session=session)
+    # Imported here: the lifecycle builds on this module (its URLs, the status), and what it
+    # schedules rides in this one update rather than a second one per Patient written.
+    from fhir_server.record.lifecycle import scheduled
+    await patients.update_one({"_id": patient_id, "pat": patient_id},
+                              {"$set": {RULES_KEY: rules, SHUT: shut, **scheduled(found.get("res"))}}, session=session)
     if stored.resource_type == "Patient" and shut != await _was_shut(repository, session, stored):
         await _mark_shut(repository, session, patient_id, shut)
 

@@ -9,7 +9,7 @@ operations of `api/lifecycle_routes.py`, the scheduler) obeys the same rules:
   server's now whatever a caller sends (the platform's own values excepted, for migrations), and
   the notice date no one but the platform writes;
 - when the scheduler has something to do for a record (`due`, kept on the Patient's current
-  document as the scalar `due`, written again with each version) and what (`next_version`);
+  document as the scalar `due` by `records.refresh_rules`) and what (`next_version`);
 - what the server decides in a Patient write's transaction (write rules): the `purged` status
   empties the record. A death (PID-29/PID-30, `deceased[x]`) makes the closure due at once: the
   scheduler closes the record right after the write commits (`scheduler.Scheduler.committed`),
@@ -244,12 +244,12 @@ async def purge_when_purged(repository: Repository, session: Session, caller: Ca
         "ts": instant(stored.last_updated), "removed": removed, "caller": {"kind": caller.kind, "id": caller.id}})
 
 
-async def keep_due(repository: Repository, session: Session, caller: Caller, stored: Stored) -> None:
-    """Each version replaces the current document: what is due is written again, when anything is."""
-    when = None if stored.deleted else due(stored.resource)
-    if when is not None:
-        await repository.collection("Patient").update_one(
-            {"_id": stored.id, "pat": stored.id}, {"$set": {DUE: instant(format_instant(when))}}, session=session)
+def scheduled(patient: dict[str, Any] | None) -> dict[str, Any]:
+    """What the Patient's current document carries for the scheduler (`records.refresh_rules`
+    writes it with the record's rules, after each Patient or Consent write: each version replaces
+    the current document, so what is due is written again, when anything is)."""
+    when = due(patient)
+    return {DUE: instant(format_instant(when))} if when is not None else {}
 
 
 def register(hooks: Hooks) -> None:
@@ -259,4 +259,4 @@ def register(hooks: Hooks) -> None:
 
 def register_write_rules(repository: Repository) -> None:
     rules = repository.write_rules.setdefault("Patient", [])
-    rules += [purge_when_purged, keep_due]
+    rules.append(purge_when_purged)
