@@ -57,6 +57,9 @@ async def _change(request: Request, patient_id: str, name: str) -> Response:
         raise refusal(status, operation.target)
     changed: dict[str, Any] = {k: v for k, v in current.items() if k != "meta"}
     set_extension(changed, STATUS_EXTENSION, {"valueCode": operation.target})
+    if status == "purged":
+        # The stub of a deleted record was marked no longer in use; the new record is.
+        changed.pop("active", None)
     if name == "request-deletion":
         set_extension(changed, DELETION_EXTENSION, {"valueDateTime": now_instant()})
     written = await writing.update(repo, caller, "Patient", patient_id, changed)
