@@ -57,8 +57,13 @@ class Round:
         return {"activated": self.activated, "purged": self.purged, "failed": self.failed, "swept": self.swept}
 
 
+# What the round asks the store for (also made by `fhir-server mongo-setup`).
+INDEXES = {"Patient": (IndexModel([(DUE, ASCENDING)], name="i_due"),)}
+
+
 async def ensure_index(repository: Repository) -> None:
-    await create_indexes(repository.collection("Patient"), [IndexModel([(DUE, ASCENDING)])])
+    for name, indexes in INDEXES.items():
+        await create_indexes(repository.collection(name), indexes)
 
 
 async def step(repository: Repository, patient_id: str) -> str | None:
