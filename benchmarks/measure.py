@@ -111,7 +111,9 @@ async def drive(operation: Operation, *, concurrency: int, duration: float, warm
     deadline = time.perf_counter() + duration
 
     async def worker() -> None:
-        while time.perf_counter() < deadline:
+        # Each worker measures at least one request: on a loaded machine a short run can otherwise
+        # end before a worker is first scheduled, and report no figure at all.
+        while True:
             started = time.perf_counter()
             try:
                 await operation(next(counter))
@@ -119,8 +121,10 @@ async def drive(operation: Operation, *, concurrency: int, duration: float, warm
                 raise
             except Exception as exc:  # a failed request is counted, not fatal: the rate of failures is a figure too
                 errors.append(f"{exc.__class__.__name__}: {exc}"[:300])
-                continue
-            latencies.append(time.perf_counter() - started)
+            else:
+                latencies.append(time.perf_counter() - started)
+            if time.perf_counter() >= deadline:
+                return
 
     with monitor:
         started = time.perf_counter()

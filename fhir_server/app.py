@@ -9,6 +9,7 @@ from typing import Any
 
 import pymongo
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from fhir_server.api import (
     auth_routes,
@@ -35,6 +36,8 @@ from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.record import lifecycle
 from fhir_server.record.scheduler import Scheduler
 from fhir_server.interactions.search import SearchInteraction
+from fhir_server.limits import Limiter, budgets_from_environment
+from fhir_server.outbound import OutboundClient, Policy
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
 from fhir_server.definitions import structure
@@ -46,6 +49,7 @@ from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
 from fhir_server.api.authentication import Authentication
+from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
 from fhir_server.security.clients import ClientRegistry
 from fhir_server.security.granular import resource_matcher
@@ -61,6 +65,11 @@ from fhir_server.subscriptions import wiring as subscriptions
 from fhir_server.subscriptions.websocket import router as subscription_socket
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation_step import make_validator
+from fhir_server.web import pages
+from fhir_server.web.cors import Cors, parse_origins
+from fhir_server.web.layer import PageLayer
+from fhir_server.web.session import CSRF_KEY, CsrfTokens
+from fhir_server.web.templates import HERE as WEB_DIR
 from fhir_server.write_rules import register_write_rules
 
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
@@ -141,6 +150,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened in each worker (after the fork); they all count in the one file of the data dir.
+        app.state.limiter = Limiter.open(settings, budgets)
         repository, profiles = await open_repository(settings, store_url, hooks)
         app.state.repository = repository
         app.state.profiles = profiles
@@ -151,18 +162,21 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         key_dir = settings.data_dir if repository.database.capabilities.embedded else None
         secret = await server_secret(PAGE_KEY, data_dir=key_dir, db=repository.database.db)
         app.state.page_tokens = PageTokens(secret)
+        app.state.csrf = CsrfTokens(await server_secret(CSRF_KEY, data_dir=key_dir, db=repository.database.db))
         signer = await server_signer(data_dir=key_dir, db=repository.database.db)
         clients = ClientRegistry(repository.database.db)
         await clients.start()
         app.state.signer = signer
-        app.state.tokens = TokenVerifier(signer, issuers_from_environment(), configured_base=settings.base_url,
+        # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
+        outbound = OutboundClient(outbound_policy)
+        app.state.tokens = TokenVerifier(signer, issuers_from_environment(outbound), configured_base=settings.base_url,
                                          disabled_clients=clients.disabled)
         app.state.token_service = TokenService(repository.database, signer)
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
         # Its after-commit hook is registered before the dispatcher is made.
-        delivery = await subscriptions.start(repository, settings, clients.disabled)
+        delivery = await subscriptions.start(repository, settings, clients.disabled, outbound)
         # With no after-commit hook registered, events wait in the outbox for the first one.
         dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
         if dispatcher is not None:
@@ -204,16 +218,32 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await delivery.stop()
+                await outbound.aclose()
+                app.state.limiter.close()
                 await app.state.audit_writer.close()
                 await repository.database.close()
 
+    # Read here, not in the lifespan (which uses them): a wrong FHIR_OUTBOUND_ALLOW or FHIR_RATE_*
+    # stops the command once, before any worker forks (SettingInvalid).
+    outbound_policy = Policy.from_settings(settings)
+    budgets = budgets_from_environment()
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    # Read here, so a wrong FHIR_CORS_ORIGINS stops the command before it forks workers (CorsSettingsInvalid).
+    app.state.cors_origins = parse_origins(settings.cors_origins)
     error_handlers.install(app)
+    # From the outside in: audit trail, address budget, authentication, caller budget, routes.
+    app.add_middleware(CallerLimits)
     app.add_middleware(Authentication)
+    app.add_middleware(AddressLimits)
     # Outside authentication (added later, so it wraps it): it audits refused tokens too.
     if not settings.bench_without_audit:
         app.add_middleware(AuditTrail)
+    app.add_middleware(PageLayer)
+    # Outermost: refusals from every layer inside carry the CORS headers a browser app needs to read them.
+    app.add_middleware(Cors)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(auth_routes.router)
     # Before the generic type routes: AuditEvent is served from the audit store.
     app.include_router(audit_routes.router)

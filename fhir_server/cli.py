@@ -18,7 +18,7 @@ from pymongo.errors import PyMongoError
 
 from fhir_server import facilities
 from fhir_server.app import create_app
-from fhir_server.config import Settings
+from fhir_server.config import Settings, SettingInvalid
 from fhir_server.definitions import structure
 from fhir_server.record import cli as record_cli
 from fhir_server.security import cli as security_cli
@@ -28,6 +28,8 @@ from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
+from fhir_server.transport import PLAIN_HTTP, TlsSettingsInvalid, check_tls, uvicorn_options
+from fhir_server.web.cors import CorsSettingsInvalid
 from fhir_server.workers import STARTUP_FAILURE, Workers
 
 log = logging.getLogger("fhir_server")
@@ -46,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--mllp-tls-cert", type=Path, help="serve MLLP over TLS with this certificate (PEM)")
     serve.add_argument("--mllp-tls-key", type=Path, help="the private key of --mllp-tls-cert (PEM)")
     serve.add_argument("--mllp-tls-ca", type=Path, help="require MLLP client certificates signed by this CA (PEM)")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM); HSTS is then on")
+    serve.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
+    serve.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
+                       help="believe X-Forwarded-Proto/-For from these proxies (comma-separated addresses or "
+                            "networks, '*' for any); without it those headers are ignored")
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                        help="server processes sharing the port(s) and the store (default 1, at most 64)")
@@ -120,6 +127,7 @@ def serve(args: argparse.Namespace) -> int:
     listener: socket.socket | None = None
     mllp: socket.socket | None = None
     try:
+        check_tls(args.tls_cert, args.tls_key)
         if settings.mongodb_url:
             url = settings.mongodb_url
             capabilities = _check_external(url, settings.data_dir)
@@ -138,20 +146,25 @@ def serve(args: argparse.Namespace) -> int:
             url = store.start()
         host, port = listener.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        ready = f"ready: FHIR R4 at http://{shown}:{port}/fhir, {where}" + (
+        scheme = "https" if args.tls_cert else "http"
+        ready = f"ready: FHIR R4 at {scheme}://{shown}:{port}/fhir, {where}" + (
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
         config = uvicorn.Config(create_app(settings, url, mllp_listener=mllp), host=settings.host, port=port,
-                                log_level=args.log_level, access_log=False)
+                                log_level=args.log_level, access_log=False,
+                                **uvicorn_options(args.tls_cert, args.tls_key, args.forwarded_allow_ips))
         shown_dir = shlex.quote(str(settings.data_dir))
         ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
-                  f"--audience {settings.base_url or f'http://{shown}:{port}/fhir'} platform   "
+                  f"--audience {settings.base_url or f'{scheme}://{shown}:{port}/fhir'} platform   "
                   "(or practitioner/patient/system/admin; see fhir-server token --help)")
+        if not args.tls_cert:
+            log.warning("%s", PLAIN_HTTP)
         # Workers are forked after this: whatever fails before (hooks, mail settings) fails once.
         say_ready = functools.partial(log.info, "%s", ready)
         if args.workers > 1:
             return Workers(args.workers, functools.partial(_serve_one, config, listener)).run(say_ready)
         return _serve_one(config, listener, say_ready)
-    except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid) as exc:
+    except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid, CorsSettingsInvalid,
+            TlsSettingsInvalid, SettingInvalid) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -10,6 +10,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class SettingInvalid(ValueError):
+    """A setting cannot be used; the message, one line for the operator, names it and says why."""
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
@@ -47,6 +51,9 @@ class Settings:
     # sends to the store, with the request that sent it, to this file (FHIR_COMMAND_LOG); unset: off.
     command_log: Path | None = field(
         default_factory=lambda: Path(os.environ["FHIR_COMMAND_LOG"]) if os.environ.get("FHIR_COMMAND_LOG") else None)
+    # The origins browser apps may call the API from (FHIR_CORS_ORIGINS, comma-separated
+    # scheme://host[:port]; fhir_server.web.cors). Unset: none.
+    cors_origins: str | None = field(default_factory=lambda: os.environ.get("FHIR_CORS_ORIGINS") or None)
     # Modules whose `register(hooks)` adds hooks at start-up (fhir_server.storage.hooks), comma-separated.
     hooks: str | None = field(default_factory=lambda: os.environ.get("FHIR_HOOKS") or None)
 
@@ -56,6 +63,13 @@ class Settings:
     subscription_retry_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_RETRY_MS", 1000))
     subscription_error_after: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_ERROR_AFTER", 5))
     subscription_timeout_ms: int = field(default_factory=lambda: _env_int("FHIR_SUBSCRIPTION_TIMEOUT_MS", 10000))
+
+    # Calls the server makes (fhir_server.outbound): destinations allowed besides global addresses
+    # over https (comma-separated CIDRs and host names), the longest a call may take, the most bytes
+    # of an answer read.
+    outbound_allow: str = field(default_factory=lambda: os.environ.get("FHIR_OUTBOUND_ALLOW", ""))
+    outbound_timeout_ms: int = field(default_factory=lambda: _env_int("FHIR_OUTBOUND_TIMEOUT_MS", 10000))
+    outbound_max_bytes: int = field(default_factory=lambda: _env_int("FHIR_OUTBOUND_MAX_BYTES", 1024 * 1024))
 
     # A document both masked to professionals (MASQUE_PS) and invisible to the patient (INVISIBLE_PATIENT)
     # is refused unless this is on (FHIR_ALLOW_MASKED_INVISIBLE=1): nobody but its author would see it.

@@ -25,6 +25,7 @@ import uvicorn
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.embedded import EmbeddedStore
+from fhir_server.transport import uvicorn_options
 
 IN_PROCESS = os.environ.get("FHIR_TEST_INPROCESS") == "1"
 
@@ -34,8 +35,9 @@ from fhir_server.security.server_keys import KEYS_DIR, file_text
 from fhir_server.security.signing import SIGNING_KEY, ServerSigner
 from fhir_server.security.tokens import default_scopes
 
-# Test servers take HL7 v2 from any sender unless a test says otherwise.
-TEST_ENV = {"FHIR_MLLP_SENDERS": "*"}
+# Test servers take HL7 v2 from any sender unless a test says otherwise, and call rest-hook
+# receivers of the test on loopback (fhir_server.outbound refuses loopback unless allowed).
+TEST_ENV = {"FHIR_MLLP_SENDERS": "*", "FHIR_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128"}
 # `serve --workers` of the session's shared server (tests/conftest.py); `make test-all` runs the
 # suites that use it again with 4.
 SESSION_WORKERS = int(os.environ.get("FHIR_TEST_WORKERS") or 1)
@@ -127,7 +129,7 @@ class ServerProcess(LocalServer):
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200:
+                if self.answers():
                     self.token = server_token(self.data_dir, self.base_url)
                     return self
             except httpx.HTTPError:
@@ -135,6 +137,10 @@ class ServerProcess(LocalServer):
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def answers(self) -> bool:
+        """Whether the server serves yet (a server over HTTPS checks with its certificate's CA)."""
+        return httpx.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200
 
     def stop(self) -> None:
         if self.process is None:
@@ -206,8 +212,9 @@ class InProcessServer(LocalServer):
         else:
             self.store = EmbeddedStore(self.data_dir.resolve())
             url = self.store.start()
+        # The options `serve` gives uvicorn without TLS (no proxy believed).
         config = uvicorn.Config(create_app(settings, url), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False)
+                                log_level="warning", access_log=False, **uvicorn_options(None, None, None))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fhir-server-{self.port}", daemon=True)
         self._thread.start()

@@ -11,7 +11,7 @@ import calendar
 from datetime import datetime
 from typing import Any
 
-from fhir_server.access import habilitations
+from fhir_server.access import habilitations, participants
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage.documents import Stored
 from fhir_server.timefmt import format_instant, instant, now
@@ -110,10 +110,14 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
         # One month after the deposit that labelled it; an update keeping the label keeps the date.
         kept = current.keys.get("vfp") if current is not None and not current.deleted else None
         vfp = kept if kept and kept != ALWAYS else one_month_after(now())
-    return {
+    keys: dict[str, Any] = {
         "dep": dep,
         "hab": hab,
         "vis": _author(resource, dep) if MASKED in found else VISIBLE,
         "vfp": vfp,
         "vfr": NEVER if INVISIBLE_REPRESENTATIVES in found else vfp,
     }
+    if resource_type in participants.types():
+        # Who takes part (policies/participants.json): an array, never indexed (docs/EMBEDDED-STORE.md).
+        keys["par"] = participants.keys_of(resource_type, resource)
+    return keys

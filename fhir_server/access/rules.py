@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhir_server.access import habilitations, record_keys
+from fhir_server.access import habilitations, participants, record_keys
 from fhir_server.access.records import (
     Record,
     actor_key,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 # Matches no stored document: every stored `pat` is a FHIR id, never empty.
 NOWHERE = ""
+
 NOT_AUTHORISED = ("The patient's authorisation is missing: the patient has not authorised you to access their "
                   "record (Code de la santé publique L.1111-15)")
 # Where the patient states their choices: their Patient (status, médecin traitant) and Consents.
@@ -61,23 +62,60 @@ def unrestricted(caller: Caller) -> bool:
 class Mode:
     """What a caller sees in the records opened: `pat` in `patients` and these key conditions;
     `demographics` whether the Patient itself is seen whatever the other conditions say (for a
-    depositor who is not authorised, in a record they name)."""
+    depositor who is not authorised, in a record they name).
+
+    `participant` (a professional's or establishment's keys, `participants.caller_keys`) applies the
+    participant rule: the types of policies/participants.json are seen where their `par` key names
+    the caller, instead of `conditions`; a Binary (or a history across types) must also not follow
+    one the caller takes no part in. `participant_only`: nothing else of the record is seen (a
+    professional not authorised who takes part in something of it). `across`: a search naming no
+    record, where the participant types are looked for in every record open to professionals but
+    those in `blocked` (whose patient blocked the caller)."""
     patients: tuple[str, ...]
     conditions: tuple[tuple[str, Any], ...] = ()
     demographics: bool = False
+    participant: tuple[str, ...] = ()
+    participant_only: bool = False
+    across: bool = False
+    blocked: tuple[str, ...] = ()
 
     def filter(self) -> ScopeFilter:
         patients = self.patients
         where: dict[str, Any] = {"pat": patients[0]} if len(patients) == 1 else {"pat": {"$in": list(patients)}}
         keyed = {**where, **dict(self.conditions)}
+        taking_part = _any_of(list(self.participant))
+        elsewhere = _any_of([None, *self.participant])
 
         def condition(resource_type: str | None) -> dict[str, Any] | None:
             if resource_type is not None and resource_type not in record_types():
                 return None
             if resource_type == "Patient" and self.demographics:
                 return where
+            if not self.participant:
+                return keyed
+            if resource_type in participants.types():
+                return self._participating(taking_part)
+            if self.participant_only:
+                return {**where, "acc.par": taking_part} if resource_type in (None, "Binary") else {"pat": NOWHERE}
+            if resource_type in (None, "Binary"):
+                return {**keyed, "acc.par": elsewhere}
             return keyed
         return condition
+
+    def _participating(self, taking_part: Any) -> dict[str, Any]:
+        if not self.across:
+            where: dict[str, Any] = {"pat": self.patients[0]} if len(self.patients) == 1 \
+                else {"pat": {"$in": list(self.patients)}}
+            return {**where, "acc.par": taking_part}
+        across: dict[str, Any] = {"acc.par": taking_part, SHUT: {"$ne": True}}
+        if self.blocked:
+            across["pat"] = {"$nin": list(self.blocked)}
+        return across
+
+
+def _any_of(values: list[Any]) -> Any:
+    """The condition on an array key holding one of `values` (`None`: a version without the key)."""
+    return values[0] if len(values) == 1 else {"$in": values}
 
 
 def _professional_conditions(caller: Caller, *, masked: bool) -> tuple[tuple[str, Any], ...]:
@@ -136,19 +174,36 @@ async def _professional_mode(reader: Reader, caller: Caller, record: Record, me:
         raise _refuse(PURGED)
     if me & record.denied:
         raise _refuse(NOT_AUTHORISED)
-    own_only = Mode((record.patient_id,), (("acc.dep", record_keys.depositor(caller)),), demographics=True)
+    me_keys = tuple(participants.caller_keys(caller))
+    own_only = Mode((record.patient_id,), (("acc.dep", record_keys.depositor(caller)),), demographics=True,
+                    participant=me_keys)
     if record.status == "pending":
         # Deposits before activation are readable by their author alone (../shared/DECISIONS.md).
         return own_only
     doctor = bool(me & record.doctors)
     if doctor or me & record.permitted:
-        return Mode((record.patient_id,), _professional_conditions(caller, masked=doctor))
+        return Mode((record.patient_id,), _professional_conditions(caller, masked=doctor), participant=me_keys)
     if caller.purpose_of_use == "BTG" and not record.emergency_opposed:
         await _emergency(reader, caller, record)
-        return Mode((record.patient_id,), _professional_conditions(caller, masked=False))
+        return Mode((record.patient_id,), _professional_conditions(caller, masked=False), participant=me_keys)
     if await _deposited(reader, caller, record.patient_id):
         return own_only
+    if await _takes_part(reader, me_keys, record.patient_id):
+        # The participant rule (../shared/DECISIONS.md): their threads and appointments, and who the patient is.
+        return Mode((record.patient_id,), demographics=True, participant=me_keys, participant_only=True)
     raise _refuse(NOT_AUTHORISED)
+
+
+async def _takes_part(reader: Reader, me_keys: tuple[str, ...], patient_id: str) -> bool:
+    """Whether something of a participant type in this record names the caller: one look per type."""
+    if not me_keys:
+        return False
+    own = reader.repository.reader(None, reader.session)
+    for resource_type in sorted(participants.types()):
+        if await own.find(resource_type, {"pat": patient_id, "del": False, "acc.par": _any_of(list(me_keys))},
+                          {"_id": 1}, limit=1):
+            return True
+    return False
 
 
 async def _cross_records(reader: Reader, caller: Caller, me: frozenset[str]) -> Mode:
@@ -170,15 +225,19 @@ async def _cross_records(reader: Reader, caller: Caller, me: frozenset[str]) -> 
                 candidates.add(consent.patient)
         candidates.update(await repository.ids("Patient", doctor, reader.session, MAX_RECORDS))
     opened = []
+    blocked = []
     doctor_of_all = True
     for patient_id in sorted(candidates)[:MAX_RECORDS]:
         record = await load(reader, patient_id)
-        if record.status == "active" and not me & record.denied and me & (record.permitted | record.doctors):
+        if me & record.denied:
+            blocked.append(patient_id)
+        elif record.status == "active" and me & (record.permitted | record.doctors):
             opened.append(patient_id)
             doctor_of_all = doctor_of_all and bool(me & record.doctors)
     # One set of conditions serves every record opened: the médecin traitant's view of masked
     # documents only when they are the médecin traitant of each.
-    return Mode(tuple(opened) or (NOWHERE,), _professional_conditions(caller, masked=bool(opened) and doctor_of_all))
+    return Mode(tuple(opened) or (NOWHERE,), _professional_conditions(caller, masked=bool(opened) and doctor_of_all),
+                participant=tuple(participants.caller_keys(caller)), across=True, blocked=tuple(blocked))
 
 
 async def _patient_mode(reader: Reader, caller: Caller, patient_id: str | None) -> Mode:
@@ -255,6 +314,7 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
         if record.status in SHUT_STATUSES:
             raise _refuse(f"This shared record is {record.status}: it accepts no professional access")
     deposits = (("acc.dep", record_keys.depositor(caller)),)
+    taking_part = _any_of(participants.caller_keys(caller) or [NOWHERE])
 
     def condition(resource_type: str | None) -> dict[str, Any] | None:
         if resource_type is not None and resource_type not in record_types():
@@ -262,6 +322,10 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
         where: dict[str, Any] = {}
         if patients is not None:
             where["pat"] = patients[0] if len(patients) == 1 else {"$in": list(patients) or [NOWHERE]}
+        if resource_type in participants.types():
+            # The participant rule: the threads and appointments naming the establishment.
+            return {**where, "acc.par": taking_part} if patients is not None \
+                else {"acc.par": taking_part, SHUT: {"$ne": True}}
         if resource_type == "Patient" and patients is not None:
             # The Patient of a record it names (to update demographics, as ADT does); across
             # records, only those it deposited, so no system lists the country's patients.
@@ -374,6 +438,7 @@ async def _professional_consent(check: RecordWriteCheck, record: Record) -> None
 def register(hooks: Hooks) -> None:
     # The matrix is read now: a mistyped policies/habilitations.json stops the start, not a request.
     habilitations.hidden_classes(None)
+    participants.policy()
     hooks.record_opens.append(open_records)
     hooks.record_keys.append(record_keys.keys)
     hooks.record_writes.append(check_record)

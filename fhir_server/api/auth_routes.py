@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.body import read_body
+from fhir_server.api.rate_limits import scope_address, too_many
 from fhir_server.api.responses import base_url, json_response
-from fhir_server.security.token_service import ASSERTION_ALGORITHMS, OAuthError, TokenService
+from fhir_server.limits import Exceeded, Limiter
+from fhir_server.security.token_service import ASSERTION_ALGORITHMS, OAuthError, TokenService, claimed_client
 from fhir_server.security.tokens import own_issuer, server_root
 
 router = APIRouter()
@@ -60,15 +62,34 @@ async def jwks(request: Request) -> Response:
 
 @router.post("/auth/token")
 async def token(request: Request) -> Response:
+    """Each request counts against `token` for its address and the client it claims; each failed
+    one against `token-failures` too, whose budget, once spent, refuses even a right assertion."""
     base = base_url(request)
     service: TokenService = request.app.state.token_service
+    limiter: Limiter = request.app.state.limiter
+    spenders = [f"address {scope_address(request.scope)}"]
     try:
+        _spend(limiter, spenders)
         raw = await read_body(request)
         form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        client = claimed_client(form)
+        if client is not None:
+            spenders.append(f"client {client}")
+            _spend(limiter, spenders[1:])
         answer = await service.client_credentials(form, f"{server_root(base)}/auth/token", base)
+    except Exceeded as exceeded:
+        return too_many(exceeded)
     except (OAuthError, UnicodeDecodeError) as error:
+        for spender in spenders:
+            limiter.count("token-failures", spender)
         status, error_code, description = ((error.status, error.error, error.description) if isinstance(error, OAuthError)
                                            else (400, "invalid_request", "the form body is not UTF-8"))
         return json_response({"error": error_code, "error_description": description}, status,
                              media_type="application/json", headers={"Cache-Control": "no-store"})
     return json_response(answer, media_type="application/json", headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _spend(limiter: Limiter, spenders: list[str]) -> None:
+    for spender in spenders:
+        limiter.take("token", spender)
+        limiter.check("token-failures", spender)

@@ -20,6 +20,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
 from fhir_server.security.tokens import InvalidToken, TokenVerifier
+from fhir_server.web.paths import is_api
 
 OPEN_PATHS = frozenset({
     "/fhir/metadata", "/metadata",
@@ -47,7 +48,8 @@ class Authentication:
         self._bases: dict[tuple[str, bytes, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        # Pages are for people in a browser, never behind a bearer token (fhir_server.web.paths).
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:

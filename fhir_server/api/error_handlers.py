@@ -12,6 +12,8 @@ from starlette.responses import Response
 
 from fhir_server.api.responses import error_response
 from fhir_server.errors import FhirError
+from fhir_server.web.layer import message_page
+from fhir_server.web.paths import is_api
 
 log = logging.getLogger("fhir_server")
 
@@ -27,6 +29,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
+        if not is_api(request.scope["path"]):
+            # A person in a browser: a page, through the page layer like any other.
+            key = "not_found" if error.status_code == 404 else "invalid"
+            return message_page(request.scope, error.status_code, key)
         code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
         message = str(error.detail)
         if error.status_code == 404:

@@ -27,6 +27,7 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.storage import command_log
 from fhir_server.timefmt import now_instant
+from fhir_server.web.paths import is_api
 
 log = logging.getLogger("fhir_server.audit")
 TOKEN_PATH = "/auth/token"
@@ -60,7 +61,9 @@ class AuditTrail:
             query_string: bytes = scope.get("query_string") or b""
             command_log.attribute(f"{scope['method']} {scope['path']}"
                                   + (f"?{query_string.decode('latin-1')}" if query_string else ""))
-        if scope["type"] != "http" or scope["path"] in UNAUDITED:
+        # Pages (fhir_server.web.paths) reach no record by themselves: what they do to one goes
+        # through the repository's audit hooks.
+        if scope["type"] != "http" or scope["path"] in UNAUDITED or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
         writer: AuditWriter = scope["app"].state.audit_writer

@@ -38,6 +38,18 @@ class OAuthError(Exception):
         self.status = status
 
 
+def claimed_client(form: dict[str, str]) -> str | None:
+    """The client a token request says it comes from (`client_id`, else its assertion's `iss`),
+    before anything is verified: what its failures are counted against (fhir_server.limits)."""
+    if form.get("client_id"):
+        return form["client_id"]
+    try:
+        issuer = jwt.decode(form.get("client_assertion") or "", options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return issuer if isinstance(issuer, str) and issuer else None
+
+
 def granted(requested: str, allowed: str) -> str:
     """The requested scopes the registration allows: each one as registered, or covered by a
     registered scope of the same context with a wider type and every letter it asks."""

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import jwt
 
 from fhir_server.config import PROJECT_ROOT
+from fhir_server.outbound import OutboundClient, OutboundError
 from fhir_server.security.callers import KINDS, Caller, Kind
 from fhir_server.security.scopes import Scopes
 from fhir_server.security.signing import ALGORITHM, ServerSigner
@@ -82,12 +82,14 @@ class TrustedIssuer:
     # The kind of every caller this issuer vouches for (Pro Santé Connect: practitioner), or None:
     # the mapping's `kind` claim, else inferred from the identifiers present.
     kind: Kind | None = None
+    # How a JWKS URL is fetched (fhir_server.outbound: its destination policy applies); None: files only.
+    outbound: OutboundClient | None = None
     keys: dict[str, jwt.PyJWK] | None = None
     fetched_at: float = 0.0
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
         if self.keys is None or (kid not in self.keys and time.monotonic() - self.fetched_at > JWKS_REFETCH_SECONDS):
-            self.keys = await asyncio.to_thread(self._load)
+            self.keys = await self._load()
             self.fetched_at = time.monotonic()
         if kid is None and len(self.keys) == 1:
             return next(iter(self.keys.values()))
@@ -95,15 +97,19 @@ class TrustedIssuer:
             raise InvalidToken(f"the token's key ({kid}) is not among its issuer's keys")
         return self.keys[kid]
 
-    def _load(self) -> dict[str, jwt.PyJWK]:
+    async def _load(self) -> dict[str, jwt.PyJWK]:
         try:
             if self.jwks.startswith(("https://", "http://")):
-                with urllib.request.urlopen(self.jwks, timeout=10) as response:  # noqa: S310 (operator-configured)
-                    document = json.loads(response.read())
+                if self.outbound is None:
+                    raise OutboundError("no outbound client to fetch it with")
+                answer = await self.outbound.request("GET", self.jwks, headers={"Accept": "application/json"})
+                if answer.status != 200:
+                    raise OutboundError(f"HTTP {answer.status}")
+                document = json.loads(answer.body)
             else:
-                document = json.loads(Path(self.jwks).read_text(encoding="utf-8"))
+                document = await asyncio.to_thread(lambda: json.loads(Path(self.jwks).read_text(encoding="utf-8")))
             return jwks_keys(document)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OutboundError) as exc:
             log.warning("cannot load the JWKS of issuer %s from %s: %s", self.issuer, self.jwks, exc)
             raise InvalidToken("the token's issuer keys cannot be loaded now") from exc
 
@@ -131,7 +137,7 @@ def fitting_algorithms(jwk: jwt.PyJWK, algorithms: list[str]) -> list[str]:
     return [a for a in algorithms if a.startswith(family)]
 
 
-def trusted_issuers(value: str | None) -> list[TrustedIssuer]:
+def trusted_issuers(value: str | None, outbound: OutboundClient | None = None) -> list[TrustedIssuer]:
     """FHIR_TRUSTED_ISSUERS: a JSON list (inline or in a file) of objects {issuer, jwks, claims?,
     kind?}, or the short form `ISSUER=JWKS` separated by spaces or commas (Pro Santé Connect claims)."""
     text = (value or "").strip()
@@ -154,7 +160,7 @@ def trusted_issuers(value: str | None) -> list[TrustedIssuer]:
         if kind is not None and kind not in KINDS:
             raise ValueError(f"FHIR_TRUSTED_ISSUERS: kind {kind!r} is not one of {', '.join(KINDS)}")
         issuers.append(TrustedIssuer(entry["issuer"], entry["jwks"], claim_mapping(entry.get("claims", "pro-sante-connect")),
-                                     kind))
+                                     kind, outbound))
     return issuers
 
 
@@ -273,5 +279,5 @@ class TokenVerifier:
         self._verified[token] = caller
 
 
-def issuers_from_environment() -> list[TrustedIssuer]:
-    return trusted_issuers(os.environ.get("FHIR_TRUSTED_ISSUERS"))
+def issuers_from_environment(outbound: OutboundClient | None = None) -> list[TrustedIssuer]:
+    return trusted_issuers(os.environ.get("FHIR_TRUSTED_ISSUERS"), outbound)

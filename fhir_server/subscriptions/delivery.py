@@ -14,6 +14,9 @@ sent passes the resource-read hook like any response.
 A failing endpoint holds back its own subscription only: its head delivery is retried after
 `retry`, doubling each time (at most MAX_BACKOFF); after `error_after` failures in a row the
 Subscription's status is `error` with the reason in `error`; the next success makes it `active`.
+Notifications leave through the outbound client (fhir_server.outbound): an endpoint the policy
+refuses at delivery (its name now resolves to a private address) is never connected to, and puts
+the Subscription in `error` at once; a redirect is not followed (a failure like any non-2xx).
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 import orjson
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.interactions.output import outgoing
+from fhir_server.outbound import OutboundClient, OutboundError, Refused
 from fhir_server.search.request import parse_request
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.leases import Lease, in_rounds, stop_rounds
@@ -53,6 +56,11 @@ FHIR_JSON = "application/fhir+json"
 
 class Failed(Exception):
     """The endpoint did not take the notification; the message becomes Subscription.error."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        # The outbound policy forbade the endpoint: no retry will fare better until DNS changes.
+        self.refused = refused
 
 
 def _headers(channel: dict[str, Any]) -> dict[str, str]:
@@ -77,7 +85,8 @@ def _ended(resource: dict[str, Any]) -> bool:
 
 
 class DeliveryWorker:
-    def __init__(self, repository: Repository, settings: Settings, disabled_clients: set[str]) -> None:
+    def __init__(self, repository: Repository, settings: Settings, disabled_clients: set[str],
+                 outbound: OutboundClient) -> None:
         self.repository = repository
         # Kept current by the client registry: a disabled client's subscriptions stop being notified at once.
         self.disabled_clients = disabled_clients
@@ -91,10 +100,9 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._purged = 0.0
-        self._http: httpx.AsyncClient | None = None
+        self.outbound = outbound
 
     def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=self.timeout)
         self._task = asyncio.create_task(self._run(), name="subscription-delivery")
 
     def wake(self) -> None:
@@ -105,8 +113,6 @@ class DeliveryWorker:
         if self._task is None:
             return
         await stop_rounds(self._task, self.lease, self.owner, LEASE_SECONDS, log, "subscription")
-        if self._http is not None:
-            await self._http.aclose()
 
     async def _run(self) -> None:
         await in_rounds(self._wake, self._held_round, POLL_SECONDS, log, "subscription delivery")
@@ -159,7 +165,7 @@ class DeliveryWorker:
                 try:
                     await self._deliver(subscriber, delivery)
                 except Failed as exc:
-                    await self._failed(subscriber, current, delivery, str(exc))
+                    await self._failed(subscriber, current, delivery, str(exc), refused=exc.refused)
                     return
                 await self._update(lambda s, d=delivery: deliveries.delete_one({"_id": d["_id"]}, session=s))
                 if subscriber.get("failures"):
@@ -198,7 +204,8 @@ class DeliveryWorker:
 
         await self.database.in_transaction(drop)
 
-    async def _failed(self, subscriber: dict[str, Any], current: Stored, delivery: dict[str, Any], reason: str) -> None:
+    async def _failed(self, subscriber: dict[str, Any], current: Stored, delivery: dict[str, Any], reason: str,
+                      *, refused: bool) -> None:
         tries = delivery["tries"] + 1
         failures = subscriber.get("failures", 0) + 1
         subscriber["failures"] = failures
@@ -213,7 +220,7 @@ class DeliveryWorker:
 
         await self.database.in_transaction(record)
         resource = current.resource or {}
-        if failures >= self.error_after and (resource.get("status") != "error" or resource.get("error") != reason):
+        if (refused or failures >= self.error_after) and (resource.get("status") != "error" or resource.get("error") != reason):
             await self._set_status(current, "error", reason)
 
     async def _set_status(self, current: Stored, status: str, error: str | None) -> Stored | None:
@@ -250,19 +257,22 @@ class DeliveryWorker:
             return
         headers = {**_headers(channel), "X-Subscription-Id": subscriber["_id"], "X-Event-Id": delivery["event"]}
         endpoint = str(channel.get("endpoint") or "")
-        assert self._http is not None
         try:
             if channel.get("payload"):
                 shown = await outgoing(self.repository, caller, result.matches[0])
                 if shown is None:
                     return
                 # R4 rest-hook with a payload: the endpoint is a service base, the resource is PUT to it.
-                response = await self._http.put(f"{endpoint.rstrip('/')}/{resource_type}/{resource_id}",
-                                                content=orjson.dumps(shown),
-                                                headers={**headers, "Content-Type": FHIR_JSON})
+                answer = await self.outbound.request("PUT", f"{endpoint.rstrip('/')}/{resource_type}/{resource_id}",
+                                                     content=orjson.dumps(shown),
+                                                     headers={**headers, "Content-Type": FHIR_JSON}, timeout=self.timeout)
             else:
-                response = await self._http.post(endpoint, headers=headers)
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            raise Failed(f"The endpoint {endpoint} could not be reached ({exc.__class__.__name__})") from None
-        if not 200 <= response.status_code < 300:
-            raise Failed(f"The endpoint {endpoint} answered HTTP {response.status_code}")
+                answer = await self.outbound.request("POST", endpoint, headers=headers, timeout=self.timeout)
+        except Refused as exc:
+            raise Failed(f"The endpoint is refused by the outbound policy: {exc}", refused=True) from None
+        except OutboundError as exc:
+            raise Failed(f"The endpoint {endpoint} could not be reached: {exc}") from None
+        if 300 <= answer.status < 400:
+            raise Failed(f"The endpoint {endpoint} answered HTTP {answer.status} (redirects are not followed)")
+        if not 200 <= answer.status < 300:
+            raise Failed(f"The endpoint {endpoint} answered HTTP {answer.status}")

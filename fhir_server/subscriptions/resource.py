@@ -1,7 +1,8 @@
 """The Subscription resource as this server accepts it, and who it belongs to.
 
 - before write (`accept`): a Subscription meant to deliver (any status but `off`) names a channel
-  this server runs (`rest-hook` with an http(s) endpoint, or `websocket`), a payload it can send
+  this server runs (`rest-hook` with an endpoint the outbound policy allows, fhir_server.outbound,
+  or `websocket`), a payload it can send
   (none, or `application/fhir+json`), and criteria `Type?search` the caller may search; `requested`
   becomes `active` (R4: the server sets it once it accepts the subscription). R4's examples are
   stored `off` (../shared/DECISIONS.md) and are not held to the channel rules.
@@ -17,11 +18,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fhir_server.access.record_keys import depositor
 from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.errors import FhirError
+from fhir_server.outbound import Policy
 from fhir_server.search.request import RESULT_PARAMETERS, IGNORED_PARAMETERS, parse_criterion
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Scopes, authorize
@@ -91,7 +93,7 @@ def _channel(resource: dict[str, Any]) -> dict[str, Any]:
     return channel if isinstance(channel, dict) else {}
 
 
-def accept(resource_types: set[str]) -> Any:
+def accept(resource_types: set[str], policy: Policy) -> Any:
     def check(caller: Caller, resource: dict[str, Any]) -> None:
         if resource.get("resourceType") != "Subscription" or resource.get("status") == "off":
             return
@@ -111,9 +113,9 @@ def accept(resource_types: set[str]) -> Any:
                            "application/fhir+json", "Subscription.channel.payload")
         if kind == "rest-hook":
             endpoint = channel.get("endpoint")
-            parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise _invalid("Subscription.channel.endpoint must be an http or https URL for a rest-hook channel",
+            refusal = policy.url_refusal(endpoint) if isinstance(endpoint, str) else "it is missing"
+            if refusal is not None:
+                raise _invalid(f"Subscription.channel.endpoint cannot be notified: {refusal}",
                                "Subscription.channel.endpoint")
         for line in channel.get("header") or []:
             name, _, value = str(line).partition(":")

@@ -80,7 +80,15 @@ def workers_of(server: ServerProcess) -> list[int]:
     """The server's worker processes (its children, the store aside)."""
     assert server.process is not None
     return [pid for pid in children(server.process.pid)
-            if b"nx_27017" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if (command := _cmdline(pid)) is not None and b"nx_27017" not in command]
+
+
+def _cmdline(pid: int) -> bytes | None:
+    """The command line of `pid`, or None for a process that ended since it was listed."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
 
 
 def serving_workers(server: ServerProcess, hold: Callable[[], None]) -> set[int]:

@@ -1,0 +1,56 @@
+"""The rate-limit counters and budgets as functions: what a budget reads, what an address is
+counted as, windows, and two openers of one counter file sharing its counts (as workers do)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fhir_server.config import SettingInvalid
+from fhir_server.limits import Budget, Counters, Exceeded, Limiter, address_key
+
+
+def test_budgets_read_n_per_s_or_off() -> None:
+    assert Budget.parse("X", "5/60") == Budget(5, 60)
+    assert Budget.parse("X", " OFF ") is None
+    for wrong in ("0/60", "5/0", "5", "lots", "5/60/2", ""):
+        with pytest.raises(SettingInvalid, match="X"):
+            Budget.parse("X", wrong)
+
+
+@pytest.mark.parametrize("peer,key", [
+    ("127.0.0.1", "127.0.0.1"), ("::ffff:10.1.2.3", "10.1.2.3"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("2001:db8:1:2::ffff", "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", "fe80::/64"), (None, "unknown"),
+])
+def test_an_ipv6_caller_is_counted_by_its_64(peer: str | None, key: str) -> None:
+    assert address_key(peer) == key
+
+
+def test_a_count_lives_as_long_as_its_window(tmp_path: Path) -> None:
+    counters = Counters(tmp_path / "counts")
+    assert [counters.add("k", 100, 1, now) for now in (50, 60, 99)] == [1, 2, 3]
+    assert counters.add("k", 100, 0, 99) == 3  # reading counts nothing
+    assert counters.add("other", 100, 1, 99) == 1
+    assert counters.add("k", 200, 1, 150) == 1  # the next window starts from zero
+
+
+def test_two_openers_of_one_file_share_one_budget(tmp_path: Path) -> None:
+    budgets: dict[str, Budget | None] = {"api-client": Budget(3, 3600), "token-failures": Budget(2, 3600)}
+    one = Limiter(Counters(tmp_path / "counts"), budgets)
+    other = Limiter(Counters(tmp_path / "counts"), budgets)
+    one.take("api-client", "a")
+    other.take("api-client", "a")
+    one.take("api-client", "a")
+    with pytest.raises(Exceeded) as refused:
+        other.take("api-client", "a")
+    assert 1 <= refused.value.retry_after <= 3600
+    other.take("api-client", "b")  # another key, its own budget
+    # Failures are counted after the fact; `check` refuses once they fill the budget, counting nothing.
+    one.check("token-failures", "a")
+    one.count("token-failures", "a")
+    other.count("token-failures", "a")
+    with pytest.raises(Exceeded):
+        other.check("token-failures", "a")
+    Limiter(Counters(tmp_path / "counts"), {"api-client": None}).take("api-client", "a")  # off: no limit
