@@ -18,6 +18,7 @@ from fhir_server.api import (
     ingest_routes,
     instance_routes,
     lifecycle_routes,
+    messaging_routes,
     operation_routes,
     system_routes,
     type_routes,
@@ -48,6 +49,7 @@ from fhir_server.search.lookup import LookupTable
 from fhir_server.search.page_tokens import PageTokens
 from fhir_server.search.parameters import SearchParameterRegistry, parameter_files
 from fhir_server.access import insurer, opposition, patient_entries, patient_scope, records, rules
+from fhir_server.messaging import threads
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -124,6 +126,7 @@ async def open_repository(settings: Settings, store_url: str,
     # After the rules' summary: a death's closure and a purge are written on top of it.
     lifecycle.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
+    threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
 
 
@@ -139,6 +142,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     lifecycle.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
+    # Secure messaging (issue 15): who writes what in a thread.
+    threads.register(hooks)
     notifications = Notifications(settings)
     hooks.after_commits.append(notifications.committed)
     scheduler = Scheduler(settings.lifecycle_seconds)
@@ -252,6 +257,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
     app.include_router(lifecycle_routes.router)
+    app.include_router(messaging_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.

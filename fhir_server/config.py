@@ -79,6 +79,9 @@ class Settings:
     # The most bytes a document the patient adds may hold (issue 23): a file, or a Binary, over it is a 413.
     patient_document_max_bytes: int = field(
         default_factory=lambda: _env_int("FHIR_PATIENT_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
+    # The most bytes one attachment of a secure message may hold (issue 15): over it, a 413.
+    message_attachment_max_bytes: int = field(
+        default_factory=lambda: _env_int("FHIR_MESSAGE_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024))
 
     # Patient e-mail notifications (fhir_server.events.notifications). The SMTP server as
     # smtp://[user:password@]host[:port] (smtp+starttls:// to upgrade with STARTTLS, smtps:// for TLS

@@ -37,7 +37,9 @@ from fhir_server.security.tokens import default_scopes
 
 # Test servers take HL7 v2 from any sender unless a test says otherwise, and call rest-hook
 # receivers of the test on loopback (fhir_server.outbound refuses loopback unless allowed).
-TEST_ENV = {"FHIR_MLLP_SENDERS": "*", "FHIR_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128"}
+TEST_ENV = {"FHIR_MLLP_SENDERS": "*", "FHIR_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128",
+            # Small enough for tests/messaging to send an attachment over it.
+            "FHIR_MESSAGE_ATTACHMENT_MAX_BYTES": "65536"}
 # `serve --workers` of the session's shared server (tests/conftest.py); `make test-all` runs the
 # suites that use it again with 4.
 SESSION_WORKERS = int(os.environ.get("FHIR_TEST_WORKERS") or 1)

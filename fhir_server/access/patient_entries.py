@@ -28,6 +28,7 @@ from fhir_server.access.records import REPRESENTATIVE_ROLES, representative_link
 from fhir_server.access.rules import unrestricted
 from fhir_server.errors import FhirError
 from fhir_server.file_signatures import media_type
+from fhir_server.messaging import policy as messaging
 from fhir_server.security.callers import Caller
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.hooks import RecordWrite, RecordWriteCheck
@@ -183,7 +184,9 @@ async def _own_context(check: RecordWriteCheck) -> None:
     if resource_type not in check.reader.repository.resource_types:
         return
     target = await check.reader.repository.current(resource_type, resource_id, check.session)
-    if target is not None and not target.deleted and target.keys.get("dep") != depositor(check.caller):
+    # A thread's attachments are Binaries of its header (fhir_server.messaging.threads), whoever opened it.
+    if target is not None and not target.deleted and target.keys.get("dep") != depositor(check.caller) \
+            and not (target.resource_type == "Communication" and messaging.kind(target.resource) == "thread"):
         raise FhirError(403, "forbidden", "A patient may mask what someone else deposited in their record, not add "
                         "bytes to it")
 

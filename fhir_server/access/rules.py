@@ -30,6 +30,7 @@ from fhir_server.access.records import (
 )
 from fhir_server.access.records import SHUT, SHUT_STATUSES, record_types
 from fhir_server.errors import FhirError
+from fhir_server.messaging import policy as messaging
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage import outbox
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
@@ -356,7 +357,10 @@ async def check_record(check: RecordWriteCheck) -> None:
         if record.status in SHUT_STATUSES and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
         if check.resource_type not in PATIENT_CHOICES and check.current is not None \
-                and check.current.keys.get("dep") != record_keys.depositor(caller):
+                and check.current.keys.get("dep") != record_keys.depositor(caller) \
+                and not (check.resource_type == "Communication" and messaging.kind(check.current.resource)):
+            # Secure messages have their own rules (fhir_server.messaging.threads): the patient
+            # marks a professional's message read.
             _only_masking(check)
         return
     if check.resource_type == "Patient" and check.current is not None:

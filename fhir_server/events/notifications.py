@@ -7,6 +7,7 @@ read, an emergency access (to the patient and their médecin traitant).
 - A worker, one process at a time (a lease in the store, like the dispatcher's), sends what is
   due, with retries, and looks for the documents whose INVISIBLE_PATIENT month ended since it last
   looked (`acc.vfp` passed; its mark is kept in the store, so a restart neither skips nor repeats).
+- A secure message to the patient (issue 15): who wrote and when, never what.
 - Recipients: the patient's e-mail (Patient.telecom), and for a minor the legal representatives'
   (RelatedPerson.telecom, parents and guardians; not for documents invisible to them); a
   médecin traitant's from Practitioner.telecom. No address: nothing sent, logged once.
@@ -31,6 +32,7 @@ from fhir_server.access.records import REPRESENTATIVE_ROLES
 from fhir_server.config import Settings
 from fhir_server.events.mail import MailRefused, MailUnavailable, Transport, check_sender, compose
 from fhir_server.events.mail_queue import MailQueue
+from fhir_server.messaging import policy as messaging
 from fhir_server.security.callers import IDNATPS_SYSTEM
 from fhir_server.storage.database import JOB_MARKS
 from fhir_server.storage.documents import Stored, from_current, from_history
@@ -152,6 +154,35 @@ class Notifications:
         elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("DocumentReference/")
               and event.get("method") != "DELETE"):
             await self._document_written(event)
+        elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("Communication/")
+              and int(event.get("vid") or 0) == 1):
+            await self._message_sent(event)
+
+    async def _message_sent(self, event: dict[str, Any]) -> None:
+        """A secure message to the patient (issue 15): one e-mail to them (and a minor's legal
+        representatives), saying who wrote and when, never what."""
+        message = await self._current("Communication", event["rid"].split("/", 1)[1], event.get("pat"))
+        if message is None or message.patient is None or message.resource is None \
+                or messaging.kind(message.resource) != "message":
+            return
+        patient_ref = f"Patient/{message.patient}"
+        if not any(isinstance(r, dict) and r.get("reference") == patient_ref
+                   for r in message.resource.get("recipient") or []):
+            return
+        key = f"message/{message.id}"
+        if await self.queue.known(f"{key}/patient"):
+            return
+        patient = await self._current("Patient", message.patient)
+        if patient is None or patient.resource is None:
+            return
+        sender = (message.resource.get("sender") or {}).get("identifier") or {}
+        who = await self._professional(sender.get("value")) if sender.get("system") == IDNATPS_SYSTEM \
+            else (message.resource.get("sender") or {}).get("display") or f"FINESS {sender.get('value')}"
+        values = {"who": who, "date": _moment(instant(message.last_updated))}
+        for person_id, emails in await self._representatives(message.patient, patient.resource):
+            await self._tell(f"{key}/representative/{person_id}", "message-received", values, emails,
+                             f"RelatedPerson/{person_id}")
+        await self._tell(f"{key}/patient", "message-received", values, _emails(patient.resource), patient_ref)
 
     async def _document_written(self, event: dict[str, Any]) -> None:
         """A document created visible, or whose INVISIBLE_PATIENT label was taken off before its

@@ -11,8 +11,9 @@ MATCH_NOTHING: dict[str, Any] = {"_id": ""}
 
 
 def _scalar(key: str) -> bool:
-    """Keys holding one value in every stored document (index values under `ix.` may be arrays)."""
-    return key in ("_id", "sid", "pat", "del") or key.startswith("acc.")
+    """Keys holding one value in every stored document (index values under `ix.` may be arrays, and
+    so is the participant key `acc.par`: two conditions on it are not one intersection)."""
+    return key in ("_id", "sid", "pat", "del") or (key.startswith("acc.") and key != "acc.par")
 
 
 def _equality(value: Any) -> bool:
