@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m benchmarks.access_rules
 	$(BIN)/python -m benchmarks.audit_cost
 	$(BIN)/python -m benchmarks.reimbursements
+	$(BIN)/python -m benchmarks.enrol --scales 10k,100k
 	$(BIN)/python -m benchmarks.workers
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).

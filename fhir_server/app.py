@@ -60,7 +60,7 @@ from fhir_server.security.signing import server_signer
 from fhir_server.security.token_service import TokenService
 from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
 from fhir_server.storage.database import Database
-from fhir_server.storage.hooks import Hooks, load_modules
+from fhir_server.storage.hooks import AfterCommit, Hooks, load_modules
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.sharding import IDS
 from fhir_server.subscriptions import wiring as subscriptions
@@ -130,10 +130,11 @@ async def open_repository(settings: Settings, store_url: str,
     return repository, profile_registry
 
 
-def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
-    """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
-    its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
-    when the mail settings cannot be used."""
+def record_hooks(settings: Settings, after_commit: AfterCommit) -> Hooks:
+    """The hooks of every process that writes the record: the server, and the commands writing
+    beside it (`fhir-server enrol`), whose versions carry the same keys and pass the same rules.
+    A command's `after_commit` is never called (it runs no dispatcher); being there, it makes its
+    writes leave their outbox events for the server's dispatcher."""
     hooks = Hooks()
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
@@ -144,14 +145,23 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     insurer.register(hooks)
     # Secure messaging (issue 15): who writes what in a thread.
     threads.register(hooks)
-    notifications = Notifications(settings)
-    hooks.after_commits.append(notifications.committed)
-    scheduler = Scheduler(settings.lifecycle_seconds)
-    hooks.after_commits.append(scheduler.committed)
+    hooks.after_commits.append(after_commit)
     load_modules(hooks, settings.hooks)
     # The audit sees the records named before any rule refuses, and the versions every rule let through.
     audit_hooks.register_first(hooks)
     audit_hooks.register_last(hooks)
+    return hooks
+
+
+def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket | None = None) -> FastAPI:
+    """`mllp_listener` is the socket `settings.mllp_port` was bound to by the command (shared by
+    its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
+    when the mail settings cannot be used."""
+    notifications = Notifications(settings)
+    hooks = record_hooks(settings, notifications.committed)
+    # A death closes its record as soon as the write reporting it commits (fhir_server.record.scheduler).
+    scheduler = Scheduler(settings.lifecycle_seconds)
+    hooks.after_commits.append(scheduler.committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import Settings, SettingInvalid
 from fhir_server.definitions import structure
-from fhir_server.record import cli as record_cli
+from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
@@ -28,6 +28,7 @@ from fhir_server.storage import mongo_setup
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
+from fhir_server.record import cli as enrol_cli
 from fhir_server.transport import PLAIN_HTTP, TlsSettingsInvalid, check_tls, uvicorn_options
 from fhir_server.web.cors import CorsSettingsInvalid
 from fhir_server.workers import STARTUP_FAILURE, Workers
@@ -58,10 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="server processes sharing the port(s) and the store (default 1, at most 64)")
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    enrol_cli.add_arguments(commands)
     plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
     plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
     mongo_setup.add_arguments(commands)
-    record_cli.add_arguments(commands)
+    status_cli.add_arguments(commands)
     return parser
 
 
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return security_cli.token(args)
     if args.command == "clients":
         return security_cli.clients(args)
+    if args.command == "enrol":
+        return enrol_cli.run(args)
     if args.command == "shard-plan":
         # The plan follows from the resource types the server serves, the same for every data dir.
         print(json.dumps(shard_plan(structure.resource_types()), indent=2))
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mongo-setup":
         return mongo_setup.run(args)
     if args.command == "status":
-        return record_cli.run(args)
+        return status_cli.run(args)
     return serve(args)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,6 +32,9 @@ from fhir_server.errors import FhirError
 from fhir_server.security.callers import Caller
 from fhir_server.storage.documents import Stored
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck
+
+if TYPE_CHECKING:
+    from fhir_server.storage.repository import Reader
 
 POLICY_FILE = PROJECT_ROOT / "policies" / "insurer.json"
 
@@ -85,8 +88,8 @@ async def _names_a_record(check: RecordWriteCheck) -> None:
                         "(Patient/{id}): there is no such record", [f"{check.resource_type}.patient"])
 
 
-def reimbursement_keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
-                       context: Stored | None) -> dict[str, Any]:
+async def reimbursement_keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None,
+                             current: Stored | None, context: Stored | None, reader: Reader) -> dict[str, Any]:
     """The habilitation class of the REMB document type (a deletion keeps the keys it had)."""
     if resource is None or resource_type not in policy().only:
         return {}

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.access import habilitations, participants
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage.documents import Stored
 from fhir_server.timefmt import format_instant, instant, now
+
+if TYPE_CHECKING:
+    from fhir_server.storage.repository import Reader
 
 # TRE_A07, the DMP's document visibility statuses (ANS, NOS).
 VISIBILITY_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
@@ -91,8 +94,8 @@ def _author(resource: dict[str, Any], dep: str) -> str:
     return (people or organisations or [dep])[0]
 
 
-def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
-         context: Stored | None) -> dict[str, Any]:
+async def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
+               context: Stored | None, reader: Reader) -> dict[str, Any]:
     if resource is None:
         # A deletion is seen as the version it ends was.
         return dict(current.keys) if current is not None else {"dep": depositor(caller)}
@@ -119,5 +122,6 @@ def keys(caller: Caller, resource_type: str, resource: dict[str, Any] | None, cu
     }
     if resource_type in participants.types():
         # Who takes part (policies/participants.json): an array, never indexed (docs/EMBEDDED-STORE.md).
-        keys["par"] = participants.keys_of(resource_type, resource)
+        # A reference by id is resolved now, in the write's transaction (participants.resolve).
+        keys["par"] = await participants.keys_of(reader, resource_type, resource)
     return keys

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.access.participants import stored_names
 from fhir_server.definitions.compartment import patient_compartment_params
 from fhir_server.security.callers import IDNATPS_SYSTEM, Caller
 from fhir_server.storage.database import HISTORY
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
 CLOSED_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-closed"
 DELETION_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-deletion-requested"
+# When the enrolment notice was queued (a valueDateTime with its time zone): written by
+# `fhir-server enrol` (fhir_server.record.enrolment), the day the six weeks to object start.
 NOTICE_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-notice-sent"
 # `purged`: a closed record emptied at the end of its archive or on a deletion request (R.1111-36);
 # only its Patient stub is left (docs/DECISIONS.md, "Record lifecycle").
@@ -113,8 +116,12 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
     if not patient_id:
         return
     patients = repository.collection("Patient")
-    # A Patient's `pat` is its own id: naming it routes to the record's shard (policies/sharding.json).
-    found = await patients.find_one({"_id": patient_id, "pat": patient_id}, {"res": 1, "del": 1}, session=session)
+    if stored.resource_type == "Patient":
+        # The version just written is the current one: no need to read it back.
+        found: dict[str, Any] | None = {"res": stored.resource, "del": stored.deleted}
+    else:
+        # A Patient's `pat` is its own id: naming it routes to the record's shard (policies/sharding.json).
+        found = await patients.find_one({"_id": patient_id, "pat": patient_id}, {"res": 1, "del": 1}, session=session)
     if found is None or found.get("del"):
         return
     consents = await repository.collection("Consent").find({"pat": patient_id, "del": False}, {"res": 1},
@@ -153,17 +160,11 @@ async def _mark_shut(repository: Repository, session: Session, patient_id: str, 
 
 
 async def _idnatps_of(repository: Repository, session: Session, references: list[str]) -> dict[str, str]:
+    """`idnatps:{IdNatPs}` of each `Practitioner/{id}` carrying one (`participants.stored_names`)."""
     if not references:
         return {}
-    ids = [r.split("/", 1)[1] for r in references]
-    docs = await repository.collection("Practitioner").find({"_id": {"$in": ids}, "del": False}, {"res": 1},
-                                                             session=session).to_list(None)
-    named: dict[str, str] = {}
-    for doc in docs:
-        for identifier in (doc.get("res") or {}).get("identifier") or []:
-            if isinstance(identifier, dict) and identifier.get("system") == IDNATPS_SYSTEM and identifier.get("value"):
-                named[f"Practitioner/{doc['_id']}"] = f"idnatps:{identifier['value']}"
-    return named
+    named = await stored_names(repository, session, references)
+    return {r: f"idnatps:{k.split(':', 1)[1]}" for r, k in named.stored.items() if k.startswith("ps:")}
 
 
 def _summary(patient: dict[str, Any], consents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -193,6 +194,18 @@ def _summary(patient: dict[str, Any], consents: list[dict[str, Any]]) -> dict[st
 
 def _in_period(start: Any, end: Any, today: str) -> bool:
     return not (isinstance(start, str) and start[:10] > today) and not (isinstance(end, str) and end[:10] < today)
+
+
+async def load_status(reader: Reader, patient_id: str) -> str:
+    """The record's status alone: the same one lookup of the Patient as `load`, without reading the
+    Consents of a record whose Patient is not stored (whose status is then `active`)."""
+    own = reader.repository.reader(None, reader.session)
+    found = await own.find("Patient", {"_id": patient_id, "pat": patient_id, "del": False}, {"res": 1, RULES_KEY: 1},
+                           limit=1)
+    if not found:
+        return record_status(None)
+    rules = found[0].get(RULES_KEY)
+    return str(rules["status"]) if rules is not None else record_status(found[0].get("res"))
 
 
 async def load(reader: Reader, patient_id: str) -> Record:

@@ -23,6 +23,7 @@ from fhir_server.access.records import (
     is_own,
     is_privacy_consent,
     load,
+    load_status,
     professional_keys,
     record_status,
     represents,
@@ -344,13 +345,14 @@ async def check_record(check: RecordWriteCheck) -> None:
         _keep_professional_identity(check)
     if check.patient is None:
         return
-    record = await load(check.reader, check.patient)
     if unrestricted(caller):
         # The law binds the platform too: nothing is stored for an opposed person, nothing more
         # deposited in a closed record; the platform may still set the record's own status.
-        if record.status in SHUT_STATUSES and check.resource_type not in PATIENT_CHOICES:
-            raise _refuse(_refusal(record.status))
+        status = await load_status(check.reader, check.patient)
+        if status in SHUT_STATUSES and check.resource_type not in PATIENT_CHOICES:
+            raise _refuse(_refusal(status))
         return
+    record = await load(check.reader, check.patient)
     if caller.kind == "patient":
         if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")

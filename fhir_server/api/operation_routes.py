@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.authentication import permit, require_system
-from fhir_server.api.body import resource_body
+from fhir_server.api.body import read_body, resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.negotiation import media_type
@@ -17,6 +17,7 @@ from fhir_server.interactions import read as reading
 from fhir_server.errors import FhirError
 from fhir_server.operations import record_areas, validate
 from fhir_server.operations.bulk_import import NDJSON_TYPES, Importer, ndjson_lines
+from fhir_server.operations.enrol import EnrolOperation, check_caller
 from fhir_server.security.server_keys import server_secret
 
 # The secret the import keys its resource ids with (fhir_server.operations.bulk_import).
@@ -71,3 +72,15 @@ async def bulk_import(request: Request) -> Response:
     if summary.lines == 0:
         raise FhirError(400, "structure", "The body holds no resource")
     return fhir_response(request, summary.outcome())
+
+
+@router.post("/fhir/$enrol")
+async def enrol(request: Request) -> Response:
+    """One batch of an insurer's roster (fhir_server.operations.enrol)."""
+    check_caller(request_caller(request))
+    if media_type(request.headers.get("content-type")) not in NDJSON_TYPES:
+        raise FhirError(415, "not-supported", f"$enrol takes FHIR NDJSON ({NDJSON_TYPES[0]}): Patient and RelatedPerson lines")
+    state = request.app.state
+    if getattr(state, "enrol", None) is None:
+        state.enrol = EnrolOperation(repository(request), state.settings)
+    return fhir_response(request, await state.enrol.run(await read_body(request)))

@@ -16,7 +16,9 @@ import smtplib
 import ssl
 import string
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage
+from email.quoprimime import body_encode
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from functools import cache
@@ -106,6 +108,29 @@ def compose(name: str, values: dict[str, str], *, key: str, sender: str, recipie
     # Quoted-printable: safe over any SMTP hop, and still readable as text in the spool.
     message.set_content(chosen.body.substitute(flat), cte="quoted-printable")
     return message
+
+
+def render(name: str, values: dict[str, str], *, key: str, sender: str, recipients: list[str],
+           moment_utc: str) -> tuple[str, str]:
+    """`compose`'s message as (Message-ID, raw text), written out directly: the same headers and
+    quoted-printable body at a fifth of the cost, for messages queued by the hundred thousand (the
+    enrolment notice). Addresses that are not ASCII go through `compose`."""
+    if not (sender + "".join(recipients)).isascii():
+        message = compose(name, values, key=key, sender=sender, recipients=recipients, moment_utc=moment_utc)
+        return str(message["Message-ID"]), message.as_string()
+    chosen = template(name)
+    flat = {k: _one_line(v) for k, v in values.items()}
+    subject = Header(chosen.subject.substitute(flat), "utf-8", header_name="Subject").encode(linesep="\r\n")
+    body = chosen.body.substitute(flat)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    message_id = f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
+    head = [f"From: {_one_line(sender)}", f"To: {_one_line(', '.join(recipients))}", f"Subject: {subject}",
+            f"Date: {format_datetime(parse_instant(moment_utc))}", f"Message-ID: {message_id}",
+            "Auto-Submitted: auto-generated", 'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable", "MIME-Version: 1.0"]
+    # quoprimime encodes characters as bytes: the UTF-8 bytes, each read as one character.
+    octets = (body if body.endswith("\n") else body + "\n").encode("utf-8").decode("latin-1")
+    return message_id, "\r\n".join([*head, "", body_encode(octets, eol="\r\n")])
 
 
 def check_sender(sender: str) -> None:

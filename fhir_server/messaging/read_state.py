@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.access.participants import Names, resolve
 from fhir_server.errors import FhirError
 from fhir_server.messaging.policy import kind, thread_of
 from fhir_server.messaging.threads import caller_side, recipients_of
@@ -28,7 +29,8 @@ async def mark_read(repository: Repository, caller: Caller, message_id: str) -> 
     if kind(message) != "message" or stored.patient is None:
         raise FhirError(422, "business-rule", "$mark-read marks a secure message (category message) read")
     side = caller_side(caller)
-    if side is None or side not in recipients_of(message, stored.patient):
+    names = await resolve(repository.reader(None), "Communication", [message])
+    if side is None or side not in recipients_of(message, stored.patient, names):
         raise FhirError(403, "forbidden", "Only a recipient of a message marks it read")
     if message.get("received"):
         return stored
@@ -37,9 +39,9 @@ async def mark_read(repository: Repository, caller: Caller, message_id: str) -> 
     return written.stored
 
 
-def _addressed(message: dict[str, Any], patient: str, side: str) -> bool:
+def _addressed(message: dict[str, Any], patient: str, side: str, names: Names) -> bool:
     try:
-        return side in recipients_of(message, patient)
+        return side in recipients_of(message, patient, names)
     except FhirError:
         # Stored before the rules, or by the platform: not a message anyone can be counted in.
         return False
@@ -54,13 +56,17 @@ async def unread(repository: Repository, caller: Caller, patient_id: str) -> dic
                              sort=[("sid", 1)], limit=MAX_COMMUNICATIONS)
     headers: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
-    for doc in docs:
-        stored = from_current("Communication", doc)
+    communications = [from_current("Communication", doc) for doc in docs]
+    unread_messages = [s.resource for s in communications
+                       if kind(s.resource) == "message" and not (s.resource or {}).get("received")]
+    # Who the unread messages' references by id name: one lookup for them all, none per message.
+    names = await resolve(reader, "Communication", unread_messages) if side is not None else Names({})
+    for stored in communications:
         resource = stored.resource or {}
         if kind(resource) == "thread":
             headers[stored.id] = resource
         elif kind(resource) == "message" and side is not None and not resource.get("received") \
-                and _addressed(resource, patient_id, side):
+                and _addressed(resource, patient_id, side, names):
             thread = thread_of(resource)
             if thread is not None:
                 counts[thread] = counts.get(thread, 0) + 1

@@ -6,7 +6,9 @@ or closed record):
   only with a pharmacy that dispensed to them within the policy's months (a MedicationDispense of
   their record naming it by FINESS);
 - every thread is between its patient (`subject`) and professionals or establishments, named by
-  identifier so the participant rule can key them; never another patient;
+  identifier or by a Practitioner, PractitionerRole or Organization carrying it (looked up in the
+  write's transaction, as the participant rule keys them: `participants.resolve`); never another
+  patient;
 - a message is `partOf` its thread's header, goes to everyone in the thread, is sent by the caller,
   and `inResponseTo` names messages of the same thread; nobody writes into a closed thread;
 - a professional or establishment taking part closes (`completed`) and reopens (`in-progress`) it;
@@ -23,7 +25,7 @@ import calendar
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from fhir_server.access.participants import reference_key
+from fhir_server.access.participants import Names, reference_key, resolve, stored_names
 from fhir_server.access.records import load, professional_keys
 from fhir_server.access.rules import unrestricted
 from fhir_server.errors import FhirError
@@ -64,34 +66,36 @@ def caller_side(caller: Caller) -> str | None:
     return None
 
 
-def _named(reference: Any, patient: str, where: str) -> str:
+def _named(reference: Any, patient: str, where: str, names: Names, within: dict[str, Any]) -> str:
     if isinstance(reference, dict) and reference.get("reference") == f"Patient/{patient}":
         return PATIENT
-    key = reference_key(reference)
+    key = names.key(reference, within)
     if key is not None:
         return key
     target = reference.get("reference") if isinstance(reference, dict) else None
     if isinstance(target, str) and (target.startswith("Patient/") or "/Patient/" in target):
         raise _forbidden("No patient-to-patient messages: a thread is between its patient and professionals "
                          "or establishments")
-    raise _invalid("Name a professional by their IdNatPs (identifier system urn:oid:1.2.250.1.71.4.2.1), an "
-                   "establishment by its FINESS (urn:oid:1.2.250.1.71.4.2.2), and the patient as the subject "
+    raise _invalid("Name a professional by their IdNatPs (identifier system urn:oid:1.2.250.1.71.4.2.1) or a "
+                   "Practitioner (PractitionerRole) carrying it, an establishment by its FINESS "
+                   "(urn:oid:1.2.250.1.71.4.2.2) or an Organization carrying it, and the patient as the subject "
                    "(Patient/{id})", where)
 
 
-def sender_of(resource: dict[str, Any], patient: str) -> str:
+def sender_of(resource: dict[str, Any], patient: str, names: Names) -> str:
     if not isinstance(resource.get("sender"), dict):
         raise _invalid("A message and a thread name their sender", "Communication.sender")
-    return _named(resource["sender"], patient, "Communication.sender")
+    return _named(resource["sender"], patient, "Communication.sender", names, resource)
 
 
-def recipients_of(resource: dict[str, Any], patient: str) -> set[str]:
-    return {_named(r, patient, f"Communication.recipient[{i}]")
+def recipients_of(resource: dict[str, Any], patient: str, names: Names) -> set[str]:
+    """`names`: who its references name (`participants.resolve` of the resource)."""
+    return {_named(r, patient, f"Communication.recipient[{i}]", names, resource)
             for i, r in enumerate(resource.get("recipient") or [])}
 
 
-def participants_of(resource: dict[str, Any], patient: str) -> set[str]:
-    return {sender_of(resource, patient), *recipients_of(resource, patient)}
+def participants_of(resource: dict[str, Any], patient: str, names: Names) -> set[str]:
+    return {sender_of(resource, patient, names), *recipients_of(resource, patient, names)}
 
 
 def _months_ago(months: int) -> str:
@@ -106,6 +110,7 @@ async def _dispensed_by(reader: Reader, patient: str, finess: str) -> bool:
     by FINESS) and was handed over (else prepared) within the policy's months."""
     since = _months_ago(int(policy()["pharmacyMonths"]))
     own = reader.repository.reader(None, reader.session)
+    recent: list[tuple[dict[str, Any], list[Any]]] = []
     for doc in await own.find("MedicationDispense", {"pat": patient, "del": False}, {"ix": 0, "sk": 0},
                               limit=MAX_DISPENSES):
         dispense = from_current("MedicationDispense", doc).resource or {}
@@ -116,7 +121,12 @@ async def _dispensed_by(reader: Reader, patient: str, finess: str) -> bool:
         named.append(dispense.get("location"))
         if any(reference_key(r) == f"org:{finess}" for r in named):
             return True
-    return False
+        recent.append((dispense, named))
+    # Pharmacies named by id (Organization/{id}): one lookup for all of them.
+    names = await stored_names(reader.repository, reader.session,
+                               {r["reference"] for _, named in recent for r in named
+                                if isinstance(r, dict) and isinstance(r.get("reference"), str)})
+    return any(names.key(r, dispense) == f"org:{finess}" for dispense, named in recent for r in named)
 
 
 async def check_record(check: RecordWriteCheck) -> None:
@@ -144,28 +154,30 @@ async def check_record(check: RecordWriteCheck) -> None:
     record = await load(check.reader, patient)
     if caller.kind == "practitioner" and await professional_keys(check.reader, caller) & record.denied:
         raise _forbidden("The patient blocked you: you cannot write to them")
+    names = await resolve(check.reader, "Communication", [before, after])
     if now_kind == "thread":
         if before is None:
-            await _open_thread(check, after, patient, side)
+            await _open_thread(check, after, patient, side, names)
         else:
-            _close_or_reopen(before, after, patient, side)
+            _close_or_reopen(before, after, patient, side, names)
     elif before is None:
-        await _send(check, after, patient, side)
+        await _send(check, after, patient, side, names)
     else:
-        _mark_read(before, after, patient, side)
+        _mark_read(before, after, patient, side, names)
 
 
-async def _open_thread(check: RecordWriteCheck, header: dict[str, Any], patient: str, side: str) -> None:
+async def _open_thread(check: RecordWriteCheck, header: dict[str, Any], patient: str, side: str,
+                       names: Names) -> None:
     if header.get("partOf"):
         raise _invalid("A thread header is part of nothing; its messages are partOf it", "Communication.partOf")
     if header.get("status") != policy()["openStatus"]:
         raise _invalid(f"A thread opens with status {policy()['openStatus']}", "Communication.status")
-    people = participants_of(header, patient)
+    people = participants_of(header, patient, names)
     others = people - {PATIENT}
     if PATIENT not in people or not others:
         raise _invalid("A thread is between its patient (sender or recipient) and at least one professional or "
                        "establishment", "Communication.recipient")
-    if sender_of(header, patient) != side:
+    if sender_of(header, patient, names) != side:
         raise _invalid("You open a thread as its sender", "Communication.sender")
     if side != PATIENT:
         return
@@ -182,8 +194,8 @@ def _unchanged(before: dict[str, Any], after: dict[str, Any], *changing: str) ->
     return kept(before) == kept(after)
 
 
-def _close_or_reopen(before: dict[str, Any], after: dict[str, Any], patient: str, side: str) -> None:
-    if side == PATIENT or side not in participants_of(before, patient):
+def _close_or_reopen(before: dict[str, Any], after: dict[str, Any], patient: str, side: str, names: Names) -> None:
+    if side == PATIENT or side not in participants_of(before, patient, names):
         raise _forbidden("Only a professional or an establishment taking part in a thread closes or reopens it")
     statuses = (policy()["openStatus"], policy()["closedStatus"])
     if after.get("status") not in statuses or not _unchanged(before, after, "status"):
@@ -191,7 +203,7 @@ def _close_or_reopen(before: dict[str, Any], after: dict[str, Any], patient: str
                        "Communication.status")
 
 
-async def _send(check: RecordWriteCheck, message: dict[str, Any], patient: str, side: str) -> None:
+async def _send(check: RecordWriteCheck, message: dict[str, Any], patient: str, side: str, names: Names) -> None:
     repository = check.reader.repository
     thread_id = thread_of(message)
     header = await repository.current("Communication", thread_id, check.session) if thread_id else None
@@ -199,15 +211,15 @@ async def _send(check: RecordWriteCheck, message: dict[str, Any], patient: str, 
         raise _invalid("A message is partOf one thread header (Communication/{id}) of its patient's record",
                        "Communication.partOf")
     assert header.resource is not None
-    people = participants_of(header.resource, patient)
+    people = participants_of(header.resource, patient, await resolve(check.reader, "Communication", [header.resource]))
     if side not in people:
         raise _forbidden("You take no part in this thread")
     if is_closed(header.resource):
         raise FhirError(409, "business-rule", "This thread is closed: nobody writes in it until a professional "
                         "taking part reopens it", ["Communication.partOf"])
-    if sender_of(message, patient) != side:
+    if sender_of(message, patient, names) != side:
         raise _invalid("You send a message as its sender", "Communication.sender")
-    if participants_of(message, patient) != people:
+    if participants_of(message, patient, names) != people:
         raise _invalid("A message goes to everyone in its thread: its sender and recipients are the thread's",
                        "Communication.recipient")
     if message.get("status") != policy()["messageStatus"]:
@@ -259,12 +271,12 @@ async def _attached(repository: Repository, session: Session, attachment: Any, t
                        f"{where}.contentType")
 
 
-def _mark_read(before: dict[str, Any], after: dict[str, Any], patient: str, side: str) -> None:
+def _mark_read(before: dict[str, Any], after: dict[str, Any], patient: str, side: str, names: Names) -> None:
     if not _unchanged(before, after, "received"):
         raise _forbidden("A message is not changed once sent")
     if before.get("received") or not after.get("received"):
         raise _invalid("A message is marked read once, by setting its received time", "Communication.received")
-    if side not in recipients_of(before, patient):
+    if side not in recipients_of(before, patient, names):
         raise _forbidden("Only a recipient of a message marks it read")
 
 

@@ -1,23 +1,42 @@
 """The CapabilityStatement, generated from what is really registered (GET /fhir/metadata).
 
 Types, search parameters, `_include` and `_revinclude` values come from the same definitions the
-server searches with; the part per type is built once (it does not depend on the request).
+server searches with; the part per type is built once (it does not depend on the request). The
+server's own operations on a type are declared by their OperationDefinitions, kept as data in
+`profiles/OperationDefinition/` (each names its types in `resource`).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+import orjson
+
 from fhir_server import FHIR_VERSION
+from fhir_server.config import PROJECT_ROOT
 from fhir_server.search.parameters import COMMON_BASE, SearchParameterRegistry
 from fhir_server.timefmt import now_instant
 from fhir_server.validation.profile_registry import ProfileRegistry
 
+OPERATION_DEFINITIONS = PROJECT_ROOT / "profiles" / "OperationDefinition"
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
 
 
 def _search_param(definition: dict[str, Any]) -> dict[str, Any]:
     return {"name": definition["code"], "definition": definition["url"], "type": definition["type"]}
+
+
+@cache
+def type_operations() -> dict[str, list[dict[str, str]]]:
+    """Per resource type, `rest.resource.operation`: the name and canonical URL of each operation
+    `profiles/OperationDefinition/` defines on it."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for path in sorted(OPERATION_DEFINITIONS.glob("*.json")):
+        definition = orjson.loads(path.read_bytes())
+        for rtype in definition["resource"]:
+            found.setdefault(rtype, []).append({"name": definition["code"], "definition": definition["url"]})
+    return found
 
 
 def _searchable(definitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,6 +75,8 @@ class CapabilityBuilder:
                 "searchRevInclude": ["*", *revincludes[rtype]],
                 "searchParam": _searchable(self.search.definitions_for(rtype)),
             }
+            if rtype in type_operations():
+                resource["operation"] = type_operations()[rtype]
             supported = self.profiles.profiles_for_type(rtype)
             if supported:
                 resource["supportedProfile"] = supported

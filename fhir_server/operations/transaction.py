@@ -1,8 +1,11 @@
 """Batch and transaction Bundles (FHIR R4 http.html#transaction).
 
 A transaction runs every entry in one store transaction: on any failure nothing of it stays.
-Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); fullUrls and conditional
-references are rewritten first (operations/reference_rewrite.py).
+Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET), except that the Practitioners,
+Organizations and PractitionerRoles it creates or updates are written before its other creates and
+updates: a participant named by id is looked up when the resource naming it is written
+(access/participants.py), so a thread or appointment and its participants may come in one
+transaction. fullUrls and conditional references are rewritten first (operations/reference_rewrite.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from fhir_server.access.participants import NAMING_TYPES
 from fhir_server.audit import hooks as audit_hooks
 from fhir_server.audit import trace
 from fhir_server.errors import FhirError, operation_outcome
@@ -73,6 +77,16 @@ async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
     raise FhirError(409, "conflict", f"{what}: a resource it writes kept changing while it ran, written by another "
                     "request or by another entry of the same Bundle. Nothing of it was stored; send it again, or "
                     "do not write one resource from two entries.")
+
+
+def _order(item: Prepared) -> tuple[int, int, int]:
+    """DELETEs; then the writes of participants' resources (Practitioner, Organization, then
+    PractitionerRole, which names them); then the other POSTs, PUTs and PATCHes; GETs last.
+    Followers come after what they follow, so a Binary lands in its document's record at once."""
+    method, rtype = item.entry.method, item.entry.resource_type
+    if method in ("POST", "PUT", "PATCH") and rtype in NAMING_TYPES:
+        return (1, NAMING_TYPES.index(rtype), ORDER[method])
+    return (0 if method == "DELETE" else 2, ORDER[method], rtype in FOLLOWERS)
 
 
 def entry_interaction(entry: Entry) -> str:
@@ -179,7 +193,7 @@ class BundleProcessor:
             document_binaries.bind(prepared)
             # What is seen as another resource (a document's Binary, its submission set) is written
             # after it, so it lands in that resource's record at once (a patient writes only there).
-            for item in sorted(prepared, key=lambda p: (ORDER[p.entry.method], p.entry.resource_type in FOLLOWERS)):
+            for item in sorted(prepared, key=_order):
                 try:
                     item.response = await self._execute(session, item, identities)
                 except FhirError as error:

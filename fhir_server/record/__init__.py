@@ -1,0 +1,1 @@
+"""The record's lifecycle: enrolment of the insured (`fhir-server enrol`), status transitions."""

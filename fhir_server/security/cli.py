@@ -27,7 +27,7 @@ from fhir_server.security.scopes import Scopes
 from fhir_server.security.signing import ServerSigner, server_signer
 from fhir_server.security.tokens import default_scopes
 from fhir_server.storage.database import Database
-from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable
+from fhir_server.storage.embedded import StoreUnavailable, store_beside_server
 
 DEFAULT_TTL = 3600
 DEFAULT_AUDIENCE = "http://127.0.0.1:8080/fhir"
@@ -84,30 +84,13 @@ def add_arguments(commands: Any) -> None:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """The deployment's store: MONGODB_URL, the running server's embedded store, or one started here."""
-    store: EmbeddedStore | None = None
-    if settings.mongodb_url:
-        url = settings.mongodb_url
-    else:
-        running = EmbeddedStore(settings.data_dir)
+    with store_beside_server(settings.data_dir, settings.mongodb_url) as url:
+        database = Database(url, settings.database, data_dir=settings.data_dir)
         try:
-            running.claim()
-        except StoreUnavailable:
-            # The server runs: use its store, through the gate's file locks like its own requests.
-            if not running.url_file.exists():
-                raise
-            url = running.url_file.read_text(encoding="ascii").strip()
-        else:
-            running.release()
-            store = EmbeddedStore(settings.data_dir)
-            url = store.start()
-    database = Database(url, settings.database, data_dir=settings.data_dir)
-    try:
-        await database.connect()
-        yield database
-    finally:
-        await database.close()
-        if store is not None:
-            store.stop()
+            await database.connect()
+            yield database
+        finally:
+            await database.close()
 
 
 async def _signer(settings: Settings) -> ServerSigner:

@@ -20,6 +20,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -229,3 +231,28 @@ class EmbeddedStore:
                 process.wait()
         finally:
             self.release()
+
+
+@contextmanager
+def store_beside_server(data_dir: Path, mongodb_url: str | None) -> Iterator[str]:
+    """The URL a command that writes the record uses: MONGODB_URL; else the store of the server
+    running on `data_dir` (whose writer gate the command then shares through the data dir's file
+    locks, DECISIONS "Processes and the embedded store"); else a store started for the command
+    and stopped after it."""
+    if mongodb_url:
+        yield mongodb_url
+        return
+    running = EmbeddedStore(data_dir)
+    try:
+        running.claim()
+    except StoreUnavailable:
+        if not running.url_file.exists():
+            raise
+        yield running.url_file.read_text(encoding="ascii").strip()
+        return
+    running.release()
+    store = EmbeddedStore(data_dir)
+    try:
+        yield store.start()
+    finally:
+        store.stop()

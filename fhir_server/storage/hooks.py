@@ -15,8 +15,9 @@
 - before write (`Hooks.check_write`): every resource a caller writes, before any store work;
   validation is registered here. Called from `Repository.prepare`.
 - record keys (`Hooks.keys`): the scalar keys each version carries next to `pat` (who deposited it,
-  its visibility), which the search filter's conditions compare. Called from `Repository._write`
-  (and `Repository._stage`, see record write).
+  its visibility), which the search filter's conditions compare; a key may need a lookup (who a
+  reference names), made with the server's own reader in the write's session, so reads never
+  look anything up. Called from `Repository._write` (and `Repository._stage`, see record write).
 - record write (`Hooks.check_record`): every version a caller writes or deletes, with the patient
   whose record it goes to (`pat`), before it is stored, inside its transaction. Called from
   `Repository._write`, the one place `pat` is computed, and from `Repository._stage`, the same
@@ -50,8 +51,9 @@ ScopeFilter = Callable[[str | None], dict[str, Any] | None]
 # (caller, reader, patients named or None) -> the filter of that interaction's queries, or None.
 RecordOpen = Callable[[Caller, "Reader", list[str] | None], Awaitable[ScopeFilter | None]]
 # (caller, resource type, resource or None for a deletion, current version, the version its
-# securityContext names) -> keys stored with the version.
-RecordKeys = Callable[[Caller, str, dict[str, Any] | None, "Stored | None", "Stored | None"], dict[str, Any]]
+# securityContext names, the server's own reader in the write's session) -> keys stored with the version.
+RecordKeys = Callable[[Caller, str, dict[str, Any] | None, "Stored | None", "Stored | None", "Reader"],
+                      Awaitable[dict[str, Any]]]
 # (caller, resource) -> the resource as it may leave, or None to withhold it.
 ResourceRead = Callable[[Caller, dict[str, Any]], dict[str, Any] | None]
 # (caller, resource) -> None; raises FhirError to refuse the write.
@@ -106,11 +108,11 @@ class Hooks:
         found = [await hook(caller, reader, patients) for hook in self.record_opens]
         return [f for f in found if f is not None]
 
-    def keys(self, caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
-             context: Stored | None) -> dict[str, Any]:
+    async def keys(self, caller: Caller, resource_type: str, resource: dict[str, Any] | None, current: Stored | None,
+                   context: Stored | None, reader: Reader) -> dict[str, Any]:
         keys: dict[str, Any] = {}
         for hook in self.record_keys:
-            keys.update(hook(caller, resource_type, resource, current, context))
+            keys.update(await hook(caller, resource_type, resource, current, context, reader))
         return keys
 
     async def check_record(self, check: RecordWriteCheck) -> None:

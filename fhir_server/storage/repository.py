@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from fhir_server.search.request import SearchRequest
 
 Session = AsyncClientSession | None
+# What goes into a `write_many` transaction beside the resources, given their results by index.
+Within = Callable[[AsyncClientSession | None, dict[int, "WriteResult | FhirError"]], Awaitable[None]]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
 
@@ -682,9 +684,10 @@ class Repository:
             patient = context.patient
         else:
             patient = patient_of(resource_type, resource_id, ix)
+        own = self.reader(None, session)
         await self.hooks.check_record(RecordWriteCheck(caller, resource_type, resource_id, body, current, patient,
-                                                       session, self.reader(None, session)))
-        keys = self.hooks.keys(caller, resource_type, body, current, context)
+                                                       session, own))
+        keys = await self.hooks.keys(caller, resource_type, body, current, context, own)
         if context_reference:
             # Kept even before its target is stored: the target's first write then finds this Binary.
             keys["ctx"] = context_reference
@@ -781,13 +784,19 @@ class Repository:
             await history.insert_many([{**d, "acc": keys, "pat": after} for d in docs], ordered=True, session=session)
 
     # -- many writes in one transaction: the NDJSON import (fhir_server.operations.bulk_import)
-    async def write_many(self, caller: Caller, items: list[tuple[str, dict[str, Any]]]) -> list[WriteResult | FhirError]:
+    async def write_many(self, caller: Caller, items: list[tuple[str, dict[str, Any]]], *,
+                         groups: list[int] | None = None, within: Within | None = None) -> list[WriteResult | FhirError]:
         """Prepared resources (`prepare`), each with the id it is to have (distinct), written in one
         store transaction with the documents `_write` makes (current, history, lookup keys, outbox
         event) and the same record-write and record-keys hooks, but sent as one insert_many per
         collection instead of one round trip per resource (docs/PERFORMANCE.md). A resource whose id
         is stored already is updated, or left alone when unchanged (an import run again). A
         refusal (a hook's, or a write rule's) refuses that resource alone, with nothing of it stored.
+
+        `groups` (one number per item) makes resources that stand together (a person and their
+        representatives, fhir_server.record.enrolment): one refused refuses its whole group.
+        `within` runs at the end of the transaction with the results so far, to write what goes
+        with them (a notice queued with the version that records it).
         """
         await self.ready([*(r["resourceType"] for _, r in items), *FOLLOWERS])
         results: list[WriteResult | FhirError | None] = [None] * len(items)
@@ -796,7 +805,7 @@ class Repository:
         while True:
             batch = [(i, *items[i]) for i in pending]
             try:
-                done = await self.in_transaction(lambda s: self._write_many(s, caller, batch, known))
+                done = await self.in_transaction(lambda s: self._write_many(s, caller, batch, known, groups, within))
             except (DuplicateKeyError, BulkWriteError):
                 if known:
                     raise
@@ -804,8 +813,10 @@ class Repository:
                 known = True
                 continue
             except _Withdrawn as withdrawn:
-                results[withdrawn.index] = withdrawn.error
-                pending.remove(withdrawn.index)
+                together = [i for i in pending if groups[i] == groups[withdrawn.index]] if groups else [withdrawn.index]
+                for index in together:
+                    results[index] = withdrawn.error
+                    pending.remove(index)
                 continue
             for index, result in done.items():
                 results[index] = result
@@ -815,7 +826,8 @@ class Repository:
             return written
 
     async def _write_many(self, session: Session, caller: Caller, items: list[tuple[int, str, dict[str, Any]]],
-                          known: bool) -> dict[int, WriteResult | FhirError]:
+                          known: bool, groups: list[int] | None = None,
+                          within: Within | None = None) -> dict[int, WriteResult | FhirError]:
         """`known`: look up each id's current version (False: they are all new)."""
         results: dict[int, WriteResult | FhirError] = {}
         staged: list[tuple[int, Stored, Stored | None, dict[str, Any]]] = []
@@ -840,6 +852,12 @@ class Repository:
                 staged.append((index, stored, current, document))
         finally:
             self.read_memo.pop(id(session), None)
+        if groups:
+            staged_groups = {groups[index] for index, _, _, _ in staged}
+            for index, result in results.items():
+                if isinstance(result, FhirError) and groups[index] in staged_groups:
+                    # Refused with a resource of its group staged: the group goes, none of it written.
+                    raise _Withdrawn(index, result)
         inserts: dict[str, list[dict[str, Any]]] = {}
         for index, stored, current, document in staged:
             if current is None:
@@ -880,6 +898,8 @@ class Repository:
             except FhirError as exc:
                 raise _Withdrawn(index, exc) from exc
             results[index] = WriteResult(stored, created=current is None or current.deleted, changed=True)
+        if within is not None:
+            await within(session, results)
         return results
 
     async def _stage(self, session: Session, caller: Caller, resource_type: str, resource_id: str,
@@ -894,9 +914,10 @@ class Repository:
         context = await self.current(*context_reference.split("/"), session) \
             if context_reference and context_reference.split("/")[0] in self.resource_types else None
         patient = context.patient if context is not None else patient_of(resource_type, resource_id, ix)
+        own = self.reader(None, session)
         await self.hooks.check_record(RecordWriteCheck(caller, resource_type, resource_id, body, current, patient,
-                                                       session, self.reader(None, session)))
-        keys = self.hooks.keys(caller, resource_type, body, current, context)
+                                                       session, own))
+        keys = await self.hooks.keys(caller, resource_type, body, current, context, own)
         if context_reference:
             keys["ctx"] = context_reference
         stored = Stored(resource_type, resource_id, version, stamp, False, body, None,
