@@ -17,6 +17,7 @@ from fhir_server.api import (
     error_handlers,
     ingest_routes,
     instance_routes,
+    lifecycle_routes,
     messaging_routes,
     operation_routes,
     system_routes,
@@ -33,6 +34,8 @@ from fhir_server.ingest.mllp import start_mllp_server
 from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
+from fhir_server.record import lifecycle
+from fhir_server.record.scheduler import Scheduler
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.limits import Limiter, budgets_from_environment
 from fhir_server.outbound import OutboundClient, Policy
@@ -123,6 +126,8 @@ async def open_repository(settings: Settings, store_url: str,
     register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
+    # After the rules' summary: a death's closure and a purge are written on top of it.
+    lifecycle.register_write_rules(repository)
     await patient_entries.register(repository, settings.patient_document_max_bytes)
     threads.register_write_rules(repository, settings.message_attachment_max_bytes)
     return repository, profile_registry
@@ -137,6 +142,8 @@ def record_hooks(settings: Settings, after_commit: AfterCommit) -> Hooks:
     # SMART patient/ scopes reach only the patient in context, whatever else is configured.
     patient_scope.register(hooks)
     rules.register(hooks)
+    # After the rules, which refuse any status change by professionals and systems.
+    lifecycle.register(hooks)
     # Reimbursements (ExplanationOfBenefit) are written by the insurer alone.
     insurer.register(hooks)
     # Appointment status changes follow policies/appointment-status.json on every channel.
@@ -163,6 +170,9 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # (a command writing beside it leaves its events to the server's dispatcher).
     prevention = reminders.PreventionReminders(settings.prevention_reminders)
     hooks.after_commits.insert(hooks.after_commits.index(notifications.committed), prevention.committed)
+    # A death closes its record as soon as the write reporting it commits (fhir_server.record.scheduler).
+    scheduler = Scheduler(settings.lifecycle_seconds)
+    hooks.after_commits.append(scheduler.committed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -202,6 +212,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             dispatcher.start()
         prevention.start(repository)
         notifications.start(repository, prevention)
+        await scheduler.start(repository, app.state.audit_writer)
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
@@ -233,6 +244,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                 await clients.stop()
                 await keys.stop()
                 await notifications.stop()
+                await scheduler.stop()
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await delivery.stop()
@@ -270,6 +282,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(system_routes.router)
     app.include_router(operation_routes.router)
     app.include_router(agenda_operation.router)
+    app.include_router(lifecycle_routes.router)
     app.include_router(messaging_routes.router)
     app.include_router(type_routes.router)
     app.include_router(instance_routes.router)

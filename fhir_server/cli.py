@@ -20,6 +20,7 @@ from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import Settings, SettingInvalid
 from fhir_server.definitions import structure
+from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
     plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
     mongo_setup.add_arguments(commands)
+    status_cli.add_arguments(commands)
     return parser
 
 
@@ -204,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "mongo-setup":
         return mongo_setup.run(args)
+    if args.command == "status":
+        return status_cli.run(args)
     return serve(args)
 
 

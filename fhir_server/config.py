@@ -92,6 +92,15 @@ class Settings:
     visibility_scan_seconds: float = field(
         default_factory=lambda: float(os.environ.get("FHIR_VISIBILITY_SCAN_SECONDS") or 3600))
 
+    # How often the lifecycle scheduler looks for records whose next step is due (issue 14:
+    # activation six weeks after the notice, purge at the end of the archive): days matter, not seconds.
+    lifecycle_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_LIFECYCLE_SECONDS") or 3600))
+    # Tests only: `POST [base]/$lifecycle` runs a round at once for the platform or an operator
+    # (FHIR_LIFECYCLE_RUN=1); off, the operation does not exist.
+    lifecycle_run: bool = field(
+        default_factory=lambda: os.environ.get("FHIR_LIFECYCLE_RUN", "").lower() in ("1", "true", "yes"))
+
     # How often the author of advance directives is reminded that they exist (CSP R.1111-19:
     # "un rappel de leur existence est régulièrement adressé à leur auteur"; issue 23: yearly).
     directive_reminder_days: float = field(

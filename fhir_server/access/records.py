@@ -24,11 +24,16 @@ if TYPE_CHECKING:
     from fhir_server.storage.documents import Stored
     from fhir_server.storage.repository import Reader, Repository, Session
 
+# The record's lifecycle on its Patient (docs/ACCESS-RULES.md, "Representation"): one place for the URLs.
 STATUS_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-status"
-STATUSES = ("pending", "active", "closed", "opposed")
+CLOSED_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-closed"
+DELETION_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-deletion-requested"
 # When the enrolment notice was queued (a valueDateTime with its time zone): written by
 # `fhir-server enrol` (fhir_server.record.enrolment), the day the six weeks to object start.
 NOTICE_EXTENSION = "https://fhir-server.example.org/StructureDefinition/record-notice-sent"
+# `purged`: a closed record emptied at the end of its archive or on a deletion request (R.1111-36);
+# only its Patient stub is left (docs/DECISIONS.md, "Record lifecycle").
+STATUSES = ("pending", "active", "closed", "opposed", "purged")
 CONSENT_SCOPE = ("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
 CONSENT_CATEGORY = ("http://loinc.org", "59284-0")
 # v3-ActReason ETREAT, emergency treatment: a deny Consent with this purpose opposes emergency access.
@@ -41,7 +46,7 @@ INS_SYSTEMS = ("urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10")
 # Set on every current and past version of a record no professional may open (closed, opposed),
 # so searches across records leave it out with an equality (`access.rules._organisation`).
 SHUT = "shut"
-SHUT_STATUSES = ("closed", "opposed")
+SHUT_STATUSES = ("closed", "opposed", "purged")
 
 
 @cache
@@ -128,8 +133,11 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
         rules[name] += [[named[k], start, end] for k, start, end in rules[name] if k in named]
     rules["doctors"] += [named[k] for k in rules["doctors"] if k in named]
     shut = rules["status"] in SHUT_STATUSES
-    await patients.update_one({"_id": patient_id, "pat": patient_id}, {"$set": {RULES_KEY: rules, SHUT: shut}},
-                              session=session)
+    # Imported here: the lifecycle builds on this module (its URLs, the status), and what it
+    # schedules rides in this one update rather than a second one per Patient written.
+    from fhir_server.record.lifecycle import scheduled
+    await patients.update_one({"_id": patient_id, "pat": patient_id},
+                              {"$set": {RULES_KEY: rules, SHUT: shut, **scheduled(found.get("res"))}}, session=session)
     if stored.resource_type == "Patient" and shut != await _was_shut(repository, session, stored):
         await _mark_shut(repository, session, patient_id, shut)
 

@@ -29,7 +29,7 @@ from fhir_server.access.records import (
     represents,
     token_keys,
 )
-from fhir_server.access.records import SHUT, record_types
+from fhir_server.access.records import SHUT, SHUT_STATUSES, record_types
 from fhir_server.agenda.reminders import patient_dismisses
 from fhir_server.errors import FhirError
 from fhir_server.messaging import policy as messaging
@@ -48,6 +48,7 @@ NOT_AUTHORISED = ("The patient's authorisation is missing: the patient has not a
                   "record (Code de la santé publique L.1111-15)")
 # Where the patient states their choices: their Patient (status, médecin traitant) and Consents.
 PATIENT_CHOICES = ("Patient", "Consent")
+PURGED = "This shared record was deleted: it holds nothing"
 # Which professionals' authorisations a cross-record search looks through, at most.
 MAX_RECORDS = 1000
 
@@ -172,6 +173,8 @@ async def _professional_mode(reader: Reader, caller: Caller, record: Record, me:
         raise _refuse("This person opposed the creation of their shared record: it holds nothing")
     if record.status == "closed":
         raise _refuse("This shared record is closed: professionals no longer access it")
+    if record.status == "purged":
+        raise _refuse(PURGED)
     if me & record.denied:
         raise _refuse(NOT_AUTHORISED)
     me_keys = tuple(participants.caller_keys(caller))
@@ -247,13 +250,16 @@ async def _patient_mode(reader: Reader, caller: Caller, patient_id: str | None) 
     if not record.exists:
         return Mode((NOWHERE,))
     if is_own(record, caller):
-        if record.status == "opposed":
-            # Only what honours the objection is kept: their Patient, which they may reactivate.
+        if record.status in ("opposed", "purged"):
+            # Only what honours the objection (or the deletion) is kept: their Patient, which
+            # they may activate again, empty.
             return Mode((patient_id,), (("acc.dep", NOWHERE),), demographics=True)
         return Mode((patient_id,), (("acc.vfp", {"$lte": instant(now_instant())}),))
     if await represents(reader, caller, record):
         if record.status == "opposed":
             raise _refuse("This person opposed the creation of their shared record: it holds nothing")
+        if record.status == "purged":
+            raise _refuse(PURGED)
         return Mode((patient_id,), (("acc.vfr", {"$lte": instant(now_instant())}),))
     raise _refuse("This token's person is neither the patient nor one of their legal representatives")
 
@@ -308,7 +314,7 @@ async def _organisation(reader: Reader, caller: Caller, patients: list[str] | No
     (`records.refresh_rules`), so they are left out without naming the records."""
     for patient_id in patients or []:
         record = await load(reader, patient_id)
-        if record.status in ("opposed", "closed"):
+        if record.status in SHUT_STATUSES:
             raise _refuse(f"This shared record is {record.status}: it accepts no professional access")
     deposits = (("acc.dep", record_keys.depositor(caller)),)
     taking_part = _any_of(participants.caller_keys(caller) or [NOWHERE])
@@ -344,14 +350,14 @@ async def check_record(check: RecordWriteCheck) -> None:
         # The law binds the platform too: nothing is stored for an opposed person, nothing more
         # deposited in a closed record; the platform may still set the record's own status.
         status = await load_status(check.reader, check.patient)
-        if status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
+        if status in SHUT_STATUSES and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(status))
         return
     record = await load(check.reader, check.patient)
     if caller.kind == "patient":
         if record.exists and not is_own(record, caller) and not await represents(check.reader, caller, record):
             raise _refuse("This token's person is neither the patient nor one of their legal representatives")
-        if record.status in ("opposed", "closed") and check.resource_type not in PATIENT_CHOICES:
+        if record.status in SHUT_STATUSES and check.resource_type not in PATIENT_CHOICES:
             raise _refuse(_refusal(record.status))
         # A prevention reminder the server deposited, the patient may dismiss (fhir_server.agenda).
         # Secure messages have their own rules (fhir_server.messaging.threads): the patient
@@ -366,7 +372,7 @@ async def check_record(check: RecordWriteCheck) -> None:
         if check.resource is None:
             raise _refuse("Only the patient or the platform deletes a Patient")
         _keep_patient_choices(check)
-    if record.status in ("opposed", "closed"):
+    if record.status in SHUT_STATUSES:
         raise _refuse(_refusal(record.status))
     if check.resource_type == "Consent":
         await _professional_consent(check, record)
@@ -407,6 +413,8 @@ def _keep_professional_identity(check: RecordWriteCheck) -> None:
 def _refusal(status: str) -> str:
     if status == "closed":
         return "This shared record is closed: it refuses deposits"
+    if status == "purged":
+        return "This shared record was deleted at its holder's request or at the end of its archive: it refuses deposits"
     return "This person opposed the creation of their shared record: it refuses deposits, nothing is stored for them"
 
 

@@ -271,7 +271,7 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"  created    {counts['created']}")
     print(f"  updated    {counts['updated']}")
     print(f"  unchanged  {counts['unchanged']}")
-    print(f"  kept       {counts['kept']} (opposed or closed records, left as they are)")
+    print(f"  kept       {counts['kept']} (opposed, closed or purged records, left as they are)")
     print(f"  rejected   {counts['rejected']}")
     notices_sent = report["notices"]
     print(f"  notices    {notices_sent['email']} by e-mail (mail queue), {notices_sent['postal']} by post"

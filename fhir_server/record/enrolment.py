@@ -9,8 +9,8 @@ the data dir and for `POST [base]/$enrol` of a running server:
 2. what to write is decided: a new person gets a Patient with status `pending` and the notice date
    (its id derived from the INS with a server secret, so two runs, or a run resumed after a
    crash, never make two Patients of one person); a known person keeps their record's status
-   (a re-run never recreates or re-pends an opposed record: `opposed` and `closed` records are
-   left as they are) and what others wrote on their Patient, and takes the roster's demographics;
+   (a re-run never recreates or re-pends an opposed record: `opposed`, `closed` and `purged`
+   records are left as they are) and what others wrote on their Patient, and takes the roster's demographics;
    a pending record not yet told gets its notice;
 3. the batch is written in one store transaction (`Repository.write_many`), each person with their
    representatives as a group that is written whole or not at all, and with the notice queued
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.access.records import NOTICE_EXTENSION, STATUS_EXTENSION, record_status
+from fhir_server.access.records import NOTICE_EXTENSION, SHUT_STATUSES, STATUS_EXTENSION, record_status
 from fhir_server.errors import FhirError
 from fhir_server.record import notice as notices
 from fhir_server.record.roster import Person
@@ -46,14 +46,15 @@ from fhir_server.timefmt import now_instant
 ID_KEY = "enrolment-ids"
 # Lookups in flight at once: the store answers many small reads faster side by side.
 LOOKUPS = 32
-# Records the roster leaves alone whatever it says (DECISIONS, "Record lifecycle").
-LEFT_ALONE = ("opposed", "closed")
+# Records the roster leaves alone whatever it says (DECISIONS, "Record lifecycle"): a purged record's
+# stub must not take back the names and addresses its purge removed.
+LEFT_ALONE = SHUT_STATUSES
 RESULTS = ("created", "updated", "unchanged", "kept", "rejected")
 
 
 @dataclass
 class Outcome:
-    """What became of one person: created, updated, unchanged, kept (an opposed or closed record,
+    """What became of one person: created, updated, unchanged, kept (an opposed, closed or purged record,
     left as it is) or rejected (with why); `notice` is `email` or `postal` when one was queued."""
     line: int
     result: str

@@ -21,7 +21,9 @@
 - record write (`Hooks.check_record`): every version a caller writes or deletes, with the patient
   whose record it goes to (`pat`), before it is stored, inside its transaction. Called from
   `Repository._write`, the one place `pat` is computed, and from `Repository._stage`, the same
-  steps for many resources at once (`write_many`, the NDJSON import).
+  steps for many resources at once (`write_many`, the NDJSON import). Besides refusing, it may
+  set on the version what the server decides, not the caller (the record lifecycle's dates,
+  `record.lifecycle.check_transition`); the version's search index is already computed then.
 - after commit (`Hooks.committed`): every outbox event, in commit order per patient, after its
   transaction committed, at least once. Called from `events.dispatcher.Dispatcher`.
 

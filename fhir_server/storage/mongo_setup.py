@@ -41,6 +41,7 @@ from fhir_server.storage.database import (HISTORY, HISTORY_INDEXES, SERVER_COLLE
 from fhir_server.storage.embedded import StoreUnavailable
 from fhir_server.storage.sharding import audit_plan, shard_plan
 from fhir_server.subscriptions.store import INDEXES as SUBSCRIPTION_INDEXES
+from fhir_server.record.scheduler import INDEXES as LIFECYCLE_INDEXES
 
 # PyMongo's GridFS bucket (storage/binaries.py, bucket `binaries`) creates these on its first upload;
 # they are the GridFS specification's indexes (github.com/mongodb/specifications, source/gridfs/gridfs-spec.md,
@@ -111,6 +112,8 @@ def wanted(settings: Settings, capabilities: StoreCapabilities, *, sharded: bool
     gridfs = {} if capabilities.embedded else GRIDFS_INDEXES
     for name, indexes in [*SUBSCRIPTION_INDEXES.items(), *gridfs.items()]:
         entry(clinical, name).indexes += indexes
+    for rtype, indexes in LIFECYCLE_INDEXES.items():
+        entry(clinical, collection_name(rtype)).indexes += indexes
     entry(audit, AUDIT_EVENTS).indexes += AUDIT_INDEXES
     if sharded:
         for db, plan in ((clinical, shard_plan(types)), (audit, audit_plan())):

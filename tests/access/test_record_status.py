@@ -268,6 +268,8 @@ def test_the_patient_closes_their_record_and_still_reads_it(world: World) -> Non
 
 def test_the_patient_opposes_and_the_record_is_emptied(world: World) -> None:
     patient = _own_record(world, "objector")
+    # An objection is made while the record is pending (issue 14: an active record is closed instead).
+    world.set_status(patient, "pending")
     response = _set_status_as(world, "objector", patient, "opposed")
     assert response.status_code == 200, response.text
     assert _stored(world, "DocumentReference", patient) == set()
