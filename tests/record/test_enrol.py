@@ -235,8 +235,9 @@ def test_a_run_killed_half_way_resumes_to_the_same_end(server: ServerProcess, st
     first = json.loads(checkpoint.read_text())
     assert 0 < first["offset"] < roster.stat().st_size
 
-    report = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, check=True,
-                                       timeout=300).stdout.splitlines()[-1])
+    resumed = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout.splitlines()[-1])
     # The counts carry over the checkpoint: the batch cut off by the kill counts once, as created
     # or, if its commit made it before the kill, as unchanged.
     assert report["persons"] == persons and report["rejected"] == 0
