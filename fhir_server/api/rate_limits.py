@@ -17,6 +17,8 @@ forwarded-allow-ips decides; the middlewares see only the result).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -47,30 +49,38 @@ def _limiter(scope: Scope) -> Limiter:
     return scope["app"].state.limiter  # type: ignore[no-any-return]
 
 
-class AddressLimits:
+class _Limits:
+    """A budget taken per request before the inner app runs: `who` names what it is counted by
+    (None: not counted)."""
+    rule: str
+    who: Callable[[Scope], str | None]
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        key = self.who(scope) if scope["type"] == "http" else None
+        if key is not None:
             try:
-                _limiter(scope).take("api-address", scope_address(scope))
+                _limiter(scope).take(self.rule, key)
             except Exceeded as exceeded:
                 await too_many(exceeded)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-class CallerLimits:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class AddressLimits(_Limits):
+    rule = "api-address"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        caller = scope.get("state", {}).get("caller") if scope["type"] == "http" else None
-        if caller is not None:
-            try:
-                _limiter(scope).take("api-client", caller_key(caller))
-            except Exceeded as exceeded:
-                await too_many(exceeded)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    @staticmethod
+    def who(scope: Scope) -> str | None:
+        return scope_address(scope) if scope["path"] not in OPEN_PATHS else None
+
+
+class CallerLimits(_Limits):
+    rule = "api-client"
+
+    @staticmethod
+    def who(scope: Scope) -> str | None:
+        caller = scope.get("state", {}).get("caller")
+        return caller_key(caller) if caller is not None else None

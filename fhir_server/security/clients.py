@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fhir_server.security.tokens import jwks_keys
+from fhir_server.storage import leases
 from fhir_server.timefmt import now_instant
 
 log = logging.getLogger("fhir_server")
@@ -112,9 +113,4 @@ class ClientRegistry:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await leases.cancel(self._task)

@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from fhir_server.security.server_keys import Generation, ServerKeyError, add_generation, generations
+from fhir_server.storage import leases
 
 log = logging.getLogger("fhir_server")
 SIGNING_KEY = "token-signing"
@@ -140,12 +141,7 @@ class KeyRing:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await leases.cancel(self._task)
 
 
 async def key_ring(*, data_dir: Path | None, db: AsyncDatabase[dict[str, Any]] | None) -> KeyRing:

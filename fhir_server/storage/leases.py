@@ -87,15 +87,22 @@ async def in_rounds(wake: asyncio.Event, one_round: Callable[[], Awaitable[None]
             pass
 
 
-async def stop_rounds(task: asyncio.Task[None], lease: Lease, owner: str, seconds: float,
-                      log: logging.Logger, what: str) -> None:
-    """Stop a worker's rounds, then release its lease so another process takes over at once; a
-    release the store refuses only leaves the lease to expire (`seconds`)."""
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    """Stop a background task and wait until it has stopped."""
+    if task is None:
+        return
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass
+
+
+async def stop_rounds(task: asyncio.Task[None], lease: Lease, owner: str, seconds: float,
+                      log: logging.Logger, what: str) -> None:
+    """Stop a worker's rounds, then release its lease so another process takes over at once; a
+    release the store refuses only leaves the lease to expire (`seconds`)."""
+    await cancel(task)
     try:
         await lease.release(owner)
     except PyMongoError as exc:
