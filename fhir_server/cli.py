@@ -21,6 +21,7 @@ from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import MAX_WORKERS, Settings, SettingInvalid, effective, load_settings, problems
 from fhir_server.definitions import structure
+from fhir_server.observability import logs, metrics
 from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
@@ -145,6 +146,7 @@ class _Server(uvicorn.Server):
 
 def serve(args: argparse.Namespace) -> int:
     settings = load_settings(_given(args))
+    logs.configure(settings.log_level, settings.log_format)
     store: EmbeddedStore | None = None
     listener: socket.socket | None = None
     mllp: socket.socket | None = None
@@ -166,13 +168,18 @@ def serve(args: argparse.Namespace) -> int:
             mllp = _listen(settings.host, settings.mllp_port)
         if store is not None:
             url = store.start()
+        if settings.workers > 1:
+            # Before the app (and prometheus-client) is made: one scrape sums every worker.
+            metrics.share_between_workers(settings.data_dir)
         host, port = listener.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if settings.tls_cert else "http"
         ready = f"ready: FHIR R4 at {scheme}://{shown}:{port}/fhir, {where}" + (
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
         config = uvicorn.Config(create_app(settings, url, mllp_listener=mllp), host=settings.host, port=port,
-                                log_level=settings.log_level, access_log=False,
+                                # The loggers are set up above (observability.logs), uvicorn's too; the
+                                # access line is the Observe middleware's, with the request id.
+                                log_level=settings.log_level, log_config=None, access_log=False,
                                 **uvicorn_options(settings.tls_cert, settings.tls_key, settings.forwarded_allow_ips))
         shown_dir = shlex.quote(str(settings.data_dir))
         ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
