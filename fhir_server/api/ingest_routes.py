@@ -21,6 +21,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.ingest import cda_intake
 from fhir_server.interactions import read as reading
 from fhir_server.ingest.hl7v2.intake import handle_message
+from fhir_server.observability.ingest import counted
 from fhir_server.operations.transaction import TransactionService
 
 router = APIRouter()
@@ -32,6 +33,7 @@ INLINE_LIMIT = 1024 * 1024
 
 
 @router.post("/ingest/cda")
+@counted("cda")
 async def ingest_cda(request: Request) -> Response:
     require_system(request, "POST /ingest/cda")
     if media_type(request.headers.get("content-type")) not in CDA_TYPES:
@@ -60,6 +62,7 @@ async def ingest_cda(request: Request) -> Response:
 
 
 @router.post("/ingest/hl7v2")
+@counted("hl7v2")
 async def ingest_hl7v2(request: Request) -> Response:
     require_system(request, "POST /ingest/hl7v2")
     if media_type(request.headers.get("content-type")) not in HL7V2_TYPES:
