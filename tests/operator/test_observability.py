@@ -236,3 +236,21 @@ def test_log_level_and_text_format_are_obeyed_and_ready_fails_while_the_store_is
     text = server.log_path.read_text(encoding="utf-8")
     assert "WARNING fhir_server: serving plain HTTP" in text, text
     assert " INFO " not in text and "request_id=" not in text and not text.lstrip().startswith("{"), text
+
+
+def test_with_several_workers_a_scrape_counts_the_requests_of_all(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", args=["--log-format", "json"], workers=2).start()
+    try:
+        labels = {"interaction": "read", "type": "Observation", "status": "404"}
+        before = sample(scrape(server), "fhir_http_requests_total", **labels)
+        ids = [f"workers-{n}" for n in range(40)]
+        for request_id in ids:
+            # A connection each: the kernel hands each to one worker or the other.
+            assert get(server, f"/fhir/Observation/{uuid.uuid4()}", server.token,
+                       headers={"X-Request-ID": request_id}).status_code == 404
+        served_by = {line["pid"] for line in lines_where(server, lambda line: line.get("request_id") in ids)}
+        assert len(served_by) == 2, "both workers answered some"
+        counts = {sample(scrape(server), "fhir_http_requests_total", **labels) - before for _ in range(6)}
+        assert counts == {40}, counts
+    finally:
+        server.stop()
