@@ -13,6 +13,8 @@ from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import repository
 from fhir_server.api.responses import base_url, fhir_response
 from fhir_server.api.type_routes import run_search, searches
+from fhir_server.mhd.provide_bundle import is_provide_bundle
+from fhir_server.observability.ingest import attempt
 from fhir_server.operations.transaction import BundleProcessor
 
 router = APIRouter()
@@ -31,7 +33,14 @@ async def bundle(request: Request) -> Response:
     explicit = "return=representation" in request.headers.get("prefer", "")
     processor = BundleProcessor(repository(request), searches(request), request_caller(request), base_url(request),
                                 return_resources=explicit, matcher=request.app.state.scope_matcher)
-    return fhir_response(request, await processor.process(body))
+    entries = body.get("entry")
+    if not isinstance(entries, list) or not is_provide_bundle(
+            [entry.get("resource") for entry in entries if isinstance(entry, dict)]):
+        return fhir_response(request, await processor.process(body))
+    # An IHE ITI-65 Provide Document Bundle: an ingest line and count (fhir_server.observability).
+    with attempt("iti-65"):
+        answer = await processor.process(body)
+    return fhir_response(request, answer)
 
 
 @router.get("/fhir/_history")

@@ -23,13 +23,16 @@ class PreparedEntry(Protocol):
 
 
 def is_provide_bundle(resources: list[dict[str, Any] | None]) -> bool:
-    """An ITI-65 bundle: it carries a SubmissionSet List."""
+    """An ITI-65 bundle: it carries a SubmissionSet List. Asked of bundles not yet validated too
+    (fhir_server.api.system_routes): a value of the wrong JSON type is no SubmissionSet."""
     for resource in resources:
-        resource = resource or {}
-        if resource.get("resourceType") == "List":
-            codings = (resource.get("code") or {}).get("coding") or []
-            if any((c.get("system"), c.get("code")) == SUBMISSION_SET for c in codings):
-                return True
+        if not isinstance(resource, dict) or resource.get("resourceType") != "List":
+            continue
+        code = resource.get("code")
+        codings = code.get("coding") if isinstance(code, dict) else None
+        if isinstance(codings, list) and any(
+                isinstance(c, dict) and (c.get("system"), c.get("code")) == SUBMISSION_SET for c in codings):
+            return True
     return False
 
 

@@ -5,11 +5,12 @@ holds); per `POST /ingest/*` the channel and outcome (the request line has the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -80,6 +81,21 @@ def ack_fields(ack: bytes) -> dict[str, str | None]:
     return {"control_id": answered.get("MSA", 2)[:64] or None, "ack": answered.get("MSA", 1)[:2] or None,
             "error_condition": answered.get("ERR", 3).split(answered.component)[0][:8] or None,
             "error": error[:LONGEST_ERROR] or None}
+
+
+@contextlib.contextmanager
+def attempt(channel: str) -> Iterator[None]:
+    """Taking in one document of `channel` (e.g. an ITI-65 bundle): `ingest` stored when the block
+    ends, refused or failed when it raises."""
+    try:
+        yield
+    except FhirError as error:
+        ingested(channel, "refused" if error.status < 500 else "failed", status=error.status)
+        raise
+    except Exception:
+        ingested(channel, "failed", status=500)
+        raise
+    ingested(channel, "stored")
 
 
 def counted(channel: str) -> Callable[[Endpoint], Endpoint]:

@@ -175,7 +175,8 @@ def test_the_example_files_are_accepted_as_the_readme_sends_them(observed: Serve
 
     lines_where(observed, lambda line: line.get("control_id") == "EXAMPLE-MDM-0001")
     ingests = [line for line in log_lines(observed) if line.get("message") == "ingest"]
-    assert {(line["channel"], line["outcome"]) for line in ingests} >= {("cda", "stored"), ("mllp", "stored")}
+    assert {(line["channel"], line["outcome"]) for line in ingests} >= {("cda", "stored"), ("mllp", "stored"),
+                                                                         ("iti-65", "stored")}
     [mllp] = [line for line in ingests if line["channel"] == "mllp" and line.get("control_id") == "EXAMPLE-MDM-0001"]
     assert (mllp["message_type"], mllp["ack"]) == ("MDM^T02", "AA") and mllp["request_id"]
     after = scrape(observed)
