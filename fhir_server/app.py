@@ -37,7 +37,7 @@ from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.record import lifecycle
 from fhir_server.record.scheduler import Scheduler
 from fhir_server.interactions.search import SearchInteraction
-from fhir_server.limits import Limiter, budgets_from_environment
+from fhir_server.limits import Limiter, budgets as rate_budgets
 from fhir_server.outbound import OutboundClient, Policy
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
@@ -261,7 +261,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # Read here, not in the lifespan (which uses them): a wrong FHIR_OUTBOUND_ALLOW or FHIR_RATE_*
     # stops the command once, before any worker forks (SettingInvalid).
     outbound_policy = Policy.from_settings(settings)
-    budgets = budgets_from_environment()
+    budgets = rate_budgets(settings)
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     # Read here, so a wrong FHIR_CORS_ORIGINS stops the command before it forks workers (CorsSettingsInvalid).

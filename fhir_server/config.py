@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FHIR_"
 # The field whose variable predates the prefix (and is the name every MongoDB tool knows).
 ALIASES = {"mongodb_url": "MONGODB_URL"}
-# A field whose name holds one of these is shown masked by `fhir-server config`.
-SECRET_WORDS = ("password", "secret", "key", "token")
+# `fhir-server config` masks a field whose name holds one of these, or declared with
+# `Field(..., json_schema_extra=SECRET)` (a token or key held in a setting, whatever its name).
+SECRET_WORDS = ("password", "secret", "api_key", "private_key")
+SECRET = {"secret": True}
+# Query parameters of a URL whose value is a secret (tlsCertificateKeyFilePassword, authMechanismProperties...).
+URL_SECRET_WORDS = ("password", "secret", "key", "token", "authmechanismproperties")
 # Fields holding a URL whose user:password part is a secret.
 CREDENTIAL_URLS = ("mongodb_url", "smtp_url")
 MASK = "***"
@@ -141,6 +146,27 @@ class Settings(BaseSettings):
     # json: one JSON object a line; text: for people; auto: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text", "auto"] = "auto"
 
+    @field_validator("rate_api_client", "rate_api_address", "rate_token", "rate_token_failures")
+    @classmethod
+    def _budget(cls, value: str, info: ValidationInfo) -> str:
+        from fhir_server.limits import Budget  # here: that module imports this one
+
+        return _parsed(Budget.parse, info.field_name, value)
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound(cls, value: str, info: ValidationInfo) -> str:
+        from fhir_server.outbound import Policy  # here: that module imports this one
+
+        return _parsed(lambda name, text: Policy.parse(text, 1.0, 1), info.field_name, value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from fhir_server.web.cors import parse_origins  # here: that module imports this one
+
+        return value if value is None else _parsed(lambda name, text: parse_origins(text), info.field_name, value)
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -159,6 +185,15 @@ class Settings(BaseSettings):
         if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
             raise ValueError("is not an http:// or https:// URL")
         return value
+
+    # Rate limits (fhir_server.limits), each `N/S` (N requests per window of S seconds) or `off`:
+    # FHIR API per caller and per address, token endpoint requests and failures. Far above what the
+    # tests and benchmarks send (issue 18: ~1,000 reads/s a server), so they never limit a
+    # legitimate load; an operator lowers them to what their callers need.
+    rate_api_client: str = "100000/60"
+    rate_api_address: str = "200000/60"
+    rate_token: str = "600/60"
+    rate_token_failures: str = "20/300"
 
     @model_validator(mode="after")
     def _together(self) -> Settings:
@@ -185,6 +220,16 @@ class Settings(BaseSettings):
     def page_size(self, asked: int | None) -> int:
         """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""
         return min(self.default_count if asked is None else asked, self.max_count)
+
+
+def _parsed(parse: Callable[[str, str], object], name: str | None, value: str) -> str:
+    """`value` if the parser of its module takes it; its refusal, less the variable's name (the
+    problem line names where the value came from), otherwise."""
+    try:
+        parse(variable(name or ""), value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix(f"{variable(name or '')}: ")) from None
+    return value
 
 
 def variable(name: str) -> str:
@@ -218,7 +263,10 @@ def problems(error: ValidationError, given: dict[str, Any] | None = None) -> lis
             lines.append(message)
             continue
         source = option(field) if field in (given or {}) else variable(field)
-        lines.append(f"{source}: {item['input']!r}: {message[:1].lower()}{message[1:]}")
+        shown = repr(item["input"])
+        # A module's own refusal often starts with the value already.
+        value = "" if message.startswith(shown) else f"{shown}: "
+        lines.append(f"{source}: {value}{message[:1].lower() if value else message[:1]}{message[1:]}")
     return lines
 
 
@@ -231,7 +279,8 @@ def masked(name: str, value: object) -> object:
         return str(value)
     if name in CREDENTIAL_URLS:
         return masked_url(str(value))
-    if any(word in name for word in SECRET_WORDS):
+    extra = Settings.model_fields[name].json_schema_extra if name in Settings.model_fields else None
+    if any(word in name for word in SECRET_WORDS) or (isinstance(extra, dict) and extra.get("secret")):
         return MASK
     return value
 
@@ -244,7 +293,7 @@ def masked_url(url: str) -> str:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
     query = "&".join(
-        f"{key}={MASK}" if any(word in key.lower() for word in SECRET_WORDS) and sep else f"{key}{sep}{val}"
+        f"{key}={MASK}" if any(word in key.lower() for word in URL_SECRET_WORDS) and sep else f"{key}{sep}{val}"
         for key, sep, val in (pair.partition("=") for pair in parts.query.split("&") if pair))
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
