@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from fhir_server.api.authentication import permit
 from fhir_server.api.caller import request_caller
-from fhir_server.api.body import json_patch_body, read_body
+from fhir_server.api.body import patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import binary_or_json, repository
@@ -80,7 +80,7 @@ async def create(request: Request, resource_type: str) -> Response:
     if simplified_publish.applies(body):
         return await publish_document(request, repo.prepare(request_caller(request), body, resource_type))
     written = await writing.create(repo, request_caller(request), resource_type, body,
-                                   if_none_exist=if_none_exist(request), raw=raw)
+                                   if_none_exist=if_none_exist(request, resource_type), raw=raw)
     if not written.result.created:
         return write_response(request, written.result.stored, written.resource, 200, "A matching resource already exists")
     return write_response(request, written.result.stored, written.resource, 201, "Created")
@@ -124,7 +124,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
     criteria = _criteria(request, "patch")
     permit(request, "patch", resource_type)
     written = await writing.conditional_patch(repository(request), request_caller(request), resource_type, criteria,
-                                              await json_patch_body(request))
+                                              await patch_body(request))
     return write_response(request, written.result.stored, written.resource, 200, "Patched")
 
 
