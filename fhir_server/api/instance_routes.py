@@ -52,7 +52,7 @@ def _shaping(request: Request, resource_type: str) -> dict[str, Any]:
     }
 
 
-@router.get("/fhir/{resource_type}/{resource_id}")
+@router.get("/fhir/{resource_type}/{resource_id}", summary="read: the current version of a resource")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     permit(request, "read", resource_type)
     found = await reading.read(repository(request), request_caller(request), resource_type, resource_id,
@@ -61,7 +61,7 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
     return await resource_response(request, found)
 
 
-@router.get("/fhir/{resource_type}/{resource_id}/_history/{version}")
+@router.get("/fhir/{resource_type}/{resource_id}/_history/{version}", summary="vread: one version of a resource")
 async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
     permit(request, "vread", resource_type)
     found = await reading.vread(repository(request), request_caller(request), resource_type, resource_id, version,
@@ -70,7 +70,7 @@ async def vread(request: Request, resource_type: str, resource_id: str, version:
     return await resource_response(request, found)
 
 
-@router.get("/fhir/{resource_type}/{resource_id}/_history")
+@router.get("/fhir/{resource_type}/{resource_id}/_history", summary="history-instance: the versions of a resource")
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
     permit(request, "history-instance", resource_type)
@@ -91,7 +91,7 @@ async def binary_or_json(request: Request, resource_type: str) -> tuple[dict[str
     return await resource_body(request), None
 
 
-@router.put("/fhir/{resource_type}/{resource_id}")
+@router.put("/fhir/{resource_type}/{resource_id}", summary="update: a new version (or create with the client's id); If-Match")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
     body, raw = await binary_or_json(request, resource_type)
@@ -103,7 +103,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
                           "Created" if result.created else ("Updated" if result.changed else "No change"))
 
 
-@router.patch("/fhir/{resource_type}/{resource_id}")
+@router.patch("/fhir/{resource_type}/{resource_id}", summary="patch: JSON Patch or FHIRPath Patch; If-Match")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     repository(request).check_type(resource_type)
     permit(request, "patch", resource_type)
@@ -112,7 +112,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     return write_response(request, written.result.stored, written.resource, 200, "Patched")
 
 
-@router.delete("/fhir/{resource_type}/{resource_id}")
+@router.delete("/fhir/{resource_type}/{resource_id}", summary="delete a resource")
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     permit(request, "delete", resource_type)
     result = await writing.delete(repository(request), request_caller(request), resource_type, resource_id)
