@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from fhir_server import fhir_xml
 from fhir_server.api.negotiation import FHIR_JSON, error_type, is_xml, prefer, pretty, response_type
@@ -46,6 +47,12 @@ def error_response(error: FhirError, request: Request | None = None) -> Response
     if request is None:
         return json_response(body, error.status)
     return encoded(body, error.status, error_type(request), None, pretty(request))
+
+
+def outcome_response(scope: Scope, body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    """An OperationOutcome a middleware answers with (401, 429), in the client's format."""
+    request = Request(scope)
+    return encoded(body, status, error_type(request), headers, pretty(request))
 
 
 def version_headers(stored: Stored) -> dict[str, str]:

@@ -177,3 +177,11 @@ def test_media_types_neither_json_nor_xml_are_refused(fhir: httpx.Client, unique
     # HAPI's XML client: its preferences by q-value, XML first.
     hapi = fhir.get("/metadata", headers={"Accept": "application/fhir+json;q=0.9, application/fhir+xml;q=1.0"})
     assert xml_of(hapi).tag == "{http://hl7.org/fhir}CapabilityStatement"
+
+
+def test_refusals_of_the_middlewares_answer_xml_too(server, fhir: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    anonymous = httpx.get(f"{server.base_url}/Patient", headers={"Accept": "application/fhir+xml"})
+    assert anonymous.status_code == 401 and "www-authenticate" in anonymous.headers
+    assert value(xml_of(anonymous), "f:issue/f:code/@value") == ["login"]
+    audit = fhir.delete("/AuditEvent/x", headers={"Accept": "application/fhir+xml"})
+    assert audit.status_code == 405 and xml_of(audit).tag == "{http://hl7.org/fhir}OperationOutcome"
