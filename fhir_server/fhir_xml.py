@@ -13,9 +13,10 @@ and `Extension.url` are attributes; the narrative `div` is XHTML in its own name
 it as a string); a resource inside a resource (`contained`, `Bundle.entry.resource`) is wrapped in
 the element that holds it; elements come in the order the definitions give; no element is empty.
 
-Parsing refuses a DOCTYPE (FHIR XML has none, and entities are how XML bombs and external reads
-come in), text where FHIR has none, elements R4 does not define and empty elements, each with the
-path where it was met.
+A body is parsed by the project's hardened parser (`cda.safe_xml`: DOCTYPE refused before libxml2
+sees it, no entity, no network, no file, depth bounded), which also drops comments and processing
+instructions. Then text where FHIR has none, elements R4 does not define and empty elements are
+refused, each with the path where it was met.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 
 from lxml import etree
 
+from cda.errors import CdaError
+from cda.safe_xml import parse_xml
 from fhir_server.definitions import structure
 from fhir_server.definitions.structure import Element, Node
 
@@ -53,9 +56,10 @@ class XmlFormatError(ValueError):
         self.location = location
 
 
-def _parser() -> etree.XMLParser:
-    # Comments are kept: the narrative's XHTML is returned as written; elsewhere they are skipped.
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+# For the narratives the server holds (JSON strings, already accepted): they keep their comments.
+# A div cannot carry a DOCTYPE (`_xhtml` parses only text that starts with the element), so there is
+# no DTD or entity to resolve.
+_DIV_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _elements(element: etree._Element, location: str) -> list[etree._Element]:
@@ -190,7 +194,9 @@ def _text(value: Any) -> str:
 def _xhtml(div: str) -> etree._Element:
     """The narrative's XHTML as an element in the XHTML namespace (JSON holds it as a string)."""
     try:
-        parsed = etree.fromstring(div.encode("utf-8"), _parser())
+        if not div.lstrip().startswith("<div"):
+            raise etree.XMLSyntaxError("not a div", None, 0, 0)
+        parsed = etree.fromstring(div.encode("utf-8"), _DIV_PARSER)
     except etree.XMLSyntaxError:
         # A div that is not well-formed XML (validation refuses those on write) is kept as its text.
         parsed = etree.Element(_X + "div", nsmap={None: XHTML_NS})
@@ -207,12 +213,10 @@ def _xhtml(div: str) -> etree._Element:
 def from_xml(raw: bytes) -> dict[str, Any]:
     """A FHIR XML document as the resource's FHIR JSON form (a dict)."""
     try:
-        tree = etree.fromstring(raw, _parser()).getroottree()
-    except etree.XMLSyntaxError as exc:
-        raise XmlFormatError(f"the body is not well-formed XML: {exc.msg}") from None
-    if tree.docinfo.doctype:
-        raise XmlFormatError("FHIR XML may not have a DOCTYPE")
-    return _read_resource(tree.getroot(), "")
+        root = parse_xml(raw, max_bytes=len(raw))
+    except CdaError as exc:
+        raise XmlFormatError(exc.message) from None
+    return _read_resource(root, "")
 
 
 def _split(tag: Any) -> tuple[str, str]:
