@@ -57,6 +57,8 @@ class Prepared:
 
 def _patch_document(entry: Entry) -> Any:
     resource = entry.resource or {}
+    if resource.get("resourceType") == "Parameters":
+        return resource  # a FHIRPath Patch (fhir_server.operations.fhirpath_patch)
     content_type, data = resource.get("contentType"), resource.get("data", "")
     if resource.get("resourceType") == "Binary" and isinstance(content_type, str) \
             and content_type.startswith("application/json-patch+json") and isinstance(data, str):
@@ -64,7 +66,7 @@ def _patch_document(entry: Entry) -> Any:
             return orjson.loads(base64.b64decode(data))
         except (binascii.Error, ValueError) as exc:
             raise FhirError(400, "invalid", f"{entry.where}: the JSON Patch is not base64 JSON", [entry.where]) from exc
-    raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch", [entry.where])
+    raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch, or a FHIRPath Patch (Parameters)", [entry.where])
 
 
 async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
