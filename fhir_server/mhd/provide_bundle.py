@@ -145,14 +145,9 @@ class _Offered:
     target_id: str | None = None
 
 
-async def review(repo: Repository, caller: Caller, bundle: dict[str, Any]) -> list[Issue]:
-    """What the Document Recipient would refuse in an ITI-65 bundle besides its profiles, for
-    `$validate`: attachment size, hash and type against the Binaries' bytes, and subjects that
-    are no patient of the record `caller` may see. It reads the record and writes nothing."""
-    try:
-        _, entries = parse_bundle(bundle, "")
-    except FhirError as error:
-        return error.issues
+def _offered(bundle: dict[str, Any]) -> list[_Offered]:
+    """The bundle's entries, each Binary with what its bytes are (size, SHA-1)."""
+    _, entries = parse_bundle(bundle, "")
     offered = []
     for entry in entries:
         blob = None
@@ -162,14 +157,39 @@ async def review(repo: Repository, caller: Caller, bundle: dict[str, Any]) -> li
             except FhirError:
                 pass  # not base64: the structure's check says so, and no attachment can match it
         offered.append(_Offered(entry, entry.resource, blob))
-    issues: list[Issue] = []
+    return offered
+
+
+def _documents(offered: list[_Offered]) -> list[_Offered]:
+    return [o for o in offered if o.entry.method in ("POST", "PUT") and o.entry.resource_type in ("DocumentReference", "List")]
+
+
+def _attachment_issues(offered: list[_Offered]) -> list[Issue]:
     named = {o.entry.full_url: o for o in offered if o.entry.resource_type == "Binary" and o.entry.full_url}
+    return [issue for item in _documents(offered) if item.entry.resource_type == "DocumentReference"
+            for issue in _check_attachments(item, named)]
+
+
+def attachment_issues(bundle: dict[str, Any]) -> list[Issue]:
+    """Attachment size, hash and type against the bytes of the bundle's Binaries, as the Document
+    Recipient checks them, without a record (`fhir-conformance validate`, offline)."""
+    try:
+        return _attachment_issues(_offered(bundle))
+    except FhirError as error:
+        return error.issues
+
+
+async def review(repo: Repository, caller: Caller, bundle: dict[str, Any]) -> list[Issue]:
+    """What the Document Recipient would refuse in an ITI-65 bundle besides its profiles, for
+    `$validate`: the attachment checks, and subjects that are no patient of the record `caller`
+    may see. It reads the record and writes nothing."""
+    try:
+        offered = _offered(bundle)
+    except FhirError as error:
+        return error.issues
+    issues = _attachment_issues(offered)
     created_patients = {o.entry.full_url for o in offered if o.entry.resource_type == "Patient" and o.entry.full_url}
-    for item in offered:
-        if item.entry.method not in ("POST", "PUT") or item.entry.resource_type not in ("DocumentReference", "List"):
-            continue
-        if item.entry.resource_type == "DocumentReference":
-            issues += _check_attachments(item, named)
+    for item in _documents(offered):
         subject = (item.resource or {}).get("subject")
         if not isinstance(subject, dict) or subject.get("reference") in created_patients:
             continue
