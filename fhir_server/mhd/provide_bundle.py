@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from fhir_server.errors import FhirError, Issue
 from fhir_server.mhd import SUBMISSION_SET
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
+from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.security.callers import INS_SYSTEMS, Caller
 from fhir_server.storage import claims
 from fhir_server.storage.binaries import decode_data, describe
@@ -193,8 +194,12 @@ async def review(repo: Repository, caller: Caller, bundle: dict[str, Any]) -> li
         subject = (item.resource or {}).get("subject")
         if not isinstance(subject, dict) or subject.get("reference") in created_patients:
             continue
+        where = f"{item.entry.where}.resource.subject"
         try:
-            await resolve_subject(repo, None, subject, f"{item.entry.where}.resource.subject", seen_by=caller)
+            # A conditional reference resolves as in the transaction, for the caller (what they may not see matches nothing).
+            resolved = await ReferenceRewriter(repo, caller, None, {}).rewrite(
+                {"resourceType": item.entry.resource_type, "subject": subject}, where)
+            await resolve_subject(repo, None, resolved["subject"], where, seen_by=caller)
         except FhirError as error:
             issues += error.issues
     return issues

@@ -70,7 +70,8 @@ def test_validate_of_a_provide_bundle_reports_wrong_size_and_hash(fhir: httpx.Cl
     assert fhir.get("/DocumentReference", params={"identifier": f"urn:ietf:rfc:3986|urn:oid:{master_id}"}).json()["total"] == 0
 
 
-def test_validate_of_a_provide_bundle_reports_an_unknown_patient(fhir: httpx.Client, master_id: str) -> None:
+def test_validate_of_a_provide_bundle_tells_unknown_and_known_patients(fhir: httpx.Client, known_patient: dict,
+                                                                      master_id: str) -> None:
     by_id = fhir.post("/Bundle/$validate", json=provide_bundle({"reference": "Patient/no-such-patient"}, master_id)).json()
     assert errors_of(by_id) == [("error", "not-found", ["Bundle.entry[0].resource.subject"]),
                                 ("error", "not-found", ["Bundle.entry[1].resource.subject"])], by_id
@@ -79,6 +80,16 @@ def test_validate_of_a_provide_bundle_reports_an_unknown_patient(fhir: httpx.Cli
     by_ins = fhir.post("/Bundle/$validate", json=provide_bundle(unknown_ins, master_id)).json()
     assert errors_of(by_ins) == [("error", "not-found", ["Bundle.entry[0].resource.subject"]),
                                  ("error", "not-found", ["Bundle.entry[1].resource.subject"])], by_ins
+    # A conditional reference resolves as the transaction resolves it.
+    unknown_query = {"reference": f"Patient?identifier={INS_TEST}|{unknown_ins['identifier']['value']}"}
+    by_query = fhir.post("/Bundle/$validate", json=provide_bundle(unknown_query, master_id)).json()
+    assert [e[1] for e in errors_of(by_query)] == ["not-found", "not-found"], by_query
+    # A known patient, named any of these ways, is no error.
+    ins = known_patient["identifier"][0]["value"]
+    for subject in ({"reference": f"Patient/{known_patient['id']}"}, {"identifier": {"system": INS_TEST, "value": ins}},
+                    {"reference": f"Patient?identifier={INS_TEST}|{ins}"}):
+        outcome = fhir.post("/Bundle/$validate", json=provide_bundle(subject, master_id)).json()
+        assert errors_of(outcome) == [], (subject, outcome)
 
 
 def test_validate_answers_for_a_hidden_patient_as_for_an_unknown_one(server, fhir: httpx.Client,  # type: ignore[no-untyped-def]
