@@ -196,7 +196,8 @@ async def review(repo: Repository, caller: Caller, bundle: dict[str, Any]) -> li
             continue
         where = f"{item.entry.where}.resource.subject"
         try:
-            # A conditional reference resolves as in the transaction, for the caller (what they may not see matches nothing).
+            # A conditional reference resolves as in the transaction, for the caller: what they may
+            # not see matches nothing.
             resolved = await ReferenceRewriter(repo, caller, None, {}).rewrite(
                 {"resourceType": item.entry.resource_type, "subject": subject}, where)
             await resolve_subject(repo, None, resolved["subject"], where, seen_by=caller)
