@@ -23,9 +23,9 @@ def _where(issue: Issue) -> str:
 
 def result(id_: str, title: str, tags: tuple[str, ...], requirement: Requirement, issues: list[Issue],
            passed: str) -> Result:
-    """FAILED when an issue is an error; otherwise PASSED, warnings first in the message ("warning: ...")."""
+    """FAILED when an issue is an error; otherwise PASSED, the warnings after `passed` ("warning: ...")."""
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
         return Result(id_, title, tags, requirement, Verdict.FAILED, describe(errors + warnings))
-    return Result(id_, title, tags, requirement, Verdict.PASSED, describe(warnings) + ("\n" if warnings else "") + passed)
+    return Result(id_, title, tags, requirement, Verdict.PASSED, passed + (f"\n{describe(warnings)}" if warnings else ""))

@@ -33,8 +33,8 @@ def validate(name: str, data: bytes) -> list[Result]:
                        f"the intake answers {error.ack_code}, ERR {error.code} ({meaning}){where}: {error.message}")]
     remarks = [f"warning: {w}" for w in conversion.warnings]
     results = [Result("VALIDATE-HL7V2-message", title, TAGS, MESSAGE, Verdict.PASSED,
-                      "\n".join([*remarks, f"{conversion.message_type} ({conversion.structure}) converts to "
-                                 f"{len(conversion.bundle['entry'])} resources"]))]
+                      "\n".join([f"{conversion.message_type} ({conversion.structure}) converts to "
+                                 f"{len(conversion.bundle['entry'])} resources", *remarks]))]
     documents = [e["resource"] for e in conversion.bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
     for index, document in enumerate(documents):
         shown = name if len(documents) == 1 else f"{name} (document {index + 1})"
