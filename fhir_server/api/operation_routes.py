@@ -33,7 +33,8 @@ async def validate_type(request: Request, resource_type: str) -> Response:
     # Validating stores nothing; it is asked by whoever may write the type.
     permit(request, "create", resource_type)
     resource, profile = validate.unpack(await resource_body(request), request.query_params.get("profile"))
-    return fhir_response(request, validate.validate(resource_type, resource, profile, request.app.state.profiles))
+    return fhir_response(request, await validate.validate(resource_type, resource, profile, request.app.state.profiles,
+                                                          repo, request_caller(request)))
 
 
 @router.post("/fhir/{resource_type}/{resource_id}/$validate", summary="$validate a resource against R4 and a profile")

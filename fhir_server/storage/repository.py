@@ -325,13 +325,15 @@ class Repository:
             rule(before, after)
         return self.prepare(caller, after, current.resource_type)
 
-    async def stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def stash_binary(self, resource: dict[str, Any], raw: bytes | None, *,
+                           keep: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A Binary's bytes checked and written to the blob store (`keep` False, a dry run: only checked)."""
         if resource.get("resourceType") != "Binary":
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
         check_signature(resource.get("contentType"), content[:16], "Binary.data")
         stripped = {k: v for k, v in resource.items() if k != "data"}
-        blob = await self.blobs.stash(content)
+        blob = await self.blobs.stash(content) if keep else binaries.describe(content)
         return stripped, blob
 
     async def binary_content(self, stored: Stored) -> bytes:
