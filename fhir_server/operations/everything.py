@@ -4,8 +4,8 @@ paged searchset.
 What it holds: the resources of the Patient compartment of that patient (the Patient itself
 among them, R4 CompartmentDefinition `patient`), in the order of a compartment search across the
 compartment's types, and on each page the shared resources its matches reference (Practitioner,
-Organization... the `sharedTypes` of profiles/patient-scope.json), as `include` entries: the
-specification's "any resource referenced". Everything is read through the repository's Reader of
+Organization... the `sharedTypes` of profiles/patient-scope.json) and the Binaries its documents'
+attachments point at, as `include` entries: the specification's "any resource referenced". Everything is read through the repository's Reader of
 the caller, so the record rules are conditions of every query (a masked document or an
 INVISIBLE_PATIENT one before its date never matches), totals and pages stay true, and a caller
 who may not open the record gets the record-level 403.
@@ -54,6 +54,12 @@ def shared_types() -> tuple[str, ...]:
     return tuple(data["sharedTypes"])
 
 
+def included_types() -> tuple[str, ...]:
+    """What a page brings beside its matches: the shared types, and the Binaries holding the
+    documents' bytes (outside the R4 compartment, seen as their document is)."""
+    return (*shared_types(), "Binary")
+
+
 def wanted_types(params: list[tuple[str, str]], compartment: list[str],
                  allowed: Callable[[str], bool]) -> tuple[list[str], list[str]]:
     """(compartment types, shared types) the operation returns: those `_type` lists (each must be
@@ -61,18 +67,18 @@ def wanted_types(params: list[tuple[str, str]], compartment: list[str],
     every one the caller's scopes let it search."""
     listed = [t for name, value in params if name == "_type" for t in value.split(",") if t]
     if listed:
-        outside = [t for t in listed if t not in compartment and t not in shared_types()]
+        outside = [t for t in listed if t not in compartment and t not in included_types()]
         if outside:
-            raise FhirError(400, "invalid", f"{', '.join(outside)} is neither in the Patient compartment nor a shared "
-                                            f"type ({', '.join(shared_types())})", ["_type"])
+            raise FhirError(400, "invalid", f"{', '.join(outside)} is neither in the Patient compartment nor one of "
+                                            f"{', '.join(included_types())}", ["_type"])
         for rtype in listed:
             allowed(rtype)
         chosen = list(dict.fromkeys(listed))
-        return [t for t in compartment if t in chosen], [t for t in shared_types() if t in chosen]
+        return [t for t in compartment if t in chosen], [t for t in included_types() if t in chosen]
     inside = [t for t in compartment if _quietly(allowed, t)]
     if not inside:
         raise FhirError(403, "forbidden", "The token's scopes allow searching none of the Patient compartment's types")
-    return inside, [t for t in shared_types() if _quietly(allowed, t)]
+    return inside, [t for t in included_types() if _quietly(allowed, t)]
 
 
 def _quietly(allowed: Callable[[str], bool], rtype: str) -> bool:
@@ -83,9 +89,10 @@ def _quietly(allowed: Callable[[str], bool], rtype: str) -> bool:
 
 
 def _references(value: Any) -> Iterator[str]:
+    """Every reference (`reference`) and attachment location (`url`) in a resource."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
+            if key in ("reference", "url") and isinstance(item, str):
                 yield item
             elif key != "contained":
                 yield from _references(item)
@@ -94,12 +101,13 @@ def _references(value: Any) -> Iterator[str]:
             yield from _references(item)
 
 
-def referenced(matches: list[Stored], types: list[str]) -> dict[str, set[str]]:
-    """The ids of the resources of `types` the matches reference, by type."""
+def referenced(matches: list[Stored], types: list[str], base_url: str) -> dict[str, set[str]]:
+    """The ids of the resources of `types` the matches reference (relative or under `base_url`), by type."""
+    base = base_url.rstrip("/") + "/"
     found: dict[str, set[str]] = {}
     for stored in matches:
         for reference in _references(stored.resource):
-            match = RELATIVE.match(reference)
+            match = RELATIVE.match(reference[len(base):] if reference.startswith(base) else reference)
             if match and match.group(1) in types:
                 found.setdefault(match.group(1), set()).add(match.group(2))
     return found
@@ -153,7 +161,7 @@ async def everything(search: SearchInteraction, caller: Caller, patient_id: str,
     if shared and result.matches:
         # Through a reader of the caller opened on this record: the same rules as the matches.
         reader = await repository.reader(caller).open([patient_id])
-        result.included += await repository.engine.fetch(referenced(result.matches, shared), reader)
+        result.included += await repository.engine.fetch(referenced(result.matches, shared, base_url), reader)
     shown: list[Shown] = []
     for mode, found in (("match", result.matches), ("include", result.included)):
         for stored in found:
