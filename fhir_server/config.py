@@ -115,6 +115,14 @@ class Settings:
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
 
+    # Bulk export (fhir_server.export): how long a finished export's files are kept
+    # (FHIR_EXPORT_RETENTION_HOURS), and how often the process holding the export lease looks for
+    # new jobs (FHIR_EXPORT_POLL_SECONDS; a kick-off in the same process wakes it at once).
+    export_retention_hours: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_EXPORT_RETENTION_HOURS") or 24))
+    export_poll_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("FHIR_EXPORT_POLL_SECONDS") or 1))
+
     def mllp_tls(self) -> ssl.SSLContext | None:
         if self.mllp_tls_cert is None:
             return None
