@@ -4,8 +4,9 @@ lease (fhir_server.storage.leases, as the dispatcher and the scheduler hold thei
 A job is read through the repository's Reader of the client that asked, opened on no named
 record: the same conditions its searches get, so an establishment's system exports its own
 deposits and a full-access system everything (docs/ACCESS-RULES.md). Each type is read by pages
-of `PAGE` documents in `_id` order (a keyset: each page starts after the last id of the previous
-one, nothing is skipped or read twice), each resource leaves through `outgoing` (the read hook,
+of `PAGE` documents in id order (a keyset on `sid`, the indexed copy of the id, which the embedded
+store ranges on by its index where it scans for `_id`: each page starts after the last id of the
+previous one, nothing is skipped or read twice), each resource leaves through `outgoing` (the read hook,
 Binary bytes), and its NDJSON line goes to a chunk buffer written to the store at about 1 MiB:
 memory holds one page and one chunk whatever the export's size.
 
@@ -191,8 +192,8 @@ class Exporter:
             while True:
                 query: dict[str, Any] = {**selection, **when, "del": False}
                 if last is not None:
-                    query["_id"] = {"$gt": last}
-                docs = await reader.find(rtype, query, {"ix": 0, "sk": 0}, sort=[("_id", 1)], limit=PAGE)
+                    query["sid"] = {"$gt": last}
+                docs = await reader.find(rtype, query, {"ix": 0, "sk": 0}, sort=[("sid", 1)], limit=PAGE)
                 for doc in docs:
                     stored = from_current(rtype, doc)
                     try:
@@ -209,6 +210,6 @@ class Exporter:
                 await self._renew(job, f"{progress}; {rtype}: {out.count}")
                 if len(docs) < PAGE:
                     break
-                last = docs[-1]["_id"]
+                last = docs[-1]["sid"]
         await out.flush()
         return out
