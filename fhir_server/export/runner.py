@@ -133,16 +133,21 @@ class Exporter:
 
     async def _round(self) -> None:
         assert self._lease is not None and self.jobs is not None
-        if not await self._lease.hold(self.owner, LEASE_SECONDS):
+        if not await self._held():
             return
         for job in await self.jobs.expired(time.time()):
             await self.jobs.remove(job)
         while (job := await self.jobs.due()) is not None:
             await self.run(job)
 
+    async def _held(self) -> bool:
+        """Whether this process holds the lease: renewed in the store once a third of it has run."""
+        assert self._lease is not None
+        return self._lease.fresh(LEASE_SECONDS / 3) or await self._lease.hold(self.owner, LEASE_SECONDS)
+
     async def _renew(self, job: dict[str, Any], progress: str) -> None:
-        assert self._lease is not None and self.jobs is not None
-        if not await self._lease.hold(self.owner, LEASE_SECONDS):
+        assert self.jobs is not None
+        if not await self._held():
             raise Stopped("lease lost")
         if not await self.jobs.update(job["_id"], job["attempt"], {"progress": progress}):
             raise Stopped("cancelled")
