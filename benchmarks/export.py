@@ -44,7 +44,7 @@ from tests.server_process import server_token
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "export.json"
 TYPES = ("Patient", "Observation")
-INSERT_BATCH = 2_000
+INSERT_BATCH = 500
 SAMPLE_SECONDS = 0.05
 
 
@@ -77,12 +77,13 @@ async def seed(server: Server, patients: int) -> None:
                 raise RuntimeError(f"seeding refused ({response.status_code}): {response.text[:500]}")
 
 
-async def clone(db: Any, total: int) -> None:
-    """Observations cloned from those the server stored until the two types hold `total` resources."""
+async def clone(db: Any, total: int, patients: int) -> int:
+    """Observations cloned from those the server stored until the two types hold `total`
+    resources; how many they hold (counted as written: a count on the embedded store scans)."""
     stored = await db["Observation"].find({}).to_list(None)
-    missing = total - len(stored) - await db["Patient"].count_documents({})
+    missing = max(total - len(stored) - patients, 0)
     batch: list[dict[str, Any]] = []
-    for n in range(max(missing, 0)):
+    for n in range(missing):
         source = stored[n % len(stored)]
         new_id = str(uuid.uuid4())
         batch.append({**source, "_id": new_id, "sid": new_id, "res": {**source["res"], "id": new_id}})
@@ -91,6 +92,7 @@ async def clone(db: Any, total: int) -> None:
             batch = []
     if batch:
         await db["Observation"].insert_many(batch)
+    return patients + len(stored) + missing
 
 
 def peak_rss(server: Server, stop: threading.Event, found: list[int]) -> None:
@@ -146,12 +148,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-export-")) / "data"
     server = Server(data_dir).start()
     try:
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(server.store_url(), tz_aware=True)
+        # The embedded store answers nobody while it writes a batch: generous timeouts on a loaded machine.
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            server.store_url(), tz_aware=True, connectTimeoutMS=300_000, socketTimeoutMS=1_200_000,
+            serverSelectionTimeoutMS=300_000)
         db = mongo[server.database]
         machine = await report.machine(mongo, server.external_store is not None)
         await seed(server, args.patients)
-        await clone(db, args.resources)
-        resources = sum([await db[t].count_documents({"del": False}) for t in TYPES])
+        resources = await clone(db, args.resources, args.patients)
         token = server_token(server.data_dir, server.base_url, "system", client_id="bench-export")
         baseline = server.front().memory_info().rss
         stop, found = threading.Event(), [baseline]
