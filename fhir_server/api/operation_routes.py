@@ -10,12 +10,12 @@ from fhir_server.api.authentication import permit, require_system
 from fhir_server.api.body import read_body, resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.instance_routes import repository
-from fhir_server.api.negotiation import media_type
-from fhir_server.api.responses import fhir_response
-from fhir_server.api.type_routes import run_search
+from fhir_server.api.negotiation import media_type, prefer
+from fhir_server.api.responses import base_url, fhir_response
+from fhir_server.api.type_routes import run_search, searches
 from fhir_server.interactions import read as reading
 from fhir_server.errors import FhirError
-from fhir_server.operations import record_areas, validate
+from fhir_server.operations import everything, record_areas, validate
 from fhir_server.operations.bulk_import import NDJSON_TYPES, Importer, ndjson_lines
 from fhir_server.operations.enrol import EnrolOperation, check_caller
 from fhir_server.security.server_keys import server_secret
@@ -49,6 +49,20 @@ async def advance_directives(request: Request, patient_id: str) -> Response:
     await reading.read(repository(request), request_caller(request), "Patient", patient_id)
     area = record_areas.area("advance-directives")
     return await run_search(request, area.resource_type, area.search(patient_id, request.query_params.multi_items()))
+
+
+@router.get("/fhir/Patient/{patient_id}/$everything", summary="$everything: the patient's record as the caller may see it")
+async def patient_everything(request: Request, patient_id: str) -> Response:
+    """The patient's record as the caller may see it, paged (fhir_server.operations.everything)."""
+
+    def allowed(resource_type: str) -> bool:
+        permit(request, "search-type", resource_type, criteria=[])
+        return True
+
+    bundle = await everything.everything(searches(request), request_caller(request), patient_id,
+                                         request.query_params.multi_items(), allowed, base_url=base_url(request),
+                                         strict=prefer(request).strict)
+    return fhir_response(request, bundle)
 
 
 @router.post("/fhir/$import", summary="$import: FHIR NDJSON, one create a line (system callers)")
