@@ -74,6 +74,7 @@ bench: install
 	$(BIN)/python -m benchmarks.reimbursements
 	$(BIN)/python -m benchmarks.enrol --scales 10k,100k
 	$(BIN)/python -m benchmarks.workers
+	$(BIN)/python -m benchmarks.export --resources 100k
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

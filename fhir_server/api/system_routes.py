@@ -20,13 +20,13 @@ from fhir_server.operations.transaction import BundleProcessor
 router = APIRouter()
 
 
-@router.get("/fhir/metadata")
+@router.get("/fhir/metadata", summary="capabilities: the CapabilityStatement")
 async def metadata(request: Request) -> Response:
     return fhir_response(request, request.app.state.capability_statement(base_url(request)))
 
 
-@router.post("/fhir")
-@router.post("/fhir/")
+@router.post("/fhir", summary="batch or transaction Bundle")
+@router.post("/fhir/", include_in_schema=False)
 async def bundle(request: Request) -> Response:
     body = await resource_body(request)
     # Entries carry resources only when asked: a transaction-response is otherwise statuses and locations.
@@ -43,13 +43,13 @@ async def bundle(request: Request) -> Response:
     return fhir_response(request, answer)
 
 
-@router.get("/fhir/_history")
+@router.get("/fhir/_history", summary="history-system: the versions of every resource")
 async def system_history(request: Request) -> Response:
     permit(request, "history-system", "*")
     return await history_response(request, None, None)
 
 
-@router.get("/fhir")
-@router.get("/fhir/")
+@router.get("/fhir", summary="search-system across the types in _type")
+@router.get("/fhir/", include_in_schema=False)
 async def system_search(request: Request) -> Response:
     return await run_search(request, None, request.query_params.multi_items())
