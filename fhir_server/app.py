@@ -20,6 +20,7 @@ from fhir_server.api import (
     instance_routes,
     lifecycle_routes,
     messaging_routes,
+    openapi,
     operation_routes,
     system_routes,
     type_routes,
@@ -290,23 +291,26 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # metrics see every answer, the refusals of every layer above included.
     app.add_middleware(Observe)
     metrics.start()
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    # Each router's tags group its routes in the API reference (fhir_server.api.openapi.TAGS).
+    app.include_router(health.router, tags=["operations"])
+    app.include_router(metrics.router, tags=["operations"])
+    app.include_router(openapi.router, tags=["operations"])
     app.include_router(pages.router)
+    app.include_router(openapi.pages)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
-    app.include_router(auth_routes.router)
+    app.include_router(auth_routes.router, tags=["auth"])
     # Before the generic type routes: AuditEvent is served from the audit store.
-    app.include_router(audit_routes.router)
+    app.include_router(audit_routes.router, tags=[openapi.FHIR_TAG])
     app.include_router(subscription_socket)
-    app.include_router(ingest_routes.router)
-    app.include_router(system_routes.router)
-    app.include_router(operation_routes.router)
-    app.include_router(export_routes.router)
-    app.include_router(agenda_operation.router)
-    app.include_router(lifecycle_routes.router)
-    app.include_router(messaging_routes.router)
-    app.include_router(type_routes.router)
-    app.include_router(instance_routes.router)
+    app.include_router(ingest_routes.router, tags=["ingest"])
+    app.include_router(system_routes.router, tags=[openapi.FHIR_TAG])
+    app.include_router(operation_routes.router, tags=["FHIR operations"])
+    app.include_router(export_routes.router, tags=["export"])
+    app.include_router(agenda_operation.router, tags=["FHIR operations"])
+    app.include_router(lifecycle_routes.router, tags=["FHIR operations"])
+    app.include_router(messaging_routes.router, tags=["FHIR operations"])
+    app.include_router(type_routes.router, tags=[openapi.FHIR_TAG])
+    app.include_router(instance_routes.router, tags=[openapi.FHIR_TAG])
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
-    app.include_router(compartment_routes.router)
+    app.include_router(compartment_routes.router, tags=[openapi.FHIR_TAG])
     return app
