@@ -108,7 +108,8 @@ class NdjsonFile:
 class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.owner = uuid.uuid4().hex
+        # Named in `start`, in each worker process: workers forked from one parent must not share it.
+        self.owner = ""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lease: Lease | None = None
@@ -117,6 +118,7 @@ class Exporter:
 
     async def start(self, repository: Repository) -> None:
         self._repository = repository
+        self.owner = uuid.uuid4().hex
         self.jobs = ExportJobs(repository.database)
         await self.jobs.ensure_indexes()
         self._lease = Lease(repository.database, LEASE_ID)
