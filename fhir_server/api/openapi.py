@@ -36,7 +36,7 @@ TAGS = [
     {"name": "auth", "description": "OAuth 2.0 / SMART: discovery, the token endpoint and the server's keys."},
     {"name": "admin", "description": "Administration of the record and the service."},
     {"name": "operations", "description": "For operators and client developers: health probes, metrics, this document."},
-    {"name": "bulk export", "description": "FHIR Bulk Data export (system, Group, Patient), its status and files."},
+    {"name": "export", "description": "FHIR Bulk Data export (system, Group, Patient), its status and files."},
 ]
 FHIR_BODY = {"content": {FHIR_JSON: {"schema": {"type": "object"}}, FHIR_XML: {"schema": {"type": "string"}}}}
 PATCH_BODY = {"content": {"application/json-patch+json": {"schema": {"type": "array"}},
