@@ -131,7 +131,8 @@ async def export_cancel(request: Request, job_id: str) -> Response:
     return fhir_response(request, information(f"Bulk export {job_id} cancelled; its files are deleted"), status=202)
 
 
-@router.get(f"/fhir/{FILE}/{{job_id}}/{{file_no}}", summary="One NDJSON file of a completed bulk export")
+@router.get(f"/fhir/{FILE}/{{job_id}}/{{file_no}}", summary="One NDJSON file of a completed bulk export",
+            responses={200: {"content": {"application/fhir+ndjson": {}}}})
 async def export_file(request: Request, job_id: str, file_no: str) -> Response:
     job = await _own_job(request, job_id)
     files = [*(job.get("output") or []), *(job.get("error") or [])]

@@ -36,7 +36,7 @@ TAGS = [
     {"name": "auth", "description": "OAuth 2.0 / SMART: discovery, the token endpoint and the server's keys."},
     {"name": "admin", "description": "Administration of the record and the service."},
     {"name": "operations", "description": "For operators and client developers: health probes, metrics, this document."},
-    {"name": "export", "description": "A patient's data, and FHIR Bulk Data export."},
+    {"name": "export", "description": "FHIR Bulk Data export (system, Group, Patient), its status and files."},
 ]
 FHIR_BODY = {"content": {FHIR_JSON: {"schema": {"type": "object"}}, FHIR_XML: {"schema": {"type": "string"}}}}
 PATCH_BODY = {"content": {"application/json-patch+json": {"schema": {"type": "array"}},
@@ -44,6 +44,8 @@ PATCH_BODY = {"content": {"application/json-patch+json": {"schema": {"type": "ar
                           FHIR_XML: {"schema": {"type": "string", "description": "FHIRPath Patch (Parameters)"}}}}
 ERROR = {"description": "An OperationOutcome saying what is wrong", **FHIR_BODY}
 WRITES = ("post", "put", "patch")
+# What FastAPI writes for an answer it knows nothing of.
+GENERATED = {"application/json": {"schema": {}}}
 
 router = APIRouter()
 
@@ -79,6 +81,10 @@ def _generate(routes: list[Any], capabilities: dict[str, Any]) -> dict[str, Any]
     schema["x-fhir-resources"] = resources
     types = [entry["type"] for entry in resources]
     for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            # A router's tags and its routes' own add up; one of each is enough.
+            if "tags" in operation:
+                operation["tags"] = list(dict.fromkeys(operation["tags"]))
         if not path.startswith("/fhir"):
             continue
         for method, operation in operations.items():
@@ -89,8 +95,10 @@ def _generate(routes: list[Any], capabilities: dict[str, Any]) -> dict[str, Any]
                 operation["requestBody"] = PATCH_BODY if method == "patch" else FHIR_BODY
             answers = operation.setdefault("responses", {})
             success = next((code for code in answers if code.startswith("2")), "200")
-            answers[success] = {"description": answers.get(success, {}).get("description", "Successful Response"),
-                                **FHIR_BODY}
+            declared = answers.get(success, {})
+            # A route that names its answer's media types itself (NDJSON files) keeps them.
+            if declared.get("content", GENERATED) == GENERATED:
+                answers[success] = {"description": declared.get("description", "Successful Response"), **FHIR_BODY}
             answers.pop("422", None)  # FastAPI's validation error shape: the server answers OperationOutcomes
             answers["4XX"] = ERROR
     return schema

@@ -37,12 +37,12 @@ def _answer(checks: dict[str, str]) -> Response:
                     headers={"Cache-Control": "no-store"})
 
 
-@router.get(LIVE, include_in_schema=False)
+@router.get(LIVE, summary="Liveness: the process answers (no authentication, no data)")
 async def live() -> Response:
     return _answer({})
 
 
-@router.get(READY, include_in_schema=False)
+@router.get(READY, summary="Readiness: store reachable, collections and indexes made, MLLP listening if configured; 503 if not")
 async def ready(request: Request) -> Response:
     state = request.app.state
     checks: dict[str, str] = {}

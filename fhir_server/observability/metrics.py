@@ -126,7 +126,7 @@ def _registry() -> Any:
     return registry
 
 
-@router.get(PATH, include_in_schema=False)
+@router.get(PATH, summary="Prometheus metrics (text exposition format)", responses={200: {"content": {"text/plain": {}}}})
 async def scrape(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

@@ -95,8 +95,9 @@ class CapabilityBuilder:
             "software": {"name": "fhir-server", "version": "0.1.0"},
             "implementation": {"description": "FHIR R4 server for a national personal health record", "url": base_url},
             "fhirVersion": FHIR_VERSION,
-            "format": ["application/fhir+json", "json"],
-            "patchFormat": ["application/json-patch+json"],
+            "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
+            # JSON Patch, and FHIRPath Patch as a Parameters resource in either format.
+            "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
             "implementationGuide": self.implementation_guides,
             "rest": [{
                 "mode": "server",

@@ -174,9 +174,11 @@ def test_media_types_neither_json_nor_xml_are_refused(fhir: httpx.Client, unique
     assert fhir.get("/metadata", params={"_format": "html"}).status_code == 406
     refused = fhir.post("/Patient", content=b"a,b", headers={"Content-Type": "text/csv", "Accept": "application/fhir+xml"})
     assert refused.status_code == 415 and value(xml_of(refused), "f:issue/f:code/@value") == ["not-supported"]
-    # HAPI's XML client: its preferences by q-value, XML first.
+    # HAPI's XML client: its preferences by q-value, XML first; the statement says what it speaks.
     hapi = fhir.get("/metadata", headers={"Accept": "application/fhir+json;q=0.9, application/fhir+xml;q=1.0"})
     assert xml_of(hapi).tag == "{http://hl7.org/fhir}CapabilityStatement"
+    assert {"application/fhir+xml", "application/fhir+json"} <= set(value(xml_of(hapi), "f:format/@value"))
+    assert "application/fhir+xml" in value(xml_of(hapi), "f:patchFormat/@value")
 
 
 def test_refusals_of_the_middlewares_answer_xml_too(server, fhir: httpx.Client) -> None:  # type: ignore[no-untyped-def]

@@ -38,7 +38,8 @@ def test_openapi_describes_the_fhir_interactions_and_the_other_endpoints(schema:
     assert paths["/fhir"]["post"]["summary"] == "batch or transaction Bundle"
     assert paths["/ingest/cda"]["post"]["tags"] == ["ingest"]
     assert paths["/auth/token"]["post"]["tags"] == ["auth"]
-    assert "/openapi.json" in paths
+    for operator in ("/openapi.json", "/health/live", "/health/ready", "/metrics"):
+        assert paths[operator]["get"]["tags"] == ["operations"] and paths[operator]["get"]["summary"], operator
     assert not any(path in paths for path in ("/", "/language", "/docs", "/guide"))  # pages are not API
     # The generic routes name the types the CapabilityStatement lists, with their interactions.
     capabilities = fhir.get("/metadata").json()
@@ -55,6 +56,6 @@ def test_the_reference_page_lists_endpoints_and_types_without_script(anonymous: 
     assert_page_headers(page)
     assert inline_code(page.text) == [] and "<script" not in page.text
     assert "API reference" in page.text and 'href="/openapi.json"' in page.text and 'href="/guide"' in page.text
-    for shown in ("GET /fhir/{type}/{resource_id}", "POST /ingest/cda", "POST /auth/token", 'id="type-Patient"',
-                  "application/fhir+xml"):
+    for shown in ("GET /fhir/{type}/{resource_id}", "POST /ingest/cda", "POST /auth/token", "GET /health/ready",
+                  "GET /metrics", 'id="type-Patient"', "application/fhir+xml"):
         assert shown in page.text, shown
