@@ -119,7 +119,8 @@ class Session:
         if token:
             sent["Authorization"] = f"Bearer {token}"
         sent.update(headers or {})
-        url = path if path.startswith("http") else f"{self.http.base_url}{'/' if path and not path.startswith('/') else ''}{path}"
+        base = str(self.http.base_url).rstrip("/")
+        url = path if path.startswith("http") else f"{base}/{path.lstrip('/')}" if path else base
         exchange = Exchange(method, url, _shown_headers(sent), _text(content))
         self.exchanges.append(exchange)
         try:
