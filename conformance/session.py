@@ -44,6 +44,8 @@ class Options:
     # The Patient whose record the role tokens are about (found with the patient token when absent).
     patient_id: str | None = None
     mllp: tuple[str, int] | None = None
+    # The server's CDA intake (FHIR has no standard way to declare one): POST a CDA R2 document there.
+    cda_url: str | None = None
     keep: bool = False
     large: bool = False
     timeout: float = 60.0
@@ -52,7 +54,7 @@ class Options:
         """The options as the report prints them: tokens are never written, only whether given."""
         return {"base_url": self.base_url, "token": "given" if self.token else "none",
                 "roles": sorted(self.roles), "patient_id": self.patient_id,
-                "mllp": f"{self.mllp[0]}:{self.mllp[1]}" if self.mllp else None, "keep": self.keep, "large": self.large}
+                "mllp": f"{self.mllp[0]}:{self.mllp[1]}" if self.mllp else None, "cda_url": self.cda_url, "keep": self.keep, "large": self.large}
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Session:
         self.http = httpx.Client(base_url=options.base_url.rstrip("/"), timeout=options.timeout)
         self.created: list[Created] = []
         self.exchanges: list[Exchange] = []
+        # Set-up several cases share (e.g. the documents of the access-rule cases), made once per run.
+        self.shared: dict[str, Any] = {}
         self._counter = 0
 
     def close(self) -> None:
