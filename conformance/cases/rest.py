@@ -81,8 +81,8 @@ def create_ignores_id(s: Session) -> None:
 @case("FHIR-read-01", "Read returns the resource with the asked id", ["FHIR", "read"], R4, "http.html#read",
       "The returned resource SHALL have an id element with a value that is the [id].")
 def read(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "read")
+    created = created_patient(s)
     response = s.get(f"Patient/{created['id']}")
     expect(response, {200}, "GET [base]/Patient/[id]")
     if body_json(response).get("id") != created["id"]:
@@ -102,8 +102,8 @@ def read_unknown(s: Session) -> None:
       "The returned resource SHALL have an id element with a value that is the [id], and a meta.versionId element "
       "with a value of [vid].")
 def vread(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "vread")
+    created = created_patient(s)
     version = created["meta"]["versionId"]
     response = s.get(f"Patient/{created['id']}/_history/{version}")
     expect(response, {200}, "GET [base]/Patient/[id]/_history/[vid]")
@@ -119,8 +119,8 @@ def vread(s: Session) -> None:
       "was updated, or a 201 Created status code if the resource was created, with a Last-Modified header, and an "
       "ETag header which contains the new versionId of the resource.")
 def update(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "update")
+    created = created_patient(s)
     changed = {**created, "gender": "other"}
     response = s.request("PUT", f"Patient/{created['id']}", resource=changed, headers={"Prefer": "return=representation"})
     expect(response, {200}, "PUT [base]/Patient/[id] of an existing Patient")
@@ -142,8 +142,8 @@ def update(s: Session) -> None:
       "If no id element is provided, or the value is wrong, the server SHALL respond with a HTTP 400 error code, "
       "and SHOULD provide an operation outcome identifying the issue.")
 def update_wrong_id(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "update")
+    created = created_patient(s)
     response = s.request("PUT", f"Patient/{created['id']}", resource={**created, "id": s.fresh_id()})
     expect(response, {400}, "PUT [base]/Patient/[id] with another id in the body")
     missing = {k: v for k, v in created.items() if k != "id"}
@@ -156,8 +156,8 @@ def update_wrong_id(s: Session) -> None:
       "A server SHOULD accept the resource as submitted when it accepts the update, and return the same content "
       "when it is subsequently read. [Whether an identical update makes a new version is not specified: both pass.]")
 def update_identical(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "update")
+    created = created_patient(s)
     response = s.request("PUT", f"Patient/{created['id']}", resource=created)
     expect(response, {200}, "PUT [base]/Patient/[id] with the content just read")
     again = body_json(s.get(f"Patient/{created['id']}"))
@@ -185,9 +185,9 @@ def update_create(s: Session) -> None:
       "Failed status code instead of updating the resource. [R4 also names 409 Conflict for version conflicts: "
       "both pass.]")
 def stale_if_match(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "update")
     s.require_flag("Patient", "versioning", ("versioned", "versioned-update"))
+    created = created_patient(s)
     first = created["meta"]["versionId"]
     expect(s.request("PUT", f"Patient/{created['id']}", resource={**created, "gender": "male"}), {200},
            "a first update")
@@ -203,9 +203,9 @@ def stale_if_match(s: Session) -> None:
       "If the client wishes to request a version aware update, it submits the request with an If-Match header that "
       "quotes the ETag from the server")
 def current_if_match(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "update")
     s.require_flag("Patient", "versioning", ("versioned", "versioned-update"))
+    created = created_patient(s)
     read = s.get(f"Patient/{created['id']}")
     etag = read.headers.get("etag") or f'W/"{created["meta"]["versionId"]}"'
     response = s.request("PUT", f"Patient/{created['id']}", resource={**created, "gender": "male"},
@@ -219,8 +219,8 @@ def current_if_match(s: Session) -> None:
       "status code and that the resource is no longer found through search interactions. [Systems that do not "
       "track deleted records treat them as unknown: 404 passes too.]")
 def delete(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "delete")
+    created = created_patient(s)
     response = s.request("DELETE", f"Patient/{created['id']}")
     expect(response, {200, 202, 204}, "DELETE [base]/Patient/[id]")
     expect(s.get(f"Patient/{created['id']}"), {404, 410}, "GET of the deleted Patient")
@@ -236,8 +236,8 @@ def delete(s: Session) -> None:
       "The return content is a Bundle with type set to history containing the specified version history, sorted "
       "with oldest versions last, and including deleted resources.")
 def history(s: Session) -> None:
-    created = created_patient(s)
     s.require_interaction("Patient", "history-instance")
+    created = created_patient(s)
     expect(s.request("PUT", f"Patient/{created['id']}", resource={**created, "gender": "male"}), {200},
            "an update that makes a second version")
     response = s.get(f"Patient/{created['id']}/_history")
@@ -257,8 +257,8 @@ def history(s: Session) -> None:
       ["FHIR", "create", "conditional", "optional"], R4, "http.html#ccreate",
       "One Match: The server ignore the post and returns 200 OK")
 def conditional_create_match(s: Session) -> None:
-    created = created_patient(s)
     s.require_flag("Patient", "conditionalCreate")
+    created = created_patient(s)
     identifier = created["identifier"][0]
     criteria = f"identifier={identifier['system']}|{identifier['value']}"
     response = s.request("POST", "Patient", resource={**patient(s), "identifier": [identifier], "meta": s.tag()},
