@@ -127,3 +127,49 @@ def batch(s: Session) -> None:
         raise Failed(f"expected a batch-response of 2 entries, got a {answer.get('type')!r} of {len(statuses)}")
     if not statuses[0].startswith("404") or not statuses[1].startswith("201"):
         raise Failed(f"entry statuses are {statuses}: expected 404 for the unknown read, then 201 for the create")
+
+
+@case("FHIR-transaction-04", "Transaction: a conditional reference (search URI) is resolved to its single match",
+      ["FHIR", "transaction", "conditional"], R4, "http.html#trules",
+      "When processing transactions, servers SHALL: check all references for search URIs; For search URIs, use the "
+      "search to locate matching resources; [...] if there is a single match, the server replaces the search URI "
+      "with a reference to the matching resource")
+def transaction_conditional_reference(s: Session) -> None:
+    s.require_system_interaction("transaction")
+    s.require_interaction("Patient", "create")
+    target = s.create(patient(s))
+    identifier = target["identifier"][0]
+    observation = {"resourceType": "Observation", "status": "final", "meta": s.tag(),
+                   "code": {"coding": [{"system": s.system, "code": "conformance-test"}]},
+                   "subject": {"reference": f"Patient?identifier={identifier['system']}|{identifier['value']}"},
+                   "valueString": "conformance test"}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": _urn(), "resource": observation, "request": {"method": "POST", "url": "Observation"}}]}
+    response = s.request("POST", "", resource=bundle)
+    expect(response, {200}, "a transaction whose Observation refers to Patient?identifier=... (one match)")
+    location = _remember_locations(s, body_json(response))[0]
+    stored = body_json(s.get(location))
+    if stored.get("subject", {}).get("reference") != f"Patient/{target['id']}":
+        raise Failed(f"the search URI became {stored.get('subject')}, expected Patient/{target['id']}")
+
+
+@case("FHIR-transaction-05", "Transaction: two entries on the same resource make it fail", ["FHIR", "transaction"],
+      R4, "http.html#trules",
+      "If any resource identities (including resolved identities from conditional update/delete) overlap in steps "
+      "1-3, then the transaction SHALL fail.")
+def transaction_overlap(s: Session) -> None:
+    s.require_system_interaction("transaction")
+    s.require_interaction("Patient", "create")
+    target = s.create(patient(s))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": f"{s.options.base_url}/Patient/{target['id']}", "resource": {**target, "gender": "male"},
+         "request": {"method": "PUT", "url": f"Patient/{target['id']}"}},
+        {"fullUrl": f"{s.options.base_url}/Patient/{target['id']}", "resource": {**target, "gender": "female"},
+         "request": {"method": "PUT", "url": f"Patient/{target['id']}"}}]}
+    response = s.request("POST", "", resource=bundle)
+    if response.status_code == 200:
+        raise Failed("a transaction updating the same Patient twice was accepted")
+    if not 400 <= response.status_code < 600:
+        raise Failed(f"the overlapping transaction answered {response.status_code}, expected a 4xx or 5xx")
+    if body_json(s.get(f"Patient/{target['id']}")).get("gender") != target.get("gender"):
+        raise Failed("the failed transaction changed the Patient anyway")

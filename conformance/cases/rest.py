@@ -378,3 +378,44 @@ def failed_transaction_outcome(s: Session) -> None:
         raise Failed("a transaction holding an invalid Patient (birthDate 'not a date') was accepted")
     if body_json(response).get("resourceType") != "OperationOutcome":
         raise Failed(f"the failed transaction answered {response.status_code} without an OperationOutcome")
+
+
+@case("FHIR-create-03", "Create ignores meta.versionId and meta.lastUpdated sent by the client", ["FHIR", "create"],
+      R4, "http.html#create",
+      "If the request body includes a meta, the server SHALL ignore the existing versionId and lastUpdated values.")
+def create_ignores_meta(s: Session) -> None:
+    s.require_interaction("Patient", "create")
+    created = s.create({**patient(s), "meta": {"versionId": "fc-999", "lastUpdated": "2001-01-01T00:00:00Z"}})
+    meta = created.get("meta", {})
+    if meta.get("versionId") == "fc-999" or str(meta.get("lastUpdated", "")).startswith("2001-01-01"):
+        raise Failed(f"the server kept the client's meta.versionId or meta.lastUpdated: {meta}")
+
+
+@case("FHIR-history-02", "Instance history includes the deletion", ["FHIR", "history", "delete"], R4,
+      "http.html#history",
+      "The return content is a Bundle with type set to history containing the specified version history, sorted "
+      "with oldest versions last, and including deleted resources.")
+def history_after_delete(s: Session) -> None:
+    s.require_interaction("Patient", "history-instance")
+    s.require_interaction("Patient", "delete")
+    created = created_patient(s)
+    expect(s.request("DELETE", f"Patient/{created['id']}"), {200, 202, 204}, "DELETE [base]/Patient/[id]")
+    response = s.get(f"Patient/{created['id']}/_history")
+    expect(response, {200}, "GET [base]/Patient/[id]/_history of a deleted Patient")
+    entries = body_json(response).get("entry", [])
+    if len(entries) < 2:
+        raise Failed(f"the history of a created then deleted Patient lists {len(entries)} entries, expected the "
+                     "creation and the deletion")
+    newest = entries[0]
+    if newest.get("request", {}).get("method") != "DELETE" and "resource" in newest:
+        raise Failed("the newest history entry is not the deletion (no request.method DELETE, and it holds a resource)")
+
+
+@case("FHIR-vread-02", "Vread of a version that does not exist answers 404", ["FHIR", "vread", "errors"], R4,
+      "http.html#vread",
+      "[Unknown resources answer 404:] a GET for an unknown resource returns 404.")
+def vread_unknown(s: Session) -> None:
+    s.require_interaction("Patient", "vread")
+    created = created_patient(s)
+    response = s.get(f"Patient/{created['id']}/_history/fc-no-such-version")
+    expect(response, {404}, "GET [base]/Patient/[id]/_history/[a version that never existed]")
