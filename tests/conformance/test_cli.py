@@ -108,3 +108,18 @@ def test_a_non_conformant_server_fails_with_requirements_and_undeclared_features
     assert "SHALL also return a Location header" in failure.find("failure").text  # type: ignore[union-attr]
     assert int(suite.get("failures", "0")) >= 2 and int(suite.get("skipped", "0")) >= 10
     assert "careless" in (tmp_path / "report.html").read_text()
+
+
+def test_a_toml_config_and_keep_leave_the_run_data_for_inspection(server: ServerProcess, tmp_path: Path) -> None:
+    config = tmp_path / "target.toml"
+    config.write_text(f'base_url = "{server.base_url}"\ntoken = "{server.token}"\n\n[roles]\npatient = ""\n')
+    run = run_tool("--config", str(config), "--keep", "--select", "FHIR-read-01", report_dir=tmp_path / "report")
+    assert run.returncode == 0, run.explain()
+    (kept,) = run.report["created"]
+    assert kept["note"] == "kept (--keep)" and not kept["deleted"]
+    read = server.get(f"{server.base_url}/{kept['reference']}")
+    assert read.status_code == 200
+    assert read.json()["meta"]["tag"] == [{"system": "urn:fhir-conformance:test", "code": run.report["run_id"]}]
+    assert server.request("DELETE", f"{server.base_url}/{kept['reference']}").status_code in (200, 204)
+    assert run.report["options"]["keep"] is True and run.report["options"]["token"] == "given"
+    assert server.token not in (tmp_path / "report" / "report.json").read_text()
