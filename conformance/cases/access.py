@@ -79,6 +79,9 @@ def _seen(s: Session, role: str, document: Provided, what: str) -> None:
 
 
 def _roles(s: Session, *roles: str) -> None:
+    """NotDeclared on a server that is no document recipient (these are a document-sharing record's
+    rules), then NotRun when a role's token was not given."""
+    require_actor(s, RECIPIENT)
     missing = [r for r in roles if not s.options.roles.get(r)]
     if missing:
         raise NotRun("needs the token of: " + ", ".join(r.replace("_", " ") for r in missing))
