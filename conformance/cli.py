@@ -23,7 +23,7 @@ import httpx
 from conformance import runner
 from conformance.auth import client_credentials_token
 from conformance.model import Result, Verdict
-from conformance.registry import all_cases, select
+from conformance.registry import Case, all_cases, select
 from conformance.reports import Run, text_summary, write_all
 from conformance.session import ROLES, Options, Session
 
@@ -140,7 +140,7 @@ def capability_statement(options: Options) -> dict[str, Any]:
     return dict(body)
 
 
-def run(options: Options, cases: list, report: Path | None, quiet: bool) -> int:
+def run(options: Options, cases: list[Case], report: Path | None, quiet: bool) -> int:
     try:
         capability = capability_statement(options)
     except RuntimeError as error:
@@ -179,7 +179,8 @@ def run(options: Options, cases: list, report: Path | None, quiet: bool) -> int:
 def validate(argv: list[str]) -> int:
     """fhir-conformance validate FILE...: checks a tester's own ITI-65 bundles, CDA documents and HL7 v2
     messages without storing anything; offline unless --base-url is given."""
-    p = argparse.ArgumentParser(prog=f"{PROG} validate", description=validate.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=f"{PROG} validate", description="checks ITI-65 bundles, CDA documents and "
+                                "HL7 v2 messages without storing anything; offline unless --base-url is given")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--base-url", help="also ask this server (hash/size of referenced documents, known patient)")
     p.add_argument("--token", help="bearer token for --base-url")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from conformance.model import Requirement
 
-if False:  # pragma: no cover - typing only, avoids an import cycle with session
+if TYPE_CHECKING:
     from conformance.session import Session
 
 CaseFunction = Callable[["Session"], None]

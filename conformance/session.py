@@ -105,7 +105,7 @@ class Session:
     # -- HTTP -----------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, resource: Any = None, content: bytes | None = None,
-                headers: dict[str, str] | None = None, params: dict[str, str] | list[tuple[str, str]] | None = None,
+                headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
                 role: str | None = None) -> httpx.Response:
         """A request with the tool's token, or the token of `role` (NotRun when it was not given).
         Every exchange is recorded; a body over 10 MB needs --large."""
