@@ -4,10 +4,12 @@ from the FHIR R4 specification, http.html (section anchors as in the specificati
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from conformance.registry import case
-from conformance.session import Failed, NotDeclared, Session, body_json, expect
+from conformance.session import Failed, Session, body_json, expect
 
 R4 = "FHIR-R4"
 
@@ -419,3 +421,27 @@ def vread_unknown(s: Session) -> None:
     created = created_patient(s)
     response = s.get(f"Patient/{created['id']}/_history/fc-no-such-version")
     expect(response, {404}, "GET [base]/Patient/[id]/_history/[a version that never existed]")
+
+
+@case("FHIR-create-04", "A Binary over 10 MB is stored whole or refused with a 4xx (only with --large)",
+      ["FHIR", "create", "large"], R4, "http.html#create / http.html#return",
+      "When the server rejects the content of the resource [...] the server SHOULD include a response body "
+      "containing an OperationOutcome [...]. A server SHOULD accept the resource as submitted when it accepts the "
+      "create, and return the same content when it is subsequently read.")
+def create_large_binary(s: Session) -> None:
+    s.require_interaction("Binary", "create")
+    data = b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024) + b"\n%%EOF\n"
+    binary = {"resourceType": "Binary", "contentType": "application/pdf", "meta": s.tag(),
+              "data": base64.b64encode(data).decode()}
+    response = s.request("POST", "Binary", content=json.dumps(binary).encode(),
+                         headers={"Content-Type": "application/fhir+json"})
+    if response.status_code == 201:
+        created = s.resource_of(response, "Binary")
+        s.remember("Binary", created["id"])
+        read = s.get(f"Binary/{created['id']}", headers={"Accept": "application/fhir+json"})
+        expect(read, {200}, "read of the large Binary")
+        if base64.b64decode(body_json(read).get("data", "")) != data:
+            raise Failed("the large Binary read back differs from what was sent")
+        return
+    if not 400 <= response.status_code < 500:
+        raise Failed(f"an 11 MB Binary answered {response.status_code}: expected 201, or a 4xx such as 413")

@@ -48,7 +48,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_role_cases_are_not_run_without_their_tokens_and_do_not_fail_the_run(server: ServerProcess,
                                                                                tmp_path: Path) -> None:
-    run = run_tool("--base-url", server.base_url, "--token", server.token, "--select", "access,HL7v2,CDA",
+    run = run_tool("--base-url", server.base_url, "--token", server.token, "--select", "access,HL7v2,CDA,large",
                    report_dir=tmp_path)
     assert run.returncode == 0, run.explain()
     verdicts = run.verdicts()
@@ -57,6 +57,7 @@ def test_role_cases_are_not_run_without_their_tokens_and_do_not_fail_the_run(ser
     messages = {r["id"]: r["message"] for r in run.report["results"]}
     assert "needs the token of: blocked professional" in messages["ACCESS-05"]
     assert "--mllp HOST:PORT" in messages["HL7V2-01"]
+    assert verdicts["FHIR-create-04"] == "not run" and "run with --large" in messages["FHIR-create-04"]
 
 
 class NotConformant(BaseHTTPRequestHandler):

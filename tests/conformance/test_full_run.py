@@ -33,7 +33,9 @@ def test_every_case_passes_with_every_token_and_the_run_leaves_nothing(server: S
     run = run_tool("--config", str(roles_config), report_dir=tmp_path)
     assert run.returncode == 0, run.explain()
     report = run.report
-    assert report["summary"]["passed"] == len(report["results"]) >= 50, report["summary"]
+    # All but the one case that needs --large (run by test_wheel.py, in make test-all).
+    assert run.verdicts()["FHIR-create-04"] == "not run"
+    assert report["summary"]["passed"] == len(report["results"]) - 1 >= 55, report["summary"]
     assert {r["requirement"]["spec"] for r in report["results"]} >= {"FHIR-R4", "IHE-ITI-65", "IHE-ITI-67",
                                                                      "IHE-ITI-68", "ANS-PDSm", "CSP", "HL7v2.5"}
     assert report["software"]["name"] == "fhir-server" and report["options"]["token"] == "given"
@@ -47,7 +49,7 @@ def test_every_case_passes_with_every_token_and_the_run_leaves_nothing(server: S
 
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == len(report["results"])
-    assert suite.get("failures") == "0" and suite.get("errors") == "0" and suite.get("skipped") == "0"
+    assert suite.get("failures") == "0" and suite.get("errors") == "0" and suite.get("skipped") == "1"
     assert len(suite.findall("testcase")) == len(report["results"])
 
     html = (tmp_path / "report.html").read_text()
