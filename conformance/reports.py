@@ -116,12 +116,12 @@ def html(run: Run) -> str:
                      f"<p>Tags: {escape(', '.join(result.tags))}</p>")
         if result.message:
             parts.append(f"<p class='{_cls(result.verdict)}'>{escape(result.message)}</p>")
-        # The deciding exchange is the last one; earlier ones are the set-up.
+        # A case stops at the exchange that failed it: on a failure the last one decided, and opens.
         for index, exchange in enumerate(result.exchanges):
-            deciding = index == len(result.exchanges) - 1
+            deciding = index == len(result.exchanges) - 1 and result.verdict in FAILING
             status = exchange.status if exchange.status is not None else exchange.error
             summary = f"{'Deciding: ' if deciding else ''}{exchange.method} {exchange.url} → {status}"
-            parts.append(f"<details{' open' if deciding and result.verdict in FAILING else ''}><summary>{escape(summary)}</summary>"
+            parts.append(f"<details{' open' if deciding else ''}><summary>{escape(summary)}</summary>"
                          f"<pre>{escape(_headers(exchange.request_headers))}\n\n{escape(exchange.request_body)}</pre>"
                          f"<pre>{escape(str(status))}\n{escape(_headers(exchange.response_headers))}\n\n"
                          f"{escape(exchange.response_body)}</pre></details>")
