@@ -15,6 +15,15 @@ from conformance.registry import case
 from conformance.session import Failed, NotRun, Session, body_json, expect
 
 CSP = "CSP"
+# Code de la santé publique, quoted in the English translation of french-business-law.com.
+R1111_46 = ("Access to the shared medical record by the professionals mentioned in article L. 1111-15 and in III of "
+            "article L. 1111-17 as well as by health, social or medico-social establishments or services is subject "
+            "to the prior consent of the holder")
+R1111_49 = ("The holder may decide that data concerning him/her contained in his/her shared medical file should not "
+            "be accessible to the healthcare professionals and establishments, social or medico-social establishments "
+            "or services authorised to access his/her file. [...] However, this data remains accessible to the health "
+            "professional or establishment, the social or medico-social establishment or service which placed it in "
+            "the shared [medical file]")
 # Code de la santé publique (decree 2016-914, Légifrance LEGIARTI000032844408), on the médecin traitant.
 MEDECIN_TRAITANT_TEXT = (
     "Le médecin traitant mentionné à l'article L. 162-5-3 du code de la sécurité sociale accède à l'ensemble des "
@@ -88,25 +97,21 @@ def _roles(s: Session, *roles: str) -> None:
 
 
 @case("ACCESS-01", "An authorised professional reads a document of the record", ["access", "DMP"], CSP,
-      "L.1111-15, L.1111-17",
-      "[paraphrase] A health professional the holder has authorised accesses the shared record to take part in "
-      "the holder's care.")
+      "R.1111-46", R1111_46)
 def authorised_reads(s: Session) -> None:
     _roles(s, "professional")
     _seen(s, "professional", record(s)["plain"], "a plain document")
 
 
 @case("ACCESS-02", "A masked document (MASQUE_PS) is hidden from an authorised professional", ["access", "DMP"],
-      CSP, "L.1111-15; R.1111-38 (as cited by LEGIARTI000032844408); ANS TRE_A07 MASQUE_PS",
-      "[paraphrase] The holder may make information of the record inaccessible to professionals (TRE_A07 "
-      "MASQUE_PS: document masked to health professionals); only its author and the médecin traitant keep access.")
+      CSP, "R.1111-49; ANS TRE_A07 MASQUE_PS", R1111_49)
 def masked_hidden_from_professional(s: Session) -> None:
     _roles(s, "professional")
     _hidden(s, "professional", record(s)[MASQUE_PS], "a document masked to professionals")
 
 
-@case("ACCESS-03", "A masked document stays visible to the patient", ["access", "DMP"], CSP, "L.1111-15; ANS TRE_A07",
-      "[paraphrase] Masking (MASQUE_PS) hides a document from professionals, not from the holder of the record.")
+@case("ACCESS-03", "A masked document stays visible to the patient", ["access", "DMP"], CSP, "R.1111-49; ANS TRE_A07",
+      R1111_49 + " [The decision hides the data from professionals and establishments, not from the holder.]")
 def masked_seen_by_patient(s: Session) -> None:
     _roles(s, "patient")
     _seen(s, "patient", record(s)[MASQUE_PS], "a document masked to professionals")
@@ -120,9 +125,7 @@ def medecin_traitant_reads_masked(s: Session) -> None:
 
 
 @case("ACCESS-05", "A professional the patient blocked reads nothing of the record", ["access", "DMP"], CSP,
-      "L.1111-15",
-      "[paraphrase] The holder may oppose a professional's access to the record; that professional then reads "
-      "none of it.")
+      "R.1111-46", R1111_46 + " [A professional the holder refused has no consent: they read none of the record.]")
 def blocked_reads_nothing(s: Session) -> None:
     _roles(s, "blocked_professional")
     document = record(s)["plain"]

@@ -69,10 +69,11 @@ def accepted(s: Session) -> None:
 
 
 @case("HL7V2-02", "An unsupported message type is rejected (AR, or AE) with an ERR segment", ["HL7v2", "MLLP"],
-      V25, "2.9.2.1 / 2.14.5 ERR segment; table 0357 code 200",
-      "[paraphrase of the original acknowledgment rules] A message whose type the receiver does not support is "
-      "rejected: MSA-1 = AR, with an ERR segment (HL7 table 0357: 200 \u201cUnsupported message type\u201d). "
-      + MSA2_TEXT)
+      V25, "2.9.2.1 original acknowledgment rules; table 0008 AR; table 0357 code 200",
+      "[HL7 table 0008, as restated in Microsoft BizTalk Accelerator for HL7's MSA documentation] AR, Application "
+      "Reject: a problem occurred at the receiving location related to the value in MSH-9 (message type), MSH-11 "
+      "(processing ID), or MSH-12 (version ID) [HL7 table 0357: 200 \u201cUnsupported message type\u201d, carried "
+      "in ERR]. " + MSA2_TEXT)
 def unsupported_type(s: Session) -> None:
     control_id = uuid.uuid4().hex[:20]
     ack = _send(s, _message(s, "ZZZ^Z99^ZZZ_Z99", f"{s.unique('ipp')}^^^FHIRCONF&{test_oid()}&ISO^PI", control_id))
@@ -82,10 +83,10 @@ def unsupported_type(s: Session) -> None:
 
 
 @case("HL7V2-03", "A message missing a required field is answered AE (or AR) with an ERR segment",
-      ["HL7v2", "MLLP"], V25, "2.14.5 ERR segment; table 0357 code 101",
-      "[paraphrase] When the receiving application cannot process a message because of its content, it answers "
-      "MSA-1 = AE with an ERR segment locating the error (HL7 table 0357: 101 \u201cRequired field missing\u201d). "
-      + MSA2_TEXT)
+      ["HL7v2", "MLLP"], V25, "2.9.2.1; table 0008 AE; ERR segment; table 0357 code 101",
+      "[HL7 table 0008, as restated in Microsoft BizTalk Accelerator for HL7's MSA documentation] AE, Application "
+      "Error: a processing problem related to the message or its structure occurred at the receiving application "
+      "[HL7 table 0357: 101 \u201cRequired field missing\u201d, carried in ERR]. " + MSA2_TEXT)
 def missing_patient_identifier(s: Session) -> None:
     control_id = uuid.uuid4().hex[:20]
     ack = _send(s, _message(s, "ADT^A28^ADT_A05", "", control_id))
