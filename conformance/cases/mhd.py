@@ -55,6 +55,12 @@ def remember_created(s: Session, answer: dict[str, Any]) -> dict[str, str]:
     return created
 
 
+def _type_of(location: str) -> str:
+    """The resource type a Location names, relative (List/1) or absolute ([base]/List/1/_history/1)."""
+    parts = location.split("/_history")[0].rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
 def refused_and_nothing_stored(s: Session, response: Any, master: str, what: str) -> None:
     if response.status_code == 200:
         remember_created(s, body_json(response))
@@ -202,3 +208,31 @@ def duplicate_master_identifier(s: Session) -> None:
         raise Failed("a different document with an already stored masterIdentifier (uniqueId) was accepted")
     if not 400 <= response.status_code < 500:
         raise Failed(f"the duplicate answered {response.status_code}, expected a 4xx error")
+
+
+@case("PDSm-ITI65-02", "PDSm: the ITI-65 answer is a transaction-response, one entry per entry, in order",
+      ["PDSm", "ITI-65"], "ANS-PDSm", "st_ajout, Flux 02 : Résultat de l'ajout d'un lot de documents",
+      "Le corps de la réponse doit être un Bundle de type transaction-response avec un élément entry pour chaque "
+      "ressource reçue dans le Bundle de la requête, dans le même ordre, avec le résultat du traitement de "
+      "l'élément.")
+def pdsm_response(s: Session) -> None:
+    require_actor(s, RECIPIENT)
+    if not any(PDSM_IG in str(ig) for ig in s.capability.get("implementationGuide", [])):
+        raise NotDeclared("the CapabilityStatement does not name the ANS PDSm implementation guide")
+    patient_id = s.create(patient(s))["id"]
+    bundle, _ = provide_bundle(s, patient_id)
+    response = s.request("POST", "", resource=bundle)
+    expect(response, {200}, "ITI-65 Provide Document Bundle")
+    answer = body_json(response)
+    remember_created(s, answer)
+    entries = answer.get("entry", [])
+    if answer.get("type") != "transaction-response" or len(entries) != len(bundle["entry"]):
+        raise Failed(f"the answer is a {answer.get('type')!r} of {len(entries)} entries, expected a "
+                     f"transaction-response of {len(bundle['entry'])}")
+    sent = [e["request"]["url"] for e in bundle["entry"]]
+    answered = [_type_of(e.get("response", {}).get("location", "")) for e in entries]
+    if answered != sent:
+        raise Failed(f"the response entries locate {answered}, expected {sent} in the request's order")
+    statuses = [e.get("response", {}).get("status", "") for e in entries]
+    if not all(status.startswith("201") for status in statuses):
+        raise Failed(f"entry statuses are {statuses}, expected 201 for each created resource")
