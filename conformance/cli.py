@@ -84,6 +84,11 @@ def _main(argv: list[str]) -> int:
         return validate(argv[1:])
     args = parser().parse_args(argv)
     cases = select(all_cases(), _words(args.select), _words(args.exclude))
+    if not cases:
+        # A mistyped --select must not pass a CI job by running nothing.
+        print(f"{PROG}: no test matches --select {','.join(_words(args.select))} "
+              f"--exclude {','.join(_words(args.exclude))} (see --list)", file=sys.stderr)
+        return 2
     if args.list:
         for case in cases:
             print(f"{case.id:<28} [{', '.join(case.tags)}] {case.title}\n{'':<28} {case.requirement.label()}: "
@@ -92,7 +97,7 @@ def _main(argv: list[str]) -> int:
         return 0
     try:
         options = build_options(args)
-    except (OSError, ValueError, RuntimeError, httpx.HTTPError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError, httpx.HTTPError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     return run(options, cases, args.report, args.quiet)

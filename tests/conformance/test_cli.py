@@ -30,6 +30,8 @@ def test_list_prints_every_case_with_its_requirement_and_select_picks_by_id_pref
     kept = [line.split()[0] for line in left.stdout.splitlines() if line and not line.startswith(" ")]
     assert "MHD-ITI65-01" in kept and "MHD-ITI68-01" in kept
     assert not any(k.startswith("MHD-ITI67") for k in kept) and "MHD-ITI68-02" not in kept
+    typo = run_tool("--list", "--select", "FHIR-raed")
+    assert typo.returncode == 2 and "no test matches --select FHIR-raed" in typo.stderr, typo.explain()
 
 
 def test_without_a_token_the_401_is_reported_as_such(server: ServerProcess, tmp_path: Path) -> None:
