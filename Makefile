@@ -12,7 +12,7 @@ MLLP_PORT ?=
 # Every dependency, with every extra (test, bench, mutate, coverage, deps), pinned with its hashes.
 LOCK := requirements.lock
 
-.PHONY: install lock audit run reset test test-data test-all bench ans-tables mutate coverage clean
+.PHONY: install lock audit run reset test test-data test-all bench ans-tables mutate coverage conformance-sekmet clean
 
 # Only what the lock names, each file checked against its hashes; then the project itself.
 $(STAMP): pyproject.toml $(LOCK)
@@ -64,6 +64,7 @@ test-all: install test-data
 	FHIR_TEST_WORKERS=4 $(BIN)/pytest -q
 	CRASH_ROUNDS=10 $(BIN)/pytest -q tests/api/test_crash_restart.py
 	SUBSCRIPTION_CRASH_DOCUMENTS=1000 $(BIN)/pytest -q tests/subscriptions/test_crash_restart.py
+	FHIR_TEST_WHEEL=1 $(BIN)/pytest -q tests/conformance/test_wheel.py
 
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
@@ -96,6 +97,10 @@ coverage: install
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report --include='$(PROTECTING)'
 	$(BIN)/coverage report --format=total
+
+# fhir-conformance against sekmet-fhir 0.1.1 from PyPI, in a throw-away venv (docs/CONFORMANCE.md).
+conformance-sekmet: install
+	conformance/peers/sekmet.sh .cache/conformance-sekmet
 
 clean:
 	rm -rf $(VENV) build *.egg-info mutants mutants.log .coverage .coverage.* htmlcov
