@@ -115,6 +115,12 @@ class Settings:
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
 
+    # Issue 19: the trial sign-in of the app authorization pages (INS + a one-time code printed by
+    # `fhir-server apps signin-code`), FHIR_TRIAL_SIGNIN=1. Off by default: production signs patients
+    # in through an identity provider, and a server without one offers no sign-in at all.
+    trial_signin: bool = field(
+        default_factory=lambda: os.environ.get("FHIR_TRIAL_SIGNIN", "").lower() in ("1", "true", "yes"))
+
     def mllp_tls(self) -> ssl.SSLContext | None:
         if self.mllp_tls_cert is None:
             return None

@@ -54,6 +54,8 @@ RULES = {
     "api-address": ("FHIR_RATE_API_ADDRESS", "200000/60"),
     "token": ("FHIR_RATE_TOKEN", "600/60"),
     "token-failures": ("FHIR_RATE_TOKEN_FAILURES", "20/300"),
+    # Failed trial sign-ins (issue 19), per address and per INS: a one-time code is not guessed.
+    "signin-failures": ("FHIR_RATE_SIGNIN_FAILURES", "10/300"),
 }
 
 
