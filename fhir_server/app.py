@@ -57,6 +57,8 @@ from fhir_server.access import insurer, opposition, patient_entries, patient_sco
 from fhir_server.agenda import appointments, reminders
 from fhir_server.agenda import operation as agenda_operation
 from fhir_server.messaging import threads
+from fhir_server.observability import health, ingest as observed_ingest, metrics
+from fhir_server.observability.middleware import Observe
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -238,9 +240,12 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         if settings.mllp_port is not None:
             senders = MllpSenders.from_environment(clients)
             handler = senders.handler(repository, app.state.search)
-            mllp = await start_mllp_server(settings.host, settings.mllp_port,
-                                           audited(handler, senders.caller, app.state.audit_writer),
-                                           tls=settings.mllp_tls(), sock=mllp_listener)
+            mllp = await start_mllp_server(
+                settings.host, settings.mllp_port,
+                observed_ingest.observed(audited(handler, senders.caller, app.state.audit_writer)),
+                tls=settings.mllp_tls(), sock=mllp_listener)
+        # Its readiness is /health/ready's to tell.
+        app.state.mllp_server = mllp
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
@@ -282,8 +287,14 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     if not settings.bench_without_audit:
         app.add_middleware(AuditTrail)
     app.add_middleware(PageLayer)
-    # Outermost: refusals from every layer inside carry the CORS headers a browser app needs to read them.
+    # Refusals from every layer inside carry the CORS headers a browser app needs to read them.
     app.add_middleware(Cors)
+    # Outermost (fhir_server.observability.middleware): the request id, access log line and request
+    # metrics see every answer, the refusals of every layer above included.
+    app.add_middleware(Observe)
+    metrics.start()
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(pages.router)
     app.include_router(app_pages.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")

@@ -26,6 +26,8 @@ OPEN_PATHS = frozenset({
     "/fhir/metadata", "/metadata",
     "/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration",
     "/auth/token", "/auth/jwks",
+    # Probes of load balancers and orchestrators (fhir_server.observability.health).
+    "/health/live", "/health/ready",
 })
 REALM = "fhir-server"
 
