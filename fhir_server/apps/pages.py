@@ -181,16 +181,17 @@ async def consent_post(request: Request) -> Response:
         return context
     pending, app, ins = context
     database = _database(request)
+    agreed = fields.get("decision") == "agree"
+    chosen = fields.get("record", "")
+    if agreed and chosen not in {r.patient_id for r in await records_of(request.app.state.repository, ins)}:
+        return message_page(request.scope, 400, "invalid")
+    # Answered once: a second post of the same page (a double click, a replay) finds nothing.
     if not await authorization.forget(database, request_id):
         return message_page(request.scope, 400, "request_expired")
-    if fields.get("decision") != "agree":
+    if not agreed:
         location = redirect_with(pending.redirect_uri, {"error": "access_denied", "error_description":
                                                         "the patient refused", "state": pending.state})
         return RedirectResponse(location, status_code=303)
-    records = {record.patient_id for record in await records_of(request.app.state.repository, ins)}
-    chosen = fields.get("record", "")
-    if chosen not in records:
-        return message_page(request.scope, 400, "invalid")
     ticked = {value for name, value in form if name == "scope"}
     scope = " ".join(word for word in pending.scope.split() if word in ticked)
     grants: Grants = request.app.state.grants
