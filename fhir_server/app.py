@@ -26,6 +26,7 @@ from fhir_server.api import (
 from fhir_server.apps import connections
 from fhir_server.apps import pages as app_pages
 from fhir_server.apps.grants import Grants
+from fhir_server.apps.oidc import OidcProvider
 from fhir_server.apps.registry import AppRegistry
 from fhir_server.apps.token_grants import AppTokens
 from fhir_server.audit import hooks as audit_hooks
@@ -209,6 +210,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         app.state.keys = keys
         # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
         outbound = OutboundClient(outbound_policy)
+        app.state.oidc = OidcProvider.from_settings(settings, outbound)
         app.state.tokens = TokenVerifier(keys, issuers_from_environment(outbound), configured_base=settings.base_url,
                                          disabled_clients=clients.disabled, apps=apps)
         app.state.token_service = TokenService(repository.database, keys)

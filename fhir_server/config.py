@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     # `fhir-server apps signin-code`), FHIR_TRIAL_SIGNIN=1. Off by default: production signs patients
     # in through an identity provider, and a server without one offers no sign-in at all.
     trial_signin: bool = False
+    # Issue 19: patients sign in at this OpenID Connect provider (authorization code flow, the server
+    # a confidential client with client_secret_post), when all three are set; the INS is the ID
+    # token's claim `oidc_ins_claim`. FHIR_OIDC_ISSUER must be allowed by the outbound policy.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_ins_claim: str = "ins"
+    oidc_scope: str = "openid"
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 `GET /catalogue` lists the referenced apps (HTML; JSON with `Accept: application/json` or at
 `/catalogue.json`). `GET /auth/authorize` checks the app's request (fhir_server.apps.authorization)
-and sends the browser to the sign-in page, or straight to the consent page when its session is
+and sends the browser to the sign-in page (the OpenID Connect provider's link, fhir_server.apps.oidc,
+and the trial sign-in's form, each when configured), or straight to the consent page when its session is
 signed in; the consent page shows the app, its referencing status and each scope in plain French,
 with a box to untick, and the record to connect when the person represents others; Agree sends the
 browser back to the app with a code, Refuse with `error=access_denied`.
@@ -14,6 +15,7 @@ inline script, the session cookie); the consent page lets its form lead to the a
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter
@@ -22,19 +24,22 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from fhir_server.api.rate_limits import scope_address
 from fhir_server.api.responses import base_url
-from fhir_server.apps import authorization, signin
+from fhir_server.apps import authorization, oidc, signin
 from fhir_server.apps.authorization import PageError, RedirectError, redirect_with
 from fhir_server.apps.connections import records_of
 from fhir_server.apps.grants import Grants
+from fhir_server.apps.oidc import OidcProvider, SignInFailed
 from fhir_server.apps.registry import App, find_app, referenced_apps
 from fhir_server.apps.wording import phrase
 from fhir_server.limits import Exceeded, Limiter
+from fhir_server.security.tokens import server_root
 from fhir_server.storage.database import Database
 from fhir_server.web.layer import message_page
 from fhir_server.web.pages import CATALOGUE_PATH, PAGE
 from fhir_server.web.session import cookie, new_session_id, session_cookie_name
 from fhir_server.web.templates import render
 
+log = logging.getLogger("fhir_server.web")
 router = APIRouter(tags=[PAGE])
 
 
@@ -94,16 +99,75 @@ async def authorize(request: Request) -> Response:
     return RedirectResponse(f"/auth/signin?request={request_id}", status_code=303)
 
 
+def _signin(request: Request, status: int = 200, *, request_id: str, failed: bool = False, ins: str = "") -> Response:
+    return render(request.scope, "signin.html", status, request_id=request_id, failed=failed, ins=ins,
+                  trial=request.app.state.settings.trial_signin, provider=request.app.state.oidc is not None)
+
+
 @router.get("/auth/signin")
 async def signin_page(request: Request) -> Response:
-    if not request.app.state.settings.trial_signin:
+    if not request.app.state.settings.trial_signin and request.app.state.oidc is None:
         return message_page(request.scope, 503, "no_signin")
     request_id = request.query_params.get("request", "")
     try:
         await authorization.pending(_database(request), request_id, _session(request))
     except PageError as error:
         return _page_error(request, error)
-    return render(request.scope, "signin.html", request_id=request_id, failed=False, ins="")
+    return _signin(request, request_id=request_id)
+
+
+def _callback_url(request: Request) -> str:
+    return server_root(base_url(request)) + oidc.CALLBACK_PATH
+
+
+@router.get("/auth/oidc/start")
+async def oidc_start(request: Request) -> Response:
+    provider: OidcProvider | None = request.app.state.oidc
+    if provider is None:
+        return message_page(request.scope, 503, "no_signin")
+    request_id = request.query_params.get("request", "")
+    try:
+        await authorization.pending(_database(request), request_id, _session(request))
+        location = await provider.start(_database(request), _session(request), request_id, _callback_url(request))
+    except PageError as error:
+        return _page_error(request, error)
+    except SignInFailed as failed:
+        log.warning("OpenID Connect sign-in cannot start: %s", failed)
+        return message_page(request.scope, 502, "provider_failed")
+    return RedirectResponse(location, status_code=303)
+
+
+@router.get(oidc.CALLBACK_PATH)
+async def oidc_callback(request: Request) -> Response:
+    provider: OidcProvider | None = request.app.state.oidc
+    if provider is None:
+        return message_page(request.scope, 503, "no_signin")
+    database = _database(request)
+    started = await provider.take_state(database, _session(request), request.query_params.get("state", ""))
+    if started is None:
+        return message_page(request.scope, 400, "request_expired")
+    code = request.query_params.get("code")
+    if not code:
+        # The person cancelled at the provider, or it refused (`error=`): nobody is signed in.
+        return message_page(request.scope, 400, "provider_refused")
+    try:
+        ins = await provider.finish(code, started, _callback_url(request))
+    except SignInFailed as failed:
+        log.warning("OpenID Connect sign-in refused: %s", failed)
+        return message_page(request.scope, 502, "provider_failed")
+    return await _signed_in(request, ins, started.request_id)
+
+
+async def _signed_in(request: Request, ins: str, request_id: str) -> Response:
+    """A new session id at sign-in (ASVS 3.2.1): one planted before is worth nothing now."""
+    database = _database(request)
+    session = new_session_id()
+    await signin.sign_in(database, session, ins)
+    await authorization.rebind(database, request_id, session)
+    response = RedirectResponse(f"/auth/consent?request={request_id}", status_code=303)
+    secure = request.url.scheme == "https"
+    response.raw_headers.append(cookie(session_cookie_name(secure), session, secure=secure))
+    return response
 
 
 @router.post("/auth/signin")
@@ -127,15 +191,8 @@ async def signin_post(request: Request) -> Response:
     if not signin.well_formed_ins(ins) or not await signin.use_code(database, ins, code):
         for spender in spenders:
             limiter.count("signin-failures", spender)
-        return render(request.scope, "signin.html", 400, request_id=request_id, failed=True, ins=ins)
-    # A new session id at sign-in (ASVS 3.2.1): one planted before is worth nothing now.
-    session = new_session_id()
-    await signin.sign_in(database, session, ins)
-    await authorization.rebind(database, request_id, session)
-    response = RedirectResponse(f"/auth/consent?request={request_id}", status_code=303)
-    secure = request.url.scheme == "https"
-    response.raw_headers.append(cookie(session_cookie_name(secure), session, secure=secure))
-    return response
+        return _signin(request, 400, request_id=request_id, failed=True, ins=ins)
+    return await _signed_in(request, ins, request_id)
 
 
 async def _consent_context(request: Request, request_id: str) -> tuple[authorization.Pending, App, str] | Response:

@@ -7,6 +7,8 @@ revocation, and a legal representative connecting an app to a minor's record."""
 
 from __future__ import annotations
 
+import html
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fhir_server.security.token_service import ASSERTION_TYPE
 from tests.access.world import World, bundle_ids, new_finess, new_ins, open_world
+from tests.apps.oidc_provider import Provider
 from tests.apps.flow import (REDIRECT, Browser, apps_cli, exchange, fhir_get, pkce, query, refresh, register,
                              token, write_jwks)
 from tests.security.tokens import bearer
@@ -26,8 +29,17 @@ from tests.server_process import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("apps") / "data", env={"FHIR_TRIAL_SIGNIN": "1"}).start()
+def provider() -> Iterator[Provider]:
+    started = Provider().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[ServerProcess]:
+    """Both sign-ins on: the trial's form, and the OpenID Connect provider's link."""
+    process = ServerProcess(tmp_path_factory.mktemp("apps") / "data",
+                            env={"FHIR_TRIAL_SIGNIN": "1", **provider.environment()}).start()
     yield process
     process.stop()
 
@@ -316,3 +328,38 @@ def test_the_trial_sign_in_refuses_a_wrong_or_spent_code(server: ServerProcess, 
     assert person.sign_in(location, world.ins, code=code).status_code == 303
     # Spent.
     assert person.sign_in(location, world.ins, code=code).status_code == 400
+
+
+def test_a_patient_signs_in_at_the_openid_connect_provider(server: ServerProcess, world: World, app: str,
+                                                           provider: Provider) -> None:
+    person = Browser(server)
+    verifier, challenge = pkce()
+    location = person.authorize(app, challenge=challenge).headers["location"]
+    page = person.http.get(location)
+    start = re.search(r'id="provider" href="([^"]+)"', page.text)
+    assert start, page.text
+    start_url = html.unescape(start.group(1))
+    # The provider refuses (the person cancelled): nobody is signed in.
+    provider.next_ins = None
+    to_provider = person.http.get(start_url)
+    assert to_provider.status_code == 303 and to_provider.headers["location"].startswith(provider.issuer + "/authorize?")
+    back = httpx.get(to_provider.headers["location"], timeout=30).headers["location"]
+    assert person.http.get(back).status_code == 400
+    # An ID token with another nonce, or for another client, signs nobody in.
+    provider.next_ins = world.ins
+    for tamper in ({"nonce": "replayed"}, {"aud": "another-client"}):
+        provider.tamper = tamper
+        back = httpx.get(person.http.get(start_url).headers["location"], timeout=30).headers["location"]
+        assert person.http.get(back).status_code == 502, tamper
+    provider.tamper = {}
+    back = httpx.get(person.http.get(start_url).headers["location"], timeout=30).headers["location"]
+    # The provider's answer is for the browser that started the sign-in only.
+    assert Browser(server).http.get(back).status_code == 400
+    back = httpx.get(person.http.get(start_url).headers["location"], timeout=30).headers["location"]
+    signed = person.http.get(back)
+    assert signed.status_code == 303 and signed.headers["location"].startswith("/auth/consent?")
+    consent = person.http.get(signed.headers["location"])
+    answered = person.answer(consent)
+    answer = exchange(server, app, query(answered.headers["location"])["code"], verifier).json()
+    assert answer["patient"] == world.patient_id
+    assert fhir_get(server, answer["access_token"], "DocumentReference").status_code == 200
