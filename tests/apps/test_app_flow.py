@@ -87,6 +87,8 @@ def test_the_catalogue_lists_referenced_apps_only(server: ServerProcess, app: st
     listed = register(server, "Carnet Listé", "--public", "--listed-only")
     gone = register(server, "Application Retirée")
     apps_cli(server, "withdraw", gone)
+    listing = {line.split("\t")[0]: line.split("\t") for line in apps_cli(server, "list").splitlines()}
+    assert listing[gone][1] == "withdrawn" and listing[listed][4] == "listed-only" and listing[app][3] == "public"
     page = httpx.get(f"{server.root_url}/catalogue", timeout=30)
     assert page.status_code == 200 and "Suivi Glycémie" in page.text and "Application Retirée" not in page.text
     assert "Catalogue des applications référencées" in page.text
