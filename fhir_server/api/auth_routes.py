@@ -1,4 +1,8 @@
-"""The built-in authorization server's endpoints and the SMART discovery document."""
+"""The built-in authorization server's endpoints and the SMART discovery document.
+
+The token endpoint grants `client_credentials` to registered systems (security/token_service.py)
+and `authorization_code` and `refresh_token` to the catalogue's apps (apps/token_grants.py); the
+authorization endpoint and its pages are apps/pages.py."""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.body import read_body
-from fhir_server.apps.token_grants import GRANT_TYPES
 from fhir_server.api.rate_limits import scope_address, too_many
 from fhir_server.api.responses import base_url, json_response
+from fhir_server.apps.token_grants import GRANT_TYPES
 from fhir_server.limits import Exceeded, Limiter
 from fhir_server.security.token_service import ASSERTION_ALGORITHMS, OAuthError, TokenService, claimed_client
 from fhir_server.security.tokens import own_issuer, server_root

@@ -39,7 +39,10 @@ def provider() -> Iterator[Provider]:
 def server(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[ServerProcess]:
     """Both sign-ins on: the trial's form, and the OpenID Connect provider's link."""
     process = ServerProcess(tmp_path_factory.mktemp("apps") / "data",
-                            env={"FHIR_TRIAL_SIGNIN": "1", **provider.environment()}).start()
+                            # These tests fail token requests and sign-ins on purpose, more than the
+                            # default budgets of failures allow one address in five minutes.
+                            env={"FHIR_TRIAL_SIGNIN": "1", "FHIR_RATE_TOKEN_FAILURES": "1000/300",
+                                 "FHIR_RATE_SIGNIN_FAILURES": "1000/300", **provider.environment()}).start()
     yield process
     process.stop()
 
