@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import logging
@@ -21,13 +22,15 @@ from fhir_server import facilities
 from fhir_server.app import create_app
 from fhir_server.config import MAX_WORKERS, Settings, SettingInvalid, effective, load_settings, problems
 from fhir_server.definitions import structure
+from fhir_server.ingest.mllp import mllp_send
 from fhir_server.observability import logs, metrics
+from fhir_server.observability.ingest import ack_fields
 from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
 from fhir_server.apps import cli as apps_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
-from fhir_server.storage import mongo_setup
+from fhir_server.storage import mongo_setup, reset
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
@@ -49,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                        "each also comes from FHIR_<NAME> in the environment or a .env file")
     _settings_options(config)
     config.add_argument("--json", action="store_true", help="one JSON object instead of name = value lines")
+    send = commands.add_parser("mllp-send", help="send an HL7 v2 message file over MLLP and print the ACK "
+                                                  "(exit 0 on AA/CA, 1 otherwise)")
+    send.add_argument("file", type=Path, help="the message (segments ended by CR or by line ends)")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=2575, help="the server's --mllp-port (default 2575)")
+    send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the ACK")
+    reset.add_arguments(commands)
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
     apps_cli.add_arguments(commands)
@@ -85,6 +95,24 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
 def _given(args: argparse.Namespace) -> dict[str, object]:
     """The settings options given on the command line."""
     return {name: value for name, value in vars(args).items() if name in Settings.model_fields and value is not None}
+
+
+def send_file(args: argparse.Namespace) -> int:
+    """`fhir-server mllp-send`: one message, as a sending system would frame it."""
+    try:
+        text = args.file.read_bytes()
+    except OSError as exc:
+        print(f"fhir-server mllp-send: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    # Segments end with CR in HL7 v2; a file edited by hand may end them with LF or CRLF.
+    message = b"\r".join(line for line in text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n") if line)
+    try:
+        ack = asyncio.run(mllp_send(args.host, args.port, message, timeout=args.timeout))
+    except (OSError, TimeoutError) as exc:
+        print(f"fhir-server mllp-send: no ACK from {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(ack.decode("utf-8", errors="replace").replace("\r", "\n").rstrip("\n"))
+    return 0 if ack_fields(ack)["ack"] in ("AA", "CA") else 1
 
 
 def show_config(args: argparse.Namespace) -> int:
@@ -236,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "config":
         return show_config(args)
+    if args.command == "mllp-send":
+        return send_file(args)
+    if args.command == "reset":
+        return reset.run(args)
     if args.command == "facilities":
         return facilities.run(args)
     if args.command == "token":

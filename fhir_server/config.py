@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
 
+    # Bulk export (fhir_server.export): how long a finished export's files are kept
+    # (FHIR_EXPORT_RETENTION_HOURS), and how often the process holding the export lease looks for
+    # new jobs (FHIR_EXPORT_POLL_SECONDS; a kick-off in the same process wakes it at once).
+    export_retention_hours: float = Field(default=24, gt=0)
+    export_poll_seconds: float = Field(default=1, gt=0)
+
     # `serve`'s own: HTTPS, the proxies believed, the processes, the logs (issue 17).
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -95,7 +95,7 @@ async def token(request: Request) -> Response:
         else:
             answer = await service.client_credentials(form, token_url, base)
     except Exceeded as exceeded:
-        return too_many(exceeded)
+        return too_many(exceeded, request.scope)
     except (OAuthError, UnicodeDecodeError) as error:
         for spender in spenders:
             limiter.count("token-failures", spender)

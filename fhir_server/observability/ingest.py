@@ -5,16 +5,24 @@ holds); per `POST /ingest/*` the channel and outcome (the request line has the r
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.errors import FhirError
 from fhir_server.ingest.mllp import Handler
 from fhir_server.observability import context, metrics
 from fhir_server.observability.logs import event
 
 log = logging.getLogger("fhir_server.ingest")
+Endpoint = Callable[[Request], Awaitable[Response]]
 # An ERR-8 longer than this is cut in the line.
 LONGEST_ERROR = 300
 
@@ -53,20 +61,67 @@ def observed(handler: Handler) -> Handler:
         context.begin(uuid.uuid4().hex)
         started = time.perf_counter()
         ack = await handler(message)
-        received, answered = Segments.read(message), Segments.read(ack)
+        received = Segments.read(message)
         message_type = "^".join(received.get("MSH", 9).split(received.component)[:2])
-        code = answered.get("MSA", 1)
+        answer = ack_fields(ack)
         observed_metrics = metrics.current()
         if observed_metrics is not None:
-            observed_metrics.mllp_message(message_type, code)
-        error = answered.get("ERR", 8) or answered.get("MSA", 3)
-        ingested("mllp", outcome(code), control_id=received.get("MSH", 10)[:64] or None,
-                 message_type=message_type[:16] or None, ack=code or None,
-                 error_condition=answered.get("ERR", 3).split(answered.component)[0] or None,
-                 error=error[:LONGEST_ERROR] or None, duration_ms=round((time.perf_counter() - started) * 1000, 2))
+            observed_metrics.mllp_message(message_type, answer["ack"] or "")
+        ingested("mllp", outcome(answer["ack"] or ""), message_type=message_type[:16] or None, **answer,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return ack
 
     return handle
+
+
+def ack_fields(ack: bytes) -> dict[str, str | None]:
+    """What an acknowledgement says: the control id it answers, its code, and the error if any."""
+    answered = Segments.read(ack)
+    error = answered.get("ERR", 8) or answered.get("MSA", 3)
+    return {"control_id": answered.get("MSA", 2)[:64] or None, "ack": answered.get("MSA", 1)[:2] or None,
+            "error_condition": answered.get("ERR", 3).split(answered.component)[0][:8] or None,
+            "error": error[:LONGEST_ERROR] or None}
+
+
+@contextlib.contextmanager
+def attempt(channel: str) -> Iterator[None]:
+    """Taking in one document of `channel` (e.g. an ITI-65 bundle): `ingest` stored when the block
+    ends, refused or failed when it raises."""
+    try:
+        yield
+    except FhirError as error:
+        ingested(channel, "refused" if error.status < 500 else "failed", status=error.status)
+        raise
+    except Exception:
+        ingested(channel, "failed", status=500)
+        raise
+    ingested(channel, "stored")
+
+
+def counted(channel: str) -> Callable[[Endpoint], Endpoint]:
+    """An ingest route (`POST /ingest/...`) whose every answer is an `ingest` line and a count:
+    201 stored, 200 already there (an HL7 v2 AA), a refusal by its status."""
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def route(request: Request) -> Response:
+            try:
+                response = await endpoint(request)
+            except FhirError as error:
+                ingested(channel, "refused" if error.status < 500 else "failed", status=error.status)
+                raise
+            except Exception:
+                ingested(channel, "failed", status=500)
+                raise
+            status = response.status_code
+            fields = ack_fields(bytes(response.body)) if channel == "hl7v2" else {}
+            result = ("stored" if status == 201 or fields.get("ack") == "AA" else "duplicate" if status == 200
+                      else "refused" if status < 500 else "failed")
+            ingested(channel, result, status=status, **fields)
+            return response
+
+        return route
+
+    return decorate
 
 
 def ingested(channel: str, result: str, /, **fields: object) -> None:
