@@ -65,6 +65,7 @@ test-all: install test-data
 	CRASH_ROUNDS=10 $(BIN)/pytest -q tests/api/test_crash_restart.py
 	SUBSCRIPTION_CRASH_DOCUMENTS=1000 $(BIN)/pytest -q tests/subscriptions/test_crash_restart.py
 	FHIR_TEST_WHEEL=1 $(BIN)/pytest -q tests/conformance/test_wheel.py
+	FHIR_BROWSER_TESTS=1 $(BIN)/pytest -q tests/apps/test_browser.py
 
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # json: one JSON object a line; text: for people; auto: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text", "auto"] = "auto"
 
-    @field_validator("rate_api_client", "rate_api_address", "rate_token", "rate_token_failures")
+    @field_validator("rate_api_client", "rate_api_address", "rate_token", "rate_token_failures", "rate_signin_failures")
     @classmethod
     def _budget(cls, value: str, info: ValidationInfo) -> str:
         from fhir_server.limits import Budget  # here: that module imports this one
@@ -172,6 +172,19 @@ class Settings(BaseSettings):
         from fhir_server.web.cors import parse_origins  # here: that module imports this one
 
         return value if value is None else _parsed(lambda name, text: parse_origins(text), info.field_name, value)
+
+    # Issue 19: the trial sign-in of the app authorization pages (INS + a one-time code printed by
+    # `fhir-server apps signin-code`), FHIR_TRIAL_SIGNIN=1. Off by default: production signs patients
+    # in through an identity provider, and a server without one offers no sign-in at all.
+    trial_signin: bool = False
+    # Issue 19: patients sign in at this OpenID Connect provider (authorization code flow, the server
+    # a confidential client with client_secret_post), when all three are set; the INS is the ID
+    # token's claim `oidc_ins_claim`. FHIR_OIDC_ISSUER must be allowed by the outbound policy.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_ins_claim: str = "ins"
+    oidc_scope: str = "openid"
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -193,13 +206,15 @@ class Settings(BaseSettings):
         return value
 
     # Rate limits (fhir_server.limits), each `N/S` (N requests per window of S seconds) or `off`:
-    # FHIR API per caller and per address, token endpoint requests and failures. Far above what the
+    # FHIR API per caller and per address, token endpoint requests and failures, failed trial sign-ins
+    # (issue 19: a one-time code is not guessed). Far above what the
     # tests and benchmarks send (issue 18: ~1,000 reads/s a server), so they never limit a
     # legitimate load; an operator lowers them to what their callers need.
     rate_api_client: str = "100000/60"
     rate_api_address: str = "200000/60"
     rate_token: str = "600/60"
     rate_token_failures: str = "20/300"
+    rate_signin_failures: str = "10/300"
 
     @model_validator(mode="after")
     def _together(self) -> Settings:

@@ -52,6 +52,8 @@ RULES = {
     "api-address": "rate_api_address",
     "token": "rate_token",
     "token-failures": "rate_token_failures",
+    # Failed trial sign-ins (issue 19), per address and per INS: a one-time code is not guessed.
+    "signin-failures": "rate_signin_failures",
 }
 
 
