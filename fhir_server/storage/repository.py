@@ -35,6 +35,7 @@ from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
+from fhir_server.storage.known import RECORD_TYPES, KnownBySession
 from fhir_server.storage.patient_key import patient_of
 from fhir_server.storage.routing import IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
@@ -272,6 +273,8 @@ class Repository:
         self.on_commit: list[Callable[[], None]] = []
         # Per session, the store reads of a `write_many` check phase (Reader._find).
         self.read_memo: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        # Per open transaction, what it wrote and the records it checked (fhir_server.storage.known).
+        self.known = KnownBySession()
 
     def reader(self, caller: Caller | None, session: Session = None) -> Reader:
         """Queries for `caller`; None for the server's own checks, which see the whole store."""
@@ -499,7 +502,15 @@ class Repository:
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
-        result = await self.database.in_transaction(work, exclude_readers=exclude_readers)
+        async def attempt(session: Session) -> Any:
+            # Each attempt (the store may run one again) starts knowing nothing.
+            self.known.start(session)
+            try:
+                return await work(session)
+            finally:
+                self.known.discard(session)
+
+        result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
         for listener in self.on_commit:
             listener()
         return result
@@ -519,6 +530,9 @@ class Repository:
 
     async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
         """The current version whoever may see it: what a write replaces, so identity never forks."""
+        known = self.known.of(session)
+        if known is not None and (written := known.stored.get((resource_type, resource_id))) is not None:
+            return written
         return await self.find_current(None, resource_type, resource_id, session)
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
@@ -662,6 +676,9 @@ class Repository:
     ) -> WriteResult:
         version = (current.version + 1) if current else 1
         stamp = now_instant()
+        known = self.known.of(session)
+        if known is not None and resource_type in RECORD_TYPES:
+            known.forget()
         body: dict[str, Any] | None = None
         ix: dict[str, Any] = {}
         sk: dict[str, Any] = {}
@@ -727,9 +744,15 @@ class Repository:
         # record, seen by its depositor alone, until that resource is next written.
         if current is not None and (current.keys != keys or current.patient != patient):
             await self._follow_context(session, stored, current.patient)
+            if known is not None:
+                known.forget()  # its followers moved with it
         # Deletions too: a rule may keep something in step with what is no longer there.
         for rule in self.write_rules.get(resource_type, []):
             await rule(self, session, caller, stored)
+        if known is not None:
+            if resource_type in RECORD_TYPES:
+                known.forget()  # its rules refreshed the record's summary, or purged it
+            known.stored[(resource_type, resource_id)] = stored
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored, before: str | None) -> None:
@@ -897,6 +920,8 @@ class Repository:
                     await rule(self, session, caller, stored)
             except FhirError as exc:
                 raise _Withdrawn(index, exc) from exc
+            if stored.resource_type in RECORD_TYPES and (known := self.known.of(session)) is not None:
+                known.forget()
             results[index] = WriteResult(stored, created=current is None or current.deleted, changed=True)
         if within is not None:
             await within(session, results)

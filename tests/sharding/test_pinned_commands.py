@@ -399,3 +399,16 @@ def test_the_after_commit_hooks_read_the_event_s_record_on_its_shard(recorded: R
     assert ("DocumentReference", "find") in judged and ("Patient", "find") in judged, judged
     found = [(line["collection"], line.get("filter"), why) for line, why in unpinned(recorded.hooks, KEYS)]
     assert found == []
+
+
+@pytest.mark.parametrize("name", ["CDA over /ingest/cda", "HL7 v2 over MLLP", "ITI-65 document submission",
+                                  "transaction for one patient"])
+def test_a_deposit_checks_its_record_once(recorded: Recording, name: str) -> None:
+    """The record-write check reads the record's Patient once per transaction, not once per resource
+    written (issue 18: a CDA letter read it six times; fhir_server.storage.known)."""
+    by_request: dict[str, int] = {}
+    for line in recorded.scenarios[name].lines:
+        if line["command"] == "find" and line["collection"] == "Patient" \
+                and any(frame.startswith("fhir_server/access/records.py") for frame in line.get("where") or []):
+            by_request[line["request"]] = by_request.get(line["request"], 0) + 1
+    assert by_request and set(by_request.values()) == {1}, by_request
