@@ -37,7 +37,7 @@ from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.known import RECORD_TYPES, KnownBySession
 from fhir_server.storage.patient_key import patient_of
-from fhir_server.storage.routing import IdsTable
+from fhir_server.storage.routing import UNKNOWN, IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
 from fhir_server.storage.documents import (
     Stored,
@@ -366,35 +366,56 @@ class Repository:
                 return from_current(resource_type, doc)
             docs = await reader.find(resource_type, {"_id": resource_id}, projection, limit=1)
             return from_current(resource_type, docs[0]) if docs else None
-        reader, where = await self.opened_for(caller, resource_type, resource_id, session)
+        reader, where, remembered = await self.opened_for(caller, resource_type, resource_id, session)
         if where is None:
             return None
         docs = await reader.find(resource_type, where, projection, limit=1)
+        if not docs and remembered:
+            # Moved or purged by another process since: the route is asked again.
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
+            if where is None:
+                return None
+            docs = await reader.find(resource_type, where, projection, limit=1)
         return from_current(resource_type, docs[0]) if docs else None
 
-    async def route(self, resource_type: str, resource_id: str, session: Session) -> dict[str, Any] | None:
+    async def route(self, resource_type: str, resource_id: str, session: Session,
+                    remembered: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """The condition naming one resource with its collection's shard key: `{_id, pat}` for a
         type sharded by patient, after one targeted round trip to `ids` (None: never stored),
-        `{_id}` for the others."""
+        `{_id}` for the others; and whether it came from the routes this process remembers
+        (`remembered`, outside transactions only: a write always asks the table)."""
         if not by_patient(resource_type):
-            return {"_id": resource_id}
+            return {"_id": resource_id}, False
+        if remembered and session is None:
+            patient = self.ids_table.remembered(resource_type, resource_id)
+            if patient is not UNKNOWN:
+                return {"_id": resource_id, "pat": patient}, True
         async with self._reading(session):
             found, patient = await self.ids_table.route(resource_type, resource_id, session)
-        return {"_id": resource_id, "pat": patient} if found else None
+        if found and session is None:
+            self.ids_table.remember(resource_type, resource_id, patient)
+        return ({"_id": resource_id, "pat": patient} if found else None), False
 
-    async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str,
-                         session: Session = None) -> tuple[Reader, dict[str, Any] | None]:
+    async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str, session: Session = None,
+                         remembered: bool = True) -> tuple[Reader, dict[str, Any] | None, bool]:
         """A reader of `caller` opened on the record holding this resource (none if it is in no record
         or does not exist): reading one resource is reading its record; with the resource's
-        condition (`route`), None when it was never stored."""
-        where = await self.route(resource_type, resource_id, session)
+        condition (`route`), None when it was never stored, and whether the route was remembered
+        (then a query that finds nothing is to be asked again with `remembered=False`)."""
+        where, from_memory = await self.route(resource_type, resource_id, session, remembered)
         if where is not None and "pat" in where:
-            return await self._open_on(caller, where["pat"], session), where
+            try:
+                return await self._open_on(caller, where["pat"], session), where, from_memory
+            except FhirError:
+                if not from_memory:
+                    raise
+                # Refused on the record the resource was in: it may have moved since.
+                return await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
         if caller is None or where is None:
-            return await self._open_on(caller, None, session), where
+            return await self._open_on(caller, None, session), where, from_memory
         async with self._reading(session):
             found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
-        return await self._open_on(caller, found.get("pat") if found else None, session), where
+        return await self._open_on(caller, found.get("pat") if found else None, session), where, from_memory
 
     async def _open_on(self, caller: Caller | None, patient: str | None, session: Session) -> Reader:
         reader = self.reader(caller, session)
@@ -415,11 +436,16 @@ class Repository:
         self.check_type(resource_type)
         if not version.isdigit():
             raise FhirError(404, "not-found", f"Version '{version}' of {resource_type}/{resource_id} is not known")
-        reader, where = await self.opened_for(caller, resource_type, resource_id)
+        reader, where, remembered = await self.opened_for(caller, resource_type, resource_id)
+        query = {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}
         if where is None:
             raise not_found(resource_type, resource_id)
-        docs = await reader.find_history(resource_type, {"rid": f"{resource_type}/{resource_id}",
-                                                         "vid": int(version), **_pinned(where)}, limit=1)
+        docs = await reader.find_history(resource_type, {**query, **_pinned(where)}, limit=1)
+        if not docs and remembered:
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, remembered=False)
+            if where is None:
+                raise not_found(resource_type, resource_id)
+            docs = await reader.find_history(resource_type, {**query, **_pinned(where)}, limit=1)
         if not docs:
             if await self.find_current(caller, resource_type, resource_id) is None:
                 raise not_found(resource_type, resource_id)
@@ -442,7 +468,9 @@ class Repository:
         if before is not None:
             condition["_id"] = {"$lt": before}
         if resource_id is not None and resource_type is not None:
-            reader, where = await self.opened_for(caller, resource_type, resource_id)
+            # A page of one resource's history asks its route (a remembered one could be stale, and
+            # an empty page would not tell).
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, remembered=False)
             if where is None:
                 return []
             condition.update(_pinned(where))
