@@ -40,8 +40,9 @@ class KnownBySession:
     def __init__(self) -> None:
         self._by_session: dict[int, Known] = {}
 
-    def start(self, session: Any) -> None:
-        self._by_session[id(session)] = Known()
+    def start(self, session: Any) -> Known:
+        known = self._by_session[id(session)] = Known()
+        return known
 
     def discard(self, session: Any) -> None:
         self._by_session.pop(id(session), None)

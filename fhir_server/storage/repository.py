@@ -530,15 +530,24 @@ class Repository:
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
+        written: list[Stored] = []
+
         async def attempt(session: Session) -> Any:
             # Each attempt (the store may run one again) starts knowing nothing.
-            self.known.start(session)
+            known = self.known.start(session)
             try:
-                return await work(session)
+                done = await work(session)
+                written[:] = known.stored.values()
+                return done
             finally:
                 self.known.discard(session)
 
         result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        # Committed: the routes of what it wrote are what the `ids` table now says (a read right
+        # after a write, as the CDA intake's answer, then asks the table nothing).
+        for stored in written:
+            if by_patient(stored.resource_type):
+                self.ids_table.remember(stored.resource_type, stored.id, stored.patient)
         for listener in self.on_commit:
             listener()
         return result
