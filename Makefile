@@ -10,7 +10,7 @@ DATA_DIR ?= ./data
 # Every dependency, with every extra (test, bench, mutate, coverage, deps), pinned with its hashes.
 LOCK := requirements.lock
 
-.PHONY: install lock audit run test test-data test-all bench ans-tables mutate coverage clean
+.PHONY: install lock audit run test test-data test-all bench bench-all ans-tables mutate coverage clean
 
 # Only what the lock names, each file checked against its hashes; then the project itself.
 $(STAMP): pyproject.toml $(LOCK)
@@ -58,8 +58,13 @@ test-all: install test-data
 	CRASH_ROUNDS=10 $(BIN)/pytest -q tests/api/test_crash_restart.py
 	SUBSCRIPTION_CRASH_DOCUMENTS=1000 $(BIN)/pytest -q tests/subscriptions/test_crash_restart.py
 
+# The whole stack against issue 18's targets, about 15 minutes (docs/PERFORMANCE.md); bench-all
+# adds the benchmarks of the other issues (start-up, tokens, access rules, audit, imports,
+# enrolment at 100k, workers): about an hour more.
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
+
+bench-all: bench
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.auth_cost
 	$(BIN)/python -m benchmarks.access_rules

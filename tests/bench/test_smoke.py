@@ -85,6 +85,8 @@ def test_load_throughput_and_machine_are_recorded(figures: dict[str, Any]) -> No
     assert loaded["resources"] > loaded["documents"] and loaded["bundles"] > 0 and loaded["seconds"] > 0
     assert loaded["documents_per_s"] == pytest.approx(loaded["documents"] / loaded["seconds"], rel=0.1)
     assert loaded["resources_per_s"] == pytest.approx(loaded["resources"] / loaded["seconds"], rel=0.1)
+    # The paths are measured once the dispatcher has worked through the loading's outbox events.
+    assert loaded["outbox_left"] == 0 and loaded["outbox_wait_s"] >= 0
     machine = figures["machine"]
     assert machine["nproc"] >= 1 and machine["memory_gb"] > 0 and "nx-27017" in machine["store"]
     assert machine["python"].startswith("3.") and machine["commit"]
