@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./data
+# `make run MLLP_PORT=2575` also takes HL7 v2 over MLLP on that port.
+MLLP_PORT ?=
 
 # Every dependency, with every extra (test, bench, mutate, coverage, deps), pinned with its hashes.
 LOCK := requirements.lock
 
-.PHONY: install lock audit run test test-data test-all bench bench-all ans-tables mutate coverage clean
+.PHONY: install lock audit run reset test test-data test-all bench bench-all ans-tables mutate coverage clean
 
 # Only what the lock names, each file checked against its hashes; then the project itself.
 $(STAMP): pyproject.toml $(LOCK)
@@ -38,7 +40,12 @@ audit: install
 	$(BIN)/python .ci/fixable_vulnerabilities.py .cache/pip-audit.json
 
 run: install
-	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(if $(MLLP_PORT),--mllp-port $(MLLP_PORT))
+
+# Removes DATA_DIR (store, keys, files) of a stopped server, after saying what it removes; it asks
+# on a terminal, or takes YES=1. A running server keeps it (stop it first: Ctrl-C).
+reset: install
+	$(BIN)/fhir-server reset --data-dir $(DATA_DIR) $(if $(YES),--yes)
 
 # One official R4 example per resource type (fetched on first use, see tests/r4_examples.py).
 test: install
@@ -60,7 +67,7 @@ test-all: install test-data
 
 # The whole stack against issue 18's targets, about 15 minutes (docs/PERFORMANCE.md); bench-all
 # adds the benchmarks of the other issues (start-up, tokens, access rules, audit, imports,
-# enrolment at 100k, workers): about an hour more.
+# enrolment at 100k, workers, export at 100k): about an hour more.
 bench: install
 	$(BIN)/python -m benchmarks.run --scales 10k,50k
 
@@ -72,6 +79,7 @@ bench-all: bench
 	$(BIN)/python -m benchmarks.reimbursements
 	$(BIN)/python -m benchmarks.enrol --scales 10k,100k
 	$(BIN)/python -m benchmarks.workers
+	$(BIN)/python -m benchmarks.export --resources 100k
 
 # The ANS correspondence tables of mappings/ans/ from the Terminologies de Santé guide (VERSION=x.y.z).
 ans-tables: install

@@ -15,10 +15,12 @@ from fhir_server.api import (
     auth_routes,
     compartment_routes,
     error_handlers,
+    export_routes,
     ingest_routes,
     instance_routes,
     lifecycle_routes,
     messaging_routes,
+    openapi,
     operation_routes,
     system_routes,
     type_routes,
@@ -36,6 +38,7 @@ from fhir_server.events.notifications import Notifications
 from fhir_server.interactions.history import HistoryInteraction
 from fhir_server.record import lifecycle
 from fhir_server.record.scheduler import Scheduler
+from fhir_server.export.runner import Exporter
 from fhir_server.interactions.search import SearchInteraction
 from fhir_server.limits import Limiter, budgets_from_environment
 from fhir_server.outbound import OutboundClient, Policy
@@ -52,6 +55,8 @@ from fhir_server.access import insurer, opposition, patient_entries, patient_sco
 from fhir_server.agenda import appointments, reminders
 from fhir_server.agenda import operation as agenda_operation
 from fhir_server.messaging import threads
+from fhir_server.observability import health, ingest as observed_ingest, metrics
+from fhir_server.observability.middleware import Observe
 from fhir_server.api.authentication import Authentication
 from fhir_server.api.rate_limits import AddressLimits, CallerLimits
 from fhir_server.ingest.senders import MllpSenders
@@ -79,12 +84,15 @@ from fhir_server.write_rules import register_write_rules
 # The secret `_page` tokens are signed with (fhir_server.search.page_tokens).
 PAGE_KEY = "page-tokens"
 OPERATIONS = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
-              {"name": "agenda", "definition": agenda_operation.DEFINITION}]
+              {"name": "agenda", "definition": agenda_operation.DEFINITION},
+              {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]
 IMPLEMENTATION_GUIDES = ["https://interop.esante.gouv.fr/ig/fhir/pdsm"]
 # IHE MHD actors this server plays (ITI-65/105 recipient, ITI-66/67/68 responder).
 INSTANTIATES = [
     "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
     "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
+    # FHIR Bulk Data Access 2.0.0 (fhir_server.export).
+    "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data",
 ]
 
 # What the store work of a shutdown may take in all (app lifespan).
@@ -173,6 +181,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # A death closes its record as soon as the write reporting it commits (fhir_server.record.scheduler).
     scheduler = Scheduler(settings.lifecycle_seconds)
     hooks.after_commits.append(scheduler.committed)
+    exporter = Exporter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -213,6 +222,8 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         prevention.start(repository)
         notifications.start(repository, prevention)
         await scheduler.start(repository, app.state.audit_writer)
+        await exporter.start(repository)
+        app.state.exporter = exporter
         engine = repository.engine
 
         capabilities = CapabilityBuilder(sorted(repository.resource_types), engine.registry, profiles,
@@ -227,9 +238,12 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         if settings.mllp_port is not None:
             senders = MllpSenders.from_environment(clients)
             handler = senders.handler(repository, app.state.search)
-            mllp = await start_mllp_server(settings.host, settings.mllp_port,
-                                           audited(handler, senders.caller, app.state.audit_writer),
-                                           tls=settings.mllp_tls(), sock=mllp_listener)
+            mllp = await start_mllp_server(
+                settings.host, settings.mllp_port,
+                observed_ingest.observed(audited(handler, senders.caller, app.state.audit_writer)),
+                tls=settings.mllp_tls(), sock=mllp_listener)
+        # Its readiness is /health/ready's to tell.
+        app.state.mllp_server = mllp
         # "ready" is said by the command that runs the server, once its port is serving.
         try:
             yield
@@ -245,6 +259,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
                 await keys.stop()
                 await notifications.stop()
                 await scheduler.stop()
+                await exporter.stop()
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await delivery.stop()
@@ -270,22 +285,32 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     if not settings.bench_without_audit:
         app.add_middleware(AuditTrail)
     app.add_middleware(PageLayer)
-    # Outermost: refusals from every layer inside carry the CORS headers a browser app needs to read them.
+    # Refusals from every layer inside carry the CORS headers a browser app needs to read them.
     app.add_middleware(Cors)
+    # Outermost (fhir_server.observability.middleware): the request id, access log line and request
+    # metrics see every answer, the refusals of every layer above included.
+    app.add_middleware(Observe)
+    metrics.start()
+    # Each router's tags group its routes in the API reference (fhir_server.api.openapi.TAGS).
+    app.include_router(health.router, tags=["operations"])
+    app.include_router(metrics.router, tags=["operations"])
+    app.include_router(openapi.router, tags=["operations"])
     app.include_router(pages.router)
+    app.include_router(openapi.pages)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
-    app.include_router(auth_routes.router)
+    app.include_router(auth_routes.router, tags=["auth"])
     # Before the generic type routes: AuditEvent is served from the audit store.
-    app.include_router(audit_routes.router)
+    app.include_router(audit_routes.router, tags=[openapi.FHIR_TAG])
     app.include_router(subscription_socket)
-    app.include_router(ingest_routes.router)
-    app.include_router(system_routes.router)
-    app.include_router(operation_routes.router)
-    app.include_router(agenda_operation.router)
-    app.include_router(lifecycle_routes.router)
-    app.include_router(messaging_routes.router)
-    app.include_router(type_routes.router)
-    app.include_router(instance_routes.router)
+    app.include_router(ingest_routes.router, tags=["ingest"])
+    app.include_router(system_routes.router, tags=[openapi.FHIR_TAG])
+    app.include_router(operation_routes.router, tags=["FHIR operations"])
+    app.include_router(export_routes.router, tags=["FHIR operations"])
+    app.include_router(agenda_operation.router, tags=["FHIR operations"])
+    app.include_router(lifecycle_routes.router, tags=["FHIR operations"])
+    app.include_router(messaging_routes.router, tags=["FHIR operations"])
+    app.include_router(type_routes.router, tags=[openapi.FHIR_TAG])
+    app.include_router(instance_routes.router, tags=[openapi.FHIR_TAG])
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
-    app.include_router(compartment_routes.router)
+    app.include_router(compartment_routes.router, tags=[openapi.FHIR_TAG])
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import logging
@@ -13,18 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from fhir_server import facilities
 from fhir_server.app import create_app
-from fhir_server.config import Settings, SettingInvalid
+from fhir_server.config import MAX_WORKERS, Settings, SettingInvalid, effective, load_settings, problems
 from fhir_server.definitions import structure
+from fhir_server.ingest.mllp import mllp_send
+from fhir_server.observability import logs, metrics
+from fhir_server.observability.ingest import ack_fields
 from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
-from fhir_server.storage import mongo_setup
+from fhir_server.storage import mongo_setup, reset
 from fhir_server.storage.hooks import HooksUnavailable
 from fhir_server.storage.sharding import shard_plan
 from fhir_server.events.mail import MailSettingsInvalid
@@ -34,29 +39,25 @@ from fhir_server.web.cors import CorsSettingsInvalid
 from fhir_server.workers import STARTUP_FAILURE, Workers
 
 log = logging.getLogger("fhir_server")
-# Beyond this, processes only compete for the same cores and the store's one writer.
-MAX_WORKERS = 64
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for a national health record")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--data-dir", type=Path, default=Path("./data"), help="where the embedded store keeps its file")
-    serve.add_argument("--mllp-port", type=int, default=None, help="also accept HL7 v2 over MLLP on this port")
-    serve.add_argument("--mllp-tls-cert", type=Path, help="serve MLLP over TLS with this certificate (PEM)")
-    serve.add_argument("--mllp-tls-key", type=Path, help="the private key of --mllp-tls-cert (PEM)")
-    serve.add_argument("--mllp-tls-ca", type=Path, help="require MLLP client certificates signed by this CA (PEM)")
-    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM); HSTS is then on")
-    serve.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
-    serve.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
-                       help="believe X-Forwarded-Proto/-For from these proxies (comma-separated addresses or "
-                            "networks, '*' for any); without it those headers are ignored")
-    serve.add_argument("--log-level", default="warning")
-    serve.add_argument("--workers", type=_worker_count, default=1, metavar="N",
-                       help="server processes sharing the port(s) and the store (default 1, at most 64)")
+    _settings_options(serve)
+    config = commands.add_parser(
+        "config", help="print the settings `serve` would use with these options (secrets masked) and exit; "
+                       "each also comes from FHIR_<NAME> in the environment or a .env file")
+    _settings_options(config)
+    config.add_argument("--json", action="store_true", help="one JSON object instead of name = value lines")
+    send = commands.add_parser("mllp-send", help="send an HL7 v2 message file over MLLP and print the ACK "
+                                                  "(exit 0 on AA/CA, 1 otherwise)")
+    send.add_argument("file", type=Path, help="the message (segments ended by CR or by line ends)")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=2575, help="the server's --mllp-port (default 2575)")
+    send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the ACK")
+    reset.add_arguments(commands)
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
     enrol_cli.add_arguments(commands)
@@ -67,11 +68,60 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _worker_count(text: str) -> int:
-    count = int(text)
-    if not 1 <= count <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"between 1 and {MAX_WORKERS}")
-    return count
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    """The settings the command line may give; each overrides its FHIR_* variable (fhir_server.config).
+    Values stay text here: the settings check them all at once, naming each bad one."""
+    option = parser.add_argument
+    option("--host", help="the address to listen on (default 127.0.0.1)")
+    option("--port", help="the HTTP port (default 8080; 0: any free port)")
+    option("--data-dir", help="where the embedded store keeps its file (default ./data)")
+    option("--mllp-port", help="also accept HL7 v2 over MLLP on this port")
+    option("--mllp-tls-cert", help="serve MLLP over TLS with this certificate (PEM)")
+    option("--mllp-tls-key", help="the private key of --mllp-tls-cert (PEM)")
+    option("--mllp-tls-ca", help="require MLLP client certificates signed by this CA (PEM)")
+    option("--tls-cert", help="serve HTTPS with this certificate chain (PEM); HSTS is then on")
+    option("--tls-key", help="the private key of --tls-cert (PEM)")
+    option("--forwarded-allow-ips", metavar="ADDRESSES",
+           help="believe X-Forwarded-Proto/-For from these proxies (comma-separated addresses or "
+                "networks, '*' for any); without it those headers are ignored")
+    option("--log-level", help="critical, error, warning, info (default) or debug, for every logger")
+    option("--log-format", help="json, text, or auto (default: text on a terminal, JSON otherwise)")
+    option("--workers", metavar="N",
+           help=f"server processes sharing the port(s) and the store (default 1, at most {MAX_WORKERS})")
+
+
+def _given(args: argparse.Namespace) -> dict[str, object]:
+    """The settings options given on the command line."""
+    return {name: value for name, value in vars(args).items() if name in Settings.model_fields and value is not None}
+
+
+def send_file(args: argparse.Namespace) -> int:
+    """`fhir-server mllp-send`: one message, as a sending system would frame it."""
+    try:
+        text = args.file.read_bytes()
+    except OSError as exc:
+        print(f"fhir-server mllp-send: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    # Segments end with CR in HL7 v2; a file edited by hand may end them with LF or CRLF.
+    message = b"\r".join(line for line in text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n") if line)
+    try:
+        ack = asyncio.run(mllp_send(args.host, args.port, message, timeout=args.timeout))
+    except (OSError, TimeoutError) as exc:
+        print(f"fhir-server mllp-send: no ACK from {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(ack.decode("utf-8", errors="replace").replace("\r", "\n").rstrip("\n"))
+    return 0 if ack_fields(ack)["ack"] in ("AA", "CA") else 1
+
+
+def show_config(args: argparse.Namespace) -> int:
+    values = effective(load_settings(_given(args)))
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        width = max(map(len, values))
+        for name, value in values.items():
+            print(f"{name:<{width}} = {'' if value is None else value}")
+    return 0
 
 
 class CannotListen(RuntimeError):
@@ -123,13 +173,13 @@ class _Server(uvicorn.Server):
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, mllp_port=args.mllp_port,
-                        mllp_tls_cert=args.mllp_tls_cert, mllp_tls_key=args.mllp_tls_key, mllp_tls_ca=args.mllp_tls_ca)
+    settings = load_settings(_given(args))
+    logs.configure(settings.log_level, settings.log_format)
     store: EmbeddedStore | None = None
     listener: socket.socket | None = None
     mllp: socket.socket | None = None
     try:
-        check_tls(args.tls_cert, args.tls_key)
+        check_tls(settings.tls_cert, settings.tls_key)
         if settings.mongodb_url:
             url = settings.mongodb_url
             capabilities = _check_external(url, settings.data_dir)
@@ -146,27 +196,32 @@ def serve(args: argparse.Namespace) -> int:
             mllp = _listen(settings.host, settings.mllp_port)
         if store is not None:
             url = store.start()
+        if settings.workers > 1:
+            # Before the app (and prometheus-client) is made: one scrape sums every worker.
+            metrics.share_between_workers(settings.data_dir)
         host, port = listener.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        scheme = "https" if args.tls_cert else "http"
+        scheme = "https" if settings.tls_cert else "http"
         ready = f"ready: FHIR R4 at {scheme}://{shown}:{port}/fhir, {where}" + (
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
         config = uvicorn.Config(create_app(settings, url, mllp_listener=mllp), host=settings.host, port=port,
-                                log_level=args.log_level, access_log=False,
-                                **uvicorn_options(args.tls_cert, args.tls_key, args.forwarded_allow_ips))
+                                # The loggers are set up above (observability.logs), uvicorn's too; the
+                                # access line is the Observe middleware's, with the request id.
+                                log_level=settings.log_level, log_config=None, access_log=False,
+                                **uvicorn_options(settings.tls_cert, settings.tls_key, settings.forwarded_allow_ips))
         shown_dir = shlex.quote(str(settings.data_dir))
         ready += (f"\n  a token for curl or fhirpy: fhir-server token --data-dir {shown_dir} "
                   f"--audience {settings.base_url or f'{scheme}://{shown}:{port}/fhir'} platform   "
                   "(or practitioner/patient/system/admin; see fhir-server token --help)")
-        if not args.tls_cert:
+        if not settings.tls_cert:
             log.warning("%s", PLAIN_HTTP)
         # Workers are forked after this: whatever fails before (hooks, mail settings) fails once.
         say_ready = functools.partial(log.info, "%s", ready)
-        if args.workers > 1:
-            return Workers(args.workers, functools.partial(_serve_one, config, listener)).run(say_ready)
+        if settings.workers > 1:
+            return Workers(settings.workers, functools.partial(_serve_one, config, listener)).run(say_ready)
         return _serve_one(config, listener, say_ready)
     except (StoreUnavailable, CannotListen, HooksUnavailable, MailSettingsInvalid, CorsSettingsInvalid,
-            TlsSettingsInvalid, SettingInvalid) as exc:
+            TlsSettingsInvalid) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -190,6 +245,27 @@ def _serve_one(config: uvicorn.Config, listener: socket.socket, on_started: Call
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except SettingInvalid as exc:
+        # A bad value is the operator's to fix: each named on its own line, like a usage error (2).
+        for line in str(exc).splitlines():
+            print(f"fhir-server: {line}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        # Settings() made by a command of its own, over a bad FHIR_* variable.
+        for line in problems(exc):
+            print(f"fhir-server: {line}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        return show_config(args)
+    if args.command == "mllp-send":
+        return send_file(args)
+    if args.command == "reset":
+        return reset.run(args)
     if args.command == "facilities":
         return facilities.run(args)
     if args.command == "token":

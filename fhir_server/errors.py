@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.observability import context
+
+# The id of the request an OperationOutcome answers (X-Request-ID), so that a client quoting the
+# outcome to an operator points at the server's log lines of that request (docs/DECISIONS.md).
+REQUEST_ID_EXTENSION = "https://fhir-server.example.org/StructureDefinition/request-id"
+
 
 @dataclass
 class Issue:
@@ -42,7 +48,13 @@ class FhirError(Exception):
 
 
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
+    """Every OperationOutcome the server returns is made here (with the request id, in a request)."""
+    outcome: dict[str, Any] = {"resourceType": "OperationOutcome"}
+    request_id = context.current()
+    if request_id is not None:
+        outcome["extension"] = [{"url": REQUEST_ID_EXTENSION, "valueString": request_id}]
+    outcome["issue"] = [i.to_fhir() for i in issues]
+    return outcome
 
 
 def information(diagnostics: str) -> dict[str, Any]:

@@ -96,6 +96,12 @@ def custodian_identifiers(document: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+# What `apply_defaults` fills, as the PDSm check names it: a document lacking one of these is
+# complete once its sending facility is configured with it.
+SUPPLIED = ("DocumentReference.context.facilityType", "DocumentReference.context.practiceSetting",
+            "DocumentReference.custodian", "DocumentReference.author")
+
+
 def apply_defaults(document: dict[str, Any], facility: Facility) -> None:
     """Fill what the document does not state from its sending facility's configuration."""
     context = document.setdefault("context", {})

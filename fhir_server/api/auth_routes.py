@@ -78,7 +78,7 @@ async def token(request: Request) -> Response:
             _spend(limiter, spenders[1:])
         answer = await service.client_credentials(form, f"{server_root(base)}/auth/token", base)
     except Exceeded as exceeded:
-        return too_many(exceeded)
+        return too_many(exceeded, request.scope)
     except (OAuthError, UnicodeDecodeError) as error:
         for spender in spenders:
             limiter.count("token-failures", spender)

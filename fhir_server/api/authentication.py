@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.access import patient_scope
 from fhir_server.api.caller import request_caller
-from fhir_server.api.responses import base_url, json_response
+from fhir_server.api.responses import base_url, outcome_response
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Matcher, authorize
@@ -26,15 +26,19 @@ OPEN_PATHS = frozenset({
     "/fhir/metadata", "/metadata",
     "/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration",
     "/auth/token", "/auth/jwks",
+    # The API's description, as open as the CapabilityStatement (fhir_server.api.openapi).
+    "/openapi.json",
+    # Probes of load balancers and orchestrators (fhir_server.observability.health).
+    "/health/live", "/health/ready",
 })
 REALM = "fhir-server"
 
 
-def _unauthorized(error: InvalidToken) -> Response:
+def _unauthorized(error: InvalidToken, scope: Scope) -> Response:
     quoted = error.description.replace("\\", "\\\\").replace('"', "'")
     challenge = f'Bearer realm="{REALM}", error="{error.error}", error_description="{quoted}"'
     body = operation_outcome([Issue("error", "login", f"Authentication required: {error.description}")])
-    return json_response(body, 401, headers={"WWW-Authenticate": challenge})
+    return outcome_response(scope, body, 401, headers={"WWW-Authenticate": challenge})
 
 
 # Base URLs by (scheme, Host, root path): built once, as Request.base_url costs more than the token check.
@@ -55,7 +59,7 @@ class Authentication:
         try:
             caller = await self._caller(scope)
         except InvalidToken as error:
-            await _unauthorized(error)(scope, receive, send)
+            await _unauthorized(error, scope)(scope, receive, send)
             return
         # Once per request (a cached caller is shared by requests): whose record patient/ scopes reach.
         caller = await patient_scope.resolve(caller, scope["app"].state.repository)

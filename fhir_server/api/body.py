@@ -1,8 +1,8 @@
-"""Request bodies: read within the size limit, then checked once for every route that takes JSON.
+"""Request bodies: read within the size limit, then checked once for every route that takes FHIR.
 
-A FHIR resource, a Bundle and the Parameters of an operation are JSON objects; a JSON Patch is an
-array. Any other JSON value (`null`, `[]`, `"x"`, `1`) is refused with 400 here, before a route
-looks inside it.
+A FHIR resource, a Bundle and the Parameters of an operation are JSON objects, or FHIR XML read into
+that same form (fhir_server.fhir_xml), so routes see one shape; a JSON Patch is an array. Any other
+JSON value (`null`, `[]`, `"x"`, `1`) is refused with 400 here, before a route looks inside it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from fhir_server.api.negotiation import media_type, require_json_body
+from fhir_server import fhir_xml
+from fhir_server.api.negotiation import body_format, media_type
 from fhir_server.errors import FhirError
 
 JSON_PATCH = "application/json-patch+json"
@@ -50,14 +51,34 @@ def _expect(value: Any, kind: type, what: str) -> Any:
     return value
 
 
+def parse_xml(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise FhirError(400, "structure", "The request body is empty")
+    try:
+        return fhir_xml.from_xml(raw)
+    except fhir_xml.XmlFormatError as exc:
+        raise FhirError(400, "structure", f"The body is not FHIR XML: {exc}",
+                        [exc.location] if exc.location else None) from None
+
+
 async def resource_body(request: Request) -> dict[str, Any]:
-    """A FHIR JSON body: a resource, a Bundle or Parameters, so always a JSON object."""
-    require_json_body(request)
+    """A FHIR body, JSON or XML: a resource, a Bundle or Parameters, so always a JSON object."""
+    if body_format(request) == "xml":
+        return parse_xml(await read_body(request))
     return _expect(parse_json(await read_body(request)), dict, "a JSON object holding a FHIR resource")
 
 
-async def json_patch_body(request: Request) -> list[Any]:
-    """A JSON Patch (RFC 6902): an array of operations."""
-    if media_type(request.headers.get("content-type")) != JSON_PATCH:
-        raise FhirError(415, "not-supported", f"PATCH takes a JSON Patch ({JSON_PATCH})")
-    return _expect(parse_json(await read_body(request)), list, "a JSON Patch, an array of operations")
+async def patch_body(request: Request) -> list[Any] | dict[str, Any]:
+    """A JSON Patch (RFC 6902), an array of operations; or a FHIRPath Patch (R4 fhirpatch.html), a
+    Parameters resource in FHIR JSON or XML (fhir_server.operations.fhirpath_patch)."""
+    if media_type(request.headers.get("content-type")) == JSON_PATCH:
+        return _expect(parse_json(await read_body(request)), list, "a JSON Patch, an array of operations")
+    try:
+        body_format(request)
+    except FhirError:
+        raise FhirError(415, "not-supported", f"PATCH takes a JSON Patch ({JSON_PATCH}) or a FHIRPath Patch "
+                                              "(Parameters in application/fhir+json or application/fhir+xml)") from None
+    parameters = await resource_body(request)
+    if parameters.get("resourceType") != "Parameters":
+        raise FhirError(400, "structure", "A FHIRPath Patch is a Parameters resource")
+    return parameters

@@ -15,7 +15,7 @@ from fhir_server.api.type_routes import listed_types, permit_search, searches
 router = APIRouter()
 
 
-@router.get("/fhir/Patient/{patient_id}/{resource_type}")
+@router.get("/fhir/Patient/{patient_id}/{resource_type}", summary="search in the Patient compartment")
 async def compartment_search(request: Request, patient_id: str, resource_type: str) -> Response:
     params = request.query_params.multi_items()
     if resource_type == "*":

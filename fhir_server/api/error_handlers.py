@@ -20,12 +20,12 @@ log = logging.getLogger("fhir_server")
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
-    async def fhir_error(_: Request, error: FhirError) -> Response:
-        return error_response(error)
+    async def fhir_error(request: Request, error: FhirError) -> Response:
+        return error_response(error, request)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> Response:
-        return error_response(FhirError(400, "invalid", f"The request is malformed: {error.errors()}"))
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        return error_response(FhirError(400, "invalid", f"The request is malformed: {error.errors()}"), request)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
@@ -39,9 +39,9 @@ def install(app: FastAPI) -> None:
             message = f"No FHIR interaction at {request.method} {request.url.path}"
         elif error.status_code == 405:
             message = f"{request.method} is not supported on {request.url.path}"
-        return error_response(FhirError(error.status_code, code, message))
+        return error_response(FhirError(error.status_code, code, message), request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(FhirError(500, "exception", f"Internal error ({error.__class__.__name__}); it has been logged"))
+        return error_response(FhirError(500, "exception", f"Internal error ({error.__class__.__name__}); it has been logged"), request)

@@ -1,4 +1,9 @@
-"""Formats (_format, Accept, Content-Type) and the Prefer header."""
+"""Formats (_format, Accept, Content-Type, _pretty) and the Prefer header.
+
+The server speaks FHIR JSON and FHIR XML (fhir_server.fhir_xml). `_format` wins over `Accept`
+(R4 http.html 2.21.0.6); `Accept` is read with its q-values. A client that accepts neither format
+gets 406, a body in neither format 415, each with an OperationOutcome.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ from starlette.requests import Request
 from fhir_server.errors import FhirError
 
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
 JSON_TYPES = {"application/fhir+json", "application/json", "json", "application/json+fhir", "text/json"}
-XML_TYPES = {"application/fhir+xml", "application/xml", "xml", "text/xml", "application/xml+fhir"}
+# The FHIR-specific names: a Binary sent as plain application/xml (a CDA document) is its own content.
+FHIR_XML_TYPES = {"application/fhir+xml", "application/xml+fhir", "xml"}
+XML_TYPES = FHIR_XML_TYPES | {"application/xml", "text/xml"}
 ANY = {"*/*", "application/*", ""}
+# Who asked for plain application/json (or xml) gets that name back; other names get FHIR's.
+PLAIN = {"application/json", "application/xml"}
+SUPPORTED = f"{FHIR_JSON} or {FHIR_XML}"
 
 
 def media_type(value: str | None) -> str:
@@ -19,36 +30,85 @@ def media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
+def _known(media: str) -> str | None:
+    if media in JSON_TYPES:
+        return media if media in PLAIN else FHIR_JSON
+    if media in XML_TYPES:
+        return media if media in PLAIN else FHIR_XML
+    return None
+
+
+def _quality(item: str) -> float:
+    for parameter in item.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def accepted(accept: str) -> list[str]:
+    """The media types of an Accept header, most wanted first (a stable sort keeps the client's order
+    among equals), without those it refuses (q=0)."""
+    items = [(media_type(item), _quality(item)) for item in accept.split(",")]
+    return [media for media, quality in sorted(items, key=lambda pair: -pair[1]) if quality > 0]
+
+
 def response_type(request: Request) -> str:
-    """The JSON media type to answer with; a client that only accepts XML gets 406."""
+    """The media type to answer with: FHIR JSON or XML under one of their names."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        wanted = media_type(fmt)
-        if wanted in JSON_TYPES:
-            return "application/json" if wanted == "application/json" else FHIR_JSON
-        raise FhirError(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks application/fhir+json")
+        known = _known(media_type(fmt))
+        if known is None:
+            raise FhirError(406, "not-supported", f"_format '{fmt[:100]}' is not supported; this server speaks {SUPPORTED}")
+        return known
     accept = request.headers.get("accept", "")
-    offered = [media_type(a) for a in accept.split(",")] if accept else [""]
+    offered = accepted(accept) if accept.strip() else [""]
     for media in offered:
-        if media in JSON_TYPES:
-            return "application/json" if media == "application/json" else FHIR_JSON
+        known = _known(media)
+        if known is not None:
+            return known
         if media in ANY:
             return FHIR_JSON
-    if all(m in XML_TYPES for m in offered if m):
-        raise FhirError(406, "not-supported", "XML is not supported; ask for application/fhir+json")
-    return FHIR_JSON
+    raise FhirError(406, "not-supported", f"None of the accepted types ({accept[:200]}) is served here; ask for {SUPPORTED}")
+
+
+def error_type(request: Request) -> str:
+    """The format of an error answer: the client's when it has one, JSON when its wish is the error."""
+    try:
+        return response_type(request)
+    except FhirError:
+        return FHIR_JSON
+
+
+def is_xml(media: str) -> bool:
+    return media in XML_TYPES
+
+
+def pretty(request: Request) -> bool:
+    return request.query_params.get("_pretty", "").lower() == "true"
 
 
 def is_fhir_json(content_type: str | None) -> bool:
     return media_type(content_type) in JSON_TYPES
 
 
-def require_json_body(request: Request) -> None:
+def is_fhir_body(content_type: str | None) -> bool:
+    """A FHIR resource in JSON or XML under a FHIR name (a Binary under any other type is raw content)."""
+    media = media_type(content_type)
+    return media in JSON_TYPES or media in FHIR_XML_TYPES
+
+
+def body_format(request: Request) -> str:
+    """`json` or `xml`, from Content-Type; anything else is 415."""
     media = media_type(request.headers.get("content-type"))
+    if media in JSON_TYPES:
+        return "json"
     if media in XML_TYPES:
-        raise FhirError(415, "not-supported", "XML bodies are not supported; send application/fhir+json")
-    if media not in JSON_TYPES:
-        raise FhirError(415, "not-supported", f"Content-Type '{media or 'none'}' is not supported; send application/fhir+json")
+        return "xml"
+    raise FhirError(415, "not-supported", f"Content-Type '{media[:100] or 'none'}' is not supported; send {SUPPORTED}")
 
 
 @dataclass

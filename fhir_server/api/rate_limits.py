@@ -23,16 +23,16 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.api.authentication import OPEN_PATHS
-from fhir_server.api.responses import json_response
+from fhir_server.api.responses import outcome_response
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.limits import Exceeded, Limiter, address_key
 from fhir_server.security.callers import Caller
 
 
-def too_many(exceeded: Exceeded) -> Response:
+def too_many(exceeded: Exceeded, scope: Scope) -> Response:
     body = operation_outcome([Issue("error", "throttled", "Too many requests: the budget of this caller or address "
                                     f"is spent; retry in {exceeded.retry_after} s")])
-    return json_response(body, 429, headers={"Retry-After": str(exceeded.retry_after)})
+    return outcome_response(scope, body, 429, headers={"Retry-After": str(exceeded.retry_after)})
 
 
 def scope_address(scope: Scope) -> str:
@@ -64,7 +64,7 @@ class _Limits:
             try:
                 _limiter(scope).take(self.rule, key)
             except Exceeded as exceeded:
-                await too_many(exceeded)(scope, receive, send)
+                await too_many(exceeded, scope)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from fhir_server.api.authentication import permit
 from fhir_server.api.caller import request_caller
-from fhir_server.api.body import json_patch_body, read_body
+from fhir_server.api.body import patch_body, read_body
 from fhir_server.api.headers import if_match, if_none_exist
 from fhir_server.api.history_bundle import history_response
 from fhir_server.api.instance_routes import binary_or_json, repository
@@ -54,12 +54,12 @@ async def run_search(request: Request, resource_type: str | None, params: list[t
     return fhir_response(request, bundle)
 
 
-@router.get("/fhir/{resource_type}")
+@router.get("/fhir/{resource_type}", summary="search-type: a searchset Bundle (parameters of the type in /fhir/metadata)")
 async def search_get(request: Request, resource_type: str) -> Response:
     return await run_search(request, resource_type, request.query_params.multi_items())
 
 
-@router.post("/fhir/{resource_type}/_search")
+@router.post("/fhir/{resource_type}/_search", summary="search-type with form-encoded parameters")
 async def search_post(request: Request, resource_type: str) -> Response:
     if media_type(request.headers.get("content-type")) not in ("application/x-www-form-urlencoded", ""):
         raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters")
@@ -71,7 +71,7 @@ async def search_post(request: Request, resource_type: str) -> Response:
     return await run_search(request, resource_type, [*request.query_params.multi_items(), *form])
 
 
-@router.post("/fhir/{resource_type}")
+@router.post("/fhir/{resource_type}", summary="create (conditional with If-None-Exist: a query or Type?query)")
 async def create(request: Request, resource_type: str) -> Response:
     repo = repository(request)
     repo.check_type(resource_type)
@@ -80,7 +80,7 @@ async def create(request: Request, resource_type: str) -> Response:
     if simplified_publish.applies(body):
         return await publish_document(request, repo.prepare(request_caller(request), body, resource_type))
     written = await writing.create(repo, request_caller(request), resource_type, body,
-                                   if_none_exist=if_none_exist(request), raw=raw)
+                                   if_none_exist=if_none_exist(request, resource_type), raw=raw)
     if not written.result.created:
         return write_response(request, written.result.stored, written.resource, 200, "A matching resource already exists")
     return write_response(request, written.result.stored, written.resource, 201, "Created")
@@ -106,7 +106,7 @@ def _criteria(request: Request, interaction: str) -> list[tuple[str, str]]:
     return criteria
 
 
-@router.put("/fhir/{resource_type}")
+@router.put("/fhir/{resource_type}", summary="conditional update: the resource the search criteria find")
 async def conditional_update(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     body, _ = await binary_or_json(request, resource_type)
@@ -118,17 +118,17 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
                           "Created" if created else "Updated")
 
 
-@router.patch("/fhir/{resource_type}")
+@router.patch("/fhir/{resource_type}", summary="conditional patch: the resource the search criteria find")
 async def conditional_patch(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     criteria = _criteria(request, "patch")
     permit(request, "patch", resource_type)
     written = await writing.conditional_patch(repository(request), request_caller(request), resource_type, criteria,
-                                              await json_patch_body(request))
+                                              await patch_body(request))
     return write_response(request, written.result.stored, written.resource, 200, "Patched")
 
 
-@router.delete("/fhir/{resource_type}")
+@router.delete("/fhir/{resource_type}", summary="conditional delete: the resource the search criteria find")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     permit(request, "delete", resource_type)
     await writing.conditional_delete(repository(request), request_caller(request), resource_type,
@@ -136,7 +136,7 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/fhir/{resource_type}/_history")
+@router.get("/fhir/{resource_type}/_history", summary="history-type: the versions of every resource of a type")
 async def type_history(request: Request, resource_type: str) -> Response:
     repository(request).check_type(resource_type)
     permit(request, "history-type", resource_type)

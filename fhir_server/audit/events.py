@@ -145,7 +145,7 @@ def build(interaction: Interaction, caller: Caller | None, status: int, trace: T
     recorded = now_instant()
     outcome = outcome_code(status)
     touched = dict(trace.returned)
-    if written_kept:
+    if written_kept and not trace.dry_run:
         for reference, patient in trace.written.items():
             touched.setdefault(reference, patient)
     patients: list[str | None] = list(trace.patients) or [None]
@@ -179,6 +179,8 @@ def build(interaction: Interaction, caller: Caller | None, status: int, trace: T
         if status >= 400:
             event["outcomeDesc"] = f"{interaction.what}: HTTP {status}" if interaction.message is None \
                 else f"{interaction.what}: refused"
+        elif trace.dry_run:
+            event["outcomeDesc"] = f"{interaction.what}: dry run, nothing stored"
         profile = row.get("profile")
         if patient is not None and profile:
             event["meta"] = {"profile": [table["profiles"][profile]]}

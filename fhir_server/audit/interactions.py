@@ -32,5 +32,6 @@ def classify(method: str, path: str) -> str:
         return "read" if method in ("GET", "HEAD") else WRITES.get(method, "operation")
     if parts[2] == "_history":
         return "vread" if len(parts) > 3 else "history-instance"
-    # /fhir/{type}/{id}/$op, or a compartment search /fhir/Patient/{id}/{type}.
-    return "operation" if parts[2].startswith("$") else "search-type"
+    # /fhir/{type}/{id}/$op, or a compartment search /fhir/Patient/{id}/{type}; $everything is
+    # a compartment search across types and is audited as one (its query kept).
+    return "operation" if parts[2].startswith("$") and parts[2] != "$everything" else "search-type"

@@ -32,7 +32,8 @@ from fhir_server.web.paths import is_api
 
 log = logging.getLogger("fhir_server.audit")
 TOKEN_PATH = "/auth/token"
-UNAUDITED = OPEN_PATHS - {TOKEN_PATH}
+# Scrapes of /metrics, every few seconds, carry counts of no one (fhir_server.observability.metrics).
+UNAUDITED = OPEN_PATHS - {TOKEN_PATH} | {"/metrics"}
 
 
 def _unavailable() -> Any:

@@ -27,7 +27,7 @@ from fhir_server.api.authentication import permit
 from fhir_server.api.body import read_body, resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.negotiation import prefer
-from fhir_server.api.responses import base_url, fhir_response, json_response
+from fhir_server.api.responses import base_url, fhir_response, outcome_response
 from fhir_server.audit.access import trail_filter
 from fhir_server.audit.events import agent_key, client_key, codes
 from fhir_server.audit.hooks import APPEND_ONLY, append_only
@@ -234,11 +234,11 @@ async def create(request: Request) -> Response:
     except AuditUnavailable as exc:
         raise FhirError(503, "transient", "The audit store did not take the event; retry later") from exc
     location = f"{base_url(request)}/AuditEvent/{event['id']}/_history/1"
-    return json_response(event, 201, headers={"Location": location, "ETag": 'W/"1"'})
+    return fhir_response(request, event, 201, headers={"Location": location, "ETag": 'W/"1"'})
 
 
 async def _refused(request: Request) -> Response:
-    return json_response(operation_outcome(append_only().issues), 405, headers={"Allow": "GET, POST"})
+    return outcome_response(request.scope, operation_outcome(append_only().issues), 405, headers={"Allow": "GET, POST"})
 
 
 for path in (PATH, PATH + "/{event_id}"):

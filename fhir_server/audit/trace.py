@@ -23,6 +23,8 @@ class Trace:
     written: dict[str, str | None] = field(default_factory=dict)
     # "batch" or "transaction" when the interaction was a Bundle.
     bundle: str | None = None
+    # An ingest dry run (fhir_server.ingest.dry_run): what it "wrote" was rolled back.
+    dry_run: bool = False
 
     def patient(self, patient: str | None) -> None:
         if patient:
@@ -63,3 +65,16 @@ def bundle(kind: str) -> None:
     trace = _current.get()
     if trace is not None and trace.bundle is None:
         trace.bundle = kind
+
+
+def dry_run() -> None:
+    trace = _current.get()
+    if trace is not None:
+        trace.dry_run = True
+
+
+def never_stored(patient: str) -> None:
+    """A patient a dry run would have created: the request touched no record of theirs."""
+    trace = _current.get()
+    if trace is not None:
+        trace.patients.pop(patient, None)

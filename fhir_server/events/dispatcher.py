@@ -50,9 +50,9 @@ class Dispatcher:
     async def _run(self) -> None:
         await in_rounds(self._wake, self._round, POLL_SECONDS, log, "outbox dispatch")
 
-    async def _round(self) -> None:
-        if await self._hold_lease():
-            await self._drain()
+    async def _round(self) -> int:
+        """How many events were delivered."""
+        return await self._drain() if await self._hold_lease() else 0
 
     async def _hold_lease(self) -> bool:
         return await self.store.lease.hold(self.owner, LEASE_SECONDS)
@@ -61,7 +61,8 @@ class Dispatcher:
         """Renewed once half of it has run, so slow deliveries never outlast the lease."""
         return self.store.lease.fresh(LEASE_SECONDS / 2) or await self._hold_lease()
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> int:
+        total = 0
         while True:
             events = await self.store.pending(BATCH)
             delivered: list[str] = []
@@ -75,5 +76,6 @@ class Dispatcher:
                 log.warning("after-commit hook failed on %s (retried): %s", events[len(delivered)]["_id"], exc)
             if delivered:
                 await self.store.delivered(delivered)
+                total += len(delivered)
             if len(delivered) < BATCH:
-                return
+                return total

@@ -8,9 +8,6 @@ from fhir_server import facilities
 from fhir_server.errors import FhirError, Issue
 from fhir_server.ingest import pdsm
 
-# What a sending facility's configuration can supply, for the hint of a refusal.
-_FROM_FACILITY = {"DocumentReference.context.facilityType", "DocumentReference.context.practiceSetting"}
-
 
 async def complete(conversion: CdaConversion, search: facilities.Search) -> None:
     entry = next(e for e in conversion.bundle["entry"] if e["fullUrl"] == conversion.document_reference_fullurl)
@@ -24,7 +21,7 @@ async def complete(conversion: CdaConversion, search: facilities.Search) -> None
     issues = []
     for problem in found:
         text = problem.explained(conversion.warnings)
-        if facility is None and problem.element in _FROM_FACILITY:
+        if facility is None and problem.element in facilities.SUPPLIED:
             text += "; no sending facility is configured for the document's custodian (fhir-server facilities add)"
         issues.append(Issue("error", problem.code, text, [problem.element]))
     raise FhirError(422, "processing", "", issues=issues)

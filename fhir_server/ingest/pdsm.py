@@ -18,7 +18,8 @@ _INDEX = re.compile(r"\[\d+\]")
 
 
 @cache
-def _registry() -> ProfileRegistry:
+def profile_registry() -> ProfileRegistry:
+    """The server's profiles, as its configuration finds them (the offline validator reads them too)."""
     settings = Settings()
     return ProfileRegistry.load(settings.profiles_dir, settings.waivers())
 
@@ -39,7 +40,7 @@ class Problem:
 def problems(document: dict[str, Any]) -> list[Problem]:
     """The errors of `document` against the profiles it claims (PDSm for what the adapters make)."""
     found = []
-    for issue in validate_resource(document, None, _registry()):
+    for issue in validate_resource(document, None, profile_registry()):
         if issue.severity not in ("error", "fatal"):
             continue
         element = _INDEX.sub("", issue.expression[0]) if issue.expression else "DocumentReference"

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server.errors import FhirError
+from fhir_server.search.conditional import if_none_exist_query
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
 
@@ -74,12 +75,15 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         raise FhirError(400, "required", f"{where} ({method}) carries no resource", [f"{where}.resource"])
     if method == "PATCH" and not isinstance(resource, dict):
-        raise FhirError(400, "required", f"{where} (PATCH) carries no patch (a Binary holding a JSON Patch)",
+        raise FhirError(400, "required", f"{where} (PATCH) carries no patch (a Binary holding a JSON Patch, or Parameters)",
                         [f"{where}.resource"])
+    if_none_exist = request.get("ifNoneExist")
+    if if_none_exist:
+        if_none_exist = if_none_exist_query(if_none_exist, resource_type, f"{where}.request.ifNoneExist")
     return Entry(
         index, method, resource_type, resource_id, version,
         parse_qsl(query, keep_blank_values=True), raw.get("fullUrl"), resource,
-        request.get("ifMatch"), request.get("ifNoneExist"),
+        request.get("ifMatch"), if_none_exist,
     )
 
 

@@ -1,4 +1,5 @@
-"""JSON Patch (RFC 6902) on a resource, refusing changes to what identifies it.
+"""PATCH bodies: JSON Patch (RFC 6902) here, FHIRPath Patch (a Parameters resource) in
+`fhirpath_patch`; both refuse changes to what identifies the resource.
 
 A refusal names the operation (its index and kind) and its paths, never what the resource holds:
 the libraries' own messages quote the document ("member 'x' not found in {...}", "{...} is not
@@ -16,11 +17,19 @@ import jsonpatch
 import jsonpointer
 
 from fhir_server.errors import FhirError
+from fhir_server.operations.fhirpath_patch import apply_fhirpath_patch
 
 PROTECTED = ("resourceType", "id")
 OPERATIONS = ("add", "remove", "replace", "move", "copy", "test")
 # A client's path is echoed in diagnostics; an absurdly long one is cut.
 _SHOWN_PATH = 200
+
+
+def apply_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """A FHIRPath Patch (Parameters, an object) or a JSON Patch (an array)."""
+    if isinstance(patch, dict):
+        return apply_fhirpath_patch(resource, patch)
+    return apply_json_patch(resource, patch)
 
 
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from fhir_server.interactions import read as reading
 from fhir_server.interactions import write as writing
 from fhir_server.interactions.output import outgoing
 from fhir_server.interactions.search import SearchInteraction
+from fhir_server.ingest import dry_run
 from fhir_server.operations.bundle_entries import Entry, parse_bundle
 from fhir_server.operations.reference_rewrite import ReferenceRewriter
 from fhir_server.mhd import cda_metadata, document_binaries, provide_bundle
@@ -41,6 +42,10 @@ T = TypeVar("T")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 # A Bundle that meets a concurrent write runs again on fresh data, as often as a single write does.
 CONFLICT_ATTEMPTS = 5
+
+
+class _Rehearsed(Exception):
+    """A dry run's transaction ran every check and write: raised to abort it before commit."""
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Prepared:
 
 def _patch_document(entry: Entry) -> Any:
     resource = entry.resource or {}
+    if resource.get("resourceType") == "Parameters":
+        return resource  # a FHIRPath Patch (fhir_server.operations.fhirpath_patch)
     content_type, data = resource.get("contentType"), resource.get("data", "")
     if resource.get("resourceType") == "Binary" and isinstance(content_type, str) \
             and content_type.startswith("application/json-patch+json") and isinstance(data, str):
@@ -64,7 +71,7 @@ def _patch_document(entry: Entry) -> Any:
             return orjson.loads(base64.b64decode(data))
         except (binascii.Error, ValueError) as exc:
             raise FhirError(400, "invalid", f"{entry.where}: the JSON Patch is not base64 JSON", [entry.where]) from exc
-    raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch", [entry.where])
+    raise FhirError(400, "not-supported", f"{entry.where}: PATCH entries take a Binary holding a JSON Patch, or a FHIRPath Patch (Parameters)", [entry.where])
 
 
 async def _retried(run: Callable[[], Awaitable[T]], what: str) -> T:
@@ -100,7 +107,8 @@ def entry_interaction(entry: Entry) -> str:
 
 class BundleProcessor:
     def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, base_url: str, *,
-                 return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None) -> None:
+                 return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None,
+                 dry_run: bool = False) -> None:
         self.repo = repository
         # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
         # transaction entry fails the whole transaction.
@@ -112,10 +120,15 @@ class BundleProcessor:
         self.return_resources = return_resources
         # ITI-105 builds its own bundle: it gets the ITI-65 checks without carrying a SubmissionSet.
         self.document_publication = document_publication
+        # A dry run (the ingest endpoints' `_dryRun`) runs a transaction whole, every write in its
+        # store transaction, then aborts it: the answer is the real one, and nothing is stored.
+        self.dry_run = dry_run
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
         trace.bundle(kind)
+        if self.dry_run and kind != "transaction":
+            raise FhirError(400, "not-supported", "A dry run takes a transaction Bundle: a batch's entries are stored one by one")
         if kind == "transaction":
             return await self.transaction(entries)
         return await self.batch(entries)
@@ -159,7 +172,7 @@ class BundleProcessor:
                 resource = {**resource, "id": resource.get("id", entry.resource_id)}
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
-            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None)
+            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None, keep=not self.dry_run)
             prepared.checked = prepared.resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
@@ -206,10 +219,15 @@ class BundleProcessor:
             for item in prepared:
                 item.resource = item.checked
             await work(session)
+            if self.dry_run:
+                raise _Rehearsed()
 
         if writes:
             await self.repo.ready({p.entry.resource_type for p in prepared})
-            await _retried(lambda: self.repo.in_transaction(run, exclude_readers=True), "The transaction")
+            try:
+                await _retried(lambda: self.repo.in_transaction(run, exclude_readers=True), "The transaction")
+            except _Rehearsed:
+                pass  # every entry ran and answered; the store transaction was rolled back
         else:
             await work(None)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
@@ -304,7 +322,11 @@ class BundleProcessor:
                 "lastModified": stored.last_updated,
             },
         }
-        if self.return_resources:
+        if self.dry_run:
+            # What would be stored and how (a dry run answers with it: fhir_server.ingest.dry_run).
+            out["resource"] = stored.resource
+            out["response"]["outcome"] = dry_run.action(result.created, result.changed)
+        elif self.return_resources:
             resource = await outgoing(self.repo, self.caller, stored, with_data=False)
             if resource is not None:
                 out["resource"] = resource
@@ -346,13 +368,17 @@ class TransactionService:
     """What the ingest adapters (CDA, HL7 v2) store through, for their caller: a transaction Bundle
     in, its transaction-response out, with the same checks and atomicity as `POST /fhir`."""
 
-    def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller) -> None:
+    def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, *, dry_run: bool = False) -> None:
         self.repository = repository
         self.search = search
         self.caller = caller
+        # Transactions run whole and are rolled back (BundleProcessor.dry_run); each entry's
+        # answer carries the resource as it would have been stored.
+        self.dry_run = dry_run
 
     async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False).process(bundle)
+        return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False,
+                                     dry_run=self.dry_run).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.current(resource_type, resource_id, None)

@@ -169,9 +169,12 @@ class Scheduler:
         if current is not None and not current.deleted and due(current.resource) == AT_ONCE:
             await audited_step(self._repository, patient_id, self._writer)
 
-    async def _round(self) -> None:
+    async def _round(self) -> int:
+        """How many records took a step (or failed to)."""
         assert self._lease is not None and self._repository is not None
         # A round may outlast the lease on a large backlog: the jobs are idempotent, so a process
         # taking over meanwhile only finds some of them done.
-        if await self._lease.hold(self.owner, max(LEASE_SECONDS, self.every * 2)):
-            await run_round(self._repository, self._writer)
+        if not await self._lease.hold(self.owner, max(LEASE_SECONDS, self.every * 2)):
+            return 0
+        done = await run_round(self._repository, self._writer)
+        return done.activated + done.purged + done.failed

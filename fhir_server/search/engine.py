@@ -442,7 +442,7 @@ class SearchEngine:
                     target, _, target_id = (ref[len(base):] if ref.startswith(base) else ref).partition("/")
                     if target_id and "/" not in target_id and target in self.resource_types and include.target in (None, target):
                         by_type.setdefault(target, set()).add(target_id)
-        return await self._fetch(by_type, queries)
+        return await self.fetch(by_type, queries)
 
     async def _revinclude(self, include: Include, targets: list[Stored], base_url: str, queries: Queries) -> list[Stored]:
         params = self._include_params(include)
@@ -457,7 +457,8 @@ class SearchEngine:
             out += [from_current(include.source, d) for d in docs]
         return out
 
-    async def _fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
+    async def fetch(self, by_type: dict[str, set[str]], queries: Queries) -> list[Stored]:
+        """The current resources of these ids, by type, that the caller's queries see."""
         out: list[Stored] = []
         for rtype, ids in by_type.items():
             query: dict[str, Any] = {"_id": {"$in": sorted(ids)}, "del": False}

@@ -48,11 +48,12 @@ def _entry(base: str, shown: Shown) -> dict[str, Any]:
 
 
 def searchset(base: str, path: str, request: SearchRequest, result: SearchResult, shown: list[Shown], count: int,
-              page_token: Callable[[Cursor], str]) -> dict[str, Any]:
+              page_token: Callable[[Cursor], str], link_params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """`base` is the FHIR base URL, `path` the searched type (empty at system level), `shown` the
-    matches then includes; `page_token` makes the `_page` value of a link (fhir_server.search.page_tokens)."""
+    matches then includes; `page_token` makes the `_page` value of a link (fhir_server.search.page_tokens);
+    `link_params` what the links repeat when it is not the search's own parameters (an operation's)."""
     url = f"{base}/{path}" if path else base
-    params = _link_params(request, result, count)
+    params = _link_params(request, result, count) if link_params is None else link_params
 
     def link(relation: str, cursor: Cursor | None = None) -> dict[str, str]:
         extra = [("_page", page_token(cursor))] if cursor else []

@@ -43,6 +43,16 @@ def decode_data(resource: dict[str, Any]) -> bytes:
     return content
 
 
+def describe(content: bytes) -> dict[str, Any]:
+    """What a Binary version keeps of its bytes; the ITI-65 checks read `size` and `sha1` from it."""
+    return {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        # Attachment.hash is the base64 SHA-1 of the bytes (FHIR R4 datatypes, IHE MHD)
+        "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
+        "size": len(content),
+    }
+
+
 def same_content(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return (a or {}).get("sha256") == (b or {}).get("sha256")
 
@@ -58,13 +68,8 @@ class BlobStore:
         self.threshold = threshold
 
     async def stash(self, content: bytes) -> dict[str, Any]:
-        digest = hashlib.sha256(content).hexdigest()
-        meta: dict[str, Any] = {
-            "sha256": digest,
-            # Attachment.hash is the base64 SHA-1 of the bytes (FHIR R4 datatypes, IHE MHD)
-            "sha1": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"),
-            "size": len(content),
-        }
+        meta = describe(content)
+        digest = meta["sha256"]
         async with self.database.gate.write(exclude_readers=False):
             if len(content) > self.threshold:
                 meta["gridfs"] = True

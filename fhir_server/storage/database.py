@@ -15,6 +15,7 @@ from pymongo.write_concern import WriteConcern
 
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
+from fhir_server.observability.metrics import StoreTiming
 from fhir_server.storage.command_log import listeners as command_log_listeners
 from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
@@ -122,7 +123,7 @@ class Database:
         `command_log` the file every command is recorded to (FHIR_COMMAND_LOG), None: not recorded."""
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, serverSelectionTimeoutMS=5000, tz_aware=True, uuidRepresentation="standard",
-            event_listeners=command_log_listeners(command_log),
+            event_listeners=[*command_log_listeners(command_log), StoreTiming()],
         )
         self.name = name
         self.data_dir = data_dir

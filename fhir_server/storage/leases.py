@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from fhir_server.observability import metrics
+from fhir_server.observability.logs import event
 from fhir_server.storage.database import LEASES, Database
 
 
@@ -71,20 +73,36 @@ class Lease:
         await self.database.in_transaction(release)
 
 
-async def in_rounds(wake: asyncio.Event, one_round: Callable[[], Awaitable[None]], every: float,
+async def in_rounds(wake: asyncio.Event, one_round: Callable[[], Awaitable[int | None]], every: float,
                     log: logging.Logger, what: str) -> None:
     """A background worker's life: a round now, then one every `every` seconds or as soon as `wake`
-    is set. A failed round (a store hiccup) is logged as `what` deferred; the next one tries again."""
+    is set. A failed round (a store hiccup) is logged as `what` deferred; the next one tries again.
+
+    Each round is a `job` line and counted (fhir_server.observability): at info when it did
+    something (`one_round` returned how many things it did), at debug when idle, as most rounds of
+    a worker polling every second are."""
     while True:
         wake.clear()
+        started = time.perf_counter()
         try:
-            await one_round()
+            done = await one_round()
         except Exception:  # noqa: BLE001 - the worker outlives a store hiccup
             log.exception("%s deferred", what)
+            job_ran(log, what, "failed", time.perf_counter() - started, None)
+        else:
+            job_ran(log, what, "ok", time.perf_counter() - started, done)
         try:
             await asyncio.wait_for(wake.wait(), every)
         except TimeoutError:
             pass
+
+
+def job_ran(log: logging.Logger, job: str, outcome: str, seconds: float, done: int | None) -> None:
+    observed = metrics.current()
+    if observed is not None:
+        observed.job(job, outcome, seconds)
+    event(log, "job", logging.INFO if done or outcome != "ok" else logging.DEBUG, job=job, outcome=outcome,
+          done=done, duration_ms=round(seconds * 1000, 2))
 
 
 async def cancel(task: asyncio.Task[None] | None) -> None:

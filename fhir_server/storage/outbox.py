@@ -65,6 +65,11 @@ class OutboxStore:
 
         return await self.database.in_transaction(read)
 
+    async def depth(self) -> int:
+        """How many events wait to be dispatched (the metrics' outbox gauge)."""
+        async with self.database.gate.read():
+            return int(await self.events.count_documents({}))
+
     async def delivered(self, ids: list[str]) -> None:
         # One equality per event: a range could take in an event committed meanwhile with an
         # earlier stamp, and the embedded store scans for `$in`.

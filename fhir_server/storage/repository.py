@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.errors import FhirError, gone, not_found
 from fhir_server.file_signatures import check_signature
-from fhir_server.operations.patch import apply_json_patch
+from fhir_server.operations.patch import apply_patch
 from fhir_server.search.filters.combine import FilterBuilder
 from fhir_server.search.lookup import LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
@@ -320,20 +320,23 @@ class Repository:
         return resource
 
     def patched(self, caller: Caller, current: Stored, operations: Any) -> dict[str, Any]:
-        """A JSON Patch applied to the current version, held to the type's patch rules, then validated."""
+        """A JSON Patch or FHIRPath Patch applied to the current version, held to the type's patch
+        rules, then validated."""
         before = current.resource or {}
-        after = apply_json_patch(before, operations)
+        after = apply_patch(before, operations)
         for rule in self.patch_rules.get(current.resource_type, []):
             rule(before, after)
         return self.prepare(caller, after, current.resource_type)
 
-    async def stash_binary(self, resource: dict[str, Any], raw: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def stash_binary(self, resource: dict[str, Any], raw: bytes | None, *,
+                           keep: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A Binary's bytes checked and written to the blob store (`keep` False, a dry run: only checked)."""
         if resource.get("resourceType") != "Binary":
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
         check_signature(resource.get("contentType"), content[:16], "Binary.data")
         stripped = {k: v for k, v in resource.items() if k != "data"}
-        blob = await self.blobs.stash(content)
+        blob = await self.blobs.stash(content) if keep else binaries.describe(content)
         return stripped, blob
 
     async def binary_content(self, stored: Stored) -> bytes:

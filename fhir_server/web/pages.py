@@ -1,4 +1,5 @@
-"""The pages served until issue 19 adds its own: the landing page, its language form, the docs.
+"""The pages served until issue 19 adds its own: the landing page, its language form, the operator's
+guide (`/guide`; `/docs` is the API reference, fhir_server.api.openapi).
 
 The language form is the one form for now: it is what a reader of the landing page can change
 (French, the service's language, or English, the documentation's), and what the CSRF tests post.
@@ -59,12 +60,12 @@ async def choose_language(request: Request) -> Response:
     return response
 
 
-@router.get("/docs")
+@router.get("/guide")
 async def documentation(request: Request) -> Response:
     return render(request.scope, "docs.html", documents=list(documents()))
 
 
-@router.get("/docs/{name}")
+@router.get("/guide/{name}")
 async def document(request: Request, name: str) -> Response:
     path = documents().get(name)
     if path is None:

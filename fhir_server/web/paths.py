@@ -11,9 +11,10 @@ want of a CSRF token: the mistake shows as a refusal, never as an opening.
 from __future__ import annotations
 
 # Everything under these is API (a tuple: str.startswith takes it in one call, without allocating).
-API_PREFIXES = ("/fhir", "/ingest/", "/.well-known/", "/auth/token", "/auth/jwks")
-# The CapabilityStatement is also served at the root.
-API_PATHS = frozenset({"/metadata"})
+API_PREFIXES = ("/fhir", "/ingest/", "/.well-known/", "/auth/token", "/auth/jwks", "/health/")
+# The CapabilityStatement is also served at the root; Prometheus scrapes /metrics with a bearer token;
+# /openapi.json describes the API (fhir_server.api.openapi).
+API_PATHS = frozenset({"/metadata", "/metrics", "/openapi.json"})
 
 
 def is_api(path: str) -> bool:

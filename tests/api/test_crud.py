@@ -113,8 +113,8 @@ def test_format_and_accept(fhir: httpx.Client, unique: str) -> None:
     assert plain.headers["content-type"].startswith("application/json")
     by_format = fhir.get(f"/Patient/{created['id']}", params={"_format": "json"}, headers={"Accept": "text/html"})
     assert by_format.status_code == 200 and by_format.headers["content-type"].startswith("application/fhir+json")
-    xml = fhir.get(f"/Patient/{created['id']}", headers={"Accept": "application/fhir+xml"})
-    assert xml.status_code == 406 and xml.json()["resourceType"] == "OperationOutcome"
+    pdf = fhir.get(f"/Patient/{created['id']}", headers={"Accept": "application/pdf"})
+    assert pdf.status_code == 406 and pdf.json()["resourceType"] == "OperationOutcome"
 
 
 def test_elements_and_summary_on_read(fhir: httpx.Client, unique: str) -> None:

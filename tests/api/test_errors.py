@@ -67,7 +67,7 @@ def test_body_over_the_limit(server, fhir: httpx.Client) -> None:  # type: ignor
 
 
 def test_unsupported_media_type(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}), 415)
+    outcome(fhir.post("/Patient", content=b"%PDF-1.4", headers={"Content-Type": "application/pdf"}), 415)
     outcome(fhir.post("/Patient", content=b"hello", headers={"Content-Type": "text/plain"}), 415)
 
 

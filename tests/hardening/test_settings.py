@@ -17,6 +17,6 @@ def test_a_wrong_setting_stops_the_server_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(free_port()),
                            "--data-dir", str(tmp_path / "data")], env={**os.environ, name: value},
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"fhir-server: {name}: {value!r}"), done.stderr
     assert "Traceback" not in done.stderr

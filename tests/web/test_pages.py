@@ -25,7 +25,8 @@ def test_the_landing_page_says_what_the_server_is_with_every_page_header(browser
     page = browser.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "FHIR server" in page.text and version("fhir-server") in page.text and "4.0.1" in page.text
-    for link in ('href="/fhir/metadata"', 'href="/.well-known/smart-configuration"', 'href="/docs"'):
+    for link in ('href="/fhir/metadata"', 'href="/.well-known/smart-configuration"', 'href="/docs"',
+                 'href="/guide"'):
         assert link in page.text
     # The catalogue is linked once it exists (issue 19), and not before.
     assert ('href="/catalogue"' in page.text) == (browser.get("/catalogue").status_code == 200)
@@ -123,13 +124,13 @@ def test_api_answers_carry_no_page_headers_and_no_cookie(server: ServerProcess) 
 
 
 def test_the_operator_docs_are_served_as_text_by_name_only(browser: httpx.Client) -> None:
-    listing = browser.get("/docs")
-    assert listing.status_code == 200 and 'href="/docs/README.md"' in listing.text
+    listing = browser.get("/guide")
+    assert listing.status_code == 200 and 'href="/guide/README.md"' in listing.text
     assert_page_headers(listing)
-    readme = browser.get("/docs/README.md")
+    readme = browser.get("/guide/README.md")
     assert readme.status_code == 200 and readme.headers["content-type"].startswith("text/plain")
     assert "fhir-server serve" in readme.text
-    for outside in ("/docs/pyproject.toml", "/docs/..%2Fpyproject.toml", "/docs/%2e%2e/pyproject.toml"):
+    for outside in ("/guide/pyproject.toml", "/guide/..%2Fpyproject.toml", "/guide/%2e%2e/pyproject.toml"):
         assert browser.get(outside).status_code == 404, outside
 
 

@@ -56,6 +56,8 @@ class Hl7Result:
     warnings: list[str] = field(default_factory=list)
     # The sender's scopes do not allow storing what the message holds.
     forbidden: bool = False
+    # The transaction-response of what the message stored (of a dry run: would have stored).
+    stored: dict[str, Any] | None = None
 
     @property
     def http_status(self) -> int:
@@ -81,7 +83,7 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
         conversion = convert_message(message)
         await complete_documents(conversion, repository)
         await keep_patient_held(conversion.bundle, repository)
-        await repository.transaction(with_trace(conversion, header, message))
+        stored = await repository.transaction(with_trace(conversion, header, message))
     except Hl7Error as exc:
         return _refused(header, exc)
     except FhirError as exc:
@@ -97,7 +99,8 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
         logger.exception("HL7 v2 message %s failed", header.control_id)
         return _refused(header, Hl7Error("AE", "207", "internal error while processing the message"))
     return Hl7Result(
-        build_ack(header, "AA"), "AA", conversion.control_id, conversion.message_type, warnings=conversion.warnings
+        build_ack(header, "AA"), "AA", conversion.control_id, conversion.message_type, warnings=conversion.warnings,
+        stored=stored,
     )
 
 
