@@ -305,7 +305,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(ingest_routes.router, tags=["ingest"])
     app.include_router(system_routes.router, tags=[openapi.FHIR_TAG])
     app.include_router(operation_routes.router, tags=["FHIR operations"])
-    app.include_router(export_routes.router, tags=["FHIR operations"])
+    app.include_router(export_routes.router, tags=["export"])
     app.include_router(agenda_operation.router, tags=["FHIR operations"])
     app.include_router(lifecycle_routes.router, tags=["FHIR operations"])
     app.include_router(messaging_routes.router, tags=["FHIR operations"])

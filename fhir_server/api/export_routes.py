@@ -24,7 +24,7 @@ from fhir_server.export import kickoff
 from fhir_server.export.jobs import COMPLETED, ClientBusy, ExportJobs
 from fhir_server.export.runner import Exporter
 
-router = APIRouter(tags=["bulk export"])
+router = APIRouter()
 # What a client waits before polling again, and before asking again when it has an export running.
 POLL_SECONDS = 2
 BUSY_SECONDS = 30

@@ -39,7 +39,7 @@ DRY_RUN = (f"With `?{dry_run.PARAMETER}=true` the whole intake runs (parse, map,
            "would be written)")
 
 
-@router.post("/ingest/cda", summary="Store a CDA R2 document", tags=["ingest"],
+@router.post("/ingest/cda", summary="Store a CDA R2 document",
              description="A CDA R2 document (CI-SIS) becomes a DocumentReference, its Binary and the resources its "
                          "structured sections carry, in the record of its patient. " + DRY_RUN + ".")
 @counted("cda")
@@ -73,7 +73,7 @@ async def ingest_cda(request: Request) -> Response:
     return json_response(found.resource, 201 if created else 200, headers=headers)
 
 
-@router.post("/ingest/hl7v2", summary="Process an HL7 v2 message", tags=["ingest"],
+@router.post("/ingest/hl7v2", summary="Process an HL7 v2 message",
              description="An HL7 v2 message (ER7) is converted and stored; the answer is its ACK (AA, or AE/AR with "
                          "an ERR segment). " + DRY_RUN + ", and `ack` (the AA the message would get).")
 @counted("hl7v2")

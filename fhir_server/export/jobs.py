@@ -34,6 +34,10 @@ JOBS = "export_jobs"
 FILES = "export_files"
 ACCEPTED, RUNNING, COMPLETED = "accepted", "in-progress", "completed"
 CHUNK_BYTES = 1024 * 1024
+# The runner finds waiting jobs by state; a download and a cancel find a job's files (mongo-setup
+# creates them too, fhir_server.storage.mongo_setup).
+INDEXES = {JOBS: [IndexModel([("state", ASCENDING)], name="i_state")],
+           FILES: [IndexModel([("job", ASCENDING)], name="i_job")]}
 
 
 def owner_of(caller: Caller) -> str:
@@ -71,8 +75,8 @@ class ExportJobs:
         self.files = database.collection(FILES)
 
     async def ensure_indexes(self) -> None:
-        await create_indexes(self.jobs, [IndexModel([("state", ASCENDING)], name="i_state")])
-        await create_indexes(self.files, [IndexModel([("job", ASCENDING)], name="i_job")])
+        await create_indexes(self.jobs, INDEXES[JOBS])
+        await create_indexes(self.files, INDEXES[FILES])
 
     async def create(self, caller: Caller, request: dict[str, Any]) -> str:
         """A new job for `caller` (ClientBusy while it has one running)."""

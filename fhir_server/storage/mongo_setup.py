@@ -41,6 +41,7 @@ from fhir_server.storage.database import (HISTORY, HISTORY_INDEXES, SERVER_COLLE
 from fhir_server.storage.embedded import StoreUnavailable
 from fhir_server.storage.sharding import audit_plan, shard_plan
 from fhir_server.subscriptions.store import INDEXES as SUBSCRIPTION_INDEXES
+from fhir_server.export.jobs import INDEXES as EXPORT_INDEXES
 from fhir_server.record.scheduler import INDEXES as LIFECYCLE_INDEXES
 
 # PyMongo's GridFS bucket (storage/binaries.py, bucket `binaries`) creates these on its first upload;
@@ -110,7 +111,7 @@ def wanted(settings: Settings, capabilities: StoreCapabilities, *, sharded: bool
     # The embedded store names GridFS's collections its own way (`binaries_files`) and refuses
     # `binaries.files` by name: there the bucket makes what it needs on its first upload.
     gridfs = {} if capabilities.embedded else GRIDFS_INDEXES
-    for name, indexes in [*SUBSCRIPTION_INDEXES.items(), *gridfs.items()]:
+    for name, indexes in [*SUBSCRIPTION_INDEXES.items(), *EXPORT_INDEXES.items(), *gridfs.items()]:
         entry(clinical, name).indexes += indexes
     for rtype, indexes in LIFECYCLE_INDEXES.items():
         entry(clinical, collection_name(rtype)).indexes += indexes

@@ -264,6 +264,8 @@ def says_authorisation_missing(response: httpx.Response) -> bool:
 
 
 def not_found_shape(response: httpx.Response, resource_id: str) -> tuple[int, str, Any]:
-    """What a 404 shows once the asked id is taken out: equal for hidden and never-existing."""
+    """What a 404 shows once the asked id and the request's own id (X-Request-ID, which every
+    OperationOutcome carries) are taken out: equal for hidden and never-existing."""
     body = response.text.replace(resource_id, "<id>") if resource_id else response.text
+    body = body.replace(response.headers["x-request-id"], "<request>")
     return response.status_code, response.headers.get("content-type", ""), re.sub(r'"lastUpdated":"[^"]*"', "", body)
