@@ -17,11 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.errors import FhirError
+from fhir_server.ingest import dry_run
 from fhir_server.ingest.mllp import Handler
 from fhir_server.observability import context, metrics
 from fhir_server.observability.logs import event
 
 log = logging.getLogger("fhir_server.ingest")
+# The outcome of an ingest request with `?_dryRun=true`: nothing was stored, nor refused for real.
+DRY_RUN = "dry-run"
 Endpoint = Callable[[Request], Awaitable[Response]]
 # An ERR-8 longer than this is cut in the line.
 LONGEST_ERROR = 300
@@ -104,17 +107,21 @@ def counted(channel: str) -> Callable[[Endpoint], Endpoint]:
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def route(request: Request) -> Response:
+            # A dry run (fhir_server.ingest.dry_run) takes nothing in: counted apart, whatever it answers.
+            rehearsal = request.query_params.get(dry_run.PARAMETER) == "true"
             try:
                 response = await endpoint(request)
             except FhirError as error:
-                ingested(channel, "refused" if error.status < 500 else "failed", status=error.status)
+                ingested(channel, DRY_RUN if rehearsal else "refused" if error.status < 500 else "failed",
+                         status=error.status)
                 raise
             except Exception:
                 ingested(channel, "failed", status=500)
                 raise
             status = response.status_code
-            fields = ack_fields(bytes(response.body)) if channel == "hl7v2" else {}
-            result = ("stored" if status == 201 or fields.get("ack") == "AA" else "duplicate" if status == 200
+            fields = ack_fields(bytes(response.body)) if channel == "hl7v2" and not rehearsal else {}
+            result = (DRY_RUN if rehearsal and status < 500
+                      else "stored" if status == 201 or fields.get("ack") == "AA" else "duplicate" if status == 200
                       else "refused" if status < 500 else "failed")
             ingested(channel, result, status=status, **fields)
             return response
@@ -126,11 +133,11 @@ def counted(channel: str) -> Callable[[Endpoint], Endpoint]:
 
 def ingested(channel: str, result: str, /, **fields: object) -> None:
     """A document or message of `channel` (mllp, hl7v2, cda) was taken in with `result` (stored,
-    duplicate, refused, failed): one `ingest` line, one count."""
+    duplicate, refused, failed; dry-run: only tried): one `ingest` line, one count."""
     observed_metrics = metrics.current()
     if observed_metrics is not None:
         observed_metrics.ingest(channel, result)
-    event(log, "ingest", logging.INFO if result in ("stored", "duplicate") else logging.WARNING,
+    event(log, "ingest", logging.INFO if result in ("stored", "duplicate", DRY_RUN) else logging.WARNING,
           channel=channel, outcome=result, **fields)
 
 

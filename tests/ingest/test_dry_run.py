@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cda.convert import convert_cda
 from fhir_server.ingest.hl7v2 import er7
@@ -18,6 +19,7 @@ from tests.hl7v2.conftest import personalised
 from tests.hl7v2.conftest import sending_facility  # noqa: F401 (autouse: the fixtures' facility is configured)
 from tests.ingest.record_status import hospital_root  # noqa: F401 (fixture)
 from tests.ingest.record_status import refusing_patient, total
+from tests.server_process import server_token
 
 CDA_FIXTURES = Path(__file__).parent.parent / "cda" / "fixtures"
 CDA = {"Content-Type": "application/hl7-cda+xml"}
@@ -65,8 +67,20 @@ def would(issues: list[dict[str, Any]], resource_type: str, action: str) -> list
             if i["diagnostics"].startswith(f"{resource_type}/") and action in i["diagnostics"]]
 
 
-def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(root: httpx.Client, fhir: httpx.Client) -> None:
+def ingest_counts(server: Any, channel: str) -> dict[str, float]:
+    """The server's `fhir_ingest_total` of `channel`, by outcome, as an operator scrapes it."""
+    token = server_token(server.data_dir, server.base_url, "admin")
+    response = httpx.get(f"{server.root_url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return {sample.labels["outcome"]: sample.value for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "fhir_ingest_total" and sample.labels.get("channel") == channel}
+
+
+def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(server: Any, root: httpx.Client,
+                                                                     fhir: httpx.Client) -> None:
     started = (datetime.now(timezone.utc) - timedelta(seconds=2)).isoformat(timespec="seconds")
+    counted = ingest_counts(server, "cda")
     document = discharge_letter()
     conversion = convert_cda(document)
     master = conversion.master_identifier
@@ -99,6 +113,10 @@ def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(root: httpx
                if "POST /ingest/cda?_dryRun=true: dry run" in e["resource"].get("outcomeDesc", "")
                and e["resource"]["period"]["start"] >= started]
     assert f"Patient/{patient_id}" not in str(event)
+    # Operators' ingest counts are of documents taken in: a dry run is counted apart.
+    after = ingest_counts(server, "cda")
+    assert {k: v for k, v in after.items() if k != "dry-run"} == {k: v for k, v in counted.items() if k != "dry-run"}
+    assert after["dry-run"] == counted.get("dry-run", 0) + 1
 
     # Nothing was left behind (no claim, no raw copy): the document then really sent is stored.
     stored = root.post("/ingest/cda", content=document, headers=CDA)
