@@ -160,6 +160,7 @@ def test_patch_entry_that_is_not_base64_json_is_refused(fhir: httpx.Client, uniq
     {"resourceType": "Binary", "contentType": "text/plain",
      "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
     {"resourceType": "Binary", "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
+    {"resourceType": "Patient", "birthDate": "1990-01-01"},
 ])
 def test_patch_entry_without_a_json_patch_binary_is_refused(fhir: httpx.Client, unique: str, resource: dict) -> None:
     created = fhir.post("/Patient", json=patient(unique)).json()
