@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     # the audit trail, which the law forbids in any real use.
     bench_without_audit: bool = False
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT).
+    # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT); a
+    # default above the most is that most (page_size), so lowering FHIR_MAX_COUNT alone is enough.
     default_count: int = Field(default=20, ge=0)
     max_count: int = Field(default=1000, ge=1)
     # Binary payloads above this size go to GridFS instead of the resource document (16 MB BSON limit).
@@ -220,8 +221,6 @@ class Settings(BaseSettings):
     def _together(self) -> Settings:
         if self.mllp_tls_cert is None and (self.mllp_tls_key is not None or self.mllp_tls_ca is not None):
             raise ValueError("mllp_tls_key and mllp_tls_ca need mllp_tls_cert")
-        if self.default_count > self.max_count:
-            raise ValueError(f"default_count ({self.default_count}) is above max_count ({self.max_count})")
         return self
 
     def mllp_tls(self) -> ssl.SSLContext | None:
