@@ -39,6 +39,9 @@ class Result:
     cpu_ms_per_request: float | None = None
     store_cpu_ms_per_request: float | None = None
     peak_rss_mb: float = 0.0
+    # The load generator's own CPU per request, where it is measured (wrk), and what drove the path.
+    client_cpu_ms_per_request: float | None = None
+    driver: str = "asyncio + httpx"
     limits: dict[str, str] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     # With --profile: the server's hottest functions, as shares of py-spy samples (see benchmarks.profile).

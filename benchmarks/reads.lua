@@ -1,4 +1,4 @@
--- wrk script of benchmarks/workers.py: authenticated FHIR reads drawn at random from a list of paths.
+-- wrk script of benchmarks/wrk.py (benchmarks.run's GET paths) and benchmarks/workers.py: authenticated FHIR reads drawn at random from a list of paths.
 --
 -- Environment: READS_PATHS names a file of request paths (one per line, already in the wanted mix),
 -- READS_TOKEN is the bearer token sent with every request. When the run ends, one line starting with
@@ -33,8 +33,8 @@ function done(summary, latency, requests)
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
     '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"p50": %d, "p90": %d, "p99": %d, "max": %d, "mean": %.1f}}\n',
+    '"latency_us": {"p50": %d, "p90": %d, "p95": %d, "p99": %d, "max": %d, "mean": %.1f}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99), latency.max, latency.mean))
 end

@@ -126,6 +126,71 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# Issue 18's ingest throughput floors: three times the rates of the 2026-11-22 run (commit 52f0e21).
+INGEST_BEFORE = {"/ingest/cda 75 KB": 28, "MLLP MDM^T02 300 KB": 15, "ITI-65 100 KB PDF": 55}
+INGEST_CPU = {"/ingest/cda 75 KB": 5.0, "MLLP MDM^T02 300 KB": 8.0, "ITI-65 100 KB PDF": 4.0}
+ROUND_TRIPS = 6
+
+
+def _met(met: bool | None) -> str:
+    return "not measured" if met is None else ("yes" if met else "no")
+
+
+def _issue18(name: str, wanted: str, reached: str, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {"target": name, "wanted": wanted, "reached": reached, "met": _met(met), "note": note}
+
+
+def targets_18(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of issue 18 (../shared/DECISIONS.md: the absolute CPU per read is dropped, the
+    bare route audits each read too), each with what this run reached and whether it is met."""
+    scales = figures["settings"]["scales"]
+    small, large = scales[0], scales[-1]
+    out: list[dict[str, Any]] = []
+    for name in ("read", "vread"):
+        found = _find(figures, name)
+        ratio = (found or {}).get("ratios", {}).get("bare")
+        out.append(_issue18(f"{name} vs bare route (throughput)", ">= 85 %", "-" if ratio is None else f"{ratio:.0%}",
+                            None if ratio is None else ratio >= 0.85, (found or {}).get("driver", "")))
+    at = "" if large >= GROWTH_TARGET_SCALE else f"measured at {large:,}, not {GROWTH_TARGET_SCALE:,}"
+    server, bare = _find(figures, "search patient+type", large), _find(figures, "bare search patient+type", large)
+    ratio = server["p50_ms"] / bare["p50_ms"] if server and bare and bare["p50_ms"] else None
+    out.append(_issue18("search patient+type: p50 vs bare route", "<= 1.3x",
+                        "-" if ratio is None else f"{ratio:.2f}x ({server['p50_ms']:.1f} / {bare['p50_ms']:.1f} ms)",
+                        None if ratio is None else ratio <= 1.3, at))
+    base = _find(figures, "search patient+type", small)
+    growth = server["p50_ms"] / base["p50_ms"] if server and base and base["p50_ms"] and large > small else None
+    out.append(_issue18(f"search patient+type: p50 growth {small:,} -> {large:,}", "<= 1.2x",
+                        "-" if growth is None else f"{growth:.2f}x", None if growth is None else growth <= 1.2, at))
+    create = _find(figures, "create")
+    cpu = (create or {}).get("cpu_ms_per_request")
+    out.append(_issue18("create: server CPU", "<= 2 ms", "-" if cpu is None else f"{cpu:.2f} ms",
+                        None if cpu is None else cpu <= 2.0, "validation, indexing, history and audit on"))
+    ratio = (create or {}).get("ratios", {}).get("store")
+    out.append(_issue18("create vs store insert (throughput)", ">= 70 %", "-" if ratio is None else f"{ratio:.0%}",
+                        None if ratio is None else ratio >= 0.7))
+    for name, limit in INGEST_CPU.items():
+        found = _find(figures, name)
+        cpu = (found or {}).get("cpu_ms_per_request")
+        out.append(_issue18(f"{name}: server CPU", f"<= {limit:g} ms", "-" if cpu is None else f"{cpu:.2f} ms",
+                            None if cpu is None else cpu <= limit))
+    trips = {row["path"]: row for row in figures.get("round_trips", [])}
+    for name in INGEST_CPU:
+        row = trips.get(name)
+        out.append(_issue18(f"{name}: store round trips per document", f"<= {ROUND_TRIPS}",
+                            "-" if row is None else f"{row['per_document']:g}",
+                            None if row is None else row["per_document"] <= ROUND_TRIPS,
+                            "" if row is None else f"request {row['request']:g} + audit {row['audit_group_commit']:g}"))
+    for name, before in INGEST_BEFORE.items():
+        found = _find(figures, name)
+        out.append(_issue18(f"{name}: throughput", f">= {3 * before}/s (3 x {before})",
+                            "-" if found is None else f"{found['throughput']:.0f}/s",
+                            None if found is None else found["throughput"] >= 3 * before))
+    mixed = _find(figures, "mixed load")
+    out.append(_issue18("peak memory under mixed load", "<= 300 MB", f"{mixed['peak_rss_mb']:.0f} MB" if mixed else "-",
+                        None if mixed is None else mixed["peak_rss_mb"] <= 300, "server + embedded store processes"))
+    return out
+
+
 def _row(r: dict[str, Any]) -> list[str]:
     ratios = ", ".join(f"{k} {v:.0%}" for k, v in r["ratios"].items()) or "-"
     if r["status"] != "ok":
@@ -146,6 +211,11 @@ def table(figures: dict[str, Any]) -> str:
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
     lines += [f"target {t['target']}: {t['status']} ({t['measured']}; wanted {t['wanted']})" for t in figures["targets"]]
+    lines += ["", "Targets of issue 18:"]
+    rows = [["target", "wanted", "reached", "met"],
+            *([t["target"], t["wanted"], t["reached"], t["met"]] for t in figures.get("targets_18", []))]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -172,18 +242,37 @@ def figures_markdown(figures: dict[str, Any]) -> str:
         "and the load generator runs on the same cores).",
         f"- Store: {m['store']}.",
         f"- Settings: scales {', '.join(f'{x:,}' for x in s['scales'])} DocumentReferences; {s['duration']} s and "
-        f"{s['concurrency']} requests in flight per path; loading with {s['load_concurrency']} bundles in flight. "
+        f"{s['concurrency']} requests in flight per path (asyncio + httpx)"
+        + (f", the GET paths driven by wrk instead (1 thread, {s['connections']} connections)" if s.get("driver") == "wrk" else "")
+        + f"; loading with {s['load_concurrency']} bundles in flight. "
         f"Whole run: {figures['seconds'] / 60:.1f} min.",
         "",
         "### Loading (transaction bundles of about 100 entries through `POST /fhir`)",
         "",
-        *_markdown([["up to", "documents", "resources", "seconds", "documents/s", "resources/s"],
+        *_markdown([["up to", "documents", "resources", "seconds", "documents/s", "resources/s",
+                     "outbox: waited s, events left when measuring"],
                     *([f"{x['scale']:,}", f"{x['documents']:,}", f"{x['resources']:,}", f"{x['seconds']}",
-                       f"{x['documents_per_s']}", f"{x['resources_per_s']}"] for x in figures["loads"])]),
+                       f"{x['documents_per_s']}", f"{x['resources_per_s']}",
+                       f"{x.get('outbox_wait_s', '-')}, {x.get('outbox_left', '-')}"] for x in figures["loads"])]),
         "",
         "### Paths",
         "",
         *_markdown([HEADER, *(_row(r) for r in _results(figures))]),
+        "",
+        "### Round trips per ingested document",
+        "",
+        *_markdown([["path", "documents", "per document", "sent by the request", "audit group commits",
+                     "background afterwards", "commands of the request"],
+                    *([r["path"], str(r["documents"]), f"{r['per_document']:g}", f"{r['request']:g}",
+                       f"{r['audit_group_commit']:g}", f"{r['background']:g}",
+                       ", ".join(f"{k} {v:g}" for k, v in r["commands"].items())]
+                      for r in figures.get("round_trips", []))]),
+        "",
+        "### Targets of issue 18",
+        "",
+        *_markdown([["target", "wanted", "reached", "met", "note"],
+                    *([t["target"], t["wanted"], t["reached"], t["met"], t["note"]]
+                      for t in figures.get("targets_18", []))]),
         "",
         "### Targets of issue 7",
         "",

@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,15 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from benchmarks import datagen, report
+from benchmarks import datagen, report, round_trips, wrk
 from benchmarks.limits import BareEndpoint
 from benchmarks.load import Loaded, load
 from benchmarks.measure import Monitor, NotAvailable, Result, drive
 from benchmarks.profile import Profiler, hot_spots
 from benchmarks.scenarios import ALL
-from benchmarks.scenarios.base import FRONT_BARE, FRONT_SERVER, Bench, Scenario
+from benchmarks.scenarios.base import FRONT_BARE, FRONT_SERVER, JSON_HEADERS, Bench, Scenario, expect
 from benchmarks.server import Server
+from fhir_server.storage.database import OUTBOX
 from fhir_server.storage.gate import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,11 @@ SCRATCH_COLLECTION = "bench_insert_limit"
 # Fits `make bench` in 15 minutes on 2 shared cores: loading runs at about 150-200 documents/s there,
 # so 100k documents alone would take 9-11 minutes (docs/PERFORMANCE.md has the measured rates).
 DEFAULT_SCALES = "10k,50k"
+# Loading leaves one outbox event per resource, which the dispatcher works through at about 200/s
+# on the embedded store, in the server process: CPU figures taken meanwhile carry that work. After
+# the first scale (where every path is measured) the run waits for it, this long at most; after
+# the larger ones (searches only, each beside its bare route in the same minute) it does not.
+SETTLE_SECONDS = 300.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="DocumentReference counts, comma-separated (10k,100k,1m): every path at the first, "
                              "searches again at each larger one (default %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of measurement per path")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per path")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per path (asyncio driver)")
+    parser.add_argument("--driver", choices=("wrk", "asyncio"), default="wrk",
+                        help="what drives the GET paths: wrk (1 thread, --connections; default) or the asyncio loop")
+    parser.add_argument("--connections", type=int, default=wrk.CONNECTIONS, help="wrk connections (default %(default)s)")
+    parser.add_argument("--round-trips", type=int, default=5,
+                        help="documents per ingest path sent to a server recording its store commands (0: skip)")
     parser.add_argument("--load-concurrency", type=int, default=8, help="transaction bundles in flight while loading")
     parser.add_argument("--only", default="", help="measure only the paths whose name contains one of these (comma-separated)")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -54,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--doc", default=str(ROOT / "docs" / "PERFORMANCE.md"),
                         help="document rewritten with the figures; --doc '' leaves it alone")
     return parser
+
+
+async def _settle(db: Any, limit: float) -> tuple[float, int]:
+    """Wait until the outbox is empty or `limit` seconds passed: (seconds waited, events left)."""
+    started = time.monotonic()
+    left = await db[OUTBOX].count_documents({})
+    while left and time.monotonic() - started < limit:
+        await asyncio.sleep(1.0)
+        left = await db[OUTBOX].count_documents({})
+    return time.monotonic() - started, left
 
 
 async def _drop_scratch(db: Any) -> None:
@@ -83,14 +104,23 @@ async def measure(scenario: Scenario, bench: Bench, server: Server, bare: BareEn
     result = Result(scenario.name, scenario.group, scale, limits=dict(scenario.limits))
     front = {FRONT_SERVER: server.front, FRONT_BARE: bare.psutil_process}.get(scenario.front)
     try:
-        operation = await scenario.prepare(bench)
         monitor = Monitor(front() if front else None, server.store())
+        load: Callable[[], Awaitable[Result]]
+        if scenario.wrk is not None and args.driver == "wrk":
+            root_url, paths = await scenario.wrk(bench)
+            expect(await bench.client.get(root_url + paths[0], headers=JSON_HEADERS), 200)  # warm-up, and a check
+            load = lambda: asyncio.to_thread(wrk.drive, root_url, paths, server.token, duration=args.duration,  # noqa: E731
+                                             monitor=monitor, result=result, connections=args.connections)
+        else:
+            operation = await scenario.prepare(bench)
+            load = lambda: drive(operation, concurrency=args.concurrency, duration=args.duration,  # noqa: E731
+                                 monitor=monitor, result=result)
         if args.profile is None or scenario.front != FRONT_SERVER:
-            await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+            await load()
         else:
             stacks = args.profile / f"{re.sub(r'[^A-Za-z0-9]+', '-', scenario.name).strip('-')}-{scale}.txt"
             with Profiler(server.front().pid, stacks, args.duration):
-                await drive(operation, concurrency=args.concurrency, duration=args.duration, monitor=monitor, result=result)
+                await load()
             result.hot_spots = hot_spots(stacks)
     except NotAvailable as exc:
         result.status, result.note = "not available", str(exc)[:300]
@@ -132,7 +162,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                   _progress(f"{scale:,}", scale - loaded.documents), server.headers)
                 loaded.merge(step)
                 bench.cache.clear()
-                loads.append(report.load_figures(scale, step))
+                done = report.load_figures(scale, step)
+                waited, left = await _settle(mongo[server.database], SETTLE_SECONDS if index == 0 else 0.0)
+                done.update(outbox_wait_s=round(waited, 1), outbox_left=left)
+                print(f"  outbox: waited {waited:.0f} s for the dispatcher, {left:,} events left")
+                loads.append(done)
                 print(f"\r  loaded {step.documents:,} documents ({step.resources:,} resources) in {step.seconds:.0f} s: "
                       f"{step.documents / max(step.seconds, 1e-9):.0f} documents/s, "
                       f"{step.resources / max(step.seconds, 1e-9):.0f} resources/s")
@@ -146,7 +180,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
             "settings": {"scales": scales, "duration": args.duration, "concurrency": args.concurrency,
-                         "load_concurrency": args.load_concurrency},
+                         "load_concurrency": args.load_concurrency, "driver": args.driver,
+                         "connections": args.connections},
             "machine": machine,
             "loads": loads,
             "results": [r.as_dict() for r in results],
@@ -165,7 +200,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     figures = asyncio.run(run(args))
+    if args.round_trips:
+        print("  store round trips per ingested document (a server recording its commands):", flush=True)
+        figures["round_trips"] = round_trips.measure(args.round_trips)
     figures["targets"] = report.targets(figures)
+    figures["targets_18"] = report.targets_18(figures)
     print()
     print(report.table(figures))
     path = report.write_json(figures, args.results)

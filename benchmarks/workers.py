@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import random
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,10 +35,11 @@ from pymongo import MongoClient
 from benchmarks import datagen
 from benchmarks.load import load
 from benchmarks.server import Server
+from benchmarks.wrk import ensure_wrk
+from benchmarks.wrk import run as run_wrk
 from fhir_server.storage.database import OUTBOX
 
 ROOT = Path(__file__).resolve().parent.parent
-LUA = Path(__file__).resolve().parent / "reads.lua"
 WORKER_COUNTS = (1, 2, 4)
 CONNECTIONS = (8, 64)
 # The issue's target: two processes serve at least this share of one's throughput on two cores.
@@ -80,20 +79,6 @@ class Run:
     store_cpu_ms_per_request: float | None
     wrk_cpu_ms_per_request: float
     load_average: tuple[float, float, float]
-
-
-def ensure_wrk() -> str:
-    """wrk's path; installed from Debian when missing and allowed (root), as `make bench` needs on CI."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise SystemExit("wrk is missing: apt-get install wrk (as root), then run again")
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, stdout=subprocess.DEVNULL)
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or "wrk"
 
 
 def bundles(patients: int, observations: int, entries_per_bundle: int = 100) -> Iterator[dict[str, Any]]:
@@ -154,25 +139,9 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-def children_cpu_seconds() -> float:
-    """CPU time of this process's reaped children: wrk's, once it has exited."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def wrk(binary: str, server: Server, paths: Path, connections: int, seconds: int) -> tuple[dict[str, Any], float]:
-    """One wrk run: the figures its script prints, and wrk's own CPU seconds."""
-    threads = min(2, connections)
-    command = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-               "--timeout", "10s", "-s", str(LUA), server.root_url]
-    env = {**os.environ, "READS_PATHS": str(paths), "READS_TOKEN": server.token}
-    before = children_cpu_seconds()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    used = children_cpu_seconds() - before
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-500:]} {done.stdout[-500:]}")
-    return json.loads(line.removeprefix("RESULT ")), used
+    """One wrk run (two threads): the figures its script prints, and wrk's own CPU seconds."""
+    return run_wrk(binary, server.root_url, paths, server.token, connections, seconds, threads=2)
 
 
 def measure(binary: str, server: Server, paths: Path, workers: int, connections: int, seconds: int,

@@ -25,6 +25,12 @@ from fhir_server.api import (
     system_routes,
     type_routes,
 )
+from fhir_server.apps import connections
+from fhir_server.apps import pages as app_pages
+from fhir_server.apps.grants import Grants
+from fhir_server.apps.oidc import OidcProvider
+from fhir_server.apps.registry import AppRegistry
+from fhir_server.apps.token_grants import AppTokens
 from fhir_server.audit import hooks as audit_hooks
 from fhir_server.audit import routes as audit_routes
 from fhir_server.audit.middleware import AuditTrail
@@ -40,7 +46,7 @@ from fhir_server.record import lifecycle
 from fhir_server.record.scheduler import Scheduler
 from fhir_server.export.runner import Exporter
 from fhir_server.interactions.search import SearchInteraction
-from fhir_server.limits import Limiter, budgets_from_environment
+from fhir_server.limits import Limiter, budgets as rate_budgets
 from fhir_server.outbound import OutboundClient, Policy
 from fhir_server.operations.capabilities import CapabilityBuilder
 from fhir_server.search.engine import SearchEngine
@@ -203,12 +209,19 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         keys.start()
         clients = ClientRegistry(repository.database.db)
         await clients.start()
+        # The catalogue's apps (issue 19): their status and the grants revoked lately, read every second.
+        apps = AppRegistry(repository.database)
+        await apps.start()
+        app.state.apps = apps
+        app.state.grants = Grants(repository.database, apps)
         app.state.keys = keys
         # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
         outbound = OutboundClient(outbound_policy)
+        app.state.oidc = OidcProvider.from_settings(settings, outbound)
         app.state.tokens = TokenVerifier(keys, issuers_from_environment(outbound), configured_base=settings.base_url,
-                                         disabled_clients=clients.disabled)
+                                         disabled_clients=clients.disabled, apps=apps)
         app.state.token_service = TokenService(repository.database, keys)
+        app.state.app_tokens = AppTokens(repository.database, keys, app.state.grants)
         app.state.scope_matcher = resource_matcher(repository.engine.registry)
         app.state.search = SearchInteraction(repository, app.state.page_tokens, settings)
         app.state.history = HistoryInteraction(repository, app.state.page_tokens, settings)
@@ -256,6 +269,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
             # stop up for a server-selection timeout each.
             with pymongo.timeout(SHUTDOWN_STORE_SECONDS):
                 await clients.stop()
+                await apps.stop()
                 await keys.stop()
                 await notifications.stop()
                 await scheduler.stop()
@@ -271,7 +285,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     # Read here, not in the lifespan (which uses them): a wrong FHIR_OUTBOUND_ALLOW or FHIR_RATE_*
     # stops the command once, before any worker forks (SettingInvalid).
     outbound_policy = Policy.from_settings(settings)
-    budgets = budgets_from_environment()
+    budgets = rate_budgets(settings)
     app = FastAPI(title="FHIR server", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     # Read here, so a wrong FHIR_CORS_ORIGINS stops the command before it forks workers (CorsSettingsInvalid).
@@ -296,6 +310,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(metrics.router, tags=["operations"])
     app.include_router(openapi.router, tags=["operations"])
     app.include_router(pages.router)
+    app.include_router(app_pages.router)
     app.include_router(openapi.pages)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(auth_routes.router, tags=["auth"])
@@ -308,6 +323,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(export_routes.router, tags=["export"])
     app.include_router(agenda_operation.router, tags=["FHIR operations"])
     app.include_router(lifecycle_routes.router, tags=["FHIR operations"])
+    app.include_router(connections.router, tags=["apps"])
     app.include_router(messaging_routes.router, tags=["FHIR operations"])
     app.include_router(type_routes.router, tags=[openapi.FHIR_TAG])
     app.include_router(instance_routes.router, tags=[openapi.FHIR_TAG])

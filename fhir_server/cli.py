@@ -27,6 +27,7 @@ from fhir_server.observability import logs, metrics
 from fhir_server.observability.ingest import ack_fields
 from fhir_server.record import status_cli
 from fhir_server.security import cli as security_cli
+from fhir_server.apps import cli as apps_cli
 from fhir_server.storage.database import StoreCapabilities, check_store
 from fhir_server.storage.embedded import EmbeddedStore, StoreUnavailable, store_dir
 from fhir_server.storage import mongo_setup, reset
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_arguments(commands)
     facilities.add_arguments(commands)
     security_cli.add_arguments(commands)
+    apps_cli.add_arguments(commands)
     enrol_cli.add_arguments(commands)
     plan = commands.add_parser("shard-plan", help="print the shard keys of the collections holding patient data (JSON)")
     plan.add_argument("--data-dir", type=Path, default=Path("./data"), help="the server's data dir")
@@ -274,6 +276,8 @@ def _run(args: argparse.Namespace) -> int:
         return security_cli.clients(args)
     if args.command == "keys":
         return security_cli.keys(args)
+    if args.command == "apps":
+        return apps_cli.run(args)
     if args.command == "enrol":
         return enrol_cli.run(args)
     if args.command == "shard-plan":

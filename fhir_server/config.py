@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FHIR_"
 # The field whose variable predates the prefix (and is the name every MongoDB tool knows).
 ALIASES = {"mongodb_url": "MONGODB_URL"}
-# A field whose name holds one of these is shown masked by `fhir-server config`.
-SECRET_WORDS = ("password", "secret", "key", "token")
+# `fhir-server config` masks a field whose name holds one of these, or declared with
+# `Field(..., json_schema_extra=SECRET)` (a token or key held in a setting, whatever its name).
+SECRET_WORDS = ("password", "secret", "api_key", "private_key")
+SECRET = {"secret": True}
+# Query parameters of a URL whose value is a secret (tlsCertificateKeyFilePassword, authMechanismProperties...).
+URL_SECRET_WORDS = ("password", "secret", "key", "token", "authmechanismproperties")
 # Fields holding a URL whose user:password part is a secret.
 CREDENTIAL_URLS = ("mongodb_url", "smtp_url")
 MASK = "***"
@@ -65,7 +70,8 @@ class Settings(BaseSettings):
     # the audit trail, which the law forbids in any real use.
     bench_without_audit: bool = False
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT).
+    # `_count` when a search or history asks none, and the most any page holds (FHIR_MAX_COUNT); a
+    # default above the most is that most (page_size), so lowering FHIR_MAX_COUNT alone is enough.
     default_count: int = Field(default=20, ge=0)
     max_count: int = Field(default=1000, ge=1)
     # Binary payloads above this size go to GridFS instead of the resource document (16 MB BSON limit).
@@ -147,6 +153,40 @@ class Settings(BaseSettings):
     # json: one JSON object a line; text: for people; auto: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text", "auto"] = "auto"
 
+    @field_validator("rate_api_client", "rate_api_address", "rate_token", "rate_token_failures", "rate_signin_failures")
+    @classmethod
+    def _budget(cls, value: str, info: ValidationInfo) -> str:
+        from fhir_server.limits import Budget  # here: that module imports this one
+
+        return _parsed(Budget.parse, info.field_name, value)
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound(cls, value: str, info: ValidationInfo) -> str:
+        from fhir_server.outbound import Policy  # here: that module imports this one
+
+        return _parsed(lambda name, text: Policy.parse(text, 1.0, 1), info.field_name, value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from fhir_server.web.cors import parse_origins  # here: that module imports this one
+
+        return value if value is None else _parsed(lambda name, text: parse_origins(text), info.field_name, value)
+
+    # Issue 19: the trial sign-in of the app authorization pages (INS + a one-time code printed by
+    # `fhir-server apps signin-code`), FHIR_TRIAL_SIGNIN=1. Off by default: production signs patients
+    # in through an identity provider, and a server without one offers no sign-in at all.
+    trial_signin: bool = False
+    # Issue 19: patients sign in at this OpenID Connect provider (authorization code flow, the server
+    # a confidential client with client_secret_post), when all three are set; the INS is the ID
+    # token's claim `oidc_ins_claim`. FHIR_OIDC_ISSUER must be allowed by the outbound policy.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_ins_claim: str = "ins"
+    oidc_scope: str = "openid"
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -166,12 +206,21 @@ class Settings(BaseSettings):
             raise ValueError("is not an http:// or https:// URL")
         return value
 
+    # Rate limits (fhir_server.limits), each `N/S` (N requests per window of S seconds) or `off`:
+    # FHIR API per caller and per address, token endpoint requests and failures, failed trial sign-ins
+    # (issue 19: a one-time code is not guessed). Far above what the
+    # tests and benchmarks send (issue 18: ~1,000 reads/s a server), so they never limit a
+    # legitimate load; an operator lowers them to what their callers need.
+    rate_api_client: str = "100000/60"
+    rate_api_address: str = "200000/60"
+    rate_token: str = "600/60"
+    rate_token_failures: str = "20/300"
+    rate_signin_failures: str = "10/300"
+
     @model_validator(mode="after")
     def _together(self) -> Settings:
         if self.mllp_tls_cert is None and (self.mllp_tls_key is not None or self.mllp_tls_ca is not None):
             raise ValueError("mllp_tls_key and mllp_tls_ca need mllp_tls_cert")
-        if self.default_count > self.max_count:
-            raise ValueError(f"default_count ({self.default_count}) is above max_count ({self.max_count})")
         return self
 
     def mllp_tls(self) -> ssl.SSLContext | None:
@@ -191,6 +240,16 @@ class Settings(BaseSettings):
     def page_size(self, asked: int | None) -> int:
         """The entries a page holds for a `_count` of `asked` (None: absent); 0 stays 0, the total alone."""
         return min(self.default_count if asked is None else asked, self.max_count)
+
+
+def _parsed(parse: Callable[[str, str], object], name: str | None, value: str) -> str:
+    """`value` if the parser of its module takes it; its refusal, less the variable's name (the
+    problem line names where the value came from), otherwise."""
+    try:
+        parse(variable(name or ""), value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix(f"{variable(name or '')}: ")) from None
+    return value
 
 
 def variable(name: str) -> str:
@@ -224,7 +283,10 @@ def problems(error: ValidationError, given: dict[str, Any] | None = None) -> lis
             lines.append(message)
             continue
         source = option(field) if field in (given or {}) else variable(field)
-        lines.append(f"{source}: {item['input']!r}: {message[:1].lower()}{message[1:]}")
+        shown = repr(item["input"])
+        # A module's own refusal often starts with the value already.
+        value = "" if message.startswith(shown) else f"{shown}: "
+        lines.append(f"{source}: {value}{message[:1].lower() if value else message[:1]}{message[1:]}")
     return lines
 
 
@@ -237,7 +299,8 @@ def masked(name: str, value: object) -> object:
         return str(value)
     if name in CREDENTIAL_URLS:
         return masked_url(str(value))
-    if any(word in name for word in SECRET_WORDS):
+    extra = Settings.model_fields[name].json_schema_extra if name in Settings.model_fields else None
+    if any(word in name for word in SECRET_WORDS) or (isinstance(extra, dict) and extra.get("secret")):
         return MASK
     return value
 
@@ -250,7 +313,7 @@ def masked_url(url: str) -> str:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
     query = "&".join(
-        f"{key}={MASK}" if any(word in key.lower() for word in SECRET_WORDS) and sep else f"{key}{sep}{val}"
+        f"{key}={MASK}" if any(word in key.lower() for word in URL_SECRET_WORDS) and sep else f"{key}{sep}{val}"
         for key, sep, val in (pair.partition("=") for pair in parts.query.split("&") if pair))
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 

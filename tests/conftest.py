@@ -19,7 +19,6 @@ from tests.server_process import (
     IN_PROCESS,
     SESSION_WORKERS,
     InProcessServer,
-    RemoteServer,
     ServerProcess,
     dedicated_server,
 )
@@ -47,13 +46,8 @@ def keep_session_server_tests(config: pytest.Config, items: list[pytest.Item]) -
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | InProcessServer | RemoteServer]:
-    """Our own server (a child process, or in-process with FHIR_TEST_INPROCESS=1), or the one the
-    conformance runner names in FHIR_SERVER_URL."""
-    remote = os.environ.get("FHIR_SERVER_URL")
-    if remote:
-        yield RemoteServer(remote)
-        return
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | InProcessServer]:
+    """Our own server: a child process, or in-process with FHIR_TEST_INPROCESS=1."""
     if IN_PROCESS and store_pool.SIZE:
         with store_pool.borrowed_store() as (url, database, data_dir):
             pooled = InProcessServer(data_dir, store_url=url, env={"FHIR_DATABASE": database}).start()

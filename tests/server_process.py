@@ -161,18 +161,6 @@ class ServerProcess(LocalServer):
         self.process = None
 
 
-@dataclass
-class RemoteServer(Authenticated):
-    """A server someone else runs (the conformance suite's target), with the token it was given."""
-
-    base_url: str
-    token: str = field(default_factory=lambda: os.environ.get("FHIR_SERVER_TOKEN", ""))
-
-    @property
-    def root_url(self) -> str:
-        return self.base_url.rsplit("/fhir", 1)[0] if "/fhir" in self.base_url else self.base_url
-
-
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """`values` in os.environ while the server starts and reads it, as a child process would see them."""

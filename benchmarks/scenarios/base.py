@@ -46,6 +46,13 @@ class Bench:
         return pid, number, documents
 
 
+# A GET path wrk drives (benchmarks.wrk) instead of the asyncio loop: the root URL to send to, and
+# request paths drawn in advance, which wrk picks from at random.
+Paths = Callable[[Bench], Awaitable[tuple[str, list[str]]]]
+# How many paths are drawn for wrk: enough that the picks spread over the loaded data.
+WRK_PATHS = 2000
+
+
 # Which process a scenario loads: the FHIR server, the bare endpoint, or the store alone.
 FRONT_SERVER, FRONT_BARE, FRONT_NONE = "server", "bare", "store"
 
@@ -60,6 +67,9 @@ class Scenario:
     front: str = FRONT_SERVER
     # Searches are measured again at every scale; the rest once, at the first.
     every_scale: bool = False
+    # Set for the GET paths: wrk drives them (the asyncio `prepare` stays for the mixed load and
+    # for `--driver asyncio`).
+    wrk: Paths | None = None
 
 
 def expect(response: httpx.Response, *statuses: int) -> httpx.Response:

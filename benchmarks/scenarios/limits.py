@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from benchmarks.measure import Operation
-from benchmarks.scenarios.base import FRONT_BARE, FRONT_NONE, JSON_HEADERS, Bench, Scenario, expect
+from benchmarks.scenarios.base import FRONT_BARE, FRONT_NONE, JSON_HEADERS, WRK_PATHS, Bench, Scenario, expect
 from benchmarks.scenarios.search import patient_and_type, type_key
 
 
@@ -76,10 +77,22 @@ async def bare_search(bench: Bench) -> Operation:
     return operation
 
 
+async def bare_read_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.bare_url or "", [f"/DocumentReference/{bench.pick('DocumentReference')}" for _ in range(WRK_PATHS)]
+
+
+async def bare_search_paths(bench: Bench) -> tuple[str, list[str]]:
+    paths = []
+    for _ in range(WRK_PATHS):
+        pid, code = patient_and_type(bench)
+        paths.append(f"/DocumentReference?patient={pid}&type={quote(type_key(code), safe=':/')}")
+    return bench.bare_url or "", paths
+
+
 SCENARIOS = [
     Scenario("store read", "limit", store_read, front=FRONT_NONE),
     Scenario("store vread", "limit", store_vread, front=FRONT_NONE),
     Scenario("store insert", "limit", store_insert, front=FRONT_NONE),
-    Scenario("bare read", "limit", bare_read, front=FRONT_BARE),
-    Scenario("bare search patient+type", "limit", bare_search, front=FRONT_BARE, every_scale=True),
+    Scenario("bare read", "limit", bare_read, front=FRONT_BARE, wrk=bare_read_paths),
+    Scenario("bare search patient+type", "limit", bare_search, front=FRONT_BARE, every_scale=True, wrk=bare_search_paths),
 ]

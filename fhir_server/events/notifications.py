@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import date
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -113,7 +112,6 @@ class Notifications:
         self.sender = settings.mail_from
         self.scan_seconds = settings.visibility_scan_seconds
         self.reminder_days = settings.directive_reminder_days
-        self.owner = uuid.uuid4().hex
         self._repository: Repository | None = None
         self._queue: MailQueue | None = None
         self._lease: Lease | None = None
@@ -135,7 +133,7 @@ class Notifications:
     async def stop(self) -> None:
         if self._task is None or self._lease is None:
             return
-        await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "mail")
+        await stop_rounds(self._task, self._lease, LEASE_SECONDS, log, "mail")
 
     @property
     def repository(self) -> Repository:
@@ -323,7 +321,7 @@ class Notifications:
 
     async def _hold_lease(self) -> bool:
         assert self._lease is not None
-        held = await self._lease.hold(self.owner, LEASE_SECONDS)
+        held = await self._lease.hold(LEASE_SECONDS)
         if not held:
             # Whoever holds it scans; if this process takes it over later, it scans at once.
             self._next_scan = 0.0

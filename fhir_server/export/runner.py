@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -108,7 +107,6 @@ class NdjsonFile:
 class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lease: Lease | None = None
@@ -129,7 +127,7 @@ class Exporter:
     async def stop(self) -> None:
         if self._task is None or self._lease is None:
             return
-        await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "export")
+        await stop_rounds(self._task, self._lease, LEASE_SECONDS, log, "export")
 
     async def _round(self) -> None:
         assert self._lease is not None and self.jobs is not None
@@ -143,7 +141,7 @@ class Exporter:
     async def _held(self) -> bool:
         """Whether this process holds the lease: renewed in the store once a third of it has run."""
         assert self._lease is not None
-        return self._lease.fresh(LEASE_SECONDS / 3) or await self._lease.hold(self.owner, LEASE_SECONDS)
+        return self._lease.fresh(LEASE_SECONDS / 3) or await self._lease.hold(LEASE_SECONDS)
 
     async def _renew(self, job: dict[str, Any], progress: str) -> None:
         assert self.jobs is not None

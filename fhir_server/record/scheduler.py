@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +137,6 @@ async def run_round(repository: Repository, writer: AuditWriter | None = None) -
 class Scheduler:
     def __init__(self, every: float) -> None:
         self.every = every
-        self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lease: Lease | None = None
@@ -156,7 +154,7 @@ class Scheduler:
     async def stop(self) -> None:
         if self._task is None or self._lease is None:
             return
-        await stop_rounds(self._task, self._lease, self.owner, LEASE_SECONDS, log, "lifecycle")
+        await stop_rounds(self._task, self._lease, LEASE_SECONDS, log, "lifecycle")
 
     async def committed(self, event: dict[str, Any]) -> None:
         """After a Patient write: a step due at once (a death) is taken now, not at the next round."""
@@ -174,7 +172,7 @@ class Scheduler:
         assert self._lease is not None and self._repository is not None
         # A round may outlast the lease on a large backlog: the jobs are idempotent, so a process
         # taking over meanwhile only finds some of them done.
-        if not await self._lease.hold(self.owner, max(LEASE_SECONDS, self.every * 2)):
+        if not await self._lease.hold(max(LEASE_SECONDS, self.every * 2)):
             return 0
         done = await run_round(self._repository, self._writer)
         return done.activated + done.purged + done.failed

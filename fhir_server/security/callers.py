@@ -51,6 +51,9 @@ class Caller:
     purpose_of_use: str | None = None
     # The patient the token is about (SMART launch context `patient`), if any.
     patient: str | None = None
+    # The patient's agreement an app's token was granted under (fhir_server.apps.grants); revoking it
+    # refuses the token.
+    grant: str | None = None
     # The Patient resource id the patient context names, found once per request for callers with
     # patient/ scopes (fhir_server.access.patient_scope.resolve); None when none was found.
     record_patient: str | None = None

@@ -66,6 +66,43 @@ def granted(requested: str, allowed: str) -> str:
     return " ".join(out)
 
 
+async def check_assertion(database: Database, assertion: str, token_url: str, client_id: str,
+                          jwks: dict[str, Any]) -> None:
+    """OAuthError unless `assertion` is a fresh private_key_jwt of this client (RFC 7523; SMART
+    App Launch 2.x, "Client Authentication: Asymmetric"), signed by a key of `jwks`; its jti is
+    remembered so it cannot be replayed."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        raise OAuthError("invalid_client", "the client assertion is not a JWT", 401) from None
+    if header.get("alg") not in ASSERTION_ALGORITHMS:
+        raise OAuthError("invalid_client", f"the client assertion must be signed {' or '.join(ASSERTION_ALGORITHMS)}", 401)
+    keys = jwks_keys(jwks)
+    kid = header.get("kid")
+    candidates = [keys[kid]] if kid in keys else ([] if kid is not None else list(keys.values()))
+    claims = None
+    for key in candidates:
+        try:
+            claims = jwt.decode(assertion, key.key, algorithms=fitting_algorithms(key, ASSERTION_ALGORITHMS),
+                                audience=token_url,
+                                issuer=client_id, options={"require": ["exp", "iss", "sub", "aud", "jti"]})
+            break
+        except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+            continue
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            raise OAuthError("invalid_client", f"the client assertion is not acceptable: {exc}", 401) from None
+    if claims is None:
+        raise OAuthError("invalid_client", "the client assertion is not signed by a key of the client's JWKS", 401)
+    if claims["sub"] != client_id:
+        raise OAuthError("invalid_client", "the client assertion's sub must be the client id", 401)
+    if int(claims["exp"]) > time.time() + MAX_ASSERTION_LIFETIME + 30:
+        raise OAuthError("invalid_client", f"the client assertion may live {MAX_ASSERTION_LIFETIME} s at most", 401)
+    async with database.gate.write(exclude_readers=False):
+        fresh = await remember_assertion(database.db, client_id, str(claims["jti"]), int(claims["exp"]))
+    if not fresh:
+        raise OAuthError("invalid_client", "this client assertion (jti) was used before", 401)
+
+
 @dataclass
 class TokenService:
     database: Database
@@ -87,30 +124,7 @@ class TokenService:
         client = await find_client(self.database.db, client_id) if isinstance(client_id, str) else None
         if client is None or client.disabled:
             raise OAuthError("invalid_client", "unknown or disabled client", 401)
-        keys = jwks_keys(client.jwks)
-        kid = header.get("kid")
-        candidates = [keys[kid]] if kid in keys else ([] if kid is not None else list(keys.values()))
-        claims = None
-        for key in candidates:
-            try:
-                claims = jwt.decode(assertion, key.key, algorithms=fitting_algorithms(key, ASSERTION_ALGORITHMS),
-                                    audience=token_url,
-                                    issuer=client.client_id, options={"require": ["exp", "iss", "sub", "aud", "jti"]})
-                break
-            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
-                continue
-            except (jwt.PyJWTError, TypeError, ValueError) as exc:
-                raise OAuthError("invalid_client", f"the client assertion is not acceptable: {exc}", 401) from None
-        if claims is None:
-            raise OAuthError("invalid_client", "the client assertion is not signed by a key of the client's JWKS", 401)
-        if claims["sub"] != client.client_id:
-            raise OAuthError("invalid_client", "the client assertion's sub must be the client id", 401)
-        if int(claims["exp"]) > time.time() + MAX_ASSERTION_LIFETIME + 30:
-            raise OAuthError("invalid_client", f"the client assertion may live {MAX_ASSERTION_LIFETIME} s at most", 401)
-        async with self.database.gate.write(exclude_readers=False):
-            fresh = await remember_assertion(self.database.db, client.client_id, str(claims["jti"]), int(claims["exp"]))
-        if not fresh:
-            raise OAuthError("invalid_client", "this client assertion (jti) was used before", 401)
+        await check_assertion(self.database, assertion, token_url, client.client_id, client.jwks)
         try:
             scope = granted(form.get("scope", ""), client.scope)
         except ValueError as exc:

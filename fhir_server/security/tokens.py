@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
@@ -30,6 +30,9 @@ from fhir_server.outbound import OutboundClient, OutboundError
 from fhir_server.security.callers import KINDS, Caller, Kind
 from fhir_server.security.scopes import Scopes
 from fhir_server.security.signing import ALGORITHM, KeyRing
+
+if TYPE_CHECKING:
+    from fhir_server.apps.registry import AppRegistry
 
 log = logging.getLogger("fhir_server")
 # Algorithms a trusted issuer may sign with; "none" and HMAC never (a public key is no secret).
@@ -207,12 +210,15 @@ def _caller(claims: dict[str, Any], issuer: TrustedIssuer | None, audiences: fro
 
 class TokenVerifier:
     def __init__(self, keys: KeyRing, issuers: list[TrustedIssuer], *, configured_base: str | None,
-                 disabled_clients: set[str], max_entries: int = CACHE_ENTRIES) -> None:
+                 disabled_clients: set[str], apps: AppRegistry | None = None,
+                 max_entries: int = CACHE_ENTRIES) -> None:
         self.keys = keys
         self.issuers = {i.issuer: i for i in issuers}
         self.configured_base = configured_base
         # Shared with the client registry, which keeps it current: a disabled client is refused at once.
         self.disabled_clients = disabled_clients
+        # Apps no longer referenced and grants revoked lately (fhir_server.apps.registry), kept current.
+        self.apps = apps
         self.max_entries = max_entries
         # Token -> its caller and, for the server's own tokens, the kid of the key that signed it.
         self._verified: dict[str, tuple[Caller, str | None]] = {}
@@ -231,8 +237,7 @@ class TokenVerifier:
             raise InvalidToken(RETIRED)
         if base_url not in caller.audiences:
             raise InvalidToken(f"the token is not for this server (its audience must be {base_url})")
-        if caller.client_id is not None and caller.client_id in self.disabled_clients:
-            raise InvalidToken("the token's client is disabled")
+        self._still_allowed(caller)
         return caller
 
     async def verify(self, token: str, base_url: str) -> Caller:
@@ -277,10 +282,16 @@ class TokenVerifier:
         caller = _caller(claims, issuer, frozenset([aud] if isinstance(aud, str) else aud))
         if issuer is None:
             caller = replace(caller, own_key=True)
-        if caller.client_id is not None and caller.client_id in self.disabled_clients:
-            raise InvalidToken("the token's client is disabled")
+        self._still_allowed(caller)
         self._remember(token, caller, own_kid)
         return caller
+
+    def _still_allowed(self, caller: Caller) -> None:
+        if caller.client_id is not None and caller.client_id in self.disabled_clients:
+            raise InvalidToken("the token's client is disabled")
+        refusal = self.apps.refuses(caller) if self.apps is not None else None
+        if refusal is not None:
+            raise InvalidToken(refusal)
 
     def _remember(self, token: str, caller: Caller, kid: str | None) -> None:
         if len(self._verified) >= self.max_entries:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -25,6 +26,10 @@ class Lease:
         self.database = database
         self.leases = database.collection(LEASES)
         self.lease_id = lease_id
+        # Who holds it: made with the Lease, which each worker builds once it runs in its own
+        # process (`serve --workers N` forks after create_app; an owner made before the fork would
+        # be every worker's, and each would believe it held the lease).
+        self.owner = uuid.uuid4().hex
         # When this process last took or renewed it (monotonic), 0 when it does not hold it; one
         # renewal at a time, however many of the worker's tasks ask.
         self._renewed = 0.0
@@ -35,10 +40,10 @@ class Lease:
         asking the store, which workers renew once part of the lease has run."""
         return time.monotonic() - self._renewed < within
 
-    async def hold(self, owner: str, seconds: float) -> bool:
+    async def hold(self, seconds: float) -> bool:
         """Take or renew the lease for `seconds`; False while another live owner holds it."""
         async with self._renewing:
-            held = await self._take(owner, seconds)
+            held = await self._take(self.owner, seconds)
             self._renewed = time.monotonic() if held else 0.0
             return held
 
@@ -65,9 +70,9 @@ class Lease:
 
         return bool(await self.database.in_transaction(take))
 
-    async def release(self, owner: str) -> None:
+    async def release(self) -> None:
         async def release(session: AsyncClientSession) -> None:
-            await self.leases.update_one({"_id": self.lease_id, "owner": owner}, {"$set": {"until": 0.0}},
+            await self.leases.update_one({"_id": self.lease_id, "owner": self.owner}, {"$set": {"until": 0.0}},
                                          session=session)
 
         await self.database.in_transaction(release)
@@ -116,12 +121,12 @@ async def cancel(task: asyncio.Task[None] | None) -> None:
         pass
 
 
-async def stop_rounds(task: asyncio.Task[None], lease: Lease, owner: str, seconds: float,
+async def stop_rounds(task: asyncio.Task[None], lease: Lease, seconds: float,
                       log: logging.Logger, what: str) -> None:
     """Stop a worker's rounds, then release its lease so another process takes over at once; a
     release the store refuses only leaves the lease to expire (`seconds`)."""
     await cancel(task)
     try:
-        await lease.release(owner)
+        await lease.release()
     except PyMongoError as exc:
         log.warning("%s lease not released (it expires in %ss): %s", what, seconds, exc)

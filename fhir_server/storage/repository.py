@@ -35,8 +35,9 @@ from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
 from fhir_server.storage.database import HISTORY, Database
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
+from fhir_server.storage.known import RECORD_TYPES, KnownBySession
 from fhir_server.storage.patient_key import patient_of
-from fhir_server.storage.routing import IdsTable
+from fhir_server.storage.routing import UNKNOWN, IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
 from fhir_server.storage.documents import (
     Stored,
@@ -272,6 +273,8 @@ class Repository:
         self.on_commit: list[Callable[[], None]] = []
         # Per session, the store reads of a `write_many` check phase (Reader._find).
         self.read_memo: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        # Per open transaction, what it wrote and the records it checked (fhir_server.storage.known).
+        self.known = KnownBySession()
 
     def reader(self, caller: Caller | None, session: Session = None) -> Reader:
         """Queries for `caller`; None for the server's own checks, which see the whole store."""
@@ -366,35 +369,56 @@ class Repository:
                 return from_current(resource_type, doc)
             docs = await reader.find(resource_type, {"_id": resource_id}, projection, limit=1)
             return from_current(resource_type, docs[0]) if docs else None
-        reader, where = await self.opened_for(caller, resource_type, resource_id, session)
+        reader, where, remembered = await self.opened_for(caller, resource_type, resource_id, session)
         if where is None:
             return None
         docs = await reader.find(resource_type, where, projection, limit=1)
+        if not docs and remembered:
+            # Moved or purged by another process since: the route is asked again.
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
+            if where is None:
+                return None
+            docs = await reader.find(resource_type, where, projection, limit=1)
         return from_current(resource_type, docs[0]) if docs else None
 
-    async def route(self, resource_type: str, resource_id: str, session: Session) -> dict[str, Any] | None:
+    async def route(self, resource_type: str, resource_id: str, session: Session,
+                    remembered: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """The condition naming one resource with its collection's shard key: `{_id, pat}` for a
         type sharded by patient, after one targeted round trip to `ids` (None: never stored),
-        `{_id}` for the others."""
+        `{_id}` for the others; and whether it came from the routes this process remembers
+        (`remembered`, outside transactions only: a write always asks the table)."""
         if not by_patient(resource_type):
-            return {"_id": resource_id}
+            return {"_id": resource_id}, False
+        if remembered and session is None:
+            patient = self.ids_table.remembered(resource_type, resource_id)
+            if patient is not UNKNOWN:
+                return {"_id": resource_id, "pat": patient}, True
         async with self._reading(session):
             found, patient = await self.ids_table.route(resource_type, resource_id, session)
-        return {"_id": resource_id, "pat": patient} if found else None
+        if found and session is None:
+            self.ids_table.remember(resource_type, resource_id, patient)
+        return ({"_id": resource_id, "pat": patient} if found else None), False
 
-    async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str,
-                         session: Session = None) -> tuple[Reader, dict[str, Any] | None]:
+    async def opened_for(self, caller: Caller | None, resource_type: str, resource_id: str, session: Session = None,
+                         remembered: bool = True) -> tuple[Reader, dict[str, Any] | None, bool]:
         """A reader of `caller` opened on the record holding this resource (none if it is in no record
         or does not exist): reading one resource is reading its record; with the resource's
-        condition (`route`), None when it was never stored."""
-        where = await self.route(resource_type, resource_id, session)
+        condition (`route`), None when it was never stored, and whether the route was remembered
+        (then a query that finds nothing is to be asked again with `remembered=False`)."""
+        where, from_memory = await self.route(resource_type, resource_id, session, remembered)
         if where is not None and "pat" in where:
-            return await self._open_on(caller, where["pat"], session), where
+            try:
+                return await self._open_on(caller, where["pat"], session), where, from_memory
+            except FhirError:
+                if not from_memory:
+                    raise
+                # Refused on the record the resource was in: it may have moved since.
+                return await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
         if caller is None or where is None:
-            return await self._open_on(caller, None, session), where
+            return await self._open_on(caller, None, session), where, from_memory
         async with self._reading(session):
             found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
-        return await self._open_on(caller, found.get("pat") if found else None, session), where
+        return await self._open_on(caller, found.get("pat") if found else None, session), where, from_memory
 
     async def _open_on(self, caller: Caller | None, patient: str | None, session: Session) -> Reader:
         reader = self.reader(caller, session)
@@ -415,11 +439,16 @@ class Repository:
         self.check_type(resource_type)
         if not version.isdigit():
             raise FhirError(404, "not-found", f"Version '{version}' of {resource_type}/{resource_id} is not known")
-        reader, where = await self.opened_for(caller, resource_type, resource_id)
+        reader, where, remembered = await self.opened_for(caller, resource_type, resource_id)
+        query = {"rid": f"{resource_type}/{resource_id}", "vid": int(version)}
         if where is None:
             raise not_found(resource_type, resource_id)
-        docs = await reader.find_history(resource_type, {"rid": f"{resource_type}/{resource_id}",
-                                                         "vid": int(version), **_pinned(where)}, limit=1)
+        docs = await reader.find_history(resource_type, {**query, **_pinned(where)}, limit=1)
+        if not docs and remembered:
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, remembered=False)
+            if where is None:
+                raise not_found(resource_type, resource_id)
+            docs = await reader.find_history(resource_type, {**query, **_pinned(where)}, limit=1)
         if not docs:
             if await self.find_current(caller, resource_type, resource_id) is None:
                 raise not_found(resource_type, resource_id)
@@ -442,7 +471,9 @@ class Repository:
         if before is not None:
             condition["_id"] = {"$lt": before}
         if resource_id is not None and resource_type is not None:
-            reader, where = await self.opened_for(caller, resource_type, resource_id)
+            # A page of one resource's history asks its route (a remembered one could be stale, and
+            # an empty page would not tell).
+            reader, where, _ = await self.opened_for(caller, resource_type, resource_id, remembered=False)
             if where is None:
                 return []
             condition.update(_pinned(where))
@@ -502,7 +533,24 @@ class Repository:
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
-        result = await self.database.in_transaction(work, exclude_readers=exclude_readers)
+        written: list[Stored] = []
+
+        async def attempt(session: Session) -> Any:
+            # Each attempt (the store may run one again) starts knowing nothing.
+            known = self.known.start(session)
+            try:
+                done = await work(session)
+                written[:] = known.stored.values()
+                return done
+            finally:
+                self.known.discard(session)
+
+        result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        # Committed: the routes of what it wrote are what the `ids` table now says (a read right
+        # after a write, as the CDA intake's answer, then asks the table nothing).
+        for stored in written:
+            if by_patient(stored.resource_type):
+                self.ids_table.remember(stored.resource_type, stored.id, stored.patient)
         for listener in self.on_commit:
             listener()
         return result
@@ -522,6 +570,9 @@ class Repository:
 
     async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
         """The current version whoever may see it: what a write replaces, so identity never forks."""
+        known = self.known.of(session)
+        if known is not None and (written := known.stored.get((resource_type, resource_id))) is not None:
+            return written
         return await self.find_current(None, resource_type, resource_id, session)
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
@@ -665,6 +716,9 @@ class Repository:
     ) -> WriteResult:
         version = (current.version + 1) if current else 1
         stamp = now_instant()
+        known = self.known.of(session)
+        if known is not None and resource_type in RECORD_TYPES:
+            known.forget()
         body: dict[str, Any] | None = None
         ix: dict[str, Any] = {}
         sk: dict[str, Any] = {}
@@ -730,9 +784,15 @@ class Repository:
         # record, seen by its depositor alone, until that resource is next written.
         if current is not None and (current.keys != keys or current.patient != patient):
             await self._follow_context(session, stored, current.patient)
+            if known is not None:
+                known.forget()  # its followers moved with it
         # Deletions too: a rule may keep something in step with what is no longer there.
         for rule in self.write_rules.get(resource_type, []):
             await rule(self, session, caller, stored)
+        if known is not None:
+            if resource_type in RECORD_TYPES:
+                known.forget()  # its rules refreshed the record's summary, or purged it
+            known.stored[(resource_type, resource_id)] = stored
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored, before: str | None) -> None:
@@ -900,6 +960,8 @@ class Repository:
                     await rule(self, session, caller, stored)
             except FhirError as exc:
                 raise _Withdrawn(index, exc) from exc
+            if stored.resource_type in RECORD_TYPES and (known := self.known.of(session)) is not None:
+                known.forget()
             results[index] = WriteResult(stored, created=current is None or current.deleted, changed=True)
         if within is not None:
             await within(session, results)

@@ -28,6 +28,11 @@ Session = AsyncClientSession | None
 BACKFILLED = "ids-backfilled"
 BATCH = 500
 DUPLICATE_KEY = 11000
+# Routes this process remembers (issue 18: the lookup was half of a read's own work). About 150
+# bytes each; the oldest is forgotten first.
+REMEMBERED_ROUTES = 50_000
+# `remembered` when the route is not in memory (a remembered route's patient may be None).
+UNKNOWN = object()
 
 
 def entry_id(resource_type: str, resource_id: str) -> str:
@@ -38,6 +43,25 @@ class IdsTable:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.collection = database.db[IDS]
+        # `Type/id` -> `pat` as last read from the table, for reads outside transactions only. A
+        # route can go stale (another process moves or purges the resource), so a read served by
+        # a remembered route names the patient in its query and, finding nothing, asks the table
+        # again (fhir_server.storage.repository.Repository.find_current): a stale route costs a
+        # round trip, never a wrong answer.
+        self._remembered: dict[str, str | None] = {}
+
+    def remembered(self, resource_type: str, resource_id: str) -> Any:
+        """The remembered `pat` of a resource, or UNKNOWN."""
+        return self._remembered.get(entry_id(resource_type, resource_id), UNKNOWN)
+
+    def remember(self, resource_type: str, resource_id: str, patient: str | None) -> None:
+        if len(self._remembered) >= REMEMBERED_ROUTES:
+            del self._remembered[next(iter(self._remembered))]
+        self._remembered[entry_id(resource_type, resource_id)] = patient
+
+    def forget(self, resource_type: str, resource_ids: list[str]) -> None:
+        for resource_id in resource_ids:
+            self._remembered.pop(entry_id(resource_type, resource_id), None)
 
     async def route(self, resource_type: str, resource_id: str, session: Session) -> tuple[bool, str | None]:
         """(whether the resource was ever stored, its `pat`), one targeted round trip."""
@@ -63,11 +87,13 @@ class IdsTable:
         return {"_id": entry_id(resource_type, resource_id), "pat": patient}
 
     async def repoint(self, resource_type: str, resource_id: str, patient: str | None, session: Session) -> None:
+        self.forget(resource_type, [resource_id])
         # An upsert, so a start-up backfill racing this write cannot leave the old patient behind.
         await self.collection.update_one({"_id": entry_id(resource_type, resource_id)}, {"$set": {"pat": patient}},
                                          upsert=True, session=session)
 
     async def remove(self, resource_type: str, resource_ids: list[str], session: Session) -> None:
+        self.forget(resource_type, resource_ids)
         for start in range(0, len(resource_ids), BATCH):
             keys = [entry_id(resource_type, i) for i in resource_ids[start:start + BATCH]]
             await self.collection.delete_many({"_id": {"$in": keys}}, session=session)

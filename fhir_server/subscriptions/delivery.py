@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,7 +91,6 @@ class DeliveryWorker:
         self.disabled_clients = disabled_clients
         self.database = repository.database
         self.lease = Lease(self.database, LEASE_ID)
-        self.owner = uuid.uuid4().hex
         self.base_url = settings.base_url or ""
         self.retry = settings.subscription_retry_ms / 1000
         self.error_after = settings.subscription_error_after
@@ -112,7 +110,7 @@ class DeliveryWorker:
     async def stop(self) -> None:
         if self._task is None:
             return
-        await stop_rounds(self._task, self.lease, self.owner, LEASE_SECONDS, log, "subscription")
+        await stop_rounds(self._task, self.lease, LEASE_SECONDS, log, "subscription")
 
     async def _run(self) -> None:
         await in_rounds(self._wake, self._held_round, POLL_SECONDS, log, "subscription delivery")
@@ -122,7 +120,7 @@ class DeliveryWorker:
             await self._round()
 
     async def _hold_lease(self) -> bool:
-        return await self.lease.hold(self.owner, LEASE_SECONDS)
+        return await self.lease.hold(LEASE_SECONDS)
 
     async def _still_held(self) -> bool:
         """Renewed once half of it has run, so a long backlog never outlasts the lease."""

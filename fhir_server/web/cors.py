@@ -62,11 +62,12 @@ def parse_origins(text: str | None) -> frozenset[str]:
 
 
 def allowed_origins(state: State) -> frozenset[str]:
-    """The origins browsers may call the API from: FHIR_CORS_ORIGINS. The seam for issue 19: the
-    origins of registered apps' redirect URIs join here (kept in memory by the app registry, as the
-    client registry keeps disabled clients), so this stays a set lookup per request."""
+    """The origins browsers may call the API from: FHIR_CORS_ORIGINS, and the origins of referenced
+    apps' redirect URIs (kept in memory by the app registry, fhir_server.apps.registry, reloaded
+    every second), so this stays a set lookup per request."""
     configured: frozenset[str] = state.cors_origins
-    return configured
+    apps = getattr(state, "apps", None)
+    return configured | apps.origins if apps is not None and apps.origins else configured
 
 
 def _refused_preflight() -> ASGIApp:

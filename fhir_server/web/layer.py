@@ -7,7 +7,8 @@ For each request to a page (fhir_server.web.paths: anything but the API) it
   field or the `X-CSRF-Token` header, is missing or not the session's: 403 and a page saying so,
   before any page code runs; a form body is read here (at most FORM_MAX_BYTES) and handed on whole;
 - adds to every answer, refusals and errors included: a Content-Security-Policy that allows no
-  inline script or style and no framing, X-Frame-Options DENY for older browsers, Referrer-Policy
+  inline script or style and no framing (a page may let its form lead to other origins by putting
+  them in `scope["state"]["form_targets"]`), X-Frame-Options DENY for older browsers, Referrer-Policy
   no-referrer, X-Content-Type-Options nosniff, Cache-Control no-store unless the page set its own
   (pages carry the session's token), and the new session's cookie.
 
@@ -55,6 +56,16 @@ def message_page(scope: Scope, status: int, key: str) -> HTMLResponse:
     """A short page in the reader's language: `key`_title and `key`_text of messages.json."""
     words = MESSAGES[language(scope)]
     return render(scope, "message.html", status, heading=words[f"{key}_title"], text=words[f"{key}_text"])
+
+
+def _with_form_targets(headers: list[tuple[bytes, bytes]], targets: list[str]) -> list[tuple[bytes, bytes]]:
+    """The headers with a CSP whose form-action also allows these origins: a page whose form's
+    answer redirects to another site (issue 19's consent page, to the app; browsers hold the
+    redirect to form-action). The origins are the server's own data (registered redirect URIs)."""
+    allowed = b" ".join(target.encode("ascii") for target in targets if target.isascii() and " " not in target
+                        and ";" not in target)
+    policy = CONTENT_SECURITY_POLICY.replace(b"form-action 'self'", b"form-action 'self' " + allowed)
+    return [(name, policy if name == b"content-security-policy" else value) for name, value in headers]
 
 
 class _TooLarge(Exception):
@@ -116,7 +127,8 @@ class PageLayer:
                 headers = [(name, value) for name, value in message.get("headers", []) if name not in LAYER_NAMES]
                 if not any(name == b"cache-control" for name, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers + added}
+                targets = state.get("form_targets")
+                message = {**message, "headers": headers + (_with_form_targets(added, targets) if targets else added)}
             await send(message)
 
         if scope["method"] not in SAFE_METHODS:

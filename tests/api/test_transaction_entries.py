@@ -160,14 +160,21 @@ def test_patch_entry_that_is_not_base64_json_is_refused(fhir: httpx.Client, uniq
     {"resourceType": "Binary", "contentType": "text/plain",
      "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
     {"resourceType": "Binary", "data": base64.b64encode(b'[{"op": "remove", "path": "/birthDate"}]').decode()},
-    {"resourceType": "Patient", "birthDate": "1990-01-01"},
 ])
 def test_patch_entry_without_a_json_patch_binary_is_refused(fhir: httpx.Client, unique: str, resource: dict) -> None:
     created = fhir.post("/Patient", json=patient(unique)).json()
     response = fhir.post("", json=transaction({"resource": resource, "request": {"method": "PATCH", "url": f"Patient/{created['id']}"}}))
     refused(response, 400, "not-supported", 0, "JSON Patch")
     assert fhir.get(f"/Patient/{created['id']}").json()["birthDate"] == "1980-05-17"
-    # A Parameters is a FHIRPath Patch (tests/api/test_fhirpath_patch.py), refused when malformed.
+
+
+def test_fhirpath_patch_entry_without_a_path_is_refused(fhir: httpx.Client, unique: str) -> None:
+    # A Parameters is a FHIRPath Patch (fhirpatch.html); its delete operation needs a path.
+    created = fhir.post("/Patient", json=patient(unique)).json()
+    patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [{"name": "type", "valueCode": "delete"}]}]}
+    response = fhir.post("", json=transaction({"resource": patch, "request": {"method": "PATCH", "url": f"Patient/{created['id']}"}}))
+    refused(response, 400, "invalid", 0, "")
+    assert fhir.get(f"/Patient/{created['id']}").json()["birthDate"] == "1980-05-17"
 
 
 # ---------------------------------------------------------------- GET entries and the order of entries

@@ -17,10 +17,11 @@ from benchmarks.scenarios import ALL
 from benchmarks.scenarios.base import FRONT_SERVER, probe
 from tests.server_process import ServerProcess
 
-RUN = ["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-concurrency", "2"]
+RUN = ["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-concurrency", "2", "--connections", "4",
+       "--round-trips", "1"]
 RESULT_KEYS = {"name", "group", "scale", "status", "note", "requests", "errors", "seconds", "throughput", "p50_ms",
                "p95_ms", "p99_ms", "cpu_ms_per_request", "store_cpu_ms_per_request", "peak_rss_mb", "limits",
-               "ratios", "hot_spots"}
+               "ratios", "hot_spots", "client_cpu_ms_per_request", "driver"}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,10 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_results_are_written_with_every_key(figures: dict[str, Any]) -> None:
-    assert set(figures) == {"started", "seconds", "settings", "machine", "loads", "results", "targets", "document"}
-    assert figures["settings"] == {"scales": [200], "duration": 0.3, "concurrency": 2, "load_concurrency": 2}
+    assert set(figures) == {"started", "seconds", "settings", "machine", "loads", "results", "targets", "targets_18",
+                            "round_trips", "document"}
+    assert figures["settings"] == {"scales": [200], "duration": 0.3, "concurrency": 2, "load_concurrency": 2,
+                                   "driver": "wrk", "connections": 4}
     assert figures["seconds"] > 0
     for result in figures["results"]:
         assert set(result) == RESULT_KEYS, result["name"]
@@ -82,6 +85,8 @@ def test_load_throughput_and_machine_are_recorded(figures: dict[str, Any]) -> No
     assert loaded["resources"] > loaded["documents"] and loaded["bundles"] > 0 and loaded["seconds"] > 0
     assert loaded["documents_per_s"] == pytest.approx(loaded["documents"] / loaded["seconds"], rel=0.1)
     assert loaded["resources_per_s"] == pytest.approx(loaded["resources"] / loaded["seconds"], rel=0.1)
+    # The paths are measured once the dispatcher has worked through the loading's outbox events.
+    assert loaded["outbox_left"] == 0 and loaded["outbox_wait_s"] >= 0
     machine = figures["machine"]
     assert machine["nproc"] >= 1 and machine["memory_gb"] > 0 and "nx-27017" in machine["store"]
     assert machine["python"].startswith("3.") and machine["commit"]
@@ -97,10 +102,37 @@ def test_every_target_of_issue_7_is_judged(figures: dict[str, Any]) -> None:
         assert target["wanted"] and any(c.isdigit() for c in target["measured"]), target
 
 
+def test_get_paths_are_driven_by_wrk(figures: dict[str, Any]) -> None:
+    by_name = {r["name"]: r for r in figures["results"]}
+    for name in ("read", "vread", "bare read", "search patient+type", "bare search patient+type"):
+        assert by_name[name]["driver"].startswith("wrk"), name
+        assert by_name[name]["client_cpu_ms_per_request"] > 0, name
+    assert by_name["create"]["driver"] == "asyncio + httpx"
+
+
+def test_every_target_of_issue_18_is_judged(figures: dict[str, Any]) -> None:
+    names = [t["target"] for t in figures["targets_18"]]
+    for wanted in ("read vs bare", "vread vs bare", "search patient+type: p50 vs bare", "create: server CPU",
+                   "create vs store insert", "/ingest/cda 75 KB: server CPU", "MLLP MDM^T02 300 KB: server CPU",
+                   "ITI-65 100 KB PDF: server CPU", "/ingest/cda 75 KB: store round trips", "ITI-65 100 KB PDF: throughput",
+                   "peak memory"):
+        assert any(n.startswith(wanted) for n in names), wanted
+    # One scale only: the growth is not measured, everything else is.
+    for target in figures["targets_18"]:
+        growth = "growth" in target["target"]
+        assert target["met"] == "not measured" if growth else target["met"] in ("yes", "no"), target
+    trips = {r["path"]: r for r in figures["round_trips"]}
+    assert set(trips) == {"/ingest/cda 75 KB", "MLLP MDM^T02 300 KB", "ITI-65 100 KB PDF"}
+    for row in trips.values():
+        # Every document is at least its own writes and the transaction's commit.
+        assert row["request"] >= 2 and row["per_document"] >= row["request"], row
+
+
 def test_document_keeps_hand_written_text_and_gets_the_figures(figures: dict[str, Any]) -> None:
     document = figures["document"]
     assert document.startswith("# Performance\n\nHand-written analysis.\n")
     assert "| read |" in document and "### Targets of issue 7" in document
+    assert "### Targets of issue 18" in document and "### Round trips per ingested document" in document
 
 
 def test_a_route_the_server_lacks_is_not_available(server: ServerProcess) -> None:

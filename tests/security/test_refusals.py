@@ -218,9 +218,11 @@ def test_capability_statement_and_smart_configuration_describe_the_token_endpoin
     smart = httpx.get(f"{server.base_url}/.well-known/smart-configuration", timeout=30).json()
     assert smart == httpx.get(f"{server.root_url}/.well-known/smart-configuration", timeout=30).json()
     assert smart["token_endpoint"] == f"{server.root_url}/auth/token"
-    assert smart["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    # "none": the catalogue's public apps (issue 19), which prove themselves with PKCE.
+    assert smart["token_endpoint_auth_methods_supported"] == ["private_key_jwt", "none"]
     assert set(smart["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
-    assert "permission-v2" in smart["capabilities"] and "permission-offline" not in smart["capabilities"]
+    # Refresh tokens exist since issue 19 (DECISIONS: advertised as permission-offline).
+    assert {"permission-v2", "permission-offline"} <= set(smart["capabilities"])
     security = httpx.get(f"{server.base_url}/metadata", timeout=30).json()["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     [uris] = security["extension"]

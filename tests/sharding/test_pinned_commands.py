@@ -399,3 +399,29 @@ def test_the_after_commit_hooks_read_the_event_s_record_on_its_shard(recorded: R
     assert ("DocumentReference", "find") in judged and ("Patient", "find") in judged, judged
     found = [(line["collection"], line.get("filter"), why) for line, why in unpinned(recorded.hooks, KEYS)]
     assert found == []
+
+
+# What reads a record's Patient document for the record-write check (fhir_server.access.records);
+# refreshing the rules summary after a Patient or Consent is written reads it too, apart.
+RECORD_CHECKS = ("load_status", "load", "_patient_document")
+
+
+@pytest.mark.parametrize("name", ["CDA over /ingest/cda", "HL7 v2 over MLLP", "ITI-65 document submission",
+                                  "transaction for one patient"])
+def test_a_deposit_checks_its_record_once(recorded: Recording, name: str) -> None:
+    """The record-write check reads the record's Patient once per transaction, not once per resource
+    written (issue 18: a CDA letter read it six times; fhir_server.storage.known), and again only
+    after the transaction wrote the Patient or a Consent (the record's status may have changed)."""
+    checks: dict[str, int] = {}
+    record_writes: dict[str, int] = {}
+    for line in recorded.scenarios[name].lines:
+        request = line["request"]
+        if line["command"] == "find" and line["collection"] == "Patient" and any(
+                frame.startswith("fhir_server/access/records.py") and frame.rsplit(" ", 1)[-1] in RECORD_CHECKS
+                for frame in line.get("where") or []):
+            checks[request] = checks.get(request, 0) + 1
+        if line["command"] in ("insert", "update") and line["collection"] in ("Patient", "Consent"):
+            record_writes[request] = record_writes.get(request, 0) + 1
+    assert checks, "no record check recorded"
+    for request, count in checks.items():
+        assert count <= 1 + record_writes.get(request, 0), (request, count, record_writes)

@@ -389,3 +389,34 @@ def test_concurrent_deposits_of_one_document_store_it_once(server: ServerProcess
         assert claimed is not None and claimed["n"] == 1
     finally:
         store.close()
+
+
+def test_a_resource_another_worker_moved_is_read_where_it_now_is(server: ServerProcess) -> None:
+    """Each worker remembers the routes of what it read (issue 18); one that another worker made
+    stale (the resource moved to another patient's record) costs a lookup, never a wrong answer."""
+    patients = []
+    for family in ("Before", "After"):
+        created = server.post(f"{server.base_url}/Patient", json={"resourceType": "Patient", "name": [{"family": family}]},
+                              headers={"Content-Type": FHIR_JSON})
+        assert created.status_code == 201, created.text
+        patients.append(created.json()["id"])
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                   "subject": {"reference": f"Patient/{patients[0]}"}}
+    created = server.post(f"{server.base_url}/Observation", json=observation, headers={"Content-Type": FHIR_JSON})
+    assert created.status_code == 201, created.text
+    url = f"{server.base_url}/Observation/{created.json()['id']}"
+
+    def read(client: httpx.Client, path: str = "") -> tuple[int, str | None]:
+        response = client.get(url + path, headers={**server.headers, "Accept": FHIR_JSON})
+        body = response.json()
+        return response.status_code, (body.get("subject") or {}).get("reference")
+
+    # Every worker reads it, and remembers its route to the first patient.
+    assert set(at_once(CONCURRENT, read)) == {(200, f"Patient/{patients[0]}")}
+    moved = server.request("PUT", url, json={**observation, "id": created.json()["id"], "subject": {"reference": f"Patient/{patients[1]}"}},
+                       headers={"Content-Type": FHIR_JSON})
+    assert moved.status_code == 200, moved.text
+    assert set(at_once(CONCURRENT, read)) == {(200, f"Patient/{patients[1]}")}
+    assert set(at_once(CONCURRENT, lambda client: read(client, "/_history/2"))) == {(200, f"Patient/{patients[1]}")}
+    # The first version moved with it (masking and records follow the resource's history).
+    assert set(at_once(CONCURRENT, lambda client: read(client, "/_history/1"))) == {(200, f"Patient/{patients[0]}")}

@@ -1,0 +1,52 @@
+"""What one store transaction already knows, so it does not ask the store again (issue 18: a CDA
+document took 43 round trips, several of them the same question asked once per entry).
+
+Two things, both valid only inside the transaction that learnt them:
+- `stored`: the versions this transaction wrote (`Repository._write`), by `(type, id)`. Inside its
+  own transaction a write is what the store would answer for that resource, so the next entry that
+  needs it (a Binary's security context, the document its submission set lists) reads it here.
+- `records`: the Patient document (its `rules` summary) each record check read, by patient id: the
+  record's status cannot change inside the transaction unless the transaction writes the Patient
+  or a Consent, and then everything known is forgotten (`forget`), as it is when a write moves
+  other resources (`_follow_context`, write rules that purge).
+
+A transaction run again (a retried attempt) starts knowing nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.storage.documents import Stored
+
+# Writes of these change what a record check reads (the Patient's rules summary, its status).
+RECORD_TYPES = frozenset({"Patient", "Consent"})
+
+
+@dataclass
+class Known:
+    stored: dict[tuple[str, str], Stored] = field(default_factory=dict)
+    records: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.stored.clear()
+        self.records.clear()
+
+
+class KnownBySession:
+    """One `Known` per open transaction, keyed by its session."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[int, Known] = {}
+
+    def start(self, session: Any) -> Known:
+        known = self._by_session[id(session)] = Known()
+        return known
+
+    def discard(self, session: Any) -> None:
+        self._by_session.pop(id(session), None)
+
+    def of(self, session: Any) -> Known | None:
+        """What the transaction of `session` knows; None outside a transaction."""
+        return self._by_session.get(id(session)) if session is not None else None
