@@ -27,7 +27,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
 from fhir_server.security.callers import Caller
 from fhir_server.security.scopes import Scopes
@@ -183,16 +182,7 @@ class AppRegistry:
 
     async def start(self) -> None:
         await self.refresh()
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(REFRESH_SECONDS)
-                try:
-                    await self.refresh()
-                except PyMongoError as exc:
-                    log.warning("cannot reload the registered apps: %s", exc)
-
-        self._task = asyncio.create_task(loop())
+        self._task = leases.reloading(REFRESH_SECONDS, self.refresh, log, "the registered apps")
 
     async def stop(self) -> None:
         await leases.cancel(self._task)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from fhir_server.security.tokens import jwks_keys
 from fhir_server.storage import leases
@@ -101,16 +101,7 @@ class ClientRegistry:
 
     async def start(self) -> None:
         await self.refresh()
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(REFRESH_SECONDS)
-                try:
-                    await self.refresh()
-                except PyMongoError as exc:
-                    log.warning("cannot reload the registered clients: %s", exc)
-
-        self._task = asyncio.create_task(loop())
+        self._task = leases.reloading(REFRESH_SECONDS, self.refresh, log, "the registered clients")
 
     async def stop(self) -> None:
         await leases.cancel(self._task)

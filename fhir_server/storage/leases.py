@@ -110,6 +110,21 @@ def job_ran(log: logging.Logger, job: str, outcome: str, seconds: float, done: i
           done=done, duration_ms=round(seconds * 1000, 2))
 
 
+def reloading(every: float, reload: Callable[[], Awaitable[None]], log: logging.Logger, what: str) -> asyncio.Task[None]:
+    """A task that calls `reload` every `every` seconds (what each process keeps in memory of a
+    registry in the store); a store error leaves the last copy in use and is logged, `what` naming it."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await reload()
+            except PyMongoError as exc:
+                log.warning("cannot reload %s: %s", what, exc)
+
+    return asyncio.create_task(loop())
+
+
 async def cancel(task: asyncio.Task[None] | None) -> None:
     """Stop a background task and wait until it has stopped."""
     if task is None:
