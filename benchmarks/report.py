@@ -47,7 +47,7 @@ async def machine(mongo: Any, external: bool) -> dict[str, Any]:
 def load_figures(scale: int, loaded: Loaded) -> dict[str, Any]:
     seconds = max(loaded.seconds, 1e-9)
     return {"scale": scale, "documents": loaded.documents, "resources": loaded.resources, "bundles": loaded.bundles,
-            "seconds": round(loaded.seconds, 1), "documents_per_s": round(loaded.documents / seconds, 1),
+            "seconds": round(loaded.seconds, 3), "documents_per_s": round(loaded.documents / seconds, 1),
             "resources_per_s": round(loaded.resources / seconds, 1)}
 
 
