@@ -220,6 +220,8 @@ class BundleProcessor:
                 item.resource = item.checked
             await work(session)
             if self.dry_run:
+                # The deferred writes too, so a taken id answers as it would in earnest.
+                await self.repo.settle(session)
                 raise _Rehearsed()
 
         if writes:
@@ -233,35 +235,48 @@ class BundleProcessor:
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
 
     async def _identities(self, session: Session, prepared: list[Prepared]) -> dict[str, str]:
-        """fullUrl -> `Type/id` of what each entry will create or update."""
+        """fullUrl -> `Type/id` of what each entry will create or update. The transaction then knows
+        which of them do not exist yet (Repository.look_ahead): the ids it makes, and, in one
+        query, those the entries name."""
         identities: dict[str, str] = {}
+        made: list[tuple[str, str]] = []
+        named: list[tuple[str, str]] = []
         for item in prepared:
             entry = item.entry
             if entry.method not in ("POST", "PUT"):
                 continue
             if entry.method == "POST":
-                if entry.if_none_exist:
-                    matches = await self.repo.match(self.caller, entry.resource_type, entry.if_none_exist, session,
-                                                    limit=2)
-                    if len(matches) > 1:
-                        raise FhirError(412, "duplicate", f"{entry.where}: ifNoneExist matches more than one {entry.resource_type}", [entry.where])
-                    target = matches[0] if matches else str(uuid.uuid4())
-                else:
-                    target = str(uuid.uuid4())
+                matches = await self.repo.match(self.caller, entry.resource_type, entry.if_none_exist, session,
+                                                limit=2) if entry.if_none_exist else []
+                if len(matches) > 1:
+                    raise FhirError(412, "duplicate", f"{entry.where}: ifNoneExist matches more than one {entry.resource_type}", [entry.where])
+                target = matches[0] if matches else str(uuid.uuid4())
+                if not matches:
+                    made.append((entry.resource_type, target))
             elif entry.resource_id is not None:
                 target = entry.resource_id
+                named.append((entry.resource_type, target))
             else:
                 matches = await self.repo.match_params(self.caller, entry.resource_type, entry.criteria, session,
                                                        limit=2)
                 if len(matches) > 1:
                     raise FhirError(412, "multiple-matches", f"{entry.where}: conditional update matches more than one {entry.resource_type}", [entry.where])
-                if not matches:
-                    await claims.claim(self.repo.database.db, session, entry.resource_type, entry.criteria)
-                target = matches[0] if matches else (item.resource or {}).get("id") or str(uuid.uuid4())
+                if matches:
+                    target = matches[0]
+                else:
+                    claims.claim(self.repo.database.pending, session, entry.resource_type, entry.criteria)
+                    target = (item.resource or {}).get("id") or ""
+                    if target:
+                        named.append((entry.resource_type, target))
+                    else:
+                        target = str(uuid.uuid4())
+                        made.append((entry.resource_type, target))
             item.target_id = target
             if entry.full_url:
                 identities[entry.full_url] = f"{entry.resource_type}/{target}"
             identities[f"{self.base}/{entry.resource_type}/{target}"] = f"{entry.resource_type}/{target}"
+        await self.repo.look_ahead(session, made, new=True)
+        await self.repo.look_ahead(session, named)
         return identities
 
     async def _execute(self, session: Session, item: Prepared, identities: dict[str, str]) -> dict[str, Any]:
@@ -280,7 +295,7 @@ class BundleProcessor:
             if existing is not None and not existing.deleted:
                 return await self._written(WriteResult(existing, created=False, changed=False))
             if entry.if_none_exist:
-                await claims.claim(repo.database.db, session, entry.resource_type, entry.if_none_exist)
+                claims.claim(repo.database.pending, session, entry.resource_type, entry.if_none_exist)
             result = await repo.create_in(session, caller, item.resource, blob=item.blob, resource_id=target)
             return await self._written(result)
         if entry.method == "PUT":

@@ -33,11 +33,11 @@ from fhir_server.search.lookup import LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
-from fhir_server.storage.database import HISTORY, Database
+from fhir_server.storage.database import HISTORY, Database, collection_name
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.known import RECORD_TYPES, KnownBySession
 from fhir_server.storage.patient_key import patient_of
-from fhir_server.storage.routing import UNKNOWN, IdsTable
+from fhir_server.storage.routing import DUPLICATE_KEY, UNKNOWN, IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
 from fhir_server.storage.documents import (
     Stored,
@@ -57,6 +57,8 @@ Session = AsyncClientSession | None
 Within = Callable[[AsyncClientSession | None, dict[int, "WriteResult | FhirError"]], Awaitable[None]]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
+# Deferred writes nothing in a transaction reads back: `settle` leaves them for the commit.
+UNREAD = frozenset({claims.CLAIMS})
 
 
 class VersionConflict(Exception):
@@ -217,6 +219,7 @@ class Reader:
         key = repr((collection, scoped, projection, sort, limit))
         if memo is not None and key in memo:
             return list(memo[key])
+        await self.repository.settle(self.session)
         cursor = self.repository.database.collection(collection).find(scoped, projection, session=self.session)
         if sort:
             cursor = cursor.sort(sort)
@@ -231,17 +234,20 @@ class Reader:
     async def count(self, resource_type: str, query: dict[str, Any]) -> int:
         if self.filters is None:
             await self.open(None)
+        await self.repository.settle(self.session)
         async with self.repository._reading(self.session):
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
 
     async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]:
         """Id -> `pat` of the stored resources of a type sharded by patient (the `ids` table)."""
+        await self.repository.settle(self.session)
         async with self.repository._reading(self.session):
             return await self.repository.ids_table.patients(resource_type, ids, self.session)
 
     async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
         # Candidates only: they become an `_id` condition of a scoped query.
+        await self.repository.settle(self.session)
         async with self.repository._reading(self.session):
             return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
 
@@ -360,6 +366,7 @@ class Repository:
         if not by_patient(resource_type):
             # An unsharded collection: one round trip reads the document and, with it, its record;
             # a second only when the caller's queries of the type carry conditions.
+            await self.settle(session)
             async with self._reading(session):
                 doc = await self.collection(resource_type).find_one({"_id": resource_id}, projection, session=session)
             if doc is None:
@@ -393,6 +400,7 @@ class Repository:
             patient = self.ids_table.remembered(resource_type, resource_id)
             if patient is not UNKNOWN:
                 return {"_id": resource_id, "pat": patient}, True
+        await self.settle(session)
         async with self._reading(session):
             found, patient = await self.ids_table.route(resource_type, resource_id, session)
         if found and session is None:
@@ -416,6 +424,7 @@ class Repository:
                 return await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
         if caller is None or where is None:
             return await self._open_on(caller, None, session), where, from_memory
+        await self.settle(session)
         async with self._reading(session):
             found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
         return await self._open_on(caller, found.get("pat") if found else None, session), where, from_memory
@@ -462,6 +471,14 @@ class Repository:
     def _reading(self, session: Session) -> Any:
         # Inside a transaction the writer already holds the gate.
         return nullcontext() if session is not None else self.database.gate.read()
+
+    async def settle(self, session: Session) -> None:
+        """Send what the transaction of `session` deferred (fhir_server.storage.pending), before
+        anything of it reads or changes the store by other means: it then sees its own writes.
+        Code reading collections directly inside a write's transaction calls this first."""
+        if self.database.pending.waiting(session, UNREAD):
+            assert session is not None
+            await self.database.pending.flush(self.database.db, session, UNREAD)
 
     async def history_page(self, caller: Caller, resource_type: str | None, query: dict[str, Any], count: int,
                            before: str | None, resource_id: str | None = None) -> list[HistoryEntry]:
@@ -535,6 +552,8 @@ class Repository:
         """One store transaction; once committed, the outbox dispatcher is told."""
         written: list[Stored] = []
 
+        staged = [False]
+
         async def attempt(session: Session) -> Any:
             # Each attempt (the store may run one again) starts knowing nothing.
             known = self.known.start(session)
@@ -543,9 +562,17 @@ class Repository:
                 written[:] = known.stored.values()
                 return done
             finally:
+                staged[0] = known.staged
                 self.known.discard(session)
 
-        result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        try:
+            result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        except BulkWriteError as exc:
+            # A new resource's insert, deferred to the end, met an id taken meanwhile (a concurrent
+            # create): the conflict its insert raised when it came first, retried the same way.
+            if staged[0] and _only_duplicates(exc):
+                raise VersionConflict() from exc
+            raise
         # Committed: the routes of what it wrote are what the `ids` table now says (a read right
         # after a write, as the CDA intake's answer, then asks the table nothing).
         for stored in written:
@@ -571,9 +598,58 @@ class Repository:
     async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
         """The current version whoever may see it: what a write replaces, so identity never forks."""
         known = self.known.of(session)
-        if known is not None and (written := known.stored.get((resource_type, resource_id))) is not None:
+        if known is None:
+            return await self.find_current(None, resource_type, resource_id, session)
+        key = (resource_type, resource_id)
+        if (written := known.stored.get(key)) is not None:
             return written
-        return await self.find_current(None, resource_type, resource_id, session)
+        if key in known.current:
+            return known.current[key]
+        if resource_type == "Patient":
+            # A Patient's `pat` is its own id (patient_key): its route needs no look at `ids`.
+            await self.settle(session)
+            docs = await self.reader(None, session).find("Patient", {"_id": resource_id, "pat": resource_id},
+                                                        {"ix": 0, "sk": 0}, limit=1)
+            found = from_current("Patient", docs[0]) if docs else None
+            # The same document is what a record check reads (access.records, its resource and
+            # rules summary), unless deleted: it need not read it again.
+            known.records.setdefault(resource_id, docs[0] if docs and not docs[0].get("del") else None)
+        else:
+            found = await self.find_current(None, resource_type, resource_id, session)
+        known.current[key] = found
+        return found
+
+    async def look_ahead(self, session: Session, references: Iterable[tuple[str, str]], *, new: bool = False) -> None:
+        """Learn, for the transaction of `session`, which of these resources (type, id) do not exist,
+        in one query per collection (one of `ids` for the types sharded by patient, whose `$in` on
+        `_id` both stores answer from the index), so writing them asks the store nothing more.
+        `new`: ids this transaction has just made (uuid4), known absent without asking; should one
+        be taken after all, its deferred insert fails at commit and the transaction runs again."""
+        known = self.known.of(session)
+        if known is None:
+            return
+        wanted = [r for r in dict.fromkeys(references) if r not in known.stored and r not in known.current]
+        if new:
+            known.current.update(dict.fromkeys(wanted))
+            return
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in wanted:
+            by_type.setdefault(rtype, []).append(rid)
+        routed = [(t, i) for t, ids in by_type.items() if by_patient(t) for i in ids]
+        if routed:
+            await self.settle(session)
+            keys = [IdsTable.document(t, i, None)["_id"] for t, i in routed]
+            query = {"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}
+            found = {d["_id"] for d in await self.database.db[IDS].find(query, {"_id": 1}, session=session).to_list(None)}
+            known.current.update({(t, i): None for (t, i), k in zip(routed, keys, strict=True) if k not in found})
+        for rtype, ids in by_type.items():
+            if by_patient(rtype):
+                continue
+            await self.settle(session)
+            query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
+            docs = await self.collection(rtype).find(query, {"ix": 0, "sk": 0}, session=session).to_list(None)
+            stored = {d["_id"]: from_current(rtype, d) for d in docs}
+            known.current.update({(rtype, i): stored.get(i) for i in ids})
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
     async def create_in(
@@ -589,7 +665,7 @@ class Repository:
                 existing = await self.current(rtype, matches[0], session)
                 assert existing is not None
                 return WriteResult(existing, created=False, changed=False)
-            await claims.claim(self.database.db, session, rtype, if_none_exist)
+            claims.claim(self.database.pending, session, rtype, if_none_exist)
         new_id = resource_id or str(uuid.uuid4())
         return await self._write(session, caller, rtype, new_id, resource, blob, current=None, method="POST")
 
@@ -624,7 +700,7 @@ class Repository:
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional update criteria match more than one {resource_type}")
         if not matches:
-            await claims.claim(self.database.db, session, resource_type, criteria)
+            claims.claim(self.database.pending, session, resource_type, criteria)
             if resource.get("id"):
                 return await self.update_in(session, caller, resource_type, check_id(resource["id"]), resource, blob=blob)
             return await self.create_in(session, caller, resource, blob=blob)
@@ -686,6 +762,7 @@ class Repository:
         return matches
 
     async def _patients_of(self, resource_type: str, ids: list[str], session: Session) -> list[str]:
+        await self.settle(session)
         async with self._reading(session):
             if by_patient(resource_type):
                 patients = list((await self.ids_table.patients(resource_type, ids, session)).values())
@@ -754,11 +831,16 @@ class Repository:
         document = current_document(stored, ix, sk)
         try:
             if current is None:
+                # Deferred to the commit with the transaction's other inserts (storage/pending.py):
+                # one insert_many per collection. The `ids` entry's unique `_id` refuses an id
+                # taken on any shard there (a concurrent create: retried, `in_transaction`).
+                assert session is not None and known is not None, "a write runs in a transaction (Repository.run)"
                 if by_patient(resource_type):
-                    # Its unique `_id` refuses an id taken on any shard (a concurrent create: retried).
-                    await self.ids_table.insert(resource_type, resource_id, patient, session)
-                await collection.insert_one(document, session=session)
+                    self.database.pending.insert(session, IDS, [IdsTable.document(resource_type, resource_id, patient)])
+                self.database.pending.insert(session, collection_name(resource_type), [document])
+                known.staged = True
             else:
+                await self.settle(session)
                 # Naming the whole shard key lets the store move the document when its patient changes.
                 result = await collection.replace_one(
                     {"_id": resource_id, "vid": current.version, **_shard_key(resource_type, current.patient)},
@@ -801,6 +883,7 @@ class Repository:
         `stored` had: its followers are in that record, or in none when written before it."""
         if stored.resource_type in FOLLOWERS:
             return
+        await self.settle(session)
         target = f"{stored.resource_type}/{stored.id}"
         keys = {**stored.keys, "ctx": target}
         for rtype in FOLLOWERS:
@@ -835,6 +918,7 @@ class Repository:
     async def _restamp_history(self, session: Session, rids: list[str], before: str | None, after: str | None,
                                keys: dict[str, Any]) -> None:
         """Give the past versions of resources of patient `before` the patient and keys they now have."""
+        await self.settle(session)
         history = self.database.collection(HISTORY)
         query = {"rid": rids[0] if len(rids) == 1 else {"$in": rids}, "pat": before}
         if before == after:
@@ -921,6 +1005,7 @@ class Repository:
                 if isinstance(result, FhirError) and groups[index] in staged_groups:
                     # Refused with a resource of its group staged: the group goes, none of it written.
                     raise _Withdrawn(index, result)
+        await self.settle(session)
         inserts: dict[str, list[dict[str, Any]]] = {}
         for index, stored, current, document in staged:
             if current is None:
@@ -938,6 +1023,8 @@ class Repository:
                                             stored.patient, stored.keys)
         for rtype, documents in inserts.items():
             await self.collection(rtype).insert_many(documents, ordered=True, session=session)
+        if (known_now := self.known.of(session)) is not None:
+            known_now.current.clear()  # what the checks above read is now replaced
         routes = [IdsTable.document(s.resource_type, s.id, s.patient) for _, s, c, _ in staged
                   if c is None and by_patient(s.resource_type)]
         if routes:
@@ -955,6 +1042,8 @@ class Repository:
             # nothing can already be seen as it: only an update may move its followers.
             if current is not None and (current.keys != stored.keys or current.patient != stored.patient):
                 await self._follow_context(session, stored, current.patient)
+                if (known_now := self.known.of(session)) is not None:
+                    known_now.forget()  # its followers moved with it
             try:
                 for rule in self.write_rules.get(stored.resource_type, []):
                     await rule(self, session, caller, stored)
@@ -988,6 +1077,11 @@ class Repository:
         stored = Stored(resource_type, resource_id, version, stamp, False, body, None,
                         keys_of(resource_type, ix), patient, keys)
         return stored, current_document(stored, ix, sk)
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    errors = error.details.get("writeErrors") or []
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
 
 
 class _Withdrawn(Exception):
