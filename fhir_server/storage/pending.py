@@ -12,6 +12,7 @@ document nothing is sent before the end.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pymongo import UpdateOne
@@ -54,18 +55,21 @@ class PendingWrites:
         run as one `update` command."""
         self._add(session, collection, "upsert", [(document_id, update)])
 
-    def waiting(self, session: AsyncClientSession | None, leave: frozenset[str] = frozenset()) -> bool:
-        """Whether anything is pending for `session` beyond the collections of `leave`."""
-        return session is not None and any(c not in leave for c in self._by_session.get(id(session), {}))
+    def waiting(self, session: AsyncClientSession | None, collections: Collection[str]) -> bool:
+        """Whether anything is pending for `session` in these collections."""
+        return session is not None and any(c in collections for c in self._by_session.get(id(session), {}))
+
+    def collections(self, session: AsyncClientSession) -> set[str]:
+        return set(self._by_session.get(id(session), {}))
 
     async def flush(self, db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession,
-                    leave: frozenset[str] = frozenset()) -> None:
-        """Send what is pending, but for the collections of `leave` (kept for a later flush)."""
+                    collections: Collection[str] | None = None) -> None:
+        """Send what is pending, of these collections only when named (the others stay pending)."""
         # Collections are independent; within one, steps keep their order, so a key deleted and
         # added again (or the reverse) ends as the last step left it.
         pending = self._by_session.get(id(session), {})
         for collection, steps in pending.items():
-            if collection in leave:
+            if collections is not None and collection not in collections:
                 continue
             for kind, items in steps:
                 if kind == "insert":
@@ -78,4 +82,5 @@ class PendingWrites:
                     await db[collection].delete_many({"_id": {"$in": [i for i, _ in items]},
                                                       shard_key: {"$in": sorted(set(v for _, v in items))}},
                                                      session=session)
-        self._by_session[id(session)] = {c: steps for c, steps in pending.items() if c in leave}
+        self._by_session[id(session)] = {} if collections is None else \
+            {c: steps for c, steps in pending.items() if c not in collections}

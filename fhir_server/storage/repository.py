@@ -29,7 +29,7 @@ from fhir_server.errors import FhirError, gone, not_found
 from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_patch
 from fhir_server.search.filters.combine import FilterBuilder
-from fhir_server.search.lookup import LookupTable, keys_of
+from fhir_server.search.lookup import LOOKUP, LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
@@ -219,7 +219,7 @@ class Reader:
         key = repr((collection, scoped, projection, sort, limit))
         if memo is not None and key in memo:
             return list(memo[key])
-        await self.repository.settle(self.session)
+        await self.repository.settle(self.session, collection)
         cursor = self.repository.database.collection(collection).find(scoped, projection, session=self.session)
         if sort:
             cursor = cursor.sort(sort)
@@ -234,20 +234,20 @@ class Reader:
     async def count(self, resource_type: str, query: dict[str, Any]) -> int:
         if self.filters is None:
             await self.open(None)
-        await self.repository.settle(self.session)
+        await self.repository.settle(self.session, resource_type)
         async with self.repository._reading(self.session):
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
 
     async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]:
         """Id -> `pat` of the stored resources of a type sharded by patient (the `ids` table)."""
-        await self.repository.settle(self.session)
+        await self.repository.settle(self.session, IDS)
         async with self.repository._reading(self.session):
             return await self.repository.ids_table.patients(resource_type, ids, self.session)
 
     async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
         # Candidates only: they become an `_id` condition of a scoped query.
-        await self.repository.settle(self.session)
+        await self.repository.settle(self.session, LOOKUP)
         async with self.repository._reading(self.session):
             return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
 
@@ -366,7 +366,7 @@ class Repository:
         if not by_patient(resource_type):
             # An unsharded collection: one round trip reads the document and, with it, its record;
             # a second only when the caller's queries of the type carry conditions.
-            await self.settle(session)
+            await self.settle(session, resource_type)
             async with self._reading(session):
                 doc = await self.collection(resource_type).find_one({"_id": resource_id}, projection, session=session)
             if doc is None:
@@ -400,7 +400,7 @@ class Repository:
             patient = self.ids_table.remembered(resource_type, resource_id)
             if patient is not UNKNOWN:
                 return {"_id": resource_id, "pat": patient}, True
-        await self.settle(session)
+        await self.settle(session, IDS)
         async with self._reading(session):
             found, patient = await self.ids_table.route(resource_type, resource_id, session)
         if found and session is None:
@@ -424,7 +424,7 @@ class Repository:
                 return await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
         if caller is None or where is None:
             return await self._open_on(caller, None, session), where, from_memory
-        await self.settle(session)
+        await self.settle(session, resource_type)
         async with self._reading(session):
             found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
         return await self._open_on(caller, found.get("pat") if found else None, session), where, from_memory
@@ -472,13 +472,17 @@ class Repository:
         # Inside a transaction the writer already holds the gate.
         return nullcontext() if session is not None else self.database.gate.read()
 
-    async def settle(self, session: Session) -> None:
-        """Send what the transaction of `session` deferred (fhir_server.storage.pending), before
-        anything of it reads or changes the store by other means: it then sees its own writes.
-        Code reading collections directly inside a write's transaction calls this first."""
-        if self.database.pending.waiting(session, UNREAD):
-            assert session is not None
-            await self.database.pending.flush(self.database.db, session, UNREAD)
+    async def settle(self, session: Session, *names: str) -> None:
+        """Send what the transaction of `session` deferred (fhir_server.storage.pending) to the
+        collections named (resource types or collection names; none named: to every collection),
+        before it reads or changes them by other means: it then sees its own writes there. Code
+        reading collections directly inside a write's transaction calls this first."""
+        if session is None:
+            return
+        pending = self.database.pending
+        wanted = {collection_name(n) for n in names} if names else pending.collections(session) - UNREAD
+        if pending.waiting(session, wanted):
+            await pending.flush(self.database.db, session, wanted)
 
     async def history_page(self, caller: Caller, resource_type: str | None, query: dict[str, Any], count: int,
                            before: str | None, resource_id: str | None = None) -> list[HistoryEntry]:
@@ -607,7 +611,6 @@ class Repository:
             return known.current[key]
         if resource_type == "Patient":
             # A Patient's `pat` is its own id (patient_key): its route needs no look at `ids`.
-            await self.settle(session)
             docs = await self.reader(None, session).find("Patient", {"_id": resource_id, "pat": resource_id},
                                                         {"ix": 0, "sk": 0}, limit=1)
             found = from_current("Patient", docs[0]) if docs else None
@@ -637,7 +640,7 @@ class Repository:
             by_type.setdefault(rtype, []).append(rid)
         routed = [(t, i) for t, ids in by_type.items() if by_patient(t) for i in ids]
         if routed:
-            await self.settle(session)
+            await self.settle(session, IDS)
             keys = [IdsTable.document(t, i, None)["_id"] for t, i in routed]
             query = {"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}
             found = {d["_id"] for d in await self.database.db[IDS].find(query, {"_id": 1}, session=session).to_list(None)}
@@ -645,7 +648,7 @@ class Repository:
         for rtype, ids in by_type.items():
             if by_patient(rtype):
                 continue
-            await self.settle(session)
+            await self.settle(session, rtype)
             query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
             docs = await self.collection(rtype).find(query, {"ix": 0, "sk": 0}, session=session).to_list(None)
             stored = {d["_id"]: from_current(rtype, d) for d in docs}
@@ -762,7 +765,7 @@ class Repository:
         return matches
 
     async def _patients_of(self, resource_type: str, ids: list[str], session: Session) -> list[str]:
-        await self.settle(session)
+        await self.settle(session, IDS, resource_type)
         async with self._reading(session):
             if by_patient(resource_type):
                 patients = list((await self.ids_table.patients(resource_type, ids, session)).values())
@@ -840,7 +843,7 @@ class Repository:
                 self.database.pending.insert(session, collection_name(resource_type), [document])
                 known.staged = True
             else:
-                await self.settle(session)
+                await self.settle(session, resource_type, IDS)
                 # Naming the whole shard key lets the store move the document when its patient changes.
                 result = await collection.replace_one(
                     {"_id": resource_id, "vid": current.version, **_shard_key(resource_type, current.patient)},
@@ -918,7 +921,7 @@ class Repository:
     async def _restamp_history(self, session: Session, rids: list[str], before: str | None, after: str | None,
                                keys: dict[str, Any]) -> None:
         """Give the past versions of resources of patient `before` the patient and keys they now have."""
-        await self.settle(session)
+        await self.settle(session, HISTORY)
         history = self.database.collection(HISTORY)
         query = {"rid": rids[0] if len(rids) == 1 else {"$in": rids}, "pat": before}
         if before == after:

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -430,28 +429,3 @@ def test_a_deposit_checks_its_record_once(recorded: Recording, name: str) -> Non
     for request, count in checks.items():
         assert count <= 1 + record_writes.get(request, 0), (request, count, record_writes)
 
-
-# Collections a deposit writes before its transaction (the blob store, outside it) or that are not
-# the transaction's own (the audit trail's group commit).
-OUTSIDE_THE_TRANSACTION = ("blobs", "audit_events")
-
-
-@pytest.mark.parametrize("name", ["CDA over /ingest/cda", "HL7 v2 over MLLP", "ITI-65 document submission"])
-def test_a_deposit_writes_each_collection_once_just_before_its_commit(recorded: Recording, name: str) -> None:
-    """A document's transaction sends its writes together at the end (issue 18: fhir_server/storage/
-    pending.py): one insert per collection, its claims in one update, and no read in between, so a
-    CDA letter's request sends 20 commands where it sent 33."""
-    for request in dict.fromkeys(line["request"] for line in recorded.scenarios[name].lines):
-        lines = [line for line in recorded.scenarios[name].lines if line["request"] == request
-                 and line["collection"] not in OUTSIDE_THE_TRANSACTION]
-        commits = [i for i, line in enumerate(lines) if line["command"] == "commitTransaction"]
-        if not commits:
-            continue
-        assert len(commits) == 1, (request, [(line["command"], line["collection"]) for line in lines])
-        writes = [i for i, line in enumerate(lines[:commits[0]]) if line["command"] in ("insert", "update", "delete")]
-        assert writes, request
-        tail = lines[writes[0]:commits[0]]
-        assert all(line["command"] in ("insert", "update") for line in tail), \
-            (request, [(line["command"], line["collection"]) for line in tail])
-        written = Counter((line["command"], line["collection"]) for line in tail)
-        assert max(written.values()) == 1, (request, written)
