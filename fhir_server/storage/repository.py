@@ -35,7 +35,7 @@ from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
 from fhir_server.storage.database import HISTORY, Database, collection_name
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
-from fhir_server.storage.known import RECORD_TYPES, KnownBySession
+from fhir_server.storage.known import RECORD_TYPES, Known, KnownBySession
 from fhir_server.storage.patient_key import patient_of
 from fhir_server.storage.routing import DUPLICATE_KEY, UNKNOWN, IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
@@ -59,6 +59,8 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
 # Deferred writes nothing in a transaction reads back: `settle` leaves them for the commit.
 UNREAD = frozenset({claims.CLAIMS})
+# A current document as `from_current` reads it: without its search index values.
+CURRENT_PROJECTION = {"ix": 0, "sk": 0}
 # Ids per `$in` of `look_ahead`: on a cluster, a short `$in` on the shard key reaches a few shards
 # (the sharding pins' limit, tests/sharding/pinning.py), not all of them.
 SHORT_IN = 20
@@ -365,7 +367,7 @@ class Repository:
     async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
                            session: Session = None) -> Stored | None:
         """The current document as `caller` may see it (deleted or not), or None."""
-        projection = {"ix": 0, "sk": 0}
+        projection = CURRENT_PROJECTION
         if not by_patient(resource_type):
             # An unsharded collection: one round trip reads the document and, with it, its record;
             # a second only when the caller's queries of the type carry conditions.
@@ -615,11 +617,12 @@ class Repository:
         if resource_type == "Patient":
             # A Patient's `pat` is its own id (patient_key): its route needs no look at `ids`.
             docs = await self.reader(None, session).find("Patient", {"_id": resource_id, "pat": resource_id},
-                                                        {"ix": 0, "sk": 0}, limit=1)
+                                                        CURRENT_PROJECTION, limit=1)
             found = from_current("Patient", docs[0]) if docs else None
-            # The same document is what a record check reads (access.records, its resource and
-            # rules summary), unless deleted: it need not read it again.
-            known.records.setdefault(resource_id, docs[0] if docs and not docs[0].get("del") else None)
+            if not docs:
+                known.records.setdefault(resource_id, None)
+            else:
+                _remember(known, "Patient", docs[0])
         else:
             found = await self.find_current(None, resource_type, resource_id, session)
         known.current[key] = found
@@ -657,7 +660,7 @@ class Repository:
             for start in range(0, len(ids), SHORT_IN):
                 batch = ids[start:start + SHORT_IN]
                 query = {"_id": batch[0]} if len(batch) == 1 else {"_id": {"$in": batch}}
-                docs = await self.collection(rtype).find(query, {"ix": 0, "sk": 0}, session=session).to_list(None)
+                docs = await self.collection(rtype).find(query, CURRENT_PROJECTION, session=session).to_list(None)
                 stored = {d["_id"]: from_current(rtype, d) for d in docs}
                 known.current.update({(rtype, i): stored.get(i) for i in batch})
 
@@ -785,7 +788,9 @@ class Repository:
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
         documents, conditional references), never answered to a caller as such."""
-        return await self.engine.ids(resource_type, params, self.reader(None, session), limit)
+        known = self.known.of(session)
+        reader = self.reader(None, session) if known is None else _Remembering(self, session, known)
+        return await self.engine.ids(resource_type, params, reader, limit)
 
     async def search(
         self, caller: Caller, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
@@ -1087,6 +1092,40 @@ class Repository:
         stored = Stored(resource_type, resource_id, version, stamp, False, body, None,
                         keys_of(resource_type, ix), patient, keys)
         return stored, current_document(stored, ix, sk)
+
+
+# The most documents a match is asked for (Repository.match_params: limit 2, one being expected).
+FEW = 2
+
+
+def _remember(known: Known, resource_type: str, doc: dict[str, Any]) -> None:
+    """A current document a transaction read, as `Repository.current` would answer it; a Patient's
+    is also what a record check reads (access.records: its resource and rules summary, unless
+    deleted), which then need not read it again."""
+    key = (resource_type, doc["_id"])
+    if key not in known.stored:
+        known.current[key] = from_current(resource_type, doc)
+    if resource_type == "Patient":
+        known.records.setdefault(doc["_id"], None if doc.get("del") else doc)
+
+
+class _Remembering(Reader):
+    """The server's own reader inside a transaction, for its identity matches (a deposit's
+    patient, encounter, replaced document): the few documents a match finds are read whole and
+    remembered (`_remember`), so writing or answering them next asks the store nothing more."""
+
+    def __init__(self, repository: Repository, session: Session, known: Known) -> None:
+        super().__init__(repository, None, session)
+        self.known = known
+
+    async def find(self, resource_type: str, query: dict[str, Any], projection: dict[str, Any] | None = None, *,
+                   sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+        if projection != {"_id": 1} or not 0 < limit <= FEW:
+            return await super().find(resource_type, query, projection, sort=sort, limit=limit)
+        docs = await super().find(resource_type, query, CURRENT_PROJECTION, sort=sort, limit=limit)
+        for doc in docs:
+            _remember(self.known, resource_type, doc)
+        return [{"_id": d["_id"]} for d in docs]
 
 
 def _only_duplicates(error: BulkWriteError) -> bool:
