@@ -10,8 +10,9 @@ What it knows is valid only inside the transaction that learnt it:
   or a Consent, and then everything known is forgotten (`forget`), as it is when a write moves
   other resources (`_follow_context`, write rules that purge).
 - `current`: what `Repository.current` found in the store (a version, or None: no such resource),
-  and the ids a transaction knows to be absent without asking (ids it has just made, those
-  `Repository.look_ahead` found missing). Inside a transaction the store's answer changes only by
+  the current documents the transaction's identity matches found (`Repository.ids`), and the ids
+  it knows to be absent without asking (ids it has just made, those `Repository.look_ahead` found
+  missing). A Patient's document read so is also its record's entry in `records`. Inside a transaction the store's answer changes only by
   the transaction's own writes, which `stored` holds and which are looked at first; a write that
   moves other resources forgets it with the rest.
 - `staged`: whether the transaction deferred a resource's insert to its end (`storage/pending.py`),
