@@ -86,6 +86,14 @@ def test_discovery_advertises_the_standalone_launch(server: ServerProcess) -> No
     assert {"authorization_code", "refresh_token"} <= set(smart["grant_types_supported"])
 
 
+def test_the_capability_statement_declares_the_connection_operations(server: ServerProcess, world: World) -> None:
+    statement = httpx.get(f"{server.base_url}/metadata", headers=_patient_headers(server, world), timeout=30).json()
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    declared = {o["name"]: o["definition"] for o in patient.get("operation", [])}
+    assert declared["connected-apps"].endswith("/OperationDefinition/connected-apps")
+    assert declared["disconnect-app"].endswith("/OperationDefinition/disconnect-app")
+
+
 def test_the_catalogue_lists_referenced_apps_only(server: ServerProcess, app: str) -> None:
     listed = register(server, "Carnet Listé", "--public", "--listed-only")
     gone = register(server, "Application Retirée")
