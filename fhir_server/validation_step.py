@@ -10,7 +10,7 @@ from fhir_server.file_signatures import check_inline_attachments
 from fhir_server.validation.base_structure import check_base_structure
 from fhir_server.validation.issues import ValidationIssue
 from fhir_server.validation.profile_registry import ProfileRegistry
-from fhir_server.validation.validator import validate_resource
+from fhir_server.validation.validator import validate_profiles
 
 
 def as_issues(found: list[ValidationIssue]) -> list[Issue]:
@@ -28,7 +28,7 @@ def make_validator(registry: ProfileRegistry) -> Any:
             raise FhirError(400, "invalid", "", issues=as_issues(errors))
         check_inline_attachments(resource)
         if (resource.get("meta") or {}).get("profile") or registry.code_profiles.for_resource(resource):
-            errors = [i for i in validate_resource(resource, None, registry) if i.severity == "error"]
+            errors = [i for i in validate_profiles(resource, None, registry) if i.severity == "error"]
             if errors:
                 raise FhirError(422, "processing", "", issues=as_issues(errors))
 
