@@ -3,8 +3,9 @@ recorder (FHIR_COMMAND_LOG, fhir_server/storage/command_log.py) of a server of t
 
 A transaction's events are delivered in one dispatch round: they are matched to subscriptions with
 one look-up of the subscribers, and taken out of the outbox with one delete command, however many
-resources it wrote (before: two look-ups and one delete per resource). A document deposited for a
-patient without an e-mail address asks the mail queue once whether it was told, not twice.
+resources it wrote (before: two look-ups and one delete per resource). Its lease is renewed once
+half of it has run, not at every round (each commit wakes it). A document deposited for a patient
+without an e-mail address asks the mail queue once whether it was told, not twice.
 """
 
 from __future__ import annotations
@@ -93,3 +94,18 @@ def test_a_document_for_a_patient_without_e_mail_asks_the_mail_queue_once(record
     # The mail worker polls the queue meanwhile (`due`): only the notification hook's look-ups count.
     assert _background(lines, "find", "mail_sent", "mail_queue.py") == 1
     assert _background(lines, "find", "mail_queue", "known") == 1
+
+
+def test_the_lease_is_not_renewed_at_every_round(recorded: tuple[ServerProcess, Path]) -> None:
+    server, log = recorded
+    start = log.stat().st_size
+    began = time.monotonic()
+    for _ in range(3):
+        offset = log.stat().st_size
+        created = server.post(f"{server.base_url}/Patient", json=patient(str(uuid.uuid4().int)[:13]))
+        assert created.status_code == 201, created.text
+        _delivered(log, offset, 1)
+    lines = _lines(log, start)
+    assert time.monotonic() - began < 5.0, "the three rounds must fall within half a lease"
+    # Three rounds in under half a lease (10 s): at most one renewal, not one per round.
+    assert _background(lines, "update", "leases", "events/dispatcher.py") <= 1
