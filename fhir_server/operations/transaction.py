@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -108,7 +108,7 @@ def entry_interaction(entry: Entry) -> str:
 class BundleProcessor:
     def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, base_url: str, *,
                  return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, contents: Mapping[str, bytes] | None = None) -> None:
         self.repo = repository
         # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
         # transaction entry fails the whole transaction.
@@ -123,6 +123,9 @@ class BundleProcessor:
         # A dry run (the ingest endpoints' `_dryRun`) runs a transaction whole, every write in its
         # store transaction, then aborts it: the answer is the real one, and nothing is stored.
         self.dry_run = dry_run
+        # The bytes of Binary entries (by fullUrl) an ingest adapter already holds, so they are not
+        # decoded from base64 again: the entry's `data`, if it has one, is their base64.
+        self.contents: Mapping[str, bytes] = contents or {}
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
@@ -172,7 +175,8 @@ class BundleProcessor:
                 resource = {**resource, "id": resource.get("id", entry.resource_id)}
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
-            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None, keep=not self.dry_run)
+            raw = self.contents.get(entry.full_url) if entry.full_url else None
+            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, raw, keep=not self.dry_run)
             prepared.checked = prepared.resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
@@ -391,9 +395,11 @@ class TransactionService:
         # answer carries the resource as it would have been stored.
         self.dry_run = dry_run
 
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    async def transaction(self, bundle: dict[str, Any], contents: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        """`contents`: the bytes of the bundle's Binaries the adapter holds, by fullUrl (those
+        entries need no `data`; one that has it must hold their base64)."""
         return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False,
-                                     dry_run=self.dry_run).process(bundle)
+                                     dry_run=self.dry_run, contents=contents).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.current(resource_type, resource_id, None)

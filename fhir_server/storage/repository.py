@@ -872,7 +872,7 @@ class Repository:
                                 stored.lookup_keys, patient, current is not None and current.patient != patient)
             # Events are for the after-commit hooks: with none registered there is no one to tell,
             # and a consumer registered later must not receive a backlog of past writes.
-            if self.hooks.after_commits:
+            if self.hooks.consumes_events:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
@@ -1051,7 +1051,7 @@ class Repository:
         for index, stored, current, _ in staged:
             self.lookup.replace(self.database.pending, session, stored.id, current.lookup_keys if current else [],
                                 stored.lookup_keys, stored.patient, current is not None and current.patient != stored.patient)
-            if self.hooks.after_commits:
+            if self.hooks.consumes_events:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, "PUT" if current else "POST", caller))
             # A new resource has an id only this import knew (fhir_server.operations.bulk_import), so
             # nothing can already be seen as it: only an update may move its followers.
