@@ -9,6 +9,9 @@ Two things, both valid only inside the transaction that learnt them:
   record's status cannot change inside the transaction unless the transaction writes the Patient
   or a Consent, and then everything known is forgotten (`forget`), as it is when a write moves
   other resources (`_follow_context`, write rules that purge).
+- `routes`: the patient each resource this transaction wrote or moved is now routed to (the `ids`
+  table's entry it wrote). Not forgotten with the rest: once the transaction commits they are what
+  the table says, and the process remembers them for its reads (`Repository.in_transaction`).
 
 A transaction run again (a retried attempt) starts knowing nothing.
 """
@@ -28,6 +31,7 @@ RECORD_TYPES = frozenset({"Patient", "Consent"})
 class Known:
     stored: dict[tuple[str, str], Stored] = field(default_factory=dict)
     records: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    routes: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def forget(self) -> None:
         self.stored.clear()

@@ -533,14 +533,15 @@ class Repository:
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
-        written: list[Stored] = []
+        routes: dict[tuple[str, str], str | None] = {}
 
         async def attempt(session: Session) -> Any:
             # Each attempt (the store may run one again) starts knowing nothing.
             known = self.known.start(session)
             try:
                 done = await work(session)
-                written[:] = known.stored.values()
+                routes.clear()
+                routes.update(known.routes)
                 return done
             finally:
                 self.known.discard(session)
@@ -548,9 +549,8 @@ class Repository:
         result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
         # Committed: the routes of what it wrote are what the `ids` table now says (a read right
         # after a write, as the CDA intake's answer, then asks the table nothing).
-        for stored in written:
-            if by_patient(stored.resource_type):
-                self.ids_table.remember(stored.resource_type, stored.id, stored.patient)
+        for (resource_type, resource_id), patient in routes.items():
+            self.ids_table.remember(resource_type, resource_id, patient)
         for listener in self.on_commit:
             listener()
         return result
@@ -793,6 +793,8 @@ class Repository:
             if resource_type in RECORD_TYPES:
                 known.forget()  # its rules refreshed the record's summary, or purged it
             known.stored[(resource_type, resource_id)] = stored
+            if by_patient(resource_type):
+                known.routes[(resource_type, resource_id)] = patient
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored, before: str | None) -> None:
@@ -825,6 +827,8 @@ class Repository:
                         {"_id": doc["_id"], "vid": doc["vid"], "pat": doc.get("pat")},
                         {**doc, "acc": keys, "pat": stored.patient}, session=session)
                     await self.ids_table.repoint(rtype, doc["_id"], stored.patient, session)
+                    if (known := self.known.of(session)) is not None:
+                        known.routes[(rtype, doc["_id"])] = stored.patient
             for doc in moving:
                 self.lookup.replace(self.database.pending, session, doc["_id"], doc.get("lk") or [],
                                     doc.get("lk") or [], stored.patient, True)
