@@ -5,8 +5,8 @@ dependency layer, before its endpoint ran: 10 % and 7.5 % of a read's server CPU
 docs/PERFORMANCE.md). `HotRoutes` is put first in the app's routes: for `GET /fhir/{type}`,
 `GET /fhir/{type}/{id}` and `GET /fhir/{type}/{id}/_history/{version}` it matches with one split of
 the path and calls the very endpoints the FastAPI routes call (instance_routes.read and vread,
-type_routes.search_get), through Starlette's plain request handling. Everything around the
-endpoint stays as it is: the middlewares (authentication, rate limits, audit before the answer)
+type_routes.search_get) with a plain Starlette Request. Everything around the endpoint stays as
+it is: the middlewares (authentication, rate limits, audit before the answer)
 run before routing, and the app's exception handlers turn errors into the same OperationOutcomes.
 
 It only takes what the FastAPI routes would have given those endpoints: a type no other GET route
@@ -23,8 +23,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Mount, request_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Receive, Scope, Send
 
 # FHIR R4 datatypes.html#id; a version id here is the server's own, an integer.
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -96,19 +96,11 @@ def claimed(routes: Iterable[Any], resource_types: Iterable[str],
             for name, shape in SHAPES.items()}
 
 
-def _calling(endpoint: Endpoint) -> ASGIApp:
-    async def call(request: Request) -> Response:
-        return await endpoint(request, **request.path_params)
-
-    return request_response(call)
-
-
 class HotRoutes(BaseRoute):
     def __init__(self, endpoints: dict[str, Endpoint], resource_types: Iterable[str],
                  claimed_types: dict[str, frozenset[str]]) -> None:
         self.types = {name: frozenset(resource_types) - claimed_types[name] for name in SHAPES}
         self.endpoints = endpoints
-        self.apps = {name: _calling(endpoint) for name, endpoint in endpoints.items()}
 
     def _match(self, path: str) -> tuple[str, dict[str, str]] | None:
         parts = path.split("/")
@@ -138,7 +130,10 @@ class HotRoutes(BaseRoute):
         return Match.FULL, {"endpoint": self.endpoints[name], "path_params": params, "hot_route": name}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.apps[scope["hot_route"]](scope, receive, send)
+        # What the endpoint raises goes up to the app's ExceptionMiddleware, which wraps the
+        # router with the same handlers Starlette's request_response would have used again here.
+        response = await scope["endpoint"](Request(scope, receive, send), **scope["path_params"])
+        await response(scope, receive, send)
 
 
 def install(router: Any, endpoints: dict[str, Endpoint], resource_types: Iterable[str]) -> HotRoutes:

@@ -5,6 +5,7 @@ could claim. What they answer is the endpoints' (the rest of tests/api reads thr
 from __future__ import annotations
 
 
+import httpx
 import pytest
 from fastapi import APIRouter
 from starlette.routing import Match
@@ -75,3 +76,27 @@ def test_the_endpoints_served_here_do_not_claim_their_own_paths() -> None:
     router.add_api_route("/fhir/{resource_type}/{resource_id}", instance_routes.read, methods=["GET"])
     assert claimed(router.routes, ["Observation"], frozenset({instance_routes.read}))["read"] == set()
     assert claimed(router.routes, ["Observation"], frozenset())["read"] == {"Observation"}
+
+
+def test_through_the_hot_routes_reads_answer_as_the_fhir_routes_did(fhir: httpx.Client, unique: str) -> None:
+    created = fhir.post("/Observation", json={"resourceType": "Observation", "status": "final",
+                                              "code": {"text": unique}, "valueInteger": 1})
+    assert created.status_code == 201, created.text
+    oid = created.json()["id"]
+    read = fhir.get(f"/Observation/{oid}", params={"_elements": "status"})
+    assert read.status_code == 200
+    assert read.headers["etag"] == 'W/"1"' and read.headers["last-modified"].endswith(" GMT")
+    assert "valueInteger" not in read.json() and read.json()["status"] == "final"
+    vread = fhir.get(f"/Observation/{oid}/_history/1", params={"_format": "xml"})
+    assert vread.status_code == 200 and vread.headers["content-type"].startswith("application/fhir+xml")
+    found = fhir.get("/Observation", params={"code:text": unique})
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [oid]
+    # Refusals raised by the endpoints still become OperationOutcomes, in the format asked for.
+    missing = fhir.get(f"/Observation/{unique}-none", params={"_format": "xml"})
+    assert missing.status_code == 404 and "<OperationOutcome xmlns=\"http://hl7.org/fhir\">" in missing.text
+    unknown = fhir.get(f"/Observation/{oid}/_history/7")
+    assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+    unsupported = fhir.get(f"/Observation/{oid}", headers={"Accept": "text/csv"})
+    assert unsupported.status_code == 406 and unsupported.json()["resourceType"] == "OperationOutcome"
+    refused = httpx.get(f"{fhir.base_url}/Observation/{oid}")  # no token
+    assert refused.status_code == 401 and refused.json()["resourceType"] == "OperationOutcome"
