@@ -214,7 +214,7 @@ class Reader:
         scoped = self.scoped(resource_type, query)
         # While `write_many` checks its resources nothing is written yet: the same question gets the same answer.
         memo = self.repository.read_memo.get(id(self.session)) if self.session is not None else None
-        key = repr((collection, scoped, projection, sort, limit))
+        key = repr((collection, scoped, projection, sort, limit)) if memo is not None else ""
         if memo is not None and key in memo:
             return list(memo[key])
         cursor = self.repository.database.collection(collection).find(scoped, projection, session=self.session)
