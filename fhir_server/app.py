@@ -72,7 +72,7 @@ from fhir_server.security.granular import resource_matcher
 from fhir_server.security.server_keys import server_secret
 from fhir_server.security.signing import key_ring
 from fhir_server.security.token_service import TokenService
-from fhir_server.security.tokens import TokenVerifier, issuers_from_environment
+from fhir_server.security.tokens import TokenVerifier, trusted_issuers
 from fhir_server.storage.database import Database
 from fhir_server.storage.hooks import AfterCommit, Hooks, load_modules
 from fhir_server.storage.repository import Repository
@@ -219,7 +219,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         # Every call the server makes (JWKS fetches, rest-hook deliveries) goes through it.
         outbound = OutboundClient(outbound_policy)
         app.state.oidc = OidcProvider.from_settings(settings, outbound)
-        app.state.tokens = TokenVerifier(keys, issuers_from_environment(outbound), configured_base=settings.base_url,
+        app.state.tokens = TokenVerifier(keys, trusted_issuers(settings.trusted_issuers, outbound), configured_base=settings.base_url,
                                          disabled_clients=clients.disabled, apps=apps)
         app.state.token_service = TokenService(repository.database, keys)
         app.state.app_tokens = AppTokens(repository.database, keys, app.state.grants)
@@ -250,7 +250,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         app.state.capability_statement = statement
         mllp = None
         if settings.mllp_port is not None:
-            senders = MllpSenders.from_environment(clients)
+            senders = MllpSenders.from_setting(settings.mllp_senders, clients)
             handler = senders.handler(repository, app.state.search)
             mllp = await start_mllp_server(
                 settings.host, settings.mllp_port,

@@ -174,6 +174,20 @@ class Settings(BaseSettings):
 
         return value if value is None else _parsed(lambda name, text: parse_origins(text), info.field_name, value)
 
+    # Who may sign tokens besides the server (fhir_server.security.tokens.trusted_issuers): a JSON
+    # list, inline or in a file, of {issuer, jwks, claims?, kind?}, or `ISSUER=JWKS ...`. Unset: none.
+    trusted_issuers: str | None = None
+    # HL7 v2 senders (MSH-4, or MSH-3^MSH-4) taken over MLLP without a registered client, comma-separated;
+    # `*` any (fhir_server.ingest.senders). Unset: registered clients only.
+    mllp_senders: str = ""
+
+    @field_validator("trusted_issuers")
+    @classmethod
+    def _issuers(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from fhir_server.security.tokens import trusted_issuers  # here: that module imports this one
+
+        return value if value is None else _parsed(lambda name, text: trusted_issuers(text), info.field_name, value)
+
     # Issue 19: the trial sign-in of the app authorization pages (INS + a one-time code printed by
     # `fhir-server apps signin-code`), FHIR_TRIAL_SIGNIN=1. Off by default: production signs patients
     # in through an identity provider, and a server without one offers no sign-in at all.

@@ -24,10 +24,24 @@ from tests.server_process import (
 )
 
 
+# `make test-all` sets it: the tests marked `heavy` run there only (../shared/DECISIONS.md: make
+# test stays under 15 minutes on two cores, heavy series go in test-all).
+HEAVY = os.environ.get("FHIR_TEST_HEAVY") == "1"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep_selected(config, items)
     if SESSION_WORKERS > 1:
         keep_session_server_tests(config, items)
+    if not HEAVY:
+        leave_heavy_tests(config, items)
+
+
+def leave_heavy_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    heavy = [item for item in items if item.get_closest_marker("heavy") is not None]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if item.get_closest_marker("heavy") is None]
 
 
 def keep_session_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,11 +1,13 @@
 """The built-in authorization server's endpoints and the SMART discovery document.
 
 The token endpoint grants `client_credentials` to registered systems (security/token_service.py)
-and `authorization_code` and `refresh_token` to the catalogue's apps (apps/token_grants.py); the
-authorization endpoint and its pages are apps/pages.py."""
+and `authorization_code` and `refresh_token` to the catalogue's apps (apps/token_grants.py), whose
+tokens the revocation endpoint (RFC 7009) takes back; the authorization endpoint and its pages are
+apps/pages.py."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -38,6 +40,8 @@ def smart_configuration(base: str) -> dict[str, Any]:
         "jwks_uri": f"{root}/auth/jwks",
         "authorization_endpoint": f"{root}/auth/authorize",
         "token_endpoint": f"{root}/auth/token",
+        "revocation_endpoint": f"{root}/auth/revoke",
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
@@ -77,8 +81,32 @@ async def jwks(request: Request) -> Response:
 async def token(request: Request) -> Response:
     """Each request counts against `token` for its address and the client it claims; each failed
     one against `token-failures` too, whose budget, once spent, refuses even a right assertion."""
-    base = base_url(request)
+    return await _oauth_form(request, _grant)
+
+
+@router.post("/auth/revoke")
+async def revoke(request: Request) -> Response:
+    """RFC 7009: 200 with an empty body once the token no longer works (or never did); the same
+    budgets as the token endpoint, whose client authentication it shares."""
+    return await _oauth_form(request, _revoke)
+
+
+async def _grant(request: Request, form: dict[str, str], token_url: str, base: str) -> dict[str, Any] | None:
+    if form.get("grant_type") in GRANT_TYPES:
+        answer: dict[str, Any] = await request.app.state.app_tokens.exchange(form, token_url, base)
+        return answer
     service: TokenService = request.app.state.token_service
+    return await service.client_credentials(form, token_url, base)
+
+
+async def _revoke(request: Request, form: dict[str, str], token_url: str, base: str) -> dict[str, Any] | None:
+    await request.app.state.app_tokens.revoke(form, token_url, request.app.state.tokens, base)
+    return None
+
+
+async def _oauth_form(request: Request,
+                      handle: Callable[[Request, dict[str, str], str, str], Awaitable[dict[str, Any] | None]]) -> Response:
+    base = base_url(request)
     limiter: Limiter = request.app.state.limiter
     spenders = [f"address {scope_address(request.scope)}"]
     try:
@@ -89,11 +117,7 @@ async def token(request: Request) -> Response:
         if client is not None:
             spenders.append(f"client {client}")
             _spend(limiter, spenders[1:])
-        token_url = f"{server_root(base)}/auth/token"
-        if form.get("grant_type") in GRANT_TYPES:
-            answer = await request.app.state.app_tokens.exchange(form, token_url, base)
-        else:
-            answer = await service.client_credentials(form, token_url, base)
+        answer = await handle(request, form, f"{server_root(base)}/auth/token", base)
     except Exceeded as exceeded:
         return too_many(exceeded, request.scope)
     except (OAuthError, UnicodeDecodeError) as error:
@@ -103,6 +127,8 @@ async def token(request: Request) -> Response:
                                            else (400, "invalid_request", "the form body is not UTF-8"))
         return json_response({"error": error_code, "error_description": description}, status,
                              media_type="application/json", headers={"Cache-Control": "no-store"})
+    if answer is None:
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})
     return json_response(answer, media_type="application/json", headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 

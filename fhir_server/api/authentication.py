@@ -25,7 +25,7 @@ from fhir_server.web.paths import is_api
 OPEN_PATHS = frozenset({
     "/fhir/metadata", "/metadata",
     "/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration",
-    "/auth/token", "/auth/jwks",
+    "/auth/token", "/auth/revoke", "/auth/jwks",
     # The API's description, as open as the CapabilityStatement (fhir_server.api.openapi).
     "/openapi.json",
     # Probes of load balancers and orchestrators (fhir_server.observability.health).

@@ -185,6 +185,19 @@ class Grants:
             raise GrantRefused("the refresh token was issued to another client")
         return Grant.from_document(document), digest
 
+    async def of_refresh_token(self, token: str) -> Grant | None:
+        """The grant a refresh token was issued under, current or rotated out (RFC 7009 revokes
+        the grant of either); None for a token this server did not issue."""
+        parts = split_secret(token)
+        document = await self._collection.find_one({"_id": parts[0]}) if parts else None
+        if parts is None or document is None:
+            return None
+        digest = _digest(parts[1])
+        current = document.get("refresh")
+        if (current is not None and hmac.compare_digest(current, digest)) or digest in document.get("refresh_old", []):
+            return Grant.from_document(document)
+        return None
+
     async def revoke(self, grant_id: str, why: str) -> bool:
         """End a grant and every token issued under it; False if it was not active."""
         async with self.database.gate.write(exclude_readers=False):

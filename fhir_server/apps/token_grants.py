@@ -10,6 +10,9 @@ their INS (so the access rules of their record apply to it as to them, a represe
 included), the record in context (`patient`, a Patient id), the app's client id (audited as the
 app acting for the patient, fhir_server.audit.events) and the grant it descends from (`grant`),
 with the granted scopes only. A refresh token comes with `offline_access` or `online_access`.
+
+The revocation endpoint (RFC 7009) takes either token back from the client it was issued to: the
+whole grant ends, so the other token of the pair stops too (RFC 7009 2.1 lets a server do so).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fhir_server.security.minting import mint
 from fhir_server.security.scopes import Scopes
 from fhir_server.security.signing import KeyRing
 from fhir_server.security.token_service import ACCESS_TOKEN_SECONDS, ASSERTION_TYPE, OAuthError, check_assertion
+from fhir_server.security.tokens import InvalidToken, TokenVerifier
 from fhir_server.storage.database import Database
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -60,7 +64,29 @@ class AppTokens:
             answer["refresh_token"] = refresh
         return answer
 
-    async def _client(self, form: dict[str, str], token_url: str) -> App:
+    async def revoke(self, form: dict[str, str], token_url: str, verifier: TokenVerifier, audience: str) -> None:
+        """RFC 7009 2.1: the client authenticates as at the token endpoint; a token it does not hold
+        (unknown, expired, another client's, already revoked) is answered as revoked all the same
+        (2.2), so the endpoint says nothing of other clients' tokens."""
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "name the token to revoke: `token`")
+        app = await self._client(form, token_url, revoking=True)
+        grant = await self._grant_of(token, verifier, audience)
+        if grant is not None and grant.client_id == app.client_id:
+            await self.grants.revoke(grant.grant_id, "revoked by the app (RFC 7009)")
+
+    async def _grant_of(self, token: str, verifier: TokenVerifier, audience: str) -> Grant | None:
+        # A JWT has three dot-separated parts; a refresh token is `grant.secret`.
+        if token.count(".") != 2:
+            return await self.grants.of_refresh_token(token)
+        try:
+            caller = await verifier.verify(token, audience)
+        except InvalidToken:
+            return None
+        return await self.grants.find(caller.grant) if caller.grant else None
+
+    async def _client(self, form: dict[str, str], token_url: str, revoking: bool = False) -> App:
         assertion = form.get("client_assertion")
         client_id = form.get("client_id")
         if assertion and not client_id:
@@ -80,7 +106,8 @@ class AppTokens:
                 raise OAuthError("invalid_client", f"a client_assertion of type {ASSERTION_TYPE} is required", 401)
             assert app.jwks is not None
             await check_assertion(self.database, assertion, token_url, app.client_id, app.jwks)
-        if not app.may_connect:
+        # A withdrawn app may still hand back what it holds.
+        if not app.may_connect and not revoking:
             raise OAuthError("invalid_client", "this app is not referenced now (suspended or withdrawn)", 401)
         return app
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,8 +48,9 @@ class MllpSenders:
     clients: ClientRegistry
 
     @classmethod
-    def from_environment(cls, clients: ClientRegistry) -> MllpSenders:
-        names = [n.strip() for n in os.environ.get("FHIR_MLLP_SENDERS", "").split(",") if n.strip()]
+    def from_setting(cls, value: str, clients: ClientRegistry) -> MllpSenders:
+        """From FHIR_MLLP_SENDERS (fhir_server.config.Settings.mllp_senders)."""
+        names = [n.strip() for n in value.split(",") if n.strip()]
         return cls(frozenset(names), clients)
 
     def caller(self, header: MessageHeader) -> Caller | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, replace
 from functools import cache
@@ -164,6 +163,8 @@ def trusted_issuers(value: str | None, outbound: OutboundClient | None = None) -
             entries.append({"issuer": issuer, "jwks": jwks})
     issuers = []
     for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("issuer"), str) or not isinstance(entry.get("jwks"), str):
+            raise ValueError(f"FHIR_TRUSTED_ISSUERS: {entry!r} is not an object with `issuer` and `jwks`")
         kind = entry.get("kind")
         if kind is not None and kind not in KINDS:
             raise ValueError(f"FHIR_TRUSTED_ISSUERS: kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -302,7 +303,3 @@ class TokenVerifier:
             for old in list(self._verified)[: len(self._verified) // 2 if len(self._verified) >= self.max_entries else 0]:
                 del self._verified[old]
         self._verified[token] = (caller, kid)
-
-
-def issuers_from_environment(outbound: OutboundClient | None = None) -> list[TrustedIssuer]:
-    return trusted_issuers(os.environ.get("FHIR_TRUSTED_ISSUERS"), outbound)

@@ -86,6 +86,14 @@ def test_discovery_advertises_the_standalone_launch(server: ServerProcess) -> No
     assert {"authorization_code", "refresh_token"} <= set(smart["grant_types_supported"])
 
 
+def test_the_capability_statement_declares_the_connection_operations(server: ServerProcess, world: World) -> None:
+    statement = httpx.get(f"{server.base_url}/metadata", headers=_patient_headers(server, world), timeout=30).json()
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    declared = {o["name"]: o["definition"] for o in patient.get("operation", [])}
+    assert declared["connected-apps"].endswith("/OperationDefinition/connected-apps")
+    assert declared["disconnect-app"].endswith("/OperationDefinition/disconnect-app")
+
+
 def test_the_catalogue_lists_referenced_apps_only(server: ServerProcess, app: str) -> None:
     listed = register(server, "Carnet Listé", "--public", "--listed-only")
     gone = register(server, "Application Retirée")
@@ -201,6 +209,37 @@ def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_grant(server: Server
     other = connect(server, browser, world, app)
     intruder = register(server, "Intrus")
     assert refresh(server, intruder, other["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def revoke(server: ServerProcess, client_id: str, token: str | None) -> httpx.Response:
+    form = {"client_id": client_id, **({"token": token} if token is not None else {})}
+    return httpx.post(f"{server.root_url}/auth/revoke", data=form, timeout=30)
+
+
+def test_an_app_revokes_its_tokens(server: ServerProcess, world: World, app: str, browser: Browser) -> None:
+    smart = httpx.get(f"{server.base_url}/.well-known/smart-configuration", timeout=30).json()
+    assert smart["revocation_endpoint"] == f"{server.root_url}/auth/revoke"
+    missing = revoke(server, app, None)
+    assert missing.status_code == 400, (missing.status_code, missing.text)
+    assert missing.json()["error"] == "invalid_request"
+    assert revoke(server, "no-such-app", "whatever").status_code == 401
+    # Another app names this app's tokens: 200 (RFC 7009 2.2 says nothing of others' tokens), and they still work.
+    held = connect(server, browser, world, app)
+    intruder = register(server, "Révocateur")
+    for token in (held["access_token"], held["refresh_token"]):
+        assert revoke(server, intruder, token).status_code == 200
+    assert fhir_get(server, held["access_token"], "DocumentReference").status_code == 200
+    # The app hands back its refresh token: the grant ends, its access token with it.
+    answer = revoke(server, app, held["refresh_token"])
+    assert (answer.status_code, answer.content) == (200, b"")
+    assert fhir_get(server, held["access_token"], "DocumentReference").status_code == 401
+    assert refresh(server, app, held["refresh_token"]).json()["error"] == "invalid_grant"
+    # Or its access token; a token already revoked, or made up, is answered the same.
+    other = connect(server, browser, world, app)
+    assert revoke(server, app, other["access_token"]).status_code == 200
+    assert refresh(server, app, other["refresh_token"]).json()["error"] == "invalid_grant"
+    assert revoke(server, app, other["access_token"]).status_code == 200
+    assert revoke(server, app, "made.up").status_code == 200
 
 
 def test_scopes_beyond_the_registration_or_the_grant_are_refused(server: ServerProcess, world: World, app: str,

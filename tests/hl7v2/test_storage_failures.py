@@ -82,6 +82,8 @@ def store_pid(server: ServerProcess | InProcessServer) -> int:
     return int((server.data_dir / "embedded-store.pid").read_text().split()[0])
 
 
+# Each waits out the store's lock or death (about 30 s): make test-all.
+@pytest.mark.heavy
 def test_message_the_store_cannot_write_is_acknowledged_ae(own_server) -> None:  # type: ignore[no-untyped-def]
     """Another writer holds the store's database: the server's reads work, its transaction cannot begin."""
     tag = uuid.uuid4().hex[:8]
@@ -97,6 +99,8 @@ def test_message_the_store_cannot_write_is_acknowledged_ae(own_server) -> None: 
         stored_once_resent(own_server, fhir, tag)
 
 
+# Each waits out the store's lock or death (about 30 s): make test-all.
+@pytest.mark.heavy
 def test_message_posted_while_the_store_cannot_write_is_a_503(own_server) -> None:  # type: ignore[no-untyped-def]
     """Over HTTP the server's own failure is 503 with the AE: the sender sends it again later, never a 500."""
     tag = uuid.uuid4().hex[:8]
@@ -113,6 +117,8 @@ def test_message_posted_while_the_store_cannot_write_is_a_503(own_server) -> Non
         nothing_stored(fhir, tag)
 
 
+# Each waits out the store's lock or death (about 30 s): make test-all.
+@pytest.mark.heavy
 def test_message_arriving_after_the_store_died_is_acknowledged_ae(own_server) -> None:  # type: ignore[no-untyped-def]
     tag = uuid.uuid4().hex[:8]
     pid = store_pid(own_server)

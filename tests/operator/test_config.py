@@ -32,14 +32,15 @@ def test_every_bad_value_is_named_on_its_own_line_and_nothing_starts(
     code, _, err = fhir_server(monkeypatch, capsys, "serve", "--data-dir", str(tmp_path / "data"), "--workers", "0",
                                env={"FHIR_PORT": "eighty", "FHIR_MAX_COUNT": "-5", "MONGODB_URL": "http://db",
                                     "FHIR_LOG_FORMAT": "xml", "FHIR_RATE_TOKEN": "lots", "FHIR_CORS_ORIGINS": "*",
-                                    "FHIR_OUTBOUND_ALLOW": "10.0.0.0/99"}, cwd=tmp_path)
+                                    "FHIR_OUTBOUND_ALLOW": "10.0.0.0/99",
+                                    "FHIR_TRUSTED_ISSUERS": '[{"issuer": "https://psc.example"}]'}, cwd=tmp_path)
     assert code == 2, err
     lines = err.strip().splitlines()
-    assert "Traceback" not in err and len(lines) == 8, err
+    assert "Traceback" not in err and len(lines) == 9, err
     assert all(line.startswith("fhir-server: ") for line in lines), err
     named = {line.removeprefix("fhir-server: ").split(":")[0] for line in lines}
     assert named == {"FHIR_PORT", "FHIR_MAX_COUNT", "MONGODB_URL", "FHIR_LOG_FORMAT", "--workers", "FHIR_RATE_TOKEN",
-                     "FHIR_CORS_ORIGINS", "FHIR_OUTBOUND_ALLOW"}, lines
+                     "FHIR_CORS_ORIGINS", "FHIR_OUTBOUND_ALLOW", "FHIR_TRUSTED_ISSUERS"}, lines
     assert any("'eighty'" in line for line in lines), lines
     assert not (tmp_path / "data").exists(), "refused before the store was made"
 

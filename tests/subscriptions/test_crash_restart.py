@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.access.conftest import HEADERS
 from tests.server_process import ServerProcess
@@ -59,6 +60,7 @@ class Poster(threading.Thread):
                     time.sleep(0.1)
 
 
+@pytest.mark.heavy
 def test_every_document_is_notified_across_a_kill_9_and_a_restart(tmp_path: Path) -> None:
     # A slow endpoint until the crash: deliveries lag behind the posts, so the kill leaves many
     # pending and likely one in flight (recorded here, never acknowledged to the dead server).
