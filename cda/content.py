@@ -98,10 +98,11 @@ RENDERING = "https://fhir-server.example.org/StructureDefinition/document-render
 
 def stored_content(
     root: etree._Element, data: bytes, key: str, created: str | None, warnings: list[str]
-) -> tuple[list[dict], dict]:
+) -> tuple[list[dict], dict, dict[str, bytes]]:
     """The Binary entries and the one DocumentReference.content: the CDA itself, with the file a
     level-1 CDA embeds kept as its own Binary and named by the rendering extension (IHE MHD allows
-    one content; the PDF is how the CDA renders, not a second document)."""
+    one content; the PDF is how the CDA renders, not a second document). Then the Binaries' bytes
+    by fullUrl, which the server stores without decoding their `data` again."""
     embedded = embedded_file(root, warnings)
     templates = [t.get("root") for t in every(root, "templateId") if t.get("root")]
     language_code = first(root, "languageCode")
@@ -110,14 +111,16 @@ def stored_content(
     content_type = table("document_format")["content_type"]
     cda_id = resource_id(key)
     entries = [binary_entry(full_url(key, "Binary"), cda_id, content_type, data)]
+    contents = {full_url(key, "Binary"): data}
     content: dict = {"attachment": attachment(cda_id, content_type, data, language, title, created)}
     if embedded is not None:
         file_id = resource_id(key, "file")
         entries.append(binary_entry(full_url(key, "Binary", "file"), file_id, embedded.media_type, embedded.data))
+        contents[full_url(key, "Binary", "file")] = embedded.data
         content["extension"] = [{
             "url": RENDERING,
             "valueAttachment": attachment(file_id, embedded.media_type, embedded.data, language, title, created),
         }]
     if fmt := document_format(templates, embedded, warnings):
         content["format"] = fmt
-    return entries, content
+    return entries, content, contents

@@ -25,6 +25,8 @@ class CdaConversion:
     warnings: list[str] = field(default_factory=list)
     master_identifier: dict = field(default_factory=dict)
     document_reference_fullurl: str = ""
+    # The bytes of the bundle's Binaries by fullUrl (their `data` is their base64).
+    contents: dict[str, bytes] = field(default_factory=dict)
 
 
 def convert_cda(data: bytes) -> CdaConversion:
@@ -43,7 +45,7 @@ def convert_cda(data: bytes) -> CdaConversion:
         root, full_url(key, "Encounter"), resource_id(key, "encounter"), patient["fullUrl"], warnings
     )
     encounter_url = encounter["fullUrl"] if encounter else None
-    binaries, content = stored_content(root, data, key, created, warnings)
+    binaries, content, contents = stored_content(root, data, key, created, warnings)
     document_url = full_url(key, "DocumentReference")
     document = {
         "fullUrl": document_url,
@@ -75,4 +77,5 @@ def convert_cda(data: bytes) -> CdaConversion:
         warnings=warnings,
         master_identifier=master,
         document_reference_fullurl=document_url,
+        contents=contents,
     )

@@ -229,7 +229,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
         # Its after-commit hook is registered before the dispatcher is made.
         delivery = await subscriptions.start(repository, settings, clients.disabled, outbound)
         # With no after-commit hook registered, events wait in the outbox for the first one.
-        dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.after_commits else None
+        dispatcher = Dispatcher(repository.database, repository.hooks) if repository.hooks.consumes_events else None
         if dispatcher is not None:
             repository.on_commit.append(dispatcher.wake)
             dispatcher.start()

@@ -148,6 +148,9 @@ async def stored_names(repository: Repository, session: Session, references: Ite
     one not stored, or one without IdNatPs (FINESS) names nobody."""
     wanted = {literal for r in references for literal in [_literal(r)] if literal}
     found: dict[str, dict[str, Any]] = {}
+    if wanted:
+        # Read directly from the collections: the transaction's deferred writes go first.
+        await repository.settle(session)
     for _ in range(2):
         for rtype in NAMING_TYPES:
             ids = sorted(r.split("/", 1)[1] for r in wanted if r.startswith(f"{rtype}/") and r not in found)

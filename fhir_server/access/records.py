@@ -115,6 +115,8 @@ async def refresh_rules(repository: Repository, session: Session, caller: Caller
     patient_id = stored.id if stored.resource_type == "Patient" else stored.patient
     if not patient_id:
         return
+    # The collections are read and changed directly: the transaction's deferred writes go first.
+    await repository.settle(session)
     patients = repository.collection("Patient")
     if stored.resource_type == "Patient":
         # The version just written is the current one: no need to read it back.

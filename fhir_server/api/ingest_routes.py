@@ -55,7 +55,7 @@ async def ingest_cda(request: Request) -> Response:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
     service = TransactionService(repository(request), searches(request), request_caller(request), dry_run=rehearsal)
     await cda_intake.complete(conversion, service.find_by_identifier)
-    response = await service.transaction(conversion.bundle)
+    response = await service.transaction(conversion.bundle, conversion.contents)
     if rehearsal:
         return json_response(dry_run.answer(response, base_url(request), conversion.warnings), 200)
     entries = conversion.bundle["entry"]

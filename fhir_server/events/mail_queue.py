@@ -35,9 +35,10 @@ class MailQueue:
             return (await self.sent.find_one({"_id": key}, {"_id": 1}) is not None
                     or await self.queue.find_one({"_id": key}, {"_id": 1}) is not None)
 
-    async def add(self, key: str, message: EmailMessage, recipients: list[str]) -> bool:
-        """Queue the message under `key`; False when that key is already queued or sent."""
-        if await self.known(key):
+    async def add(self, key: str, message: EmailMessage, recipients: list[str], *, unknown: bool = False) -> bool:
+        """Queue the message under `key`; False when that key is already queued or sent (`unknown`:
+        the caller has just found it neither; a key queued meanwhile is still refused, by its `_id`)."""
+        if not unknown and await self.known(key):
             return False
         job = {"_id": key, "mid": message["Message-ID"], "from": message["From"], "to": recipients,
                "raw": message.as_string(), "queued": now_instant(), "attempts": 0, "next": 0.0}

@@ -183,7 +183,8 @@ class Notifications:
         for person_id, emails in await self._representatives(message.patient, patient.resource):
             await self._tell(f"{key}/representative/{person_id}", "message-received", values, emails,
                              f"RelatedPerson/{person_id}")
-        await self._tell(f"{key}/patient", "message-received", values, _emails(patient.resource), patient_ref)
+        await self._tell(f"{key}/patient", "message-received", values, _emails(patient.resource), patient_ref,
+                         unknown=True)
 
     async def _document_written(self, event: dict[str, Any]) -> None:
         """A document created visible, or whose INVISIBLE_PATIENT label was taken off before its
@@ -219,7 +220,7 @@ class Notifications:
                                  f"RelatedPerson/{person_id}")
         # The patient's last: once theirs is queued, so is every other (the shortcut above).
         await self._tell(f"{key}/patient", "document-available", values, _emails(patient.resource),
-                         f"Patient/{document.patient}")
+                         f"Patient/{document.patient}", unknown=True)
 
     async def _emergency(self, event: dict[str, Any]) -> None:
         """One message to each per professional, record and day: an emergency access is many
@@ -245,15 +246,18 @@ class Notifications:
         # The patient's last: once theirs is queued, so is every other (the shortcut above), even
         # when this event is delivered again after a crash halfway through.
         await self._tell(f"{key}/patient", "emergency-access-patient", values, _emails(patient.resource),
-                         f"Patient/{patient_id}")
+                         f"Patient/{patient_id}", unknown=True)
 
-    async def _tell(self, key: str, template: str, values: dict[str, str], emails: list[str], whom: str) -> None:
+    async def _tell(self, key: str, template: str, values: dict[str, str], emails: list[str], whom: str, *,
+                    unknown: bool = False) -> None:
+        """`unknown`: the caller has just found `key` neither queued nor sent, and only this
+        process's dispatcher (it holds the lease) queues: the store need not be asked again."""
         if not emails:
-            if not await self.queue.known(key):
+            if unknown or not await self.queue.known(key):
                 log.info("%s has no e-mail address: %s not sent", whom, key)
             return
         message = compose(template, values, key=key, sender=self.sender, recipients=emails, moment_utc=now_instant())
-        if await self.queue.add(key, message, emails):
+        if await self.queue.add(key, message, emails, unknown=unknown):
             self._wake.set()
 
     # -- reading the record ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from fhir_server.config import Settings
+from fhir_server.validation.passed import PASSED
 from fhir_server.validation.profile_registry import ProfileRegistry
 from fhir_server.validation.validator import validate_resource
 
@@ -40,9 +41,13 @@ class Problem:
 def problems(document: dict[str, Any]) -> list[Problem]:
     """The errors of `document` against the profiles it claims (PDSm for what the adapters make)."""
     found = []
-    for issue in validate_resource(document, None, profile_registry()):
+    registry = profile_registry()
+    for issue in validate_resource(document, None, registry):
         if issue.severity not in ("error", "fatal"):
             continue
         element = _INDEX.sub("", issue.expression[0]) if issue.expression else "DocumentReference"
         found.append(Problem(element, issue.code, issue.diagnostics))
+    if not found:
+        # The transaction that stores it then need not check the same content again.
+        PASSED.remember(registry, document)
     return found

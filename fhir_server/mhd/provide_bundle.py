@@ -60,7 +60,7 @@ async def _check_unique_master_identifiers(repo: Repository, session: Session, d
         if await repo.ids("DocumentReference", [("identifier", token)], session, 1):
             issues.append(Issue("error", "duplicate", f"A document with masterIdentifier {token} is already in the record", [where]))
         else:
-            await claims.claim(repo.database.db, session, "DocumentReference", [("identifier", token)])
+            claims.claim(repo.database.pending, session, "DocumentReference", [("identifier", token)])
     return issues
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -108,7 +108,7 @@ def entry_interaction(entry: Entry) -> str:
 class BundleProcessor:
     def __init__(self, repository: Repository, search: SearchInteraction, caller: Caller, base_url: str, *,
                  return_resources: bool, document_publication: bool = False, matcher: Matcher | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, contents: Mapping[str, bytes] | None = None) -> None:
         self.repo = repository
         # Each entry is authorised for this caller: a refused batch entry answers 403, a refused
         # transaction entry fails the whole transaction.
@@ -123,6 +123,9 @@ class BundleProcessor:
         # A dry run (the ingest endpoints' `_dryRun`) runs a transaction whole, every write in its
         # store transaction, then aborts it: the answer is the real one, and nothing is stored.
         self.dry_run = dry_run
+        # The bytes of Binary entries (by fullUrl) an ingest adapter already holds, so they are not
+        # decoded from base64 again: the entry's `data`, if it has one, is their base64.
+        self.contents: Mapping[str, bytes] = contents or {}
 
     async def process(self, bundle: Any) -> dict[str, Any]:
         kind, entries = parse_bundle(bundle, self.base)
@@ -172,7 +175,8 @@ class BundleProcessor:
                 resource = {**resource, "id": resource.get("id", entry.resource_id)}
                 if resource["id"] != entry.resource_id:
                     raise FhirError(400, "invalid", f"{entry.where}: resource id '{resource['id']}' differs from the url's '{entry.resource_id}'", [entry.where])
-            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, None, keep=not self.dry_run)
+            raw = self.contents.get(entry.full_url) if entry.full_url else None
+            prepared.resource, prepared.blob = await self.repo.stash_binary(resource, raw, keep=not self.dry_run)
             prepared.checked = prepared.resource
         elif entry.method == "PATCH":
             prepared.patch = _patch_document(entry)
@@ -220,6 +224,8 @@ class BundleProcessor:
                 item.resource = item.checked
             await work(session)
             if self.dry_run:
+                # The deferred writes too, so a taken id answers as it would in earnest.
+                await self.repo.settle(session)
                 raise _Rehearsed()
 
         if writes:
@@ -233,35 +239,48 @@ class BundleProcessor:
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": [p.response for p in prepared]}
 
     async def _identities(self, session: Session, prepared: list[Prepared]) -> dict[str, str]:
-        """fullUrl -> `Type/id` of what each entry will create or update."""
+        """fullUrl -> `Type/id` of what each entry will create or update. The transaction then knows
+        which of them do not exist yet (Repository.look_ahead): the ids it makes, and, in one
+        query, those the entries name."""
         identities: dict[str, str] = {}
+        made: list[tuple[str, str]] = []
+        named: list[tuple[str, str]] = []
         for item in prepared:
             entry = item.entry
             if entry.method not in ("POST", "PUT"):
                 continue
             if entry.method == "POST":
-                if entry.if_none_exist:
-                    matches = await self.repo.match(self.caller, entry.resource_type, entry.if_none_exist, session,
-                                                    limit=2)
-                    if len(matches) > 1:
-                        raise FhirError(412, "duplicate", f"{entry.where}: ifNoneExist matches more than one {entry.resource_type}", [entry.where])
-                    target = matches[0] if matches else str(uuid.uuid4())
-                else:
-                    target = str(uuid.uuid4())
+                matches = await self.repo.match(self.caller, entry.resource_type, entry.if_none_exist, session,
+                                                limit=2) if entry.if_none_exist else []
+                if len(matches) > 1:
+                    raise FhirError(412, "duplicate", f"{entry.where}: ifNoneExist matches more than one {entry.resource_type}", [entry.where])
+                target = matches[0] if matches else str(uuid.uuid4())
+                if not matches:
+                    made.append((entry.resource_type, target))
             elif entry.resource_id is not None:
                 target = entry.resource_id
+                named.append((entry.resource_type, target))
             else:
                 matches = await self.repo.match_params(self.caller, entry.resource_type, entry.criteria, session,
                                                        limit=2)
                 if len(matches) > 1:
                     raise FhirError(412, "multiple-matches", f"{entry.where}: conditional update matches more than one {entry.resource_type}", [entry.where])
-                if not matches:
-                    await claims.claim(self.repo.database.db, session, entry.resource_type, entry.criteria)
-                target = matches[0] if matches else (item.resource or {}).get("id") or str(uuid.uuid4())
+                if matches:
+                    target = matches[0]
+                else:
+                    claims.claim(self.repo.database.pending, session, entry.resource_type, entry.criteria)
+                    target = (item.resource or {}).get("id") or ""
+                    if target:
+                        named.append((entry.resource_type, target))
+                    else:
+                        target = str(uuid.uuid4())
+                        made.append((entry.resource_type, target))
             item.target_id = target
             if entry.full_url:
                 identities[entry.full_url] = f"{entry.resource_type}/{target}"
             identities[f"{self.base}/{entry.resource_type}/{target}"] = f"{entry.resource_type}/{target}"
+        await self.repo.look_ahead(session, made, new=True)
+        await self.repo.look_ahead(session, named)
         return identities
 
     async def _execute(self, session: Session, item: Prepared, identities: dict[str, str]) -> dict[str, Any]:
@@ -280,7 +299,7 @@ class BundleProcessor:
             if existing is not None and not existing.deleted:
                 return await self._written(WriteResult(existing, created=False, changed=False))
             if entry.if_none_exist:
-                await claims.claim(repo.database.db, session, entry.resource_type, entry.if_none_exist)
+                claims.claim(repo.database.pending, session, entry.resource_type, entry.if_none_exist)
             result = await repo.create_in(session, caller, item.resource, blob=item.blob, resource_id=target)
             return await self._written(result)
         if entry.method == "PUT":
@@ -376,9 +395,11 @@ class TransactionService:
         # answer carries the resource as it would have been stored.
         self.dry_run = dry_run
 
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    async def transaction(self, bundle: dict[str, Any], contents: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        """`contents`: the bytes of the bundle's Binaries the adapter holds, by fullUrl (those
+        entries need no `data`; one that has it must hold their base64)."""
         return await BundleProcessor(self.repository, self.search, self.caller, "", return_resources=False,
-                                     dry_run=self.dry_run).process(bundle)
+                                     dry_run=self.dry_run, contents=contents).process(bundle)
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.current(resource_type, resource_id, None)

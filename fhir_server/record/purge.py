@@ -29,6 +29,7 @@ async def empty_record(repository: Repository, session: Session, patient: str, *
                        keep_versions_from: int | None = None) -> int:
     """Remove what the record holds but its Patient; with `keep_versions_from`, the Patient's own
     past versions older than that one too (its demographics). Returns how many resources went."""
+    await repository.settle(session)  # what the transaction wrote is in the store, and goes too
     history = repository.database.collection(HISTORY)
     digests: dict[str, bool] = {}
     for doc in await history.find({"pat": patient, "rt": "Binary"}, {"blob": 1}, session=session).to_list(None):

@@ -11,7 +11,9 @@ store's index key limit, and that form is kept readable in `c`), in the same tra
 on that document (snapshot isolation: it was changed after its snapshot began), is run again by
 the driver's `with_transaction`, and then finds the first's resource. The document holds no
 state anyone reads: it only makes two concurrent claims collide. Sharded by `_id`
-(policies/sharding.json), so a claim is one targeted write.
+(policies/sharding.json), so a claim is one targeted write. It is sent with the transaction's
+other deferred writes, just before commit (fhir_server.storage.pending: a document's claims are
+one `update` command): the collision happens there as well, and nothing reads a claim back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server.storage.pending import PendingWrites
 
 # The collection's name is also in policies/sharding.json (its shard key).
 CLAIMS = "claims"
@@ -43,9 +46,9 @@ def _digest(form: str) -> str:
     return hashlib.sha256(form.encode("utf-8")).hexdigest()
 
 
-async def claim(db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession | None, resource_type: str,
-                criteria: str | list[tuple[str, str]]) -> None:
+def claim(pending: PendingWrites, session: AsyncClientSession | None, resource_type: str,
+          criteria: str | list[tuple[str, str]]) -> None:
     """Claim `criteria` for a resource of `resource_type` about to be created in `session`'s transaction."""
+    assert session is not None, "a claim is made inside the transaction of the write it guards"
     form = canonical(resource_type, criteria)
-    await db[CLAIMS].update_one({"_id": _digest(form)},
-                                {"$inc": {"n": 1}, "$setOnInsert": {"c": form}}, upsert=True, session=session)
+    pending.upsert(session, CLAIMS, _digest(form), {"$inc": {"n": 1}, "$setOnInsert": {"c": form}})

@@ -26,6 +26,10 @@
   `record.lifecycle.check_transition`); the version's search index is already computed then.
 - after commit (`Hooks.committed`): every outbox event, in commit order per patient, after its
   transaction committed, at least once. Called from `events.dispatcher.Dispatcher`.
+- after commit, by batch (`Hooks.committed_batch`): the same events, those of one dispatch round
+  at a time (in commit order), for a hook whose store look-ups one round can share (subscription
+  matching: one look-up per round, not two per event). Called from `events.dispatcher.Dispatcher`,
+  after the per-event hooks of the same events; raising leaves the whole round's events pending.
 
 `FHIR_HOOKS` names modules (comma-separated) whose `register(hooks)` adds hooks at start-up:
 that is how tests, and later the access rules, audit and subscriptions, plug in.
@@ -75,6 +79,8 @@ class RecordWriteCheck:
 RecordWrite = Callable[[RecordWriteCheck], Awaitable[None]]
 # (outbox event) -> None; raising leaves the event (and those after it) for the next attempt.
 AfterCommit = Callable[[dict[str, Any]], Awaitable[None]]
+# (the outbox events of one dispatch round, in commit order) -> None; raising leaves them all.
+AfterCommitBatch = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass
@@ -86,6 +92,12 @@ class Hooks:
     before_writes: list[BeforeWrite] = field(default_factory=list)
     record_writes: list[RecordWrite] = field(default_factory=list)
     after_commits: list[AfterCommit] = field(default_factory=list)
+    after_commit_batches: list[AfterCommitBatch] = field(default_factory=list)
+
+    @property
+    def consumes_events(self) -> bool:
+        """Whether any after-commit hook is registered: writes queue outbox events only then."""
+        return bool(self.after_commits or self.after_commit_batches)
 
     def condition(self, caller: Caller, resource_type: str | None) -> list[dict[str, Any]]:
         """The search-filter conditions for one query of `caller`."""
@@ -122,6 +134,10 @@ class Hooks:
     async def committed(self, event: dict[str, Any]) -> None:
         for hook in self.after_commits:
             await hook(event)
+
+    async def committed_batch(self, events: list[dict[str, Any]]) -> None:
+        for hook in self.after_commit_batches:
+            await hook(events)
 
 
 class HooksUnavailable(Exception):

@@ -1,19 +1,26 @@
-"""Writes a transaction can defer to its end: history entries and identifier lookup keys.
+"""Writes a transaction defers to its end: history entries, identifier lookup keys, outbox
+events, conditional-create claims, and the inserts of new resources with their `ids` entries.
 
-Nothing inside a transaction reads them back (history is read by other requests, lookup keys
-are resolved before a Bundle writes), so they are sent as one insert_many/delete_many per run
-of the same kind, just before commit, instead of one round trip per resource: a CDA document
-produced 28 round trips to the store, 9 of them history and lookup writes.
+They are sent as one command per run of the same kind and collection, just before commit,
+instead of one round trip per resource: a CDA document produced 28 round trips to the store, 9
+of them history and lookup writes, then (issue 18) 33, 14 of them inserts and claims. Whatever
+reads or changes the store inside the transaction first sends what is pending
+(`Repository.settle`), so the transaction still reads its own writes; the reads a document's
+transaction makes after its first write are answered from memory (`storage/known.py`), so for a
+document nothing is sent before the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-Step = tuple[str, list[Any]]  # ("insert" | "delete", documents or (_id, shard key value) pairs)
+# ("insert" | "delete:<shard key>" | "upsert", documents | (_id, shard key value) pairs | (_id, update) pairs)
+Step = tuple[str, list[Any]]
 
 
 class PendingWrites:
@@ -43,16 +50,37 @@ class PendingWrites:
         the delete reaches only the shards holding them (policies/sharding.json)."""
         self._add(session, collection, f"delete:{shard_key}", list(zip(ids, values, strict=True)))
 
-    async def flush(self, db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession) -> None:
+    def upsert(self, session: AsyncClientSession, collection: str, document_id: Any, update: dict[str, Any]) -> None:
+        """An update of one document by `_id`, inserting it when missing: sent with the others of its
+        run as one `update` command."""
+        self._add(session, collection, "upsert", [(document_id, update)])
+
+    def waiting(self, session: AsyncClientSession | None, collections: Collection[str]) -> bool:
+        """Whether anything is pending for `session` in these collections."""
+        return session is not None and any(c in collections for c in self._by_session.get(id(session), {}))
+
+    def collections(self, session: AsyncClientSession) -> set[str]:
+        return set(self._by_session.get(id(session), {}))
+
+    async def flush(self, db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession,
+                    collections: Collection[str] | None = None) -> None:
+        """Send what is pending, of these collections only when named (the others stay pending)."""
         # Collections are independent; within one, steps keep their order, so a key deleted and
         # added again (or the reverse) ends as the last step left it.
-        for collection, steps in self._by_session.get(id(session), {}).items():
+        pending = self._by_session.get(id(session), {})
+        for collection, steps in pending.items():
+            if collections is not None and collection not in collections:
+                continue
             for kind, items in steps:
                 if kind == "insert":
                     await db[collection].insert_many(items, ordered=True, session=session)
+                elif kind == "upsert":
+                    await db[collection].bulk_write([UpdateOne({"_id": i}, u, upsert=True) for i, u in items],
+                                                    ordered=True, session=session)
                 else:
                     shard_key = kind.split(":", 1)[1]
                     await db[collection].delete_many({"_id": {"$in": [i for i, _ in items]},
                                                       shard_key: {"$in": sorted(set(v for _, v in items))}},
                                                      session=session)
-        self._by_session[id(session)] = {}
+        self._by_session[id(session)] = {} if collections is None else \
+            {c: steps for c, steps in pending.items() if c not in collections}

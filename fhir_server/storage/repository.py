@@ -29,15 +29,15 @@ from fhir_server.errors import FhirError, gone, not_found
 from fhir_server.file_signatures import check_signature
 from fhir_server.operations.patch import apply_patch
 from fhir_server.search.filters.combine import FilterBuilder
-from fhir_server.search.lookup import LookupTable, keys_of
+from fhir_server.search.lookup import LOOKUP, LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
-from fhir_server.storage.database import HISTORY, Database
+from fhir_server.storage.database import HISTORY, Database, collection_name
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
-from fhir_server.storage.known import RECORD_TYPES, KnownBySession
+from fhir_server.storage.known import RECORD_TYPES, Known, KnownBySession
 from fhir_server.storage.patient_key import patient_of
-from fhir_server.storage.routing import UNKNOWN, IdsTable
+from fhir_server.storage.routing import DUPLICATE_KEY, UNKNOWN, IdsTable
 from fhir_server.storage.sharding import IDS, by_patient
 from fhir_server.storage.documents import (
     Stored,
@@ -57,6 +57,13 @@ Session = AsyncClientSession | None
 Within = Callable[[AsyncClientSession | None, dict[int, "WriteResult | FhirError"]], Awaitable[None]]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
+# Deferred writes nothing in a transaction reads back: `settle` leaves them for the commit.
+UNREAD = frozenset({claims.CLAIMS})
+# A current document as `from_current` reads it: without its search index values.
+CURRENT_PROJECTION = {"ix": 0, "sk": 0}
+# Ids per `$in` of `look_ahead`: on a cluster, a short `$in` on the shard key reaches a few shards
+# (the sharding pins' limit, tests/sharding/pinning.py), not all of them.
+SHORT_IN = 20
 
 
 class VersionConflict(Exception):
@@ -217,6 +224,7 @@ class Reader:
         key = repr((collection, scoped, projection, sort, limit)) if memo is not None else ""
         if memo is not None and key in memo:
             return list(memo[key])
+        await self.repository.settle(self.session, collection)
         cursor = self.repository.database.collection(collection).find(scoped, projection, session=self.session)
         if sort:
             cursor = cursor.sort(sort)
@@ -231,17 +239,20 @@ class Reader:
     async def count(self, resource_type: str, query: dict[str, Any]) -> int:
         if self.filters is None:
             await self.open(None)
+        await self.repository.settle(self.session, resource_type)
         async with self.repository._reading(self.session):
             return await self.repository.collection(resource_type).count_documents(
                 self.scoped(resource_type, query), session=self.session)
 
     async def routes(self, resource_type: str, ids: list[str]) -> dict[str, str | None]:
         """Id -> `pat` of the stored resources of a type sharded by patient (the `ids` table)."""
+        await self.repository.settle(self.session, IDS)
         async with self.repository._reading(self.session):
             return await self.repository.ids_table.patients(resource_type, ids, self.session)
 
     async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
         # Candidates only: they become an `_id` condition of a scoped query.
+        await self.repository.settle(self.session, LOOKUP)
         async with self.repository._reading(self.session):
             return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
 
@@ -356,10 +367,11 @@ class Repository:
     async def find_current(self, caller: Caller | None, resource_type: str, resource_id: str,
                            session: Session = None) -> Stored | None:
         """The current document as `caller` may see it (deleted or not), or None."""
-        projection = {"ix": 0, "sk": 0}
+        projection = CURRENT_PROJECTION
         if not by_patient(resource_type):
             # An unsharded collection: one round trip reads the document and, with it, its record;
             # a second only when the caller's queries of the type carry conditions.
+            await self.settle(session, resource_type)
             async with self._reading(session):
                 doc = await self.collection(resource_type).find_one({"_id": resource_id}, projection, session=session)
             if doc is None:
@@ -393,6 +405,7 @@ class Repository:
             patient = self.ids_table.remembered(resource_type, resource_id)
             if patient is not UNKNOWN:
                 return {"_id": resource_id, "pat": patient}, True
+        await self.settle(session, IDS)
         async with self._reading(session):
             found, patient = await self.ids_table.route(resource_type, resource_id, session)
         if found and session is None:
@@ -416,6 +429,7 @@ class Repository:
                 return await self.opened_for(caller, resource_type, resource_id, session, remembered=False)
         if caller is None or where is None:
             return await self._open_on(caller, None, session), where, from_memory
+        await self.settle(session, resource_type)
         async with self._reading(session):
             found = await self.collection(resource_type).find_one(where, {"pat": 1}, session=session)
         return await self._open_on(caller, found.get("pat") if found else None, session), where, from_memory
@@ -462,6 +476,18 @@ class Repository:
     def _reading(self, session: Session) -> Any:
         # Inside a transaction the writer already holds the gate.
         return nullcontext() if session is not None else self.database.gate.read()
+
+    async def settle(self, session: Session, *names: str) -> None:
+        """Send what the transaction of `session` deferred (fhir_server.storage.pending) to the
+        collections named (resource types or collection names; none named: to every collection),
+        before it reads or changes them by other means: it then sees its own writes there. Code
+        reading collections directly inside a write's transaction calls this first."""
+        if session is None:
+            return
+        pending = self.database.pending
+        wanted = {collection_name(n) for n in names} if names else pending.collections(session) - UNREAD
+        if pending.waiting(session, wanted):
+            await pending.flush(self.database.db, session, wanted)
 
     async def history_page(self, caller: Caller, resource_type: str | None, query: dict[str, Any], count: int,
                            before: str | None, resource_id: str | None = None) -> list[HistoryEntry]:
@@ -534,6 +560,7 @@ class Repository:
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
         routes: dict[tuple[str, str], str | None] = {}
+        staged = [False]
 
         async def attempt(session: Session) -> Any:
             # Each attempt (the store may run one again) starts knowing nothing.
@@ -544,9 +571,17 @@ class Repository:
                 routes.update(known.routes)
                 return done
             finally:
+                staged[0] = known.staged
                 self.known.discard(session)
 
-        result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        try:
+            result = await self.database.in_transaction(attempt, exclude_readers=exclude_readers)
+        except BulkWriteError as exc:
+            # A new resource's insert, deferred to the end, met an id taken meanwhile (a concurrent
+            # create): the conflict its insert raised when it came first, retried the same way.
+            if staged[0] and _only_duplicates(exc):
+                raise VersionConflict() from exc
+            raise
         # Committed: the routes of what it wrote are what the `ids` table now says (a read right
         # after a write, as the CDA intake's answer, then asks the table nothing).
         for (resource_type, resource_id), patient in routes.items():
@@ -571,9 +606,62 @@ class Repository:
     async def current(self, resource_type: str, resource_id: str, session: Session) -> Stored | None:
         """The current version whoever may see it: what a write replaces, so identity never forks."""
         known = self.known.of(session)
-        if known is not None and (written := known.stored.get((resource_type, resource_id))) is not None:
+        if known is None:
+            return await self.find_current(None, resource_type, resource_id, session)
+        key = (resource_type, resource_id)
+        if (written := known.stored.get(key)) is not None:
             return written
-        return await self.find_current(None, resource_type, resource_id, session)
+        if key in known.current:
+            return known.current[key]
+        if resource_type == "Patient":
+            # A Patient's `pat` is its own id (patient_key): its route needs no look at `ids`.
+            docs = await self.reader(None, session).find("Patient", {"_id": resource_id, "pat": resource_id},
+                                                        CURRENT_PROJECTION, limit=1)
+            found = from_current("Patient", docs[0]) if docs else None
+            if not docs:
+                known.records.setdefault(resource_id, None)
+            else:
+                _remember(known, "Patient", docs[0])
+        else:
+            found = await self.find_current(None, resource_type, resource_id, session)
+        known.current[key] = found
+        return found
+
+    async def look_ahead(self, session: Session, references: Iterable[tuple[str, str]], *, new: bool = False) -> None:
+        """Learn, for the transaction of `session`, which of these resources (type, id) do not exist,
+        in one query per collection (one of `ids` for the types sharded by patient, whose `$in` on
+        `_id` both stores answer from the index), so writing them asks the store nothing more.
+        `new`: ids this transaction has just made (uuid4), known absent without asking; should one
+        be taken after all, its deferred insert fails at commit and the transaction runs again."""
+        known = self.known.of(session)
+        if known is None:
+            return
+        wanted = [r for r in dict.fromkeys(references) if r not in known.stored and r not in known.current]
+        if new:
+            known.current.update(dict.fromkeys(wanted))
+            return
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in wanted:
+            by_type.setdefault(rtype, []).append(rid)
+        routed = [(t, i) for t, ids in by_type.items() if by_patient(t) for i in ids]
+        if routed:
+            await self.settle(session, IDS)
+        for start in range(0, len(routed), SHORT_IN):
+            batch = routed[start:start + SHORT_IN]
+            keys = [IdsTable.document(t, i, None)["_id"] for t, i in batch]
+            query = {"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}
+            found = {d["_id"] for d in await self.database.db[IDS].find(query, {"_id": 1}, session=session).to_list(None)}
+            known.current.update({(t, i): None for (t, i), k in zip(batch, keys, strict=True) if k not in found})
+        for rtype, ids in by_type.items():
+            if by_patient(rtype):
+                continue
+            await self.settle(session, rtype)
+            for start in range(0, len(ids), SHORT_IN):
+                batch = ids[start:start + SHORT_IN]
+                query = {"_id": batch[0]} if len(batch) == 1 else {"_id": {"$in": batch}}
+                docs = await self.collection(rtype).find(query, CURRENT_PROJECTION, session=session).to_list(None)
+                stored = {d["_id"]: from_current(rtype, d) for d in docs}
+                known.current.update({(rtype, i): stored.get(i) for i in batch})
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
     async def create_in(
@@ -589,7 +677,7 @@ class Repository:
                 existing = await self.current(rtype, matches[0], session)
                 assert existing is not None
                 return WriteResult(existing, created=False, changed=False)
-            await claims.claim(self.database.db, session, rtype, if_none_exist)
+            claims.claim(self.database.pending, session, rtype, if_none_exist)
         new_id = resource_id or str(uuid.uuid4())
         return await self._write(session, caller, rtype, new_id, resource, blob, current=None, method="POST")
 
@@ -624,7 +712,7 @@ class Repository:
         if len(matches) > 1:
             raise FhirError(412, "multiple-matches", f"The conditional update criteria match more than one {resource_type}")
         if not matches:
-            await claims.claim(self.database.db, session, resource_type, criteria)
+            claims.claim(self.database.pending, session, resource_type, criteria)
             if resource.get("id"):
                 return await self.update_in(session, caller, resource_type, check_id(resource["id"]), resource, blob=blob)
             return await self.create_in(session, caller, resource, blob=blob)
@@ -686,6 +774,7 @@ class Repository:
         return matches
 
     async def _patients_of(self, resource_type: str, ids: list[str], session: Session) -> list[str]:
+        await self.settle(session, IDS, resource_type)
         async with self._reading(session):
             if by_patient(resource_type):
                 patients = list((await self.ids_table.patients(resource_type, ids, session)).values())
@@ -698,7 +787,9 @@ class Repository:
     async def ids(self, resource_type: str, params: list[tuple[str, str]], session: Session, limit: int) -> list[str]:
         """Ids matching criteria in the whole store: the server's own checks (duplicates, replaced
         documents, conditional references), never answered to a caller as such."""
-        return await self.engine.ids(resource_type, params, self.reader(None, session), limit)
+        known = self.known.of(session)
+        reader = self.reader(None, session) if known is None else _Remembering(self, session, known)
+        return await self.engine.ids(resource_type, params, reader, limit)
 
     async def search(
         self, caller: Caller, resource_type: str, request: SearchRequest, *, base_url: str, strict: bool, count: int
@@ -754,11 +845,16 @@ class Repository:
         document = current_document(stored, ix, sk)
         try:
             if current is None:
+                # Deferred to the commit with the transaction's other inserts (storage/pending.py):
+                # one insert_many per collection. The `ids` entry's unique `_id` refuses an id
+                # taken on any shard there (a concurrent create: retried, `in_transaction`).
+                assert session is not None and known is not None, "a write runs in a transaction (Repository.run)"
                 if by_patient(resource_type):
-                    # Its unique `_id` refuses an id taken on any shard (a concurrent create: retried).
-                    await self.ids_table.insert(resource_type, resource_id, patient, session)
-                await collection.insert_one(document, session=session)
+                    self.database.pending.insert(session, IDS, [IdsTable.document(resource_type, resource_id, patient)])
+                self.database.pending.insert(session, collection_name(resource_type), [document])
+                known.staged = True
             else:
+                await self.settle(session, resource_type, IDS)
                 # Naming the whole shard key lets the store move the document when its patient changes.
                 result = await collection.replace_one(
                     {"_id": resource_id, "vid": current.version, **_shard_key(resource_type, current.patient)},
@@ -775,7 +871,7 @@ class Repository:
                                 stored.lookup_keys, patient, current is not None and current.patient != patient)
             # Events are for the after-commit hooks: with none registered there is no one to tell,
             # and a consumer registered later must not receive a backlog of past writes.
-            if self.hooks.after_commits:
+            if self.hooks.consumes_events:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, method, caller))
         except DuplicateKeyError as exc:
             raise VersionConflict() from exc
@@ -803,6 +899,7 @@ class Repository:
         `stored` had: its followers are in that record, or in none when written before it."""
         if stored.resource_type in FOLLOWERS:
             return
+        await self.settle(session)
         target = f"{stored.resource_type}/{stored.id}"
         keys = {**stored.keys, "ctx": target}
         for rtype in FOLLOWERS:
@@ -839,6 +936,7 @@ class Repository:
     async def _restamp_history(self, session: Session, rids: list[str], before: str | None, after: str | None,
                                keys: dict[str, Any]) -> None:
         """Give the past versions of resources of patient `before` the patient and keys they now have."""
+        await self.settle(session, HISTORY)
         history = self.database.collection(HISTORY)
         query = {"rid": rids[0] if len(rids) == 1 else {"$in": rids}, "pat": before}
         if before == after:
@@ -925,6 +1023,7 @@ class Repository:
                 if isinstance(result, FhirError) and groups[index] in staged_groups:
                     # Refused with a resource of its group staged: the group goes, none of it written.
                     raise _Withdrawn(index, result)
+        await self.settle(session)
         inserts: dict[str, list[dict[str, Any]]] = {}
         for index, stored, current, document in staged:
             if current is None:
@@ -942,6 +1041,8 @@ class Repository:
                                             stored.patient, stored.keys)
         for rtype, documents in inserts.items():
             await self.collection(rtype).insert_many(documents, ordered=True, session=session)
+        if (known_now := self.known.of(session)) is not None:
+            known_now.current.clear()  # what the checks above read is now replaced
         routes = [IdsTable.document(s.resource_type, s.id, s.patient) for _, s, c, _ in staged
                   if c is None and by_patient(s.resource_type)]
         if routes:
@@ -953,12 +1054,14 @@ class Repository:
         for index, stored, current, _ in staged:
             self.lookup.replace(self.database.pending, session, stored.id, current.lookup_keys if current else [],
                                 stored.lookup_keys, stored.patient, current is not None and current.patient != stored.patient)
-            if self.hooks.after_commits:
+            if self.hooks.consumes_events:
                 outbox.add(self.database.pending, session, outbox.write_event(stored, "PUT" if current else "POST", caller))
             # A new resource has an id only this import knew (fhir_server.operations.bulk_import), so
             # nothing can already be seen as it: only an update may move its followers.
             if current is not None and (current.keys != stored.keys or current.patient != stored.patient):
                 await self._follow_context(session, stored, current.patient)
+                if (known_now := self.known.of(session)) is not None:
+                    known_now.forget()  # its followers moved with it
             try:
                 for rule in self.write_rules.get(stored.resource_type, []):
                     await rule(self, session, caller, stored)
@@ -992,6 +1095,45 @@ class Repository:
         stored = Stored(resource_type, resource_id, version, stamp, False, body, None,
                         keys_of(resource_type, ix), patient, keys)
         return stored, current_document(stored, ix, sk)
+
+
+# The most documents a match is asked for (Repository.match_params: limit 2, one being expected).
+FEW = 2
+
+
+def _remember(known: Known, resource_type: str, doc: dict[str, Any]) -> None:
+    """A current document a transaction read, as `Repository.current` would answer it; a Patient's
+    is also what a record check reads (access.records: its resource and rules summary, unless
+    deleted), which then need not read it again."""
+    key = (resource_type, doc["_id"])
+    if key not in known.stored:
+        known.current[key] = from_current(resource_type, doc)
+    if resource_type == "Patient":
+        known.records.setdefault(doc["_id"], None if doc.get("del") else doc)
+
+
+class _Remembering(Reader):
+    """The server's own reader inside a transaction, for its identity matches (a deposit's
+    patient, encounter, replaced document): the few documents a match finds are read whole and
+    remembered (`_remember`), so writing or answering them next asks the store nothing more."""
+
+    def __init__(self, repository: Repository, session: Session, known: Known) -> None:
+        super().__init__(repository, None, session)
+        self.known = known
+
+    async def find(self, resource_type: str, query: dict[str, Any], projection: dict[str, Any] | None = None, *,
+                   sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+        if projection != {"_id": 1} or not 0 < limit <= FEW:
+            return await super().find(resource_type, query, projection, sort=sort, limit=limit)
+        docs = await super().find(resource_type, query, CURRENT_PROJECTION, sort=sort, limit=limit)
+        for doc in docs:
+            _remember(self.known, resource_type, doc)
+        return [{"_id": d["_id"]} for d in docs]
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    errors = error.details.get("writeErrors") or []
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
 
 
 class _Withdrawn(Exception):

@@ -78,12 +78,10 @@ class IdsTable:
         docs = await self.collection.find(query, {"pat": 1}, session=session).to_list(None)
         return {d["_id"].split("/", 1)[1]: d.get("pat") for d in docs}
 
-    async def insert(self, resource_type: str, resource_id: str, patient: str | None, session: Session) -> None:
-        """A new resource's entry; raises DuplicateKeyError when the id is taken (on any shard)."""
-        await self.collection.insert_one(self.document(resource_type, resource_id, patient), session=session)
-
     @staticmethod
     def document(resource_type: str, resource_id: str, patient: str | None) -> dict[str, Any]:
+        """A new resource's entry, inserted with its transaction's other deferred writes
+        (Repository._write): its unique `_id` refuses an id taken on any shard."""
         return {"_id": entry_id(resource_type, resource_id), "pat": patient}
 
     async def repoint(self, resource_type: str, resource_id: str, patient: str | None, session: Session) -> None:

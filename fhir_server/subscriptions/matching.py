@@ -1,8 +1,9 @@
-"""The after-commit hook of subscriptions: from an outbox event to durable deliveries.
+"""The after-commit hook of subscriptions: from outbox events to durable deliveries.
 
 It must never raise for a subscriber's sake (the dispatcher stops at a failing hook, and everyone
-after would wait): it only looks up the active subscriptions on the event's type bound to the
-event's record or to none (`pat`, fhir_server.subscriptions.resource.criteria_patient), keeps those
+after would wait): it only looks up, once for a dispatch round's events (a batch hook, see
+fhir_server.storage.hooks), the active subscriptions bound to their records or to none (`pat`,
+fhir_server.subscriptions.resource.criteria_patient), and for each event keeps those on its type
 whose criteria the written resource matches (the server's own view: whether the subscriber may
 read it is decided at delivery, as that subscriber), and appends one delivery per subscription in
 one transaction. Only a store failure raises, and the dispatcher then offers the event again:
@@ -46,23 +47,26 @@ def enqueue(repository: Repository, wake: Callable[[], None]) -> Any:
             log.warning("Subscription/%s criteria no longer run (%s): not notified", subscription["_id"], exc)
             return False
 
-    async def committed(event: dict[str, Any]) -> None:
-        if event.get("kind") != "write" or event.get("method") == "DELETE":
-            return
-        resource_type, _, rest = event["rid"].partition("/")
-        # Those bound to the event's record, and those bound to none: two equalities each.
-        records = [event["pat"], ""] if event.get("pat") else [""]
-        candidates = []
+    async def candidates(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The active subscriptions bound to the records of `events` or to none: one look-up for
+        a dispatch round (a document's resources are one round's events), not two per event."""
+        records = sorted({str(e["pat"]) for e in events if e.get("pat")} | {""})
+        query: dict[str, Any] = {"pat": records[0] if len(records) == 1 else {"$in": records}, "on": True}
         async with database.gate.read():
-            for pat in records:
-                candidates += await subscribers.find({"pat": pat, "rt": resource_type, "on": True}).to_list(None)
-        if not candidates:
-            return
-        resource_id = rest
-        chosen = [s["_id"] for s in candidates if await matching(s, resource_type, resource_id)]
-        if not chosen:
-            return
+            return await subscribers.find(query).to_list(None)
 
+    async def committed(events: list[dict[str, Any]]) -> None:
+        writes = [e for e in events if e.get("kind") == "write" and e.get("method") != "DELETE"]
+        found = await candidates(writes) if writes else []
+        for event in writes:
+            resource_type, _, resource_id = event["rid"].partition("/")
+            bound = {event.get("pat") or "", ""}
+            chosen = [s["_id"] for s in found if s.get("rt") == resource_type and s.get("pat") in bound
+                      and await matching(s, resource_type, resource_id)]
+            if chosen:
+                await deliver(event, chosen)
+
+    async def deliver(event: dict[str, Any], chosen: list[str]) -> None:
         async def append(session: AsyncClientSession) -> None:
             for subscription in chosen:
                 key = delivery_id(subscription, event["_id"])

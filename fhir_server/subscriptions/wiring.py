@@ -24,7 +24,7 @@ async def start(repository: Repository, settings: Settings, disabled_clients: se
     hooks.search_filters.append(resource.own_only)
     repository.write_rules.setdefault("Subscription", []).append(resource.record)
     worker = DeliveryWorker(repository, settings, disabled_clients, outbound)
-    hooks.after_commits.append(enqueue(repository, worker.wake))
+    hooks.after_commit_batches.append(enqueue(repository, worker.wake))
     worker.start()
     return worker
 

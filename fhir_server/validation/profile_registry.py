@@ -43,6 +43,8 @@ class ProfileRegistry:
         self._rules: dict[str, dict[str, ElementRule]] = {}
         self.code_profiles = code_profiles or CodeProfiles({})
         self.terminology = Terminology(self)
+        # Where `load` read it from: two registries of one source check alike (validation.passed).
+        self.source: tuple[str, frozenset[str]] | None = None
 
     @classmethod
     def load(cls, profiles_dir: Path, waived: Collection[str] = ()) -> ProfileRegistry:
@@ -68,7 +70,9 @@ class ProfileRegistry:
         unknown = sorted({url for urls in code_profiles.by_code.values() for url in urls} - set(by_kind["StructureDefinition"]))
         if unknown:
             raise ValueError(f"code-profiles.json names profiles not in {profiles_dir}: {', '.join(unknown)}")
-        return cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], bindings, code_profiles)
+        registry = cls(by_kind["StructureDefinition"], by_kind["ValueSet"], by_kind["CodeSystem"], bindings, code_profiles)
+        registry.source = (str(profiles_dir.resolve()), frozenset(waived))
+        return registry
 
     def get_structure_definition(self, url: str) -> dict | None:
         return self._structure_definitions.get(canonical_without_version(url))

@@ -29,6 +29,13 @@ def validate_resource(resource: dict, profile_url: str | None, registry: Profile
     issues = check_base_structure(resource, registry)
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return issues
+    return _without_duplicates([*issues, *validate_profiles(resource, profile_url, registry)])
+
+
+def validate_profiles(resource: dict, profile_url: str | None, registry: ProfileRegistry) -> list[ValidationIssue]:
+    """`validate_resource` without the base R4 check, for a caller that has just made it (the
+    write path checks the base structure of every resource first, then profiles of some)."""
+    issues: list[ValidationIssue] = []
     requested: list[str] = []
     if profile_url is not None:
         if registry.get_structure_definition(profile_url) is None:

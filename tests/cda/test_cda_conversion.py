@@ -36,6 +36,16 @@ def test_every_produced_resource_is_valid_fhir_r4(name, fixture_bytes):
             assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.xml")))
+def test_each_binary_is_handed_over_as_the_bytes_of_its_data(name, fixture_bytes):
+    """The server stores the Binaries from `contents`, not from `data`: they must agree."""
+    conversion = convert_cda(fixture_bytes(name))
+    binaries = {e["fullUrl"]: e["resource"] for e in conversion.bundle["entry"] if e["resource"]["resourceType"] == "Binary"}
+    assert set(conversion.contents) == set(binaries)
+    for full_url, resource in binaries.items():
+        assert conversion.contents[full_url] == base64.b64decode(resource["data"])
+
+
 def test_same_document_gives_the_same_bundle(fixture_bytes):
     data = fixture_bytes("ldl_ses_discharge_letter")
     assert convert_cda(data).bundle == convert_cda(data).bundle

@@ -34,6 +34,19 @@ def test_every_produced_resource_is_valid_r4(name):
         getattr(module, resource["resourceType"]).model_validate(resource)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.hl7") if not p.name.startswith("malformed")))
+def test_the_bytes_handed_over_with_each_binary_are_its_data(name):
+    """The server stores a carried document from `contents`, not from `data`: they must agree."""
+    conversion = convert_message(fixture(name))
+    binaries = {e["fullUrl"]: e["resource"] for e in conversion.bundle["entry"] if e["resource"]["resourceType"] == "Binary"}
+    assert set(conversion.contents) <= set(binaries)
+    for full_url, resource in binaries.items():
+        if "data" in resource and full_url in conversion.contents:
+            assert conversion.contents[full_url] == base64.b64decode(resource["data"])
+    if name == "mdm_t02.hl7":
+        assert len(conversion.contents) == 1
+
+
 def test_mdm_document_carries_the_cda_and_its_security_labels():
     document = resources("mdm_t02.hl7", "DocumentReference")[0]
     assert document["masterIdentifier"] == {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1.7.20240301"}

@@ -25,7 +25,12 @@ class ServerRepository:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    async def transaction(self, bundle: dict[str, Any], contents: dict[str, bytes] | None = None) -> dict[str, Any]:
+        # Over HTTP a Binary carries its bytes in `data`, as base64.
+        for entry in bundle["entry"]:
+            raw = (contents or {}).get(entry.get("fullUrl"))
+            if raw is not None and "data" not in entry["resource"]:
+                entry["resource"]["data"] = base64.b64encode(raw).decode("ascii")
         response = await self.client.post("", json=bundle)
         if response.status_code >= 400:
             raise FhirError(response.status_code, "processing", response.text)

@@ -131,3 +131,20 @@ def test_message_with_empty_encoding_characters_gets_an_ack(root):
     assert response.status_code != 500, response.text
     ack = er7.parse(response.content)
     assert ack.text("MSA-2") == "EMPTY-MSH2" and ack.text("MSA-1") in ("AA", "AE", "AR")
+
+
+def test_the_raw_message_and_its_document_are_stored_byte_for_byte(server, fhir):
+    """Both Binaries are stored from the bytes the adapter holds (the message as received, the
+    document as decoded from OBX-5), not decoded again from base64: what is read back is them."""
+    tag = uuid.uuid4().hex[:8]
+    message = personalised("mdm_t02.hl7", tag)
+    [ack] = send(server, message)
+    assert status(ack)[0] == "AA"
+    digits = str(int(tag, 16) % 10**9)
+    [document] = search(fhir, f"DocumentReference?identifier=urn:oid:1.2.250.1.999.1.1.7.{digits}.20240301")
+    attachment = document["content"][0]["attachment"]
+    carried = fhir.get(attachment["url"], headers={"Accept": "application/fhir+json"}).json()
+    assert len(base64.b64decode(carried["data"])) == attachment["size"]
+    [provenance] = search(fhir, f"Provenance?target=DocumentReference/{document['id']}")
+    raw = fhir.get(provenance["entity"][0]["what"]["reference"], headers={"Accept": "application/fhir+json"}).json()
+    assert base64.b64decode(raw["data"]) == message

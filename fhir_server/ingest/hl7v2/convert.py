@@ -27,6 +27,9 @@ class Hl7Conversion:
     message: er7.Message
     references: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The bytes of the documents the message carries, by the fullUrl of their Binary (its `data`
+    # is their base64): stored from here, not decoded again (TransactionService.transaction).
+    contents: dict[str, bytes] = field(default_factory=dict)
 
 
 def content_hash(message: bytes) -> str:
@@ -62,6 +65,7 @@ def convert_message(message: bytes) -> Hl7Conversion:
         raise Hl7Error("AR", "203", f"{structure} is taken in HL7 v2 versions {', '.join(structure_map['versions'])}, not {version!r}", "MSH^1^12")
     engine = Engine(parsed, event, structure_map, FUNCTIONS)
     produced = engine.run()
+    encoded: dict[str, bytes] = engine.state.get("encoded", {})
     return Hl7Conversion(
         bundle={"resourceType": "Bundle", "type": "transaction", "entry": [p.entry for p in produced]},
         control_id=control_id,
@@ -73,5 +77,8 @@ def convert_message(message: bytes) -> Hl7Conversion:
         message=parsed,
         references=[p.reference for p in produced],
         warnings=parsed.warnings + engine.warnings,
+        contents={p.entry["fullUrl"]: encoded[data] for p in produced
+                  if p.entry["resource"]["resourceType"] == "Binary"
+                  and isinstance(data := p.entry["resource"].get("data"), str) and data in encoded},
     )
 

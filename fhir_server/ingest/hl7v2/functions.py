@@ -92,7 +92,10 @@ def text_document(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[st
 
 def _binary(engine: Engine, args: dict[str, Any], content_type: str, data: bytes) -> dict[str, Any]:
     engine.state.setdefault("documents", {})[args["name"]] = (content_type, data)
-    return {"contentType": content_type, "data": base64.b64encode(data).decode("ascii")}
+    text = base64.b64encode(data).decode("ascii")
+    # The bytes by their base64, for the conversion to hand over with the Binary holding it.
+    engine.state.setdefault("encoded", {})[text] = data
+    return {"contentType": content_type, "data": text}
 
 
 def attachment(engine: Engine, args: dict[str, Any], scope: Scope) -> dict[str, Any] | None:

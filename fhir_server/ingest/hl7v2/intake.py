@@ -8,10 +8,9 @@ is returned without converting again. A repeated MSH-10 with other content is an
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass, field
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -38,7 +37,7 @@ FORBIDDEN_CONDITION = "207"
 
 
 class TransactionRepository(Protocol):
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
+    async def transaction(self, bundle: dict[str, Any], contents: Mapping[str, bytes] | None = None) -> dict[str, Any]: ...
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any: ...
 
@@ -78,12 +77,14 @@ async def handle_message(message: bytes, repository: TransactionRepository) -> H
     """Process one message; every failure becomes an AE/AR acknowledgement, never an exception."""
     header = read_header(message)
     try:
-        if await repository.find_current("Provenance", provenance_id(header, message)) is not None:
+        trace_id = provenance_id(header, message)
+        if await repository.find_current("Provenance", trace_id) is not None:
             return Hl7Result(build_ack(header, "AA"), "AA", header.control_id, duplicate=True)
         conversion = convert_message(message)
         await complete_documents(conversion, repository)
         await keep_patient_held(conversion.bundle, repository)
-        stored = await repository.transaction(with_trace(conversion, header, message))
+        bundle, contents = with_trace(conversion, header, message, trace_id)
+        stored = await repository.transaction(bundle, contents)
     except Hl7Error as exc:
         return _refused(header, exc)
     except FhirError as exc:
@@ -145,10 +146,12 @@ def _refused(header: MessageHeader, error: Hl7Error) -> Hl7Result:
     return Hl7Result(build_ack(header, error.ack_code, error), error.ack_code, header.control_id, error=error)
 
 
-def with_trace(conversion: Hl7Conversion, header: MessageHeader, message: bytes) -> dict[str, Any]:
-    """The conversion's bundle plus the raw message (Binary) and its Provenance."""
+def with_trace(conversion: Hl7Conversion, header: MessageHeader, message: bytes,
+               trace_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The conversion's bundle plus the raw message (Binary) and its Provenance (`trace_id`), and
+    the bytes of the bundle's Binaries by fullUrl: the raw message's Binary carries no `data`, its
+    bytes are stored as they came rather than encoded in base64 to be decoded again."""
     binary_id = stable_uuid("Binary", "hl7v2-message", header.sending_application, header.sending_facility, header.control_id, conversion.content_hash)
-    trace_id = provenance_id(header, message)
     sender = load_json("defaults.json")["senderSystemPrefix"]
     recorded = dtm_instant(Value(conversion.message.text("MSH-7"), conversion.message.delimiters)) or now_instant()
     provenance = {
@@ -169,8 +172,8 @@ def with_trace(conversion: Hl7Conversion, header: MessageHeader, message: bytes)
         }],
         "entity": [{"role": "source", "what": {"reference": f"Binary/{binary_id}", "display": f"HL7 v2 {conversion.message_type} {conversion.control_id}"}}],
     }
-    raw = {"resourceType": "Binary", "id": binary_id, "contentType": RAW_CONTENT_TYPE, "data": base64.b64encode(message).decode("ascii")}
-    return {
+    raw = {"resourceType": "Binary", "id": binary_id, "contentType": RAW_CONTENT_TYPE}
+    bundle = {
         **conversion.bundle,
         "entry": [
             *conversion.bundle["entry"],
@@ -178,3 +181,4 @@ def with_trace(conversion: Hl7Conversion, header: MessageHeader, message: bytes)
             {"fullUrl": f"urn:uuid:{trace_id}", "resource": provenance, "request": {"method": "PUT", "url": f"Provenance/{trace_id}"}},
         ],
     }
+    return bundle, {**conversion.contents, f"urn:uuid:{binary_id}": message}
