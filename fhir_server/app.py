@@ -15,6 +15,7 @@ from fhir_server.api import (
     auth_routes,
     compartment_routes,
     error_handlers,
+    hot_routes,
     export_routes,
     ingest_routes,
     instance_routes,
@@ -329,4 +330,7 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(instance_routes.router, tags=[openapi.FHIR_TAG])
     # After the instance routes: `/fhir/Patient/{id}/_history` is a history, not a compartment.
     app.include_router(compartment_routes.router, tags=[openapi.FHIR_TAG])
+    # Last: it takes only the paths no route above could claim (fhir_server.api.hot_routes).
+    hot_routes.install(app.router, {"search": type_routes.search_get, "read": instance_routes.read,
+                                    "vread": instance_routes.vread}, structure.resource_types())
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -55,12 +56,20 @@ def now_instant() -> str:
     return format_instant(now())
 
 
+# `format_instant`'s shape; strptime took 6 us to read it, a read's Last-Modified among others (issue 18).
+INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
 def format_instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat ends in +00:00 once in UTC; a third cheaper than strftime.
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_instant(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    """An instant written by `format_instant`; anything else is a ValueError, as strptime said."""
+    if INSTANT.fullmatch(value) is None:
+        raise ValueError(f"not an instant of this server: {value[:40]!r}")
+    return datetime.fromisoformat(value)
 
 
 def http_date(instant: str) -> str:

@@ -17,6 +17,9 @@ What it knows is valid only inside the transaction that learnt it:
   moves other resources forgets it with the rest.
 - `staged`: whether the transaction deferred a resource's insert to its end (`storage/pending.py`),
   so a duplicate id found there is a write conflict, as it was when the insert came first.
+- `routes`: the patient each resource this transaction wrote or moved is now routed to (the `ids`
+  table's entry it wrote). Not forgotten with the rest: once the transaction commits they are what
+  the table says, and the process remembers them for its reads (`Repository.in_transaction`).
 
 A transaction run again (a retried attempt) starts knowing nothing.
 """
@@ -38,6 +41,7 @@ class Known:
     records: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     current: dict[tuple[str, str], Stored | None] = field(default_factory=dict)
     staged: bool = False
+    routes: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def forget(self) -> None:
         self.stored.clear()

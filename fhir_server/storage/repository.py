@@ -221,7 +221,7 @@ class Reader:
         scoped = self.scoped(resource_type, query)
         # While `write_many` checks its resources nothing is written yet: the same question gets the same answer.
         memo = self.repository.read_memo.get(id(self.session)) if self.session is not None else None
-        key = repr((collection, scoped, projection, sort, limit))
+        key = repr((collection, scoped, projection, sort, limit)) if memo is not None else ""
         if memo is not None and key in memo:
             return list(memo[key])
         await self.repository.settle(self.session, collection)
@@ -559,8 +559,7 @@ class Repository:
 
     async def in_transaction(self, work: Callable[[Session], Awaitable[Any]], *, exclude_readers: bool = False) -> Any:
         """One store transaction; once committed, the outbox dispatcher is told."""
-        written: list[Stored] = []
-
+        routes: dict[tuple[str, str], str | None] = {}
         staged = [False]
 
         async def attempt(session: Session) -> Any:
@@ -568,7 +567,8 @@ class Repository:
             known = self.known.start(session)
             try:
                 done = await work(session)
-                written[:] = known.stored.values()
+                routes.clear()
+                routes.update(known.routes)
                 return done
             finally:
                 staged[0] = known.staged
@@ -584,9 +584,8 @@ class Repository:
             raise
         # Committed: the routes of what it wrote are what the `ids` table now says (a read right
         # after a write, as the CDA intake's answer, then asks the table nothing).
-        for stored in written:
-            if by_patient(stored.resource_type):
-                self.ids_table.remember(stored.resource_type, stored.id, stored.patient)
+        for (resource_type, resource_id), patient in routes.items():
+            self.ids_table.remember(resource_type, resource_id, patient)
         for listener in self.on_commit:
             listener()
         return result
@@ -890,6 +889,8 @@ class Repository:
             if resource_type in RECORD_TYPES:
                 known.forget()  # its rules refreshed the record's summary, or purged it
             known.stored[(resource_type, resource_id)] = stored
+            if by_patient(resource_type):
+                known.routes[(resource_type, resource_id)] = patient
         return WriteResult(stored, created=current is None or current.deleted, changed=True)
 
     async def _follow_context(self, session: Session, stored: Stored, before: str | None) -> None:
@@ -923,6 +924,8 @@ class Repository:
                         {"_id": doc["_id"], "vid": doc["vid"], "pat": doc.get("pat")},
                         {**doc, "acc": keys, "pat": stored.patient}, session=session)
                     await self.ids_table.repoint(rtype, doc["_id"], stored.patient, session)
+                    if (known := self.known.of(session)) is not None:
+                        known.routes[(rtype, doc["_id"])] = stored.patient
             for doc in moving:
                 self.lookup.replace(self.database.pending, session, doc["_id"], doc.get("lk") or [],
                                     doc.get("lk") or [], stored.patient, True)

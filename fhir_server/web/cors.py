@@ -13,6 +13,7 @@ header, as every non-browser client sends, costs one pass over its header list a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import State
@@ -80,10 +81,11 @@ class Cors:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Without an Origin the inner app's own coroutine is handed back: no frame of this layer
+        # in the request's task.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         origin = None
         preflight = False
         for name, value in scope["headers"]:
@@ -92,8 +94,10 @@ class Cors:
             elif name == b"access-control-request-method":
                 preflight = True
         if origin is None or not is_api(scope["path"]):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._browser(scope, receive, send, origin, preflight)
+
+    async def _browser(self, scope: Scope, receive: Receive, send: Send, origin: bytes, preflight: bool) -> None:
         allowed = origin.decode("latin-1") in allowed_origins(scope["app"].state)
         if preflight and scope["method"] == "OPTIONS":
             if not allowed:

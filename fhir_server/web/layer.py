@@ -18,6 +18,7 @@ Pure ASGI, like the rest of the stack: API requests pass with one prefix test.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
 from starlette.requests import cookie_parser
@@ -102,10 +103,13 @@ class PageLayer:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # API requests get the inner app's own coroutine: no frame of this layer in their task.
         if scope["type"] != "http" or is_api(scope["path"]):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._page(scope, receive, send)
+
+    async def _page(self, scope: Scope, receive: Receive, send: Send) -> None:
         secure = scope["scheme"] == "https"
         cookies: dict[str, str] = {}
         for name, value in scope["headers"]:
