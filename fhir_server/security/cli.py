@@ -94,7 +94,8 @@ def add_arguments(commands: Any) -> None:
     key_actions.add_parser("list", help="the keys kept, one per line: kid, state, made, retirable from")
     key_actions.add_parser("rotate", help="make a new key that signs from now on; prints its kid")
     retire = key_actions.add_parser("retire", help="remove a key that no longer signs: what it signed is refused")
-    retire.add_argument("kid")
+    retire.add_argument("kid", help='as `keys list` shows it; a kid beginning with "-" (base64url) goes after "--": '
+                        'fhir-server keys retire -- -Abc...')
     retire.add_argument("--force", action="store_true",
                         help="retire it even if tokens it signed may still be alive (a compromised key)")
     for sub in key_actions.choices.values():

@@ -45,7 +45,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def keys(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "keys", args[0], "--data-dir", str(server.data_dir), *args[1:]],
+    # A kid is base64url and may begin with "-": positionals go after "--", as the help says.
+    options = [a for a in args[1:] if a.startswith("--")]
+    positionals = [a for a in args[1:] if not a.startswith("--")]
+    return subprocess.run([*CLI, "keys", args[0], "--data-dir", str(server.data_dir), *options,
+                           *(["--", *positionals] if positionals else [])],
                           capture_output=True, text=True, timeout=120)
 
 
