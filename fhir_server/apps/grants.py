@@ -167,11 +167,10 @@ class Grants:
     async def redeem_refresh(self, token: str, *, client_id: str) -> tuple[Grant, str]:
         """The grant of a current refresh token and that token's digest (to rotate it); a replaced
         one revokes the grant."""
-        parts = split_secret(token)
-        document = await self._collection.find_one({"_id": parts[0]}) if parts else None
-        if parts is None or document is None:
+        found = await self._refresh_document(token)
+        if found is None:
             raise GrantRefused("unknown refresh token")
-        digest = _digest(parts[1])
+        document, digest = found
         if digest in document.get("refresh_old", []):
             await self.revoke(document["_id"], "refresh token used twice")
             raise GrantRefused("this refresh token was used before: the agreement is revoked", revoked=True)
@@ -188,15 +187,21 @@ class Grants:
     async def of_refresh_token(self, token: str) -> Grant | None:
         """The grant a refresh token was issued under, current or rotated out (RFC 7009 revokes
         the grant of either); None for a token this server did not issue."""
-        parts = split_secret(token)
-        document = await self._collection.find_one({"_id": parts[0]}) if parts else None
-        if parts is None or document is None:
+        found = await self._refresh_document(token)
+        if found is None:
             return None
-        digest = _digest(parts[1])
+        document, digest = found
         current = document.get("refresh")
         if (current is not None and hmac.compare_digest(current, digest)) or digest in document.get("refresh_old", []):
             return Grant.from_document(document)
         return None
+
+    async def _refresh_document(self, token: str) -> tuple[dict[str, Any], str] | None:
+        """The grant document a refresh token names (`grant.secret`) and the digest of its secret;
+        None when it names no grant."""
+        parts = split_secret(token)
+        document = await self._collection.find_one({"_id": parts[0]}) if parts else None
+        return (document, _digest(parts[1])) if parts is not None and document is not None else None
 
     async def revoke(self, grant_id: str, why: str) -> bool:
         """End a grant and every token issued under it; False if it was not active."""
