@@ -173,13 +173,19 @@ def targets_18(figures: dict[str, Any]) -> list[dict[str, Any]]:
         cpu = (found or {}).get("cpu_ms_per_request")
         out.append(_issue18(f"{name}: server CPU", f"<= {limit:g} ms", "-" if cpu is None else f"{cpu:.2f} ms",
                             None if cpu is None else cpu <= limit))
-    trips = {row["path"]: row for row in figures.get("round_trips", [])}
+    # One at a time, and as many in flight as the throughput runs keep (their transactions share commits).
+    alone = {row["path"]: row for row in figures.get("round_trips", []) if row.get("in_flight", 1) == 1}
+    together = {row["path"]: row for row in figures.get("round_trips", []) if row.get("in_flight", 1) > 1}
     for name in INGEST_CPU:
-        row = trips.get(name)
+        row = together.get(name) or alone.get(name)
+        single = alone.get(name)
+        note = "" if row is None else (
+            f"{row.get('in_flight', 1)} in flight: request {row['request']:g} + store group commit "
+            f"{row.get('store_group_commit', 0):g} + audit {row['audit_group_commit']:g}"
+            + ("" if single is None or single is row else f"; one at a time {single['per_document']:g}"))
         out.append(_issue18(f"{name}: store round trips per document", f"<= {ROUND_TRIPS}",
                             "-" if row is None else f"{row['per_document']:g}",
-                            None if row is None else row["per_document"] <= ROUND_TRIPS,
-                            "" if row is None else f"request {row['request']:g} + audit {row['audit_group_commit']:g}"))
+                            None if row is None else row["per_document"] <= ROUND_TRIPS, note))
     for name, before in INGEST_BEFORE.items():
         found = _find(figures, name)
         out.append(_issue18(f"{name}: throughput", f">= {3 * before}/s (3 x {before})",
@@ -261,9 +267,10 @@ def figures_markdown(figures: dict[str, Any]) -> str:
         "",
         "### Round trips per ingested document",
         "",
-        *_markdown([["path", "documents", "per document", "sent by the request", "audit group commits",
-                     "background afterwards", "commands of the request"],
-                    *([r["path"], str(r["documents"]), f"{r['per_document']:g}", f"{r['request']:g}",
+        *_markdown([["path", "documents", "in flight", "per document", "sent by the request",
+                     "store group commits", "audit group commits", "background afterwards", "commands of the request"],
+                    *([r["path"], str(r["documents"]), str(r.get("in_flight", 1)), f"{r['per_document']:g}",
+                       f"{r['request']:g}", f"{r.get('store_group_commit', 0):g}",
                        f"{r['audit_group_commit']:g}", f"{r['background']:g}",
                        ", ".join(f"{k} {v:g}" for k, v in r["commands"].items())]
                       for r in figures.get("round_trips", []))]),

@@ -30,10 +30,13 @@ from benchmarks import datagen, payloads
 from benchmarks.scenarios.ingest import CDA_BYTES, MLLP_CDA_BYTES, PDF_BYTES
 from benchmarks.server import Server
 from fhir_server.audit.writer import GROUP_COMMIT
+from fhir_server.storage.group_commit import GROUP_COMMIT as STORE_GROUP_COMMIT
 
 # Connection upkeep, not work done for a document.
 UPKEEP = frozenset({"hello", "isMaster", "ismaster", "ping", "endSessions", "buildInfo", "saslStart", "saslContinue"})
 TARGET = 6
+# Documents sent at once for the second count of each path: what the throughput runs keep in flight.
+IN_FLIGHT = 8
 JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 # The patient of the payloads' MDM^T02 and discharge letter (its INS), created first.
 PATIENT_NUMBER = 0
@@ -63,31 +66,35 @@ def _iti65(patient: str, pdf: bytes) -> dict[str, Any]:
                       for u, r in entries]}
 
 
-async def _count(server: Server, log: Path, label: str, documents: int, send: Any) -> dict[str, Any]:
-    """Send `documents` one at a time; the commands of each, by request label and in total."""
+async def _count(server: Server, log: Path, label: str, documents: int, send: Any, in_flight: int = 1) -> dict[str, Any]:
+    """Send `documents`, `in_flight` at a time; the commands of each, by request label and in total.
+    With more than one in flight, the transactions that wait for the store's writer share a commit
+    (fhir_server.storage.group_commit): its deferred writes and commit are counted for the group."""
     await send()  # the first of a kind warms caches (facilities, definitions): not counted
     await asyncio.sleep(0.5)
     _, offset = _lines(log, 0)
-    for _ in range(documents):
-        await send()
+    for start in range(0, documents, in_flight):
+        await asyncio.gather(*(send() for _ in range(min(in_flight, documents - start))))
     await asyncio.sleep(0.5)  # the audit group commit of the last one
     lines, _ = _lines(log, offset)
     lines = [line for line in lines if line["command"] not in UPKEEP]
-    own = [line for line in lines if line["request"] not in (None, GROUP_COMMIT)]
+    own = [line for line in lines if line["request"] not in (None, GROUP_COMMIT, STORE_GROUP_COMMIT)]
+    group = [line for line in lines if line["request"] == STORE_GROUP_COMMIT]
     audit = [line for line in lines if line["request"] == GROUP_COMMIT]
     background = [line for line in lines if line["request"] is None]
-    commands = Counter(f"{line['command']} {line['collection'] or ''}".strip() for line in own)
+    commands = Counter(f"{line['command']} {line['collection'] or ''}".strip() for line in own + group)
     return {
-        "path": label, "documents": documents,
-        "per_document": round((len(own) + len(audit)) / documents, 2),
+        "path": label, "documents": documents, "in_flight": in_flight,
+        "per_document": round((len(own) + len(group) + len(audit)) / documents, 2),
         "request": round(len(own) / documents, 2),
+        "store_group_commit": round(len(group) / documents, 2),
         "audit_group_commit": round(len(audit) / documents, 2),
         "background": round(len(background) / documents, 2),
         "commands": {name: round(n / documents, 2) for name, n in commands.most_common()},
     }
 
 
-async def _measure(server: Server, log: Path, documents: int) -> list[dict[str, Any]]:
+async def _measure(server: Server, log: Path, documents: int, in_flight: int) -> list[dict[str, Any]]:
     from fhir_server.ingest.mllp import mllp_send
 
     async with httpx.AsyncClient(base_url=server.base_url, headers=server.headers, timeout=120) as client:
@@ -119,17 +126,20 @@ async def _measure(server: Server, log: Path, documents: int) -> list[dict[str, 
             if answer.status_code != 200:
                 raise RuntimeError(f"ITI-65 -> {answer.status_code}: {answer.text[:300]}")
 
-        return [await _count(server, log, "/ingest/cda 75 KB", documents, cda),
-                await _count(server, log, "MLLP MDM^T02 300 KB", documents, mdm),
-                await _count(server, log, "ITI-65 100 KB PDF", documents, iti65)]
+        rows = []
+        for label, send in (("/ingest/cda 75 KB", cda), ("MLLP MDM^T02 300 KB", mdm), ("ITI-65 100 KB PDF", iti65)):
+            rows.append(await _count(server, log, label, documents, send))
+            if in_flight > 1:
+                rows.append(await _count(server, log, label, documents * in_flight, send, in_flight))
+        return rows
 
 
-def measure(documents: int = 5) -> list[dict[str, Any]]:
+def measure(documents: int = 5, in_flight: int = IN_FLIGHT) -> list[dict[str, Any]]:
     scratch = Path(tempfile.mkdtemp(prefix="fhir-round-trips-"))
     log = scratch / "commands.jsonl"
     server = Server(scratch / "data", env={"FHIR_COMMAND_LOG": str(log)}).start()
     try:
-        return asyncio.run(_measure(server, log, documents))
+        return asyncio.run(_measure(server, log, documents, in_flight))
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -138,10 +148,13 @@ def measure(documents: int = 5) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.round_trips", description=__doc__)
     parser.add_argument("--documents", type=int, default=5)
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT,
+                        help="also send documents this many at a time (1: one at a time only)")
     parser.add_argument("--verbose", action="store_true", help="list the commands of each path")
     args = parser.parse_args(argv)
-    for row in measure(args.documents):
-        print(f"{row['path']:<24} {row['per_document']:>6} round trips per document (request {row['request']}, "
+    for row in measure(args.documents, args.in_flight):
+        print(f"{row['path']:<24} {row['in_flight']:>2} in flight: {row['per_document']:>6} round trips per document "
+              f"(request {row['request']}, store group commit {row['store_group_commit']}, "
               f"audit {row['audit_group_commit']}; background afterwards {row['background']}; target <= {TARGET})")
         if args.verbose:
             for name, n in row["commands"].items():

@@ -34,6 +34,7 @@ PATH = "/metrics"
 SCRAPERS = frozenset({"admin", "platform"})
 MESSAGE_TYPE = re.compile(r"[A-Z][A-Z0-9]{2}\^[A-Z][A-Z0-9]{2}")
 STORE_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0)
+GROUP_BUCKETS = (2, 3, 4, 6, 8, 12, 16)
 # How long a scrape waits for the outbox count before leaving the gauge as it was.
 OUTBOX_COUNT_SECONDS = 1.0
 
@@ -55,6 +56,12 @@ class Metrics:
                                ["channel", "outcome"])
         self.store_seconds = Histogram("fhir_store_command_duration_seconds", "Round trip of a store command",
                                        ["command", "outcome"], buckets=STORE_BUCKETS)
+        # storage/group_commit.py: how many transactions each embedded-store commit carried, and the
+        # transactions run again because another of their group failed.
+        self.group_commit_size = Histogram("fhir_store_group_commit_size", "Transactions written by one "
+                                           "store commit, when more than one", buckets=GROUP_BUCKETS)
+        self.group_commit_reruns = Counter("fhir_store_group_commit_reruns", "Transactions run again after "
+                                           "their group was aborted, by cause", ["cause"])
         self.jobs = Counter("fhir_job_runs", "Rounds of background jobs, by outcome", ["job", "outcome"])
         self.job_seconds = Histogram("fhir_job_run_duration_seconds", "Time a background job round took", ["job"])
         self.outbox = Gauge("fhir_outbox_pending_events", "Events committed and not yet dispatched",

@@ -20,6 +20,7 @@ from fhir_server.storage.command_log import listeners as command_log_listeners
 from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
 from fhir_server.storage.gate import Gate
+from fhir_server.storage.group_commit import Failed, GroupCommit
 from fhir_server.storage.pending import PendingWrites
 
 T = TypeVar("T")
@@ -131,6 +132,7 @@ class Database:
         self.capabilities = EMBEDDED_STORE
         self.gate = Gate(enabled=True)
         self.pending = PendingWrites()
+        self.groups = GroupCommit(self.run_group)
 
     async def connect(self) -> None:
         """Ask the store what it is; refuse it before anything is written if this process may not use it."""
@@ -148,6 +150,7 @@ class Database:
                          lock_dir=self.data_dir if embedded else None)
 
     async def close(self) -> None:
+        await self.groups.close()
         await self.client.close()
 
     def collection(self, name: str) -> Any:
@@ -173,7 +176,12 @@ class Database:
     async def in_transaction(
         self, work: Callable[[AsyncClientSession], Awaitable[T]], *, exclude_readers: bool = False
     ) -> T:
-        """Run `work` in one store transaction: all of its writes land, or none do."""
+        """Run `work` in one store transaction: all of its writes land, or none do. On the embedded
+        store, transactions that wait for the writer meanwhile share one store transaction
+        (storage/group_commit.py); each still lands whole or not at all."""
+        if self.gate.enabled:
+            return await self.groups.run(work, exclude_readers)
+
         async def attempt(session: AsyncClientSession) -> T:
             # with_transaction may run an attempt again: each starts with no deferred writes.
             self.pending.start(session)
@@ -181,12 +189,28 @@ class Database:
             await self.pending.flush(self.db, session)
             return result
 
+        async with self.client.start_session() as session:
+            try:
+                return await session.with_transaction(attempt)
+            finally:
+                self.pending.discard(session)
+
+    async def run_group(self, works: list[Callable[[AsyncClientSession], Awaitable[Any]]],
+                        exclude_readers: bool) -> list[Any]:
+        """`works` one after the other in one store transaction, holding the gate's writer lock: their
+        results once it committed; group_commit.Failed (and the transaction aborted) when one raised."""
         async with self.gate.write(exclude_readers=exclude_readers):
             async with self.client.start_session() as session:
+                self.pending.start(session)
                 try:
-                    if self.capabilities.isolated_transactions:
-                        return await session.with_transaction(attempt)
                     async with await session.start_transaction():
-                        return await attempt(session)
+                        results = []
+                        for index, work in enumerate(works):
+                            try:
+                                results.append(await work(session))
+                            except Exception as exc:
+                                raise Failed(index, exc) from exc
+                        await self.pending.flush(self.db, session)
+                    return results
                 finally:
                     self.pending.discard(session)
