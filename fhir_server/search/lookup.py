@@ -17,7 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.search.fields import field_key
-from fhir_server.storage.pending import PendingWrites
+from fhir_server.storage.pending import Overlay, PendingWrites
 
 LOOKUP = "lookup"
 # Token parameters answered through the table: identifiers are what systems look records up by.
@@ -60,12 +60,15 @@ class LookupTable:
                                              for k in added])
 
     async def ids(self, resource_type: str, code: str, token_keys: list[str],
-                  session: Session) -> list[tuple[str, str | None]]:
-        """(resource id, its patient) of each resource holding one of the keys."""
+                  session: Session, pending: Overlay | None = None) -> list[tuple[str, str | None]]:
+        """(resource id, its patient) of each resource holding one of the keys; `pending`: the
+        entries the transaction of `session` has yet to send (fhir_server.storage.pending)."""
         found: set[tuple[str, str | None]] = set()
         # One equality per key: the embedded store does not use an index for `$in`.
         for key in token_keys:
-            docs = await self.collection.find({"k": lookup_key(resource_type, code, key)}, {"r": 1, "p": 1},
-                                              session=session).to_list(None)
+            wanted = lookup_key(resource_type, code, key)
+            docs = await self.collection.find({"k": wanted}, {"r": 1, "p": 1}, session=session).to_list(None)
+            if pending is not None:
+                docs = pending.merged(docs, lambda entry, wanted=wanted: entry["k"] == wanted)
             found.update((d["r"], d.get("p")) for d in docs)
         return sorted(found, key=lambda f: (f[0], f[1] or ""))

@@ -12,7 +12,8 @@ document nothing is sent before the end.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import UpdateOne
@@ -21,6 +22,26 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 # ("insert" | "delete:<shard key>" | "upsert", documents | (_id, shard key value) pairs | (_id, update) pairs)
 Step = tuple[str, list[Any]]
+
+
+@dataclass
+class Overlay:
+    """What a collection's pending writes make of the documents they name, by `_id`: a question
+    about other ids is answered by the store alone, without sending what is pending first. Under
+    group commit (storage/group_commit.py) the transactions of a group read the store in turn, and
+    sending the writes of the earlier ones at each read cost a round trip per collection read."""
+
+    # The document each pending insert leaves (the last one of its `_id`).
+    inserted: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    deleted: set[Any] = field(default_factory=set)
+
+    def named(self, document_id: Any) -> bool:
+        return document_id in self.inserted or document_id in self.deleted
+
+    def merged(self, stored: list[dict[str, Any]], matches: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The store's answer to a query as it will be once the pending writes are sent: the stored
+        documents they leave alone, then the inserted ones `matches` accepts."""
+        return [d for d in stored if not self.named(d["_id"])] + [d for d in self.inserted.values() if matches(d)]
 
 
 class PendingWrites:
@@ -58,6 +79,24 @@ class PendingWrites:
     def waiting(self, session: AsyncClientSession | None, collections: Collection[str]) -> bool:
         """Whether anything is pending for `session` in these collections."""
         return session is not None and any(c in collections for c in self._by_session.get(id(session), {}))
+
+    def overlay(self, session: AsyncClientSession | None, collection: str) -> Overlay | None:
+        """The pending inserts and deletes of `collection` by `_id`; None when an upsert is pending
+        there, whose result only the store knows (then send what is pending and ask the store)."""
+        overlay = Overlay()
+        steps = self._by_session.get(id(session), {}).get(collection, []) if session is not None else []
+        for kind, items in steps:
+            if kind == "insert":
+                for document in items:
+                    overlay.inserted[document["_id"]] = document
+                    overlay.deleted.discard(document["_id"])
+            elif kind.startswith("delete:"):
+                for document_id, _ in items:
+                    overlay.inserted.pop(document_id, None)
+                    overlay.deleted.add(document_id)
+            else:
+                return None
+        return overlay
 
     def collections(self, session: AsyncClientSession) -> set[str]:
         return set(self._by_session.get(id(session), {}))

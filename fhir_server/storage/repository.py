@@ -251,10 +251,13 @@ class Reader:
             return await self.repository.ids_table.patients(resource_type, ids, self.session)
 
     async def lookup_ids(self, resource_type: str, code: str, token_keys: list[str]) -> list[tuple[str, str | None]]:
-        # Candidates only: they become an `_id` condition of a scoped query.
-        await self.repository.settle(self.session, LOOKUP)
+        # Candidates only: they become an `_id` condition of a scoped query. The entries this
+        # transaction has yet to send are looked at here rather than sent first.
+        pending = self.repository.database.pending.overlay(self.session, LOOKUP)
+        if pending is None:
+            await self.repository.settle(self.session, LOOKUP)
         async with self.repository._reading(self.session):
-            return await self.repository.lookup.ids(resource_type, code, token_keys, self.session)
+            return await self.repository.lookup.ids(resource_type, code, token_keys, self.session, pending)
 
 
 class Repository:
@@ -644,24 +647,30 @@ class Repository:
         for rtype, rid in wanted:
             by_type.setdefault(rtype, []).append(rid)
         routed = [(t, i) for t, ids in by_type.items() if by_patient(t) for i in ids]
-        if routed:
-            await self.settle(session, IDS)
-        for start in range(0, len(routed), SHORT_IN):
-            batch = routed[start:start + SHORT_IN]
-            keys = [IdsTable.document(t, i, None)["_id"] for t, i in batch]
-            query = {"_id": keys[0]} if len(keys) == 1 else {"_id": {"$in": keys}}
-            found = {d["_id"] for d in await self.database.db[IDS].find(query, {"_id": 1}, session=session).to_list(None)}
-            known.current.update({(t, i): None for (t, i), k in zip(batch, keys, strict=True) if k not in found})
+        keys = {IdsTable.document(t, i, None)["_id"]: (t, i) for t, i in routed}
+        found = set(await self._by_ids(session, IDS, list(keys), {"_id": 1}))
+        known.current.update({reference: None for key, reference in keys.items() if key not in found})
         for rtype, ids in by_type.items():
-            if by_patient(rtype):
-                continue
-            await self.settle(session, rtype)
-            for start in range(0, len(ids), SHORT_IN):
-                batch = ids[start:start + SHORT_IN]
-                query = {"_id": batch[0]} if len(batch) == 1 else {"_id": {"$in": batch}}
-                docs = await self.collection(rtype).find(query, CURRENT_PROJECTION, session=session).to_list(None)
-                stored = {d["_id"]: from_current(rtype, d) for d in docs}
-                known.current.update({(rtype, i): stored.get(i) for i in batch})
+            if not by_patient(rtype):
+                stored = await self._by_ids(session, collection_name(rtype), ids, CURRENT_PROJECTION)
+                known.current.update({(rtype, i): from_current(rtype, stored[i]) if i in stored else None for i in ids})
+
+    async def _by_ids(self, session: Session, collection: str, ids: list[str],
+                      projection: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The documents of `collection` with these `_id`s, as this transaction would read them: those
+        its pending writes name are answered from them (storage/pending.py: nothing is sent for
+        them), the others in one `$in` on `_id` per few ids (which both stores answer from the index)."""
+        pending = self.database.pending.overlay(session, collection)
+        if pending is None:
+            await self.settle(session, collection)
+        found = {} if pending is None else {i: pending.inserted[i] for i in ids if i in pending.inserted}
+        asked = [i for i in ids if pending is None or not pending.named(i)]
+        for start in range(0, len(asked), SHORT_IN):
+            batch = asked[start:start + SHORT_IN]
+            query = {"_id": batch[0]} if len(batch) == 1 else {"_id": {"$in": batch}}
+            async for doc in self.database.db[collection].find(query, projection, session=session):
+                found[doc["_id"]] = doc
+        return found
 
     # -- staged writes: run inside a store transaction (`session`), used by bundles too
     async def create_in(
