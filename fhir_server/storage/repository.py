@@ -344,7 +344,8 @@ class Repository:
 
     async def stash_binary(self, resource: dict[str, Any], raw: bytes | None, *,
                            keep: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """A Binary's bytes checked and written to the blob store (`keep` False, a dry run: only checked)."""
+        """A Binary's bytes checked and given to the blob store, which writes them with the version
+        (storage/binaries.py; `keep` False, a dry run: only checked)."""
         if resource.get("resourceType") != "Binary":
             return resource, None
         content = raw if raw is not None else binaries.decode_data(resource)
@@ -848,6 +849,9 @@ class Repository:
         if context_reference:
             # Kept even before its target is stored: the target's first write then finds this Binary.
             keys["ctx"] = context_reference
+        if blob is not None and binaries.UNSENT in blob:
+            assert session is not None, "a write runs in a transaction (Repository.run)"
+            blob = self.blobs.send(self.database.pending, session, blob)
         stored = Stored(resource_type, resource_id, version, stamp, resource is None, body, blob,
                         keys_of(resource_type, ix), patient, keys)
         collection = self.collection(resource_type)

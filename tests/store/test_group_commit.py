@@ -5,6 +5,8 @@ run alone, nothing of it is stored, and the others of its group are stored whole
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 from typing import Any
 
@@ -97,3 +99,41 @@ def test_concurrent_transactions_share_commits_and_keep_their_own_outcome(
             assert {r for r in written if r.startswith("Patient/")} == {patient}, (identifier, written)
     # The Observation the refused ones tried to update is as it was.
     assert fhir.get(f"/Observation/{stale_id}").json()["meta"]["versionId"] == "1"
+
+
+def test_bytes_land_with_their_binary_or_not_at_all(server: ServerProcess, fhir: httpx.Client, store: Any,
+                                                    unique: str) -> None:
+    """A Binary's bytes are written in its transaction (fhir_server/storage/binaries.py): the same
+    bytes sent by concurrent transactions are one copy and every Binary reads them back, and bytes
+    whose transaction is refused are not stored."""
+    shared = f"{unique} shared bytes".encode() * 40
+    refused = f"{unique} refused bytes".encode() * 40
+    stale = fhir.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
+    assert stale.status_code == 201, stale.text
+
+    def bundle(data: bytes, stale_id: str | None) -> dict[str, Any]:
+        entries: list[dict[str, Any]] = [{"resource": {"resourceType": "Binary", "contentType": "text/plain",
+                                                       "data": base64.b64encode(data).decode()},
+                                          "request": {"method": "POST", "url": "Binary"}}]
+        if stale_id is not None:
+            entries.append({"resource": {"resourceType": "Observation", "id": stale_id, "status": "final",
+                                         "code": {"text": "x"}},
+                            "request": {"method": "PUT", "url": f"Observation/{stale_id}", "ifMatch": 'W/"9"'}})
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.base_url, headers={**server.headers, **FHIR_JSON},
+                                     timeout=120) as client:
+            return await asyncio.gather(*(client.post("", json=bundle(refused if i == 3 else shared,
+                                                                      stale.json()["id"] if i == 3 else None))
+                                          for i in range(AT_ONCE)))
+
+    answers = asyncio.run(send())
+    assert answers[3].status_code == 412, answers[3].text
+    for answer in answers[:3] + answers[4:]:
+        assert answer.status_code == 200, answer.text
+        binary = answer.json()["entry"][0]["response"]["location"].split("/_history")[0]
+        read = fhir.get(f"/{binary}", headers={"Accept": "text/plain"})
+        assert read.status_code == 200 and read.content == shared, binary
+    assert store["blobs"].count_documents({"_id": hashlib.sha256(shared).hexdigest()}) == 1
+    assert store["blobs"].count_documents({"_id": hashlib.sha256(refused).hexdigest()}) == 0
