@@ -91,6 +91,8 @@ async def _count(server: Server, log: Path, label: str, documents: int, send: An
         "audit_group_commit": round(len(audit) / documents, 2),
         "background": round(len(background) / documents, 2),
         "commands": {name: round(n / documents, 2) for name, n in commands.most_common()},
+        "background_commands": {name: round(n / documents, 2) for name, n in Counter(
+            f"{line['command']} {line['collection'] or ''}".strip() for line in background).most_common()},
     }
 
 
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             for name, n in row["commands"].items():
                 print(f"    {n:>6}  {name}")
+            for name, n in row["background_commands"].items():
+                print(f"    {n:>6}  {name} (background)")
     return 0
 
 

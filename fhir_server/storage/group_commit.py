@@ -93,7 +93,7 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         member = _Member(work, exclude_readers, contextvars.copy_context(), loop.create_future())
         self._queue.append(member)
-        if self._drainer is None or self._drainer.done():
+        if self._drainer is None or self._drainer.done() or self._drainer.get_loop() is not loop:
             self._drainer = asyncio.create_task(self._drain(), name="store-group-commit")
         try:
             return await asyncio.shield(member.done)
