@@ -25,11 +25,6 @@ LEASE_SECONDS = 10.0
 # processes' commits, events left by a failed hook); well under the lease, which it renews.
 POLL_SECONDS = 1.0
 BATCH = 100
-# A round starts this long after the commit that woke it, so the commits of the next moments are
-# dispatched with it: under a steady ingest, a round per commit cost the store 5 to 12 commands per
-# document (reading the outbox, the hooks' reads, deleting the delivered events, each a commit), as
-# much as the document's own writes (issue 18). Hooks run this much later; delivery is unchanged.
-GATHER_SECONDS = 0.05
 
 
 class Dispatcher:
@@ -58,7 +53,6 @@ class Dispatcher:
         """How many events were delivered. A lease renewed less than half of it ago is still
         held: each commit wakes the dispatcher, and renewing it every round cost three round
         trips (read, compare-and-set, commit) per document."""
-        await asyncio.sleep(GATHER_SECONDS)
         return await self._drain() if await self._still_held() else 0
 
     async def _hold_lease(self) -> bool:

@@ -137,3 +137,23 @@ def test_bytes_land_with_their_binary_or_not_at_all(server: ServerProcess, fhir:
         assert read.status_code == 200 and read.content == shared, binary
     assert store["blobs"].count_documents({"_id": hashlib.sha256(shared).hexdigest()}) == 1
     assert store["blobs"].count_documents({"_id": hashlib.sha256(refused).hexdigest()}) == 0
+
+
+def test_conditional_creates_in_one_group_make_one_resource(server: ServerProcess, fhir: httpx.Client,
+                                                           unique: str) -> None:
+    """The second of two conditional creates in one group finds the first's resource through the
+    identifier lookup entry the first has not sent yet (fhir_server.storage.pending.Overlay)."""
+    patient = {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": unique}],
+               "name": [{"family": "Conditionnel"}]}
+
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120, headers={
+                **server.headers, **FHIR_JSON, "If-None-Exist": f"identifier={SYSTEM}|{unique}"}) as client:
+            return await asyncio.gather(*(client.post("/Patient", json=patient) for _ in range(AT_ONCE)))
+
+    answers = asyncio.run(send())
+    assert sorted(a.status_code for a in answers) == [200] * (AT_ONCE - 1) + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    found = fhir.get("/Patient", params={"identifier": f"{SYSTEM}|{unique}"}).json().get("entry", [])
+    assert [e["resource"]["id"] for e in found] == [answers[0].json()["id"]]
+
