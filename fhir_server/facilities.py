@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -76,14 +78,63 @@ def _token(identifier: dict[str, Any]) -> str:
     return f"{identifier.get('system', '')}|{identifier['value']}"
 
 
-async def find(search: Search, identifiers: list[dict[str, Any]]) -> Facility | None:
+# A facility found is used again for this long without asking the store (issue 18: its look-up was
+# two round trips and 8 % of the server's CPU per ingested letter). A registration added or changed
+# (`fhir-server facilities add`) is used at once by the process that wrote it and by the others
+# (`serve --workers N`, other servers on the store) within this time.
+REMEMBERED_SECONDS = 10.0
+MOST_REMEMBERED = 4096
+
+
+class Remembered:
+    """What one server process found lately for each identifier token: a facility, or none (a
+    document naming no registered facility is completed without one, or refused)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[float, Facility | None]] = {}
+        # Bumped by each Organization write of this process: a look-up begun before it is not kept.
+        self.generation = 0
+
+    def get(self, token: str) -> tuple[bool, Facility | None]:
+        """(whether the answer is remembered, the facility or None)."""
+        hit = self._found.get(token)
+        if hit is None or time.monotonic() - hit[0] >= REMEMBERED_SECONDS:
+            return False, None
+        return True, hit[1]
+
+    def put(self, token: str, facility: Facility | None, generation: int) -> None:
+        if generation != self.generation:
+            return
+        if len(self._found) >= MOST_REMEMBERED:
+            # Tokens come from documents: what they name cannot grow the process without bound.
+            self._found.clear()
+        self._found[token] = (time.monotonic(), facility)
+
+    def forget(self) -> None:
+        """An Organization is written: a registration changed here is used from the next document on."""
+        self.generation += 1
+        self._found.clear()
+
+
+async def find(search: Search, identifiers: list[dict[str, Any]], remembered: Remembered | None = None) -> Facility | None:
     """The sending facility one of `identifiers` names (the first that names one)."""
     for identifier in identifiers:
         if not identifier.get("value"):
             continue
-        for organization in await search("Organization", _token(identifier)):
-            if ROLE in (organization.get("meta") or {}).get("tag", []):
-                return Facility.of(organization)
+        token = _token(identifier)
+        if remembered is not None:
+            known, facility = remembered.get(token)
+            if known:
+                if facility is not None:
+                    return facility
+                continue
+        generation = remembered.generation if remembered is not None else 0
+        facility = next((Facility.of(o) for o in await search("Organization", token)
+                         if ROLE in (o.get("meta") or {}).get("tag", [])), None)
+        if remembered is not None:
+            remembered.put(token, facility, generation)
+        if facility is not None:
+            return facility
     return None
 
 
@@ -105,10 +156,11 @@ SUPPLIED = ("DocumentReference.context.facilityType", "DocumentReference.context
 def apply_defaults(document: dict[str, Any], facility: Facility) -> None:
     """Fill what the document does not state from its sending facility's configuration."""
     context = document.setdefault("context", {})
+    # Copies: a remembered facility's codes go into many documents, and a document may be changed.
     if facility.facility_type and "facilityType" not in context:
-        context["facilityType"] = facility.facility_type
+        context["facilityType"] = copy.deepcopy(facility.facility_type)
     if facility.practice_setting and "practiceSetting" not in context:
-        context["practiceSetting"] = facility.practice_setting
+        context["practiceSetting"] = copy.deepcopy(facility.practice_setting)
     document.setdefault("custodian", {"reference": facility.reference})
     if not document.get("author"):
         # XDS authorInstitution: the document was written there when the sender names no person.

@@ -54,7 +54,7 @@ async def ingest_cda(request: Request) -> Response:
     except CdaError as error:
         raise FhirError(CDA_STATUS.get(error.code, 400), "invalid", f"{error.code}: {error.message}") from error
     service = TransactionService(repository(request), searches(request), request_caller(request), dry_run=rehearsal)
-    await cda_intake.complete(conversion, service.find_by_identifier)
+    await cda_intake.complete(conversion, service.find_by_identifier, repository(request).facilities)
     response = await service.transaction(conversion.bundle, conversion.contents)
     if rehearsal:
         return json_response(dry_run.answer(response, base_url(request), conversion.warnings), 200)

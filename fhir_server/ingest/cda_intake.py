@@ -9,10 +9,10 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.ingest import pdsm
 
 
-async def complete(conversion: CdaConversion, search: facilities.Search) -> None:
+async def complete(conversion: CdaConversion, search: facilities.Search, remembered: facilities.Remembered) -> None:
     entry = next(e for e in conversion.bundle["entry"] if e["fullUrl"] == conversion.document_reference_fullurl)
     document = entry["resource"]
-    facility = await facilities.find(search, facilities.custodian_identifiers(document))
+    facility = await facilities.find(search, facilities.custodian_identifiers(document), remembered)
     if facility is not None:
         facilities.apply_defaults(document, facility)
     found = pdsm.problems(document)

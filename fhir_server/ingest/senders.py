@@ -78,7 +78,7 @@ class MllpSenders:
                 return build_ack(header, "AR", error)
             service = TransactionService(repository, search, caller)
             try:
-                service.caller = await _as_facility(caller, header, service.find_by_identifier)
+                service.caller = await _as_facility(caller, header, service.find_by_identifier, repository.facilities)
             except Exception:
                 # As intake answers any failure: an AE the sender retries, never a silent close.
                 logger.exception("MLLP %s: sending facility not looked up", header.control_id)
@@ -88,11 +88,12 @@ class MllpSenders:
         return handle
 
 
-async def _as_facility(caller: Caller, header: MessageHeader, search: facilities.Search) -> Caller:
+async def _as_facility(caller: Caller, header: MessageHeader, search: facilities.Search,
+                       remembered: facilities.Remembered) -> Caller:
     """A listed sender, which no client registration gives an organisation, as its sending facility's."""
     if caller.organization is not None:
         return caller
     names = [n for n in header.sending_facility.split(header.delimiters.component)[:2] if n]
-    facility = await facilities.find(search, [facilities.sending_facility_identifier(n) for n in names])
+    facility = await facilities.find(search, [facilities.sending_facility_identifier(n) for n in names], remembered)
     organization = facility.finess if facility is not None and facility.finess else f"MSH-4:{names[0] if names else ''}"
     return dataclasses.replace(caller, organization=organization)

@@ -22,6 +22,7 @@ import orjson
 from fhir_server.access.participants import NAMING_TYPES
 from fhir_server.audit import hooks as audit_hooks
 from fhir_server.audit import trace
+from fhir_server.facilities import Remembered
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.etag import parse_etag
 from fhir_server.interactions import read as reading
@@ -403,6 +404,11 @@ class TransactionService:
 
     async def find_current(self, resource_type: str, resource_id: str) -> Any:
         return await self.repository.current(resource_type, resource_id, None)
+
+    @property
+    def facilities(self) -> Remembered:
+        """The sending facilities found lately (fhir_server.facilities)."""
+        return self.repository.facilities
 
     async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]:
         """Current resources with that identifier (`system|value`): the adapters' lookups of what

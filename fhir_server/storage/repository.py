@@ -33,6 +33,7 @@ from fhir_server.search.lookup import LOOKUP, LookupTable, keys_of
 from fhir_server.search.named_patients import named_patients
 from fhir_server.security.callers import Caller
 from fhir_server.storage import binaries, claims, outbox
+from fhir_server.facilities import Remembered
 from fhir_server.storage.database import HISTORY, Database, collection_name
 from fhir_server.storage.hooks import Hooks, RecordWriteCheck, ScopeFilter
 from fhir_server.storage.known import RECORD_TYPES, Known, KnownBySession
@@ -278,6 +279,8 @@ class Repository:
         self.index_fields = index_fields
         self._indexed: set[str] = set()
         self.blobs = binaries.BlobStore(database, gridfs_threshold)
+        # The sending facilities the adapters found lately (fhir_server.facilities.Remembered).
+        self.facilities = Remembered()
         self.lookup = LookupTable(database.db)
         self.ids_table = IdsTable(database)
         self.engine = search_engine
@@ -820,6 +823,8 @@ class Repository:
         known = self.known.of(session)
         if known is not None and resource_type in RECORD_TYPES:
             known.forget()
+        if resource_type == "Organization":
+            self.facilities.forget()
         body: dict[str, Any] | None = None
         ix: dict[str, Any] = {}
         sk: dict[str, Any] = {}
@@ -1090,6 +1095,8 @@ class Repository:
     async def _stage(self, session: Session, caller: Caller, resource_type: str, resource_id: str,
                      resource: dict[str, Any], current: Stored | None, stamp: str) -> tuple[Stored, dict[str, Any]]:
         """The version `_write` would store, once the record-write hook let it: (version, current document)."""
+        if resource_type == "Organization":
+            self.facilities.forget()
         version = (current.version + 1) if current else 1
         body = dict(resource)
         body["id"] = resource_id

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from fhir_server.errors import FhirError
+from fhir_server.facilities import Remembered
 from fhir_server.ingest.hl7v2 import er7
 from fhir_server.ingest.hl7v2.intake import RAW_CONTENT_TYPE, Hl7Result, ack_handler, handle_message
 from fhir_server.ingest.mllp import frame, mllp_send, read_frame, start_mllp_server
@@ -24,6 +25,7 @@ class ServerRepository:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.facilities = Remembered()
 
     async def transaction(self, bundle: dict[str, Any], contents: dict[str, bytes] | None = None) -> dict[str, Any]:
         # Over HTTP a Binary carries its bytes in `data`, as base64.

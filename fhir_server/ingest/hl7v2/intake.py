@@ -43,6 +43,9 @@ class TransactionRepository(Protocol):
 
     async def find_by_identifier(self, resource_type: str, token: str) -> list[dict[str, Any]]: ...
 
+    @property
+    def facilities(self) -> facilities.Remembered: ...
+
 
 @dataclass
 class Hl7Result:
@@ -122,7 +125,8 @@ async def complete_documents(conversion: Hl7Conversion, repository: TransactionR
         document = entry["resource"]
         if document["resourceType"] != "DocumentReference":
             continue
-        facility = await facilities.find(repository.find_by_identifier, [*msh4, *custodian_identifiers(document)])
+        facility = await facilities.find(repository.find_by_identifier, [*msh4, *custodian_identifiers(document)],
+                                         repository.facilities)
         if facility is not None:
             facilities.apply_defaults(document, facility)
         found = pdsm.problems(document)
