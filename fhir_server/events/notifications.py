@@ -199,10 +199,10 @@ class Notifications:
                 await self._message_sent(event)
 
     async def _look_ahead(self, events: list[dict[str, Any]]) -> _Ahead:
-        """Three reads for a round's document events instead of three for each (issue 18): the
+        """Four reads for a round's document events instead of four for each (issue 18): the
         documents (each in the record its event names, as `_current` reads it), which of their
-        patients' messages are queued or sent, and the patients not told yet. What is not found
-        here is read alone, as before."""
+        patients' messages were sent or are queued (two), and the patients not told yet. What is
+        not found here is read alone, as before."""
         ahead = _Ahead()
         named = {(event["rid"].split("/", 1)[1], str(event["pat"])) for event in events
                  if _document_write(event) and event.get("pat")}
