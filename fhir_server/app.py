@@ -180,11 +180,12 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     its workers); without it the app binds that port itself. Raises HooksUnavailable when a module FHIR_HOOKS names cannot be loaded, MailSettingsInvalid
     when the mail settings cannot be used."""
     notifications = Notifications(settings)
-    hooks = record_hooks(settings, notifications.committed)
     # The server recomputes a patient's prevention reminders after each write that may change them
     # (a command writing beside it leaves its events to the server's dispatcher).
     prevention = reminders.PreventionReminders(settings.prevention_reminders)
-    hooks.after_commits.insert(hooks.after_commits.index(notifications.committed), prevention.committed)
+    hooks = record_hooks(settings, prevention.committed)
+    # A batch hook: it reads what a dispatch round's documents need together.
+    hooks.after_commit_batches.append(notifications.committed)
     # A death closes its record as soon as the write reporting it commits (fhir_server.record.scheduler).
     scheduler = Scheduler(settings.lifecycle_seconds)
     hooks.after_commits.append(scheduler.committed)
@@ -332,5 +333,6 @@ def create_app(settings: Settings, store_url: str, mllp_listener: socket.socket 
     app.include_router(compartment_routes.router, tags=[openapi.FHIR_TAG])
     # Last: it takes only the paths no route above could claim (fhir_server.api.hot_routes).
     hot_routes.install(app.router, {"search": type_routes.search_get, "read": instance_routes.read,
-                                    "vread": instance_routes.vread}, structure.resource_types())
+                                    "vread": instance_routes.vread, "create": type_routes.create},
+                       structure.resource_types())
     return app

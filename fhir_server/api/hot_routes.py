@@ -1,16 +1,17 @@
-"""The hot FHIR reads without FastAPI's routing: read, vread and search-type by GET.
+"""The hot FHIR interactions without FastAPI's routing: read, vread and search-type by GET, create
+by POST.
 
 Every request to the API used to walk the app's twenty routers, and FastAPI's request and
 dependency layer, before its endpoint ran: 10 % and 7.5 % of a read's server CPU (issue 18,
 docs/PERFORMANCE.md). `HotRoutes` is put first in the app's routes: for `GET /fhir/{type}`,
-`GET /fhir/{type}/{id}` and `GET /fhir/{type}/{id}/_history/{version}` it matches with one split of
-the path and calls the very endpoints the FastAPI routes call (instance_routes.read and vread,
-type_routes.search_get) with a plain Starlette Request. Everything around the endpoint stays as
+`GET /fhir/{type}/{id}`, `GET /fhir/{type}/{id}/_history/{version}` and `POST /fhir/{type}` it
+matches with one split of the path and calls the very endpoints the FastAPI routes call
+(instance_routes.read and vread, type_routes.search_get and create) with a plain Starlette Request. Everything around the endpoint stays as
 it is: the middlewares (authentication, rate limits, audit before the answer)
 run before routing, and the app's exception handlers turn errors into the same OperationOutcomes.
 
-It only takes what the FastAPI routes would have given those endpoints: a type no other GET route
-of the app could claim for that path's shape (`claimed`: AuditEvent's own routes, say), an id
+It only takes what the FastAPI routes would have given those endpoints: a type no other route of
+the app for the same method could claim for that path's shape (`claimed`: AuditEvent's own routes, say), an id
 that is a FHIR id and a version made of digits; anything else goes on to the routes as before.
 """
 
@@ -32,7 +33,10 @@ HISTORY = "_history"
 Endpoint = Callable[..., Awaitable[Response]]
 
 # The shapes served, as segments after the leading slash: "T" the type, "I" an id, "V" a version.
-SHAPES = {"search": ("fhir", "T"), "read": ("fhir", "T", "I"), "vread": ("fhir", "T", "I", HISTORY, "V")}
+SHAPES = {"search": ("fhir", "T"), "read": ("fhir", "T", "I"), "vread": ("fhir", "T", "I", HISTORY, "V"),
+          "create": ("fhir", "T")}
+# The method of each shape's requests.
+METHODS = {"search": "GET", "read": "GET", "vread": "GET", "create": "POST"}
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,13 @@ def _overlaps(route: _Format, shape: tuple[str, ...], resource_type: str) -> boo
         _could_be(s, k, resource_type) for s, k in zip(route.segments, shape))
 
 
-def _formats(routes: Iterable[Any], prefix: str, served: frozenset[Endpoint]) -> Iterator[_Format]:
-    """The path formats of every route a GET may reach, other than the endpoints served here."""
+def _formats(routes: Iterable[Any], prefix: str, served: frozenset[Endpoint], method: str) -> Iterator[_Format]:
+    """The path formats of every route a request of `method` may reach, other than the endpoints
+    served here."""
     for route in routes:
         included = getattr(route, "original_router", None)
         if included is not None:
-            yield from _formats(included.routes, prefix + route.include_context.prefix, served)
+            yield from _formats(included.routes, prefix + route.include_context.prefix, served, method)
             continue
         if isinstance(route, HotRoutes) or getattr(route, "endpoint", None) in served:
             continue
@@ -82,7 +87,7 @@ def _formats(routes: Iterable[Any], prefix: str, served: frozenset[Endpoint]) ->
             continue
         methods = getattr(route, "methods", None)
         path = getattr(route, "path", None)
-        if path is None or (methods is not None and "GET" not in methods):
+        if path is None or (methods is not None and method not in methods):
             continue  # websocket routes, and routes of other methods
         segments = tuple((prefix + path).lstrip("/").split("/"))
         yield _Format(segments, ":path}" in path)
@@ -90,9 +95,10 @@ def _formats(routes: Iterable[Any], prefix: str, served: frozenset[Endpoint]) ->
 
 def claimed(routes: Iterable[Any], resource_types: Iterable[str],
             served: frozenset[Endpoint]) -> dict[str, frozenset[str]]:
-    """Shape -> the types some other GET route of the app could answer for a path of that shape."""
-    formats = list(_formats(routes, "", served))
-    return {name: frozenset(t for t in resource_types if any(_overlaps(f, shape, t) for f in formats))
+    """Shape -> the types some other route of the app could answer for a request of that shape."""
+    routes, resource_types = list(routes), list(resource_types)
+    formats = {method: list(_formats(routes, "", served, method)) for method in set(METHODS.values())}
+    return {name: frozenset(t for t in resource_types if any(_overlaps(f, shape, t) for f in formats[METHODS[name]]))
             for name, shape in SHAPES.items()}
 
 
@@ -102,13 +108,16 @@ class HotRoutes(BaseRoute):
         self.types = {name: frozenset(resource_types) - claimed_types[name] for name in SHAPES}
         self.endpoints = endpoints
 
-    def _match(self, path: str) -> tuple[str, dict[str, str]] | None:
+    def _match(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
         parts = path.split("/")
         # parts[0] is the empty string before the leading slash.
         count = len(parts)
         if count < 3 or parts[1] != "fhir" or count > 6:
             return None
         resource_type = parts[2]
+        if method == "POST":
+            return ("create", {"resource_type": resource_type}) \
+                if count == 3 and resource_type in self.types["create"] else None
         if count == 3:
             return ("search", {"resource_type": resource_type}) if resource_type in self.types["search"] else None
         if FHIR_ID.fullmatch(parts[3]) is None:
@@ -121,9 +130,9 @@ class HotRoutes(BaseRoute):
         return None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "POST") or scope.get("root_path"):
             return Match.NONE, {}
-        found = self._match(scope["path"])
+        found = self._match(scope["method"], scope["path"])
         if found is None:
             return Match.NONE, {}
         name, params = found

@@ -106,8 +106,10 @@ class AuditStore:
             raise AuditUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
 
     async def _insert(self, documents: list[dict[str, Any]]) -> None:
-        if not self.embedded:
+        if not self.embedded or len(documents) == 1:
             # One journal commit for the batch: MongoDB's journal groups the writes of one insert_many.
+            # A batch of one (requests one at a time) is one journaled insert on either store: a
+            # transaction around it would only add its commit's round trip.
             await self.events.insert_many(documents, ordered=False)
             return
         # The embedded store commits (and syncs) each document of a plain insert_many on its own:

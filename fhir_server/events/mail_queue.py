@@ -35,6 +35,15 @@ class MailQueue:
             return (await self.sent.find_one({"_id": key}, {"_id": 1}) is not None
                     or await self.queue.find_one({"_id": key}, {"_id": 1}) is not None)
 
+    async def known_among(self, keys: list[str]) -> set[str]:
+        """Which of `keys` are queued or were sent: two reads for any number of keys."""
+        async with self.database.gate.read():
+            sent = {doc["_id"] for doc in await self.sent.find({"_id": {"$in": keys}}, {"_id": 1}).to_list(None)}
+            rest = [key for key in keys if key not in sent]
+            queued = {doc["_id"] for doc in await self.queue.find({"_id": {"$in": rest}}, {"_id": 1}).to_list(None)} \
+                if rest else set()
+        return sent | queued
+
     async def add(self, key: str, message: EmailMessage, recipients: list[str], *, unknown: bool = False) -> bool:
         """Queue the message under `key`; False when that key is already queued or sent (`unknown`:
         the caller has just found it neither; a key queued meanwhile is still refused, by its `_id`)."""

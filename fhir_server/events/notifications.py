@@ -23,6 +23,7 @@ import logging
 import time
 from datetime import date
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -53,6 +54,41 @@ SCAN_MARK = "visibility-scan"
 # Advance directives reminded per scan, at most (a scan runs every FHIR_VISIBILITY_SCAN_SECONDS).
 MAX_DIRECTIVES = 100_000
 ADULT_AGE = 18
+
+
+# The most values of one `$in` the look-ahead sends: each names a record, and a read naming a few
+# records goes to a few shards of a cluster (policies/sharding.json), not to all.
+MOST_IN = 20
+
+
+@dataclass
+class _Ahead:
+    """What a dispatch round's document events need, read together (`Notifications._look_ahead`)."""
+    # The current (not deleted) DocumentReferences found in their events' records, by id.
+    documents: dict[str, Stored] = field(default_factory=dict)
+    # The patient's message key of each visible document -> whether it is queued or sent.
+    told: dict[str, bool] = field(default_factory=dict)
+    # The current Patients of the documents whose patient was not told, by id.
+    patients: dict[str, Stored] = field(default_factory=dict)
+
+
+def _document_write(event: dict[str, Any]) -> bool:
+    return (event.get("kind") == "write" and str(event.get("rid") or "").startswith("DocumentReference/")
+            and event.get("method") != "DELETE")
+
+
+def _patient_key(document_id: str) -> str:
+    return f"document/{document_id}/patient"
+
+
+def _in_records(ids: list[str], patients: list[str]) -> dict[str, Any]:
+    """Resources by id, each looked for in the records named (an `$in` on `_id` is indexed on the
+    embedded store; the same clauses under a top-level `$and` are a full scan there)."""
+    return {"_id": {"$in": ids}, "pat": {"$in": sorted(set(patients))}}
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[i:i + MOST_IN] for i in range(0, len(values), MOST_IN)]
 
 
 def _emails(resource: dict[str, Any] | None) -> list[str]:
@@ -147,17 +183,46 @@ class Notifications:
 
     # -- the after-commit hook ------------------------------------------------------------------
 
-    async def committed(self, event: dict[str, Any]) -> None:
-        """Queue what `event` calls for. Store errors raise (the dispatcher retries the event);
-        mail errors cannot happen here."""
-        if event.get("kind") == "emergency-access":
-            await self._emergency(event)
-        elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("DocumentReference/")
-              and event.get("method") != "DELETE"):
-            await self._document_written(event)
-        elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("Communication/")
-              and int(event.get("vid") or 0) == 1):
-            await self._message_sent(event)
+    async def committed(self, events: list[dict[str, Any]]) -> None:
+        """Queue what the events of one dispatch round call for, in their order (a batch hook of the
+        dispatcher). The documents they name, whether their patients were told and those patients
+        are read together for the round (`_look_ahead`). Store errors raise (the dispatcher delivers
+        the round again: queued keys are not queued twice); mail errors cannot happen here."""
+        ahead = await self._look_ahead(events)
+        for event in events:
+            if event.get("kind") == "emergency-access":
+                await self._emergency(event)
+            elif _document_write(event):
+                await self._document_written(event, ahead)
+            elif (event.get("kind") == "write" and str(event.get("rid") or "").startswith("Communication/")
+                  and int(event.get("vid") or 0) == 1):
+                await self._message_sent(event)
+
+    async def _look_ahead(self, events: list[dict[str, Any]]) -> _Ahead:
+        """Four reads for a round's document events instead of four for each (issue 18): the
+        documents (each in the record its event names, as `_current` reads it), which of their
+        patients' messages were sent or are queued (two), and the patients not told yet. What is
+        not found here is read alone, as before."""
+        ahead = _Ahead()
+        named = {(event["rid"].split("/", 1)[1], str(event["pat"])) for event in events
+                 if _document_write(event) and event.get("pat")}
+        reader = self.repository.reader(None)
+        for chunk in _chunks(sorted(named)):
+            for doc in await reader.find("DocumentReference", _in_records([i for i, _ in chunk], [p for _, p in chunk])):
+                stored = from_current("DocumentReference", doc)
+                if not stored.deleted:
+                    ahead.documents[stored.id] = stored
+        keys = [_patient_key(i) for i, d in ahead.documents.items() if self._visible_now(d)]
+        told = await self.queue.known_among(keys) if keys else set()
+        ahead.told = {key: key in told for key in keys}
+        patients = sorted({d.patient for i, d in ahead.documents.items()
+                           if ahead.told.get(_patient_key(i)) is False and d.patient is not None})
+        for chunk in _chunks(patients):
+            for doc in await reader.find("Patient", _in_records(chunk, chunk)):
+                stored = from_current("Patient", doc)
+                if not stored.deleted:
+                    ahead.patients[stored.id] = stored
+        return ahead
 
     async def _message_sent(self, event: dict[str, Any]) -> None:
         """A secure message to the patient (issue 15): one e-mail to them (and a minor's legal
@@ -186,10 +251,12 @@ class Notifications:
         await self._tell(f"{key}/patient", "message-received", values, _emails(patient.resource), patient_ref,
                          unknown=True)
 
-    async def _document_written(self, event: dict[str, Any]) -> None:
+    async def _document_written(self, event: dict[str, Any], ahead: _Ahead) -> None:
         """A document created visible, or whose INVISIBLE_PATIENT label was taken off before its
         month ended. One still invisible is left to the scan, on the day it becomes visible."""
-        document = await self._current("DocumentReference", event["rid"].split("/", 1)[1], event.get("pat"))
+        document_id = event["rid"].split("/", 1)[1]
+        document = ahead.documents.get(document_id) or \
+            await self._current("DocumentReference", document_id, event.get("pat"))
         if document is None or not self._visible_now(document):
             return
         if int(event.get("vid") or 1) > 1:
@@ -197,21 +264,25 @@ class Notifications:
                                              {"rid": event["rid"], "vid": int(event["vid"]) - 1}, document.patient)
             if not previous or INVISIBLE_PATIENT not in labels(from_history(previous[0]).resource or {}):
                 return
-        await self._document_available(document)
+        await self._document_available(document, ahead)
 
     @staticmethod
     def _visible_now(document: Stored) -> bool:
         return not document.deleted and document.patient is not None and \
             str(document.keys.get("vfp") or instant("")) <= instant(now_instant())
 
-    async def _document_available(self, document: Stored) -> None:
+    async def _document_available(self, document: Stored, ahead: _Ahead | None = None) -> None:
+        """`ahead`: what the dispatch round read beforehand (`_look_ahead`), asked again when it
+        does not say."""
         assert document.resource is not None and document.patient is not None
         resource = document.resource
         values = {"title": _title(resource), "date": _day(resource.get("date") or document.last_updated)}
         key = f"document/{document.id}"
-        if await self.queue.known(f"{key}/patient"):
+        told = ahead.told.get(f"{key}/patient") if ahead is not None else None
+        if told if told is not None else await self.queue.known(f"{key}/patient"):
             return
-        patient = await self._current("Patient", document.patient)
+        patient = (ahead.patients.get(document.patient) if ahead is not None else None) or \
+            await self._current("Patient", document.patient)
         if patient is None or patient.resource is None:
             return
         if str(document.keys.get("vfr") or instant("")) <= instant(now_instant()):
@@ -221,6 +292,9 @@ class Notifications:
         # The patient's last: once theirs is queued, so is every other (the shortcut above).
         await self._tell(f"{key}/patient", "document-available", values, _emails(patient.resource),
                          f"Patient/{document.patient}", unknown=True)
+        if ahead is not None:
+            # Another event of the round for this document asks the queue again, as it did alone.
+            ahead.told.pop(f"{key}/patient", None)
 
     async def _emergency(self, event: dict[str, Any]) -> None:
         """One message to each per professional, record and day: an emergency access is many

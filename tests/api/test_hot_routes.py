@@ -1,6 +1,7 @@
-"""The hot reads' own routing (fhir_server.api.hot_routes, issue 18): read, vread and search-type by
-GET reach their endpoints without FastAPI's routing, and only for paths no other route of the app
-could claim. What they answer is the endpoints' (the rest of tests/api reads through them)."""
+"""The hot routes' own routing (fhir_server.api.hot_routes, issue 18): read, vread and search-type by
+GET, and create by POST, reach their endpoints without FastAPI's routing, and only for paths no other
+route of the app could claim. What they answer is the endpoints' (the rest of tests/api reads and
+creates through them; tests/api/test_hot_create.py compares a create's answers with and without)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ def test_read_vread_and_search_reach_their_endpoints_first(hot: HotRoutes) -> No
     assert _endpoint(hot, "/fhir/DocumentReference/a-1.b") is instance_routes.read
     assert _endpoint(hot, "/fhir/DocumentReference/a-1.b/_history/12") is instance_routes.vread
     assert _endpoint(hot, "/fhir/DocumentReference") is type_routes.search_get
+    assert _endpoint(hot, "/fhir/DocumentReference", "POST") is type_routes.create
+
+
+@pytest.mark.parametrize("path", [
+    "/fhir/AuditEvent",  # the audit store's own (fhir_server.audit.routes)
+    "/fhir", "/fhir/", "/fhir/Observation/_search", "/fhir/Observation/o1", "/fhir/Patient/$match",
+    "/fhir/$export", "/fhir/NotAType", "/fhir/Observation/", "/ingest/cda",
+])
+def test_other_posts_go_on_to_the_app_routes(hot: HotRoutes, path: str) -> None:
+    assert _endpoint(hot, path, "POST") is None
 
 
 @pytest.mark.parametrize("path", [
@@ -51,6 +62,8 @@ def test_other_paths_go_on_to_the_app_routes(hot: HotRoutes, path: str) -> None:
 @pytest.mark.parametrize("method", ["HEAD", "POST", "PUT", "PATCH", "DELETE"])
 def test_other_methods_go_on_to_the_app_routes(hot: HotRoutes, method: str) -> None:
     assert _endpoint(hot, "/fhir/Observation/o1", method) is None
+    if method != "POST":
+        assert _endpoint(hot, "/fhir/Observation", method) is None
 
 
 def test_a_route_that_could_answer_a_hot_path_keeps_it() -> None:
@@ -68,6 +81,7 @@ def test_a_route_that_could_answer_a_hot_path_keeps_it() -> None:
     taken = claimed(router.routes, ["Patient", "Observation", "Group", "Encounter"], frozenset())
     assert taken["read"] == {"Patient"}
     assert taken["search"] == {"Group"}
+    assert taken["create"] == {"Encounter"}
     assert taken["vread"] == {"Patient", "Observation", "Group", "Encounter"}
 
 

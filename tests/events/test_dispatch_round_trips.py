@@ -109,3 +109,39 @@ def test_the_lease_is_not_renewed_at_every_round(recorded: tuple[ServerProcess, 
     assert time.monotonic() - began < 5.0, "the three rounds must fall within half a lease"
     # Three rounds in under half a lease (10 s): at most one renewal, not one per round.
     assert _background(lines, "update", "leases", "events/dispatcher.py") <= 1
+
+
+def test_a_round_s_documents_are_read_together_and_each_patient_is_told(recorded: tuple[ServerProcess, Path]) -> None:
+    """The e-mail notifications of one dispatch round read its documents, whether their patients
+    were told, and those patients, together: not four reads per document."""
+    server, log = recorded
+    documents = 4
+    entries: list[dict[str, Any]] = []
+    for n in range(documents):
+        subject = f"urn:uuid:{uuid.uuid4()}"
+        person = {**patient(str(uuid.uuid4().int)[:13]),
+                  "telecom": [{"system": "email", "value": f"round-{n}-{uuid.uuid4().hex[:8]}@example.org"}]}
+        entries.append({"fullUrl": subject, "resource": person, "request": {"method": "POST", "url": "Patient"}})
+        entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "request": {"method": "POST", "url": "DocumentReference"},
+                        "resource": {"resourceType": "DocumentReference", "status": "current",
+                                     "type": {"coding": [{"system": "http://loinc.org", "code": "11490-0"}]},
+                                     "subject": {"reference": subject},
+                                     "content": [{"attachment": {"contentType": "application/pdf",
+                                                                 "url": f"https://documents.example.org/{n}.pdf"}}]}})
+    start = log.stat().st_size
+    response = server.post(server.base_url, json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert response.status_code == 200, response.text
+    written = [e["response"]["location"].split("/")[1] for e in response.json()["entry"]
+               if e["response"]["location"].startswith("DocumentReference/")]
+    lines = _delivered(log, start, len(entries))
+    # Every document's patient is told, once.
+    queued = [document["_id"] for line in lines if line["request"] is None and line["command"] == "insert"
+              and line["collection"] == "mail_queue" for document in line.get("documents") or []]
+    assert sorted(queued) == sorted(f"document/{rid}/patient" for rid in written)
+    # One round (two if the dispatcher woke between two reads of the outbox): one read of each kind
+    # per round by the notifications (the mail worker's sending reads the queue too, apart).
+    rounds = _background(lines, "delete", "outbox")
+    assert 1 <= rounds <= 2
+    for collection, code in (("DocumentReference", "events/notifications.py"), ("Patient", "events/notifications.py"),
+                             ("mail_sent", "known"), ("mail_queue", "known")):
+        assert 1 <= _background(lines, "find", collection, code) <= rounds, collection
