@@ -11,10 +11,13 @@ import logging
 import shlex
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -180,6 +183,21 @@ def settle_heap() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 
+def settled(app: FastAPI) -> FastAPI:
+    """`app` whose start-up ends with `settle_heap`: in each worker, before it accepts a connection,
+    so no request waits on the collection it starts with."""
+    start_up = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(served: Any) -> AsyncIterator[Any]:
+        async with start_up(served) as state:
+            settle_heap()
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
 class _Server(uvicorn.Server):
     """uvicorn, calling `on_started` once the lifespan has run and the port is served, not before."""
 
@@ -190,7 +208,6 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            settle_heap()
             self.on_started()
 
 
@@ -226,7 +243,7 @@ def serve(args: argparse.Namespace) -> int:
         scheme = "https" if settings.tls_cert else "http"
         ready = f"ready: FHIR R4 at {scheme}://{shown}:{port}/fhir, {where}" + (
             f", HL7 v2 MLLP on port {settings.mllp_port}" if settings.mllp_port is not None else "")
-        config = uvicorn.Config(create_app(settings, url, mllp_listener=mllp), host=settings.host, port=port,
+        config = uvicorn.Config(settled(create_app(settings, url, mllp_listener=mllp)), host=settings.host, port=port,
                                 # The loggers are set up above (observability.logs), uvicorn's too; the
                                 # access line is the Observe middleware's, with the request id.
                                 log_level=settings.log_level, log_config=None, access_log=False,
