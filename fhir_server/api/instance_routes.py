@@ -13,7 +13,7 @@ from fhir_server.api.body import patch_body, read_body, resource_body
 from fhir_server.api.caller import request_caller
 from fhir_server.api.headers import if_match
 from fhir_server.api.history_bundle import history_response
-from fhir_server.api.negotiation import FHIR_XML_TYPES, JSON_TYPES, is_fhir_body
+from fhir_server.api.negotiation import FHIR_XML_TYPES, JSON_TYPES, is_fhir_body, query_value
 from fhir_server.api.responses import fhir_response, version_headers, write_response
 from fhir_server.interactions import read as reading
 from fhir_server.interactions import write as writing
@@ -28,7 +28,7 @@ def repository(request: Request) -> Repository:
 
 
 def wants_raw_binary(request: Request) -> bool:
-    if request.query_params.get("_format"):
+    if query_value(request, "_format"):
         return False
     accept = [a.split(";")[0].strip().lower() for a in request.headers.get("accept", "").split(",") if a.strip()]
     return not any(a in JSON_TYPES or a in FHIR_XML_TYPES for a in accept)
@@ -46,8 +46,8 @@ async def resource_response(request: Request, found: Found) -> Response:
 def _shaping(request: Request, resource_type: str) -> dict[str, Any]:
     """`_summary`/`_elements` as asked; a raw Binary answer carries its bytes itself."""
     return {
-        "summary": request.query_params.get("_summary"),
-        "elements": [e for e in request.query_params.get("_elements", "").split(",") if e],
+        "summary": query_value(request, "_summary"),
+        "elements": [e for e in (query_value(request, "_elements") or "").split(",") if e],
         "with_data": not (resource_type == "Binary" and wants_raw_binary(request)),
     }
 

@@ -4,8 +4,8 @@ that request carries it without being handed it."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 HEADER = "X-Request-ID"
@@ -22,7 +22,8 @@ def accepted_or_new(sent: bytes | None) -> str:
         text = sent.decode("latin-1")
         if ACCEPTED.fullmatch(text):
             return text
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like a UUID4's hex without making the UUID (2 us a request).
+    return os.urandom(16).hex()
 
 
 def begin(request_id: str) -> None:
