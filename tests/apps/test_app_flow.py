@@ -25,7 +25,7 @@ from tests.apps.oidc_provider import Provider
 from tests.apps.flow import (REDIRECT, Browser, apps_cli, exchange, fhir_get, pkce, query, refresh, register,
                              token, write_jwks)
 from tests.security.tokens import bearer
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, dedicated_server
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,12 @@ def provider() -> Iterator[Provider]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[ServerProcess]:
     """Both sign-ins on: the trial's form, and the OpenID Connect provider's link."""
-    process = ServerProcess(tmp_path_factory.mktemp("apps") / "data",
-                            # These tests fail token requests and sign-ins on purpose, more than the
-                            # default budgets of failures allow one address in five minutes.
-                            env={"FHIR_TRIAL_SIGNIN": "1", "FHIR_RATE_TOKEN_FAILURES": "1000/300",
-                                 "FHIR_RATE_SIGNIN_FAILURES": "1000/300", **provider.environment()}).start()
+    # In the session's mode (FHIR_TEST_INPROCESS), so that `make mutate` sees the revocation's code.
+    process = dedicated_server(tmp_path_factory.mktemp("apps") / "data",
+                               # These tests fail token requests and sign-ins on purpose, more than the
+                               # default budgets of failures allow one address in five minutes.
+                               env={"FHIR_TRIAL_SIGNIN": "1", "FHIR_RATE_TOKEN_FAILURES": "1000/300",
+                                    "FHIR_RATE_SIGNIN_FAILURES": "1000/300", **provider.environment()}).start()
     yield process
     process.stop()
 
