@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from fhir_server.export.jobs import FILES
 from tests.access.world import World, new_finess, new_ins, now, open_world
 from tests.server_process import ServerProcess, server_token
 
@@ -122,6 +123,37 @@ def test_an_establishment_exports_only_what_it_may_see(world: World) -> None:
     assert "Observation" not in found
 
 
+def test_a_group_export_takes_the_group_s_active_patients_only(world: World) -> None:
+    """Group.member.inactive (R4) takes a member out; a member that is not a Patient exports no record."""
+    patients = world.patients
+    group = world.create({
+        "resourceType": "Group", "type": "person", "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{patients['P1']}"}},
+                   {"entity": {"reference": f"Patient/{patients['P2']}"}, "inactive": True},
+                   # The same id as P3's record, under another type.
+                   {"entity": {"reference": f"Group/{patients['P3']}"}}]})
+    response = _kickoff(world, "S", f"/Group/{group}/$export", {"_type": "Patient,Observation"})
+    found = _download(world, "S", _manifest(world, "S", _status_url(response)))
+    assert _ids(found, "Patient") == {patients["P1"]}
+    assert _ids(found, "Observation") == {world.binaries["P1-obs"]}
+
+
+def test_a_lenient_kickoff_ignores_what_this_server_does_not_support(world: World, server: ServerProcess) -> None:
+    world.tokens["L"] = server_token(server.data_dir, server.base_url, "system", client_id=f"L-{world.unique}")
+    # RFC 7240 allows spaces around a preference's "=".
+    lenient = {**ASYNC, "Prefer": "respond-async, handling = lenient"}
+    response = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final", "_type": "Observation"},
+                        headers=lenient)
+    status = _status_url(response)
+    try:
+        assert "(ignored: _typeFilter)" in response.json()["issue"][0]["diagnostics"]
+    finally:
+        world.http.delete(status, headers=world.headers("L"))
+    strict = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final"},
+                      headers={**ASYNC, "Prefer": "respond-async, handling=strict"})
+    assert strict.status_code == 400 and strict.json()["issue"][0]["expression"] == ["_typeFilter"]
+
+
 def test_since_and_type_narrow_a_system_export(world: World) -> None:
     since = now()
     time.sleep(0.01)
@@ -134,13 +166,17 @@ def test_since_and_type_narrow_a_system_export(world: World) -> None:
     assert _ids(found, "Observation") == {later}
 
 
-def test_cancelling_deletes_the_job_and_its_files(world: World) -> None:
+def test_cancelling_deletes_the_job_and_its_files(world: World, store: Any) -> None:
     status = _status_url(_kickoff(world, "S2", f"/Group/{world.binaries['group']}/$export"))
     manifest = _manifest(world, "S2", status)
+    job_id = status.rsplit("/", 1)[1]
+    assert store[FILES].find_one({"job": job_id}) is not None
     cancelled = world.http.delete(status, headers=world.headers("S2"))
     assert cancelled.status_code == 202
     assert world.http.get(status, headers=world.headers("S2")).status_code == 404
     assert world.http.get(manifest["output"][0]["url"], headers=world.headers("S2")).status_code == 404
+    # Its files are gone from the store, not only out of reach (they hold patients' data).
+    assert store[FILES].find_one({"job": job_id}) is None
     # The slot is free again: a new export is accepted; cancelled while it runs, it is gone too.
     running = _status_url(_kickoff(world, "S2", "/$export"))
     assert world.http.delete(running, headers=world.headers("S2")).status_code == 202

@@ -100,6 +100,12 @@ def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(server: Any
     assert doc["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
     assert doc["resource"]["content"][0]["attachment"]["url"] == f"Binary/{binary_id}"
     assert planned[f"Patient/{patient_id}"]["resource"]["identifier"]
+    # The outcome informs, it refuses nothing; each write it announces points at its entry of `bundle`.
+    assert all(i["code"] == "informational" and i["severity"] in ("information", "warning") for i in issues)
+    written = [i for i in issues if " would be " in i["diagnostics"]]
+    assert [i["severity"] for i in [issues[0], *written]] == ["information"] * (len(written) + 1)
+    assert [i["expression"] for i in written] == [[f"Bundle.entry[{n}]"] for n in range(len(bundle["entry"]))]
+    assert [i["diagnostics"].split()[0] for i in written] == list(planned)
 
     # Nothing of it is in the record: no search finds it, no id answers, nothing has a history.
     assert total(fhir, "/DocumentReference", **by_master) == 0
@@ -125,6 +131,9 @@ def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(server: Any
     # Once stored, a dry run of it sees the duplicate: the document is already in the record.
     again, _, _ = answer_parts(root.post("/ingest/cda", params=DRY, content=document, headers=CDA))
     assert would(again, "DocumentReference", "already in the record") and not would(again, "DocumentReference", "would be created")
+    # What storing would leave unchanged has no entry in the bundle to point at.
+    unchanged = [i for i in again if "already in the record" in i["diagnostics"]]
+    assert unchanged and all(i["severity"] == "information" and "expression" not in i for i in unchanged)
     assert total(fhir, "/DocumentReference", **by_master) == 1
 
 
