@@ -179,6 +179,24 @@ def test_hl7v2_dry_run_answers_what_would_be_stored_and_stores_nothing(root: htt
     assert fhir.get(f"/Provenance/{provenance_id}").status_code == 200
 
 
+def test_hl7v2_dry_run_of_an_update_says_what_would_change_and_changes_nothing(root: httpx.Client,
+                                                                             fhir: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:8]
+    registered = root.post("/ingest/hl7v2", content=personalised("adt_a04.hl7", tag), headers=HL7)
+    assert registered.status_code == 200 and er7.parse(registered.content).text("MSA-1") == "AA", registered.text
+    [found] = fhir.get("/Patient", params={"identifier": f"urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042"}).json()["entry"]
+    patient = found["resource"]
+    # A08 moves the patient from 12 to 14 rue des Lilas.
+    issues, bundle, _ = answer_parts(root.post("/ingest/hl7v2", params=DRY, content=personalised("adt_a08.hl7", tag),
+                                               headers=HL7))
+    assert would(issues, "Patient", "would be updated") == [patient["id"]]
+    [planned] = [e for e in bundle["entry"] if e["fullUrl"].endswith(f"/Patient/{patient['id']}")]
+    assert planned["request"] == {"method": "PUT", "url": f"Patient/{patient['id']}"}
+    assert "14 rue des Lilas" in str(planned["resource"]["address"])
+    now = fhir.get(f"/Patient/{patient['id']}").json()
+    assert now["meta"]["versionId"] == patient["meta"]["versionId"] and "12 rue des Lilas" in str(now["address"])
+
+
 def test_hl7v2_dry_run_refuses_with_the_real_ack(root: httpx.Client, fhir: httpx.Client) -> None:
     tag = uuid.uuid4().hex[:8]
     message = personalised("mdm_t02_unknown_patient.hl7", tag)
