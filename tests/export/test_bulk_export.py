@@ -74,7 +74,7 @@ def _manifest(world: World, caller: str, status_url: str) -> dict[str, Any]:
 def _download(world: World, caller: str, manifest: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for item in manifest["output"]:
-        response = world.http.get(item["url"], headers={"Authorization": f"Bearer {world.tokens[caller]}",
+        response = world.http.get(item["url"], headers={"Authorization": world.headers(caller)["Authorization"],
                                                         "Accept": "application/fhir+ndjson"})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("application/fhir+ndjson")
@@ -141,7 +141,7 @@ def test_a_group_export_takes_the_group_s_active_patients_only(world: World) -> 
 def test_a_lenient_kickoff_ignores_what_this_server_does_not_support(world: World, server: ServerProcess) -> None:
     world.tokens["L"] = server_token(server.data_dir, server.base_url, "system", client_id=f"L-{world.unique}")
     # RFC 7240 allows spaces around a preference's "=".
-    lenient = {**ASYNC, "Prefer": "respond-async, handling = lenient"}
+    lenient = {**ASYNC, "Prefer": "respond-async,handling = lenient"}
     response = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final", "_type": "Observation"},
                         headers=lenient)
     status = _status_url(response)
@@ -150,8 +150,28 @@ def test_a_lenient_kickoff_ignores_what_this_server_does_not_support(world: Worl
     finally:
         world.http.delete(status, headers=world.headers("L"))
     strict = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final"},
-                      headers={**ASYNC, "Prefer": "respond-async, handling=strict"})
+                      headers={**ASYNC, "Prefer": "respond-async; handling=strict"})
     assert strict.status_code == 400 and strict.json()["issue"][0]["expression"] == ["_typeFilter"]
+
+
+def test_a_granular_scope_exports_nothing(world: World, server: ServerProcess) -> None:
+    """A scope with criteria (system/Observation.rs?category=...) cannot be applied to an export:
+    refused, rather than exporting every Observation."""
+    world.tokens["granular"] = server_token(server.data_dir, server.base_url, "system", client_id=f"g-{world.unique}",
+                                            scope="system/Observation.rs?category=laboratory")
+    for params in ({"_type": "Observation"}, {}):
+        refused = _kickoff(world, "granular", "/$export", params)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["issue"][0]["code"] == "forbidden"
+
+
+def test_the_platform_exports_too(world: World) -> None:
+    status = _status_url(_kickoff(world, "platform", "/Patient/$export", {"_type": "Patient"}))
+    try:
+        found = _download(world, "platform", _manifest(world, "platform", status))
+        assert {world.patients[n] for n in ("P1", "P2", "P3")} <= _ids(found, "Patient")
+    finally:
+        world.http.delete(status, headers=world.headers("platform"))
 
 
 def test_since_and_type_narrow_a_system_export(world: World) -> None:
@@ -199,15 +219,22 @@ def test_what_a_client_can_get_wrong_is_refused(world: World) -> None:
         assert response.status_code == status, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
 
-    outcome(_kickoff(world, "S", "/$export", headers={"Accept": "application/fhir+json"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_outputFormat": "text/csv"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_since": "last week"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_typeFilter": "Observation?status=final"}), 400)
-    outcome(_kickoff(world, "S", "/Patient/$export", {"_type": "Questionnaire"}), 400)
+    def issue(response: httpx.Response, status: int) -> tuple[str, list[str] | None]:
+        outcome(response, status)
+        first = response.json()["issue"][0]
+        return first["code"], first.get("expression")
+
+    assert issue(_kickoff(world, "S", "/$export", headers={"Accept": "application/fhir+json"}), 400) == ("required", None)
+    assert issue(_kickoff(world, "S", "/$export", {"_outputFormat": "text/csv"}), 400) == \
+        ("not-supported", ["_outputFormat"])
+    assert issue(_kickoff(world, "S", "/$export", {"_since": "last week"}), 400) == ("invalid", ["_since"])
+    assert issue(_kickoff(world, "S", "/$export", {"_typeFilter": "Observation?status=final"}), 400) == \
+        ("not-supported", ["_typeFilter"])
+    assert issue(_kickoff(world, "S", "/Patient/$export", {"_type": "Questionnaire"}), 400) == ("not-supported", ["_type"])
     outcome(_kickoff(world, "S", f"/Group/{uuid.uuid4()}/$export"), 404)
-    outcome(_kickoff(world, "P", "/Patient/$export"), 403)
-    outcome(_kickoff(world, "A", "/$export"), 403)
-    outcome(_kickoff(world, "narrow", "/$export", {"_type": "Patient"}), 403)
+    for caller, path in (("P", "/Patient/$export"), ("P", "/$export"), ("A", "/$export"), ("A", "/Patient/$export")):
+        assert issue(_kickoff(world, caller, path), 403) == ("forbidden", None), (caller, path)
+    assert issue(_kickoff(world, "narrow", "/$export", {"_type": "Patient"}), 403) == ("forbidden", None)
     # Someone else's job is unknown to this client, whatever it asks of it.
     status = _status_url(_kickoff(world, "narrow", "/$export"))
     try:
