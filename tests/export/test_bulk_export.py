@@ -48,7 +48,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.http.close()
 
 
-def _kickoff(world: World, caller: str, path: str, params: dict[str, str] | None = None,
+def _kickoff(world: World, caller: str, path: str, params: dict[str, str] | list[tuple[str, str]] | None = None,
              headers: dict[str, str] | None = None) -> httpx.Response:
     return world.get(caller, path, params=params or {}, headers=headers if headers is not None else ASYNC)
 
@@ -166,10 +166,12 @@ def test_a_granular_scope_exports_nothing(world: World, server: ServerProcess) -
 
 
 def test_the_platform_exports_too(world: World) -> None:
-    status = _status_url(_kickoff(world, "platform", "/Patient/$export", {"_type": "Patient"}))
+    # `_type` given twice: both count.
+    status = _status_url(_kickoff(world, "platform", "/Patient/$export", [("_type", "Patient"), ("_type", "Observation")]))
     try:
         found = _download(world, "platform", _manifest(world, "platform", status))
         assert {world.patients[n] for n in ("P1", "P2", "P3")} <= _ids(found, "Patient")
+        assert {world.binaries[f"{n}-obs"] for n in ("P1", "P2", "P3")} <= _ids(found, "Observation")
     finally:
         world.http.delete(status, headers=world.headers("platform"))
 
@@ -236,7 +238,7 @@ def test_what_a_client_can_get_wrong_is_refused(world: World) -> None:
         assert issue(_kickoff(world, caller, path), 403) == ("forbidden", None), (caller, path)
     assert issue(_kickoff(world, "narrow", "/$export", {"_type": "Patient"}), 403) == ("forbidden", None)
     # Someone else's job is unknown to this client, whatever it asks of it.
-    status = _status_url(_kickoff(world, "narrow", "/$export"))
+    status = _status_url(_kickoff(world, "narrow", "/$export", {"_type": "Observation"}))
     try:
         for method in ("GET", "DELETE"):
             outcome(world.http.request(method, status, headers=world.headers("S")), 404)
