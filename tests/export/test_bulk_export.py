@@ -165,6 +165,15 @@ def test_a_granular_scope_exports_nothing(world: World, server: ServerProcess) -
         assert refused.json()["issue"][0]["code"] == "forbidden"
 
 
+def test_a_system_export_reaches_types_outside_the_patient_compartment(world: World) -> None:
+    # Organization is no Patient compartment type: exported at system level, refused at patient level.
+    outside = {"_type": "Organization"}
+    refused = _kickoff(world, "S2", "/Patient/$export", outside)
+    assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == ["_type"]
+    status = _status_url(_kickoff(world, "S2", "/$export", outside))
+    world.http.delete(status, headers=world.headers("S2"))
+
+
 def test_the_platform_exports_too(world: World) -> None:
     # `_type` given twice: both count.
     status = _status_url(_kickoff(world, "platform", "/Patient/$export", [("_type", "Patient"), ("_type", "Observation")]))
@@ -212,6 +221,8 @@ def test_one_running_export_per_client(world: World) -> None:
         assert second.status_code == 429, second.text
         assert int(second.headers["Retry-After"]) > 0
         assert second.json()["resourceType"] == "OperationOutcome"
+        [issue] = second.json()["issue"]
+        assert issue["code"] == "throttled" and "DELETE" in issue["diagnostics"]
     finally:
         world.http.delete(first, headers=world.headers("S2"))
 
