@@ -163,6 +163,7 @@ def test_a_granular_scope_exports_nothing(world: World, server: ServerProcess) -
         refused = _kickoff(world, "granular", "/$export", params)
         assert refused.status_code == 403, refused.text
         assert refused.json()["issue"][0]["code"] == "forbidden"
+        assert "system/" in refused.json()["issue"][0]["diagnostics"]
 
 
 def test_a_system_export_reaches_types_outside_the_patient_compartment(world: World) -> None:
@@ -252,7 +253,9 @@ def test_what_a_client_can_get_wrong_is_refused(world: World) -> None:
     status = _status_url(_kickoff(world, "narrow", "/$export", {"_type": "Observation"}))
     try:
         for method in ("GET", "DELETE"):
-            outcome(world.http.request(method, status, headers=world.headers("S")), 404)
+            unknown = world.http.request(method, status, headers=world.headers("S"))
+            assert issue(unknown, 404) == ("not-found", None)
+            assert "No bulk export" in unknown.json()["issue"][0]["diagnostics"]
         manifest = _manifest(world, "narrow", status)
         assert {item["type"] for item in manifest["output"]} <= {"Observation"}
     finally:
