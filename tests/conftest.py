@@ -90,10 +90,14 @@ def unique() -> str:
 @pytest.fixture
 def store(server: ServerProcess) -> Iterator[Any]:
     """The clinical database of the session's server, for tests that check what is stored."""
-    if not isinstance(server, ServerProcess):
-        pytest.skip("reads the store of a server this session started")
-    client: MongoClient[dict[str, Any]] = MongoClient(store_url(server.data_dir), serverSelectionTimeoutMS=5000)
+    if isinstance(server, InProcessServer):
+        # In-process (`make mutate`): the store it borrowed from the pool, or the one it started.
+        url = server.store_url or (server.store.url if server.store is not None else store_url(server.data_dir))
+        database = server.env.get("FHIR_DATABASE") or os.environ.get("FHIR_DATABASE", "fhir")
+    else:
+        url, database = store_url(server.data_dir), os.environ.get("FHIR_DATABASE", "fhir")
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=5000)
     try:
-        yield client[os.environ.get("FHIR_DATABASE", "fhir")]
+        yield client[database]
     finally:
         client.close()

@@ -25,7 +25,7 @@ from tests.apps.oidc_provider import Provider
 from tests.apps.flow import (REDIRECT, Browser, apps_cli, exchange, fhir_get, pkce, query, refresh, register,
                              token, write_jwks)
 from tests.security.tokens import bearer
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, dedicated_server
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,12 @@ def provider() -> Iterator[Provider]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[ServerProcess]:
     """Both sign-ins on: the trial's form, and the OpenID Connect provider's link."""
-    process = ServerProcess(tmp_path_factory.mktemp("apps") / "data",
-                            # These tests fail token requests and sign-ins on purpose, more than the
-                            # default budgets of failures allow one address in five minutes.
-                            env={"FHIR_TRIAL_SIGNIN": "1", "FHIR_RATE_TOKEN_FAILURES": "1000/300",
-                                 "FHIR_RATE_SIGNIN_FAILURES": "1000/300", **provider.environment()}).start()
+    # In the session's mode (FHIR_TEST_INPROCESS), so that `make mutate` sees the revocation's code.
+    process = dedicated_server(tmp_path_factory.mktemp("apps") / "data",
+                               # These tests fail token requests and sign-ins on purpose, more than the
+                               # default budgets of failures allow one address in five minutes.
+                               env={"FHIR_TRIAL_SIGNIN": "1", "FHIR_RATE_TOKEN_FAILURES": "1000/300",
+                                    "FHIR_RATE_SIGNIN_FAILURES": "1000/300", **provider.environment()}).start()
     yield process
     process.stop()
 
@@ -221,7 +222,7 @@ def test_an_app_revokes_its_tokens(server: ServerProcess, world: World, app: str
     assert smart["revocation_endpoint"] == f"{server.root_url}/auth/revoke"
     missing = revoke(server, app, None)
     assert missing.status_code == 400, (missing.status_code, missing.text)
-    assert missing.json()["error"] == "invalid_request"
+    assert missing.json()["error"] == "invalid_request" and "token" in missing.json()["error_description"]
     assert revoke(server, "no-such-app", "whatever").status_code == 401
     # Another app names this app's tokens: 200 (RFC 7009 2.2 says nothing of others' tokens), and they still work.
     held = connect(server, browser, world, app)
@@ -240,6 +241,16 @@ def test_an_app_revokes_its_tokens(server: ServerProcess, world: World, app: str
     assert refresh(server, app, other["refresh_token"]).json()["error"] == "invalid_grant"
     assert revoke(server, app, other["access_token"]).status_code == 200
     assert revoke(server, app, "made.up").status_code == 200
+    # A secret this server never issued, under a live grant's id, ends nothing.
+    live = connect(server, browser, world, app)
+    grant_id = live["refresh_token"].split(".", 1)[0]
+    assert revoke(server, app, f"{grant_id}.not-a-secret-it-issued").status_code == 200
+    assert fhir_get(server, live["access_token"], "DocumentReference").status_code == 200
+    # A refresh token already rotated out still names its grant: handing it back ends the grant.
+    rotated = refresh(server, app, live["refresh_token"]).json()
+    assert revoke(server, app, live["refresh_token"]).status_code == 200
+    assert fhir_get(server, rotated["access_token"], "DocumentReference").status_code == 401
+    assert refresh(server, app, rotated["refresh_token"]).json()["error"] == "invalid_grant"
 
 
 def test_scopes_beyond_the_registration_or_the_grant_are_refused(server: ServerProcess, world: World, app: str,
@@ -306,6 +317,8 @@ def test_a_suspended_app_cannot_start_and_its_tokens_die(server: ServerProcess, 
         assert time.monotonic() < deadline, "the suspended app's token still works"
         time.sleep(0.2)
     assert refresh(server, doomed, answer["refresh_token"]).json()["error"] == "invalid_client"
+    # It may still hand back what it holds (RFC 7009).
+    assert revoke(server, doomed, answer["refresh_token"]).status_code == 200
     refused = browser.authorize(doomed)
     assert refused.status_code == 403 and "location" not in refused.headers
     assert "Application non référencée" in refused.text
@@ -331,6 +344,12 @@ def test_a_confidential_app_authenticates_with_its_key(server: ServerProcess, wo
                       client_assertion=assertion())
     assert signed.status_code == 200, signed.text
     assert fhir_get(server, signed.json()["access_token"], "DocumentReference").status_code == 200
+    # It revokes as it got its tokens: with an assertion whose audience is the token endpoint.
+    form = {"token": signed.json()["access_token"], "client_assertion_type": ASSERTION_TYPE}
+    assert httpx.post(f"{server.root_url}/auth/revoke", data=form, timeout=30).status_code == 401
+    revoked = httpx.post(f"{server.root_url}/auth/revoke", data={**form, "client_assertion": assertion()}, timeout=30)
+    assert revoked.status_code == 200, revoked.text
+    assert fhir_get(server, signed.json()["access_token"], "DocumentReference").status_code == 401
 
 
 def test_a_legal_representative_connects_an_app_to_the_minor_s_record(server: ServerProcess, world: World,

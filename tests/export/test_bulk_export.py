@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from fhir_server.export.jobs import FILES
 from tests.access.world import World, new_finess, new_ins, now, open_world
 from tests.server_process import ServerProcess, server_token
 
@@ -47,7 +48,7 @@ def world(server: ServerProcess) -> Iterator[World]:
     world.http.close()
 
 
-def _kickoff(world: World, caller: str, path: str, params: dict[str, str] | None = None,
+def _kickoff(world: World, caller: str, path: str, params: dict[str, str] | list[tuple[str, str]] | None = None,
              headers: dict[str, str] | None = None) -> httpx.Response:
     return world.get(caller, path, params=params or {}, headers=headers if headers is not None else ASYNC)
 
@@ -73,7 +74,7 @@ def _manifest(world: World, caller: str, status_url: str) -> dict[str, Any]:
 def _download(world: World, caller: str, manifest: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for item in manifest["output"]:
-        response = world.http.get(item["url"], headers={"Authorization": f"Bearer {world.tokens[caller]}",
+        response = world.http.get(item["url"], headers={"Authorization": world.headers(caller)["Authorization"],
                                                         "Accept": "application/fhir+ndjson"})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("application/fhir+ndjson")
@@ -122,6 +123,69 @@ def test_an_establishment_exports_only_what_it_may_see(world: World) -> None:
     assert "Observation" not in found
 
 
+def test_a_group_export_takes_the_group_s_active_patients_only(world: World) -> None:
+    """Group.member.inactive (R4) takes a member out; a member that is not a Patient exports no record."""
+    patients = world.patients
+    group = world.create({
+        "resourceType": "Group", "type": "person", "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{patients['P1']}"}},
+                   {"entity": {"reference": f"Patient/{patients['P2']}"}, "inactive": True},
+                   # The same id as P3's record, under another type.
+                   {"entity": {"reference": f"Group/{patients['P3']}"}}]})
+    response = _kickoff(world, "S", f"/Group/{group}/$export", {"_type": "Patient,Observation"})
+    found = _download(world, "S", _manifest(world, "S", _status_url(response)))
+    assert _ids(found, "Patient") == {patients["P1"]}
+    assert _ids(found, "Observation") == {world.binaries["P1-obs"]}
+
+
+def test_a_lenient_kickoff_ignores_what_this_server_does_not_support(world: World, server: ServerProcess) -> None:
+    world.tokens["L"] = server_token(server.data_dir, server.base_url, "system", client_id=f"L-{world.unique}")
+    # RFC 7240 allows spaces around a preference's "=".
+    lenient = {**ASYNC, "Prefer": "respond-async,handling = lenient"}
+    response = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final", "_type": "Observation"},
+                        headers=lenient)
+    status = _status_url(response)
+    try:
+        assert "(ignored: _typeFilter)" in response.json()["issue"][0]["diagnostics"]
+    finally:
+        world.http.delete(status, headers=world.headers("L"))
+    strict = _kickoff(world, "L", "/$export", {"_typeFilter": "Observation?status=final"},
+                      headers={**ASYNC, "Prefer": "respond-async; handling=strict"})
+    assert strict.status_code == 400 and strict.json()["issue"][0]["expression"] == ["_typeFilter"]
+
+
+def test_a_granular_scope_exports_nothing(world: World, server: ServerProcess) -> None:
+    """A scope with criteria (system/Observation.rs?category=...) cannot be applied to an export:
+    refused, rather than exporting every Observation."""
+    world.tokens["granular"] = server_token(server.data_dir, server.base_url, "system", client_id=f"g-{world.unique}",
+                                            scope="system/Observation.rs?category=laboratory")
+    for params in ({"_type": "Observation"}, {}):
+        refused = _kickoff(world, "granular", "/$export", params)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["issue"][0]["code"] == "forbidden"
+        assert "system/" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_a_system_export_reaches_types_outside_the_patient_compartment(world: World) -> None:
+    # Organization is no Patient compartment type: exported at system level, refused at patient level.
+    outside = {"_type": "Organization"}
+    refused = _kickoff(world, "S2", "/Patient/$export", outside)
+    assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == ["_type"]
+    status = _status_url(_kickoff(world, "S2", "/$export", outside))
+    world.http.delete(status, headers=world.headers("S2"))
+
+
+def test_the_platform_exports_too(world: World) -> None:
+    # `_type` given twice: both count.
+    status = _status_url(_kickoff(world, "platform", "/Patient/$export", [("_type", "Patient"), ("_type", "Observation")]))
+    try:
+        found = _download(world, "platform", _manifest(world, "platform", status))
+        assert {world.patients[n] for n in ("P1", "P2", "P3")} <= _ids(found, "Patient")
+        assert {world.binaries[f"{n}-obs"] for n in ("P1", "P2", "P3")} <= _ids(found, "Observation")
+    finally:
+        world.http.delete(status, headers=world.headers("platform"))
+
+
 def test_since_and_type_narrow_a_system_export(world: World) -> None:
     since = now()
     time.sleep(0.01)
@@ -134,13 +198,17 @@ def test_since_and_type_narrow_a_system_export(world: World) -> None:
     assert _ids(found, "Observation") == {later}
 
 
-def test_cancelling_deletes_the_job_and_its_files(world: World) -> None:
+def test_cancelling_deletes_the_job_and_its_files(world: World, store: Any) -> None:
     status = _status_url(_kickoff(world, "S2", f"/Group/{world.binaries['group']}/$export"))
     manifest = _manifest(world, "S2", status)
+    job_id = status.rsplit("/", 1)[1]
+    assert store[FILES].find_one({"job": job_id}) is not None
     cancelled = world.http.delete(status, headers=world.headers("S2"))
     assert cancelled.status_code == 202
     assert world.http.get(status, headers=world.headers("S2")).status_code == 404
     assert world.http.get(manifest["output"][0]["url"], headers=world.headers("S2")).status_code == 404
+    # Its files are gone from the store, not only out of reach (they hold patients' data).
+    assert store[FILES].find_one({"job": job_id}) is None
     # The slot is free again: a new export is accepted; cancelled while it runs, it is gone too.
     running = _status_url(_kickoff(world, "S2", "/$export"))
     assert world.http.delete(running, headers=world.headers("S2")).status_code == 202
@@ -154,6 +222,8 @@ def test_one_running_export_per_client(world: World) -> None:
         assert second.status_code == 429, second.text
         assert int(second.headers["Retry-After"]) > 0
         assert second.json()["resourceType"] == "OperationOutcome"
+        [issue] = second.json()["issue"]
+        assert issue["code"] == "throttled" and "DELETE" in issue["diagnostics"]
     finally:
         world.http.delete(first, headers=world.headers("S2"))
 
@@ -163,20 +233,29 @@ def test_what_a_client_can_get_wrong_is_refused(world: World) -> None:
         assert response.status_code == status, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
 
-    outcome(_kickoff(world, "S", "/$export", headers={"Accept": "application/fhir+json"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_outputFormat": "text/csv"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_since": "last week"}), 400)
-    outcome(_kickoff(world, "S", "/$export", {"_typeFilter": "Observation?status=final"}), 400)
-    outcome(_kickoff(world, "S", "/Patient/$export", {"_type": "Questionnaire"}), 400)
+    def issue(response: httpx.Response, status: int) -> tuple[str, list[str] | None]:
+        outcome(response, status)
+        first = response.json()["issue"][0]
+        return first["code"], first.get("expression")
+
+    assert issue(_kickoff(world, "S", "/$export", headers={"Accept": "application/fhir+json"}), 400) == ("required", None)
+    assert issue(_kickoff(world, "S", "/$export", {"_outputFormat": "text/csv"}), 400) == \
+        ("not-supported", ["_outputFormat"])
+    assert issue(_kickoff(world, "S", "/$export", {"_since": "last week"}), 400) == ("invalid", ["_since"])
+    assert issue(_kickoff(world, "S", "/$export", {"_typeFilter": "Observation?status=final"}), 400) == \
+        ("not-supported", ["_typeFilter"])
+    assert issue(_kickoff(world, "S", "/Patient/$export", {"_type": "Questionnaire"}), 400) == ("not-supported", ["_type"])
     outcome(_kickoff(world, "S", f"/Group/{uuid.uuid4()}/$export"), 404)
-    outcome(_kickoff(world, "P", "/Patient/$export"), 403)
-    outcome(_kickoff(world, "A", "/$export"), 403)
-    outcome(_kickoff(world, "narrow", "/$export", {"_type": "Patient"}), 403)
+    for caller, path in (("P", "/Patient/$export"), ("P", "/$export"), ("A", "/$export"), ("A", "/Patient/$export")):
+        assert issue(_kickoff(world, caller, path), 403) == ("forbidden", None), (caller, path)
+    assert issue(_kickoff(world, "narrow", "/$export", {"_type": "Patient"}), 403) == ("forbidden", None)
     # Someone else's job is unknown to this client, whatever it asks of it.
-    status = _status_url(_kickoff(world, "narrow", "/$export"))
+    status = _status_url(_kickoff(world, "narrow", "/$export", {"_type": "Observation"}))
     try:
         for method in ("GET", "DELETE"):
-            outcome(world.http.request(method, status, headers=world.headers("S")), 404)
+            unknown = world.http.request(method, status, headers=world.headers("S"))
+            assert issue(unknown, 404) == ("not-found", None)
+            assert "No bulk export" in unknown.json()["issue"][0]["diagnostics"]
         manifest = _manifest(world, "narrow", status)
         assert {item["type"] for item in manifest["output"]} <= {"Observation"}
     finally:

@@ -49,7 +49,10 @@ def discharge_letter(**changes: bytes) -> bytes:
 def answer_parts(response: httpx.Response) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
     """The outcome's issues, the bundle and the ACK of a dry run's Parameters."""
     assert response.status_code == 200, response.text
+    assert response.json()["resourceType"] == "Parameters"
     parameters = {p["name"]: p for p in response.json()["parameter"]}
+    assert (parameters["bundle"]["resource"]["resourceType"], parameters["bundle"]["resource"]["type"]) == \
+        ("Bundle", "transaction")
     ack = parameters["ack"]["valueString"] if "ack" in parameters else None
     return parameters["outcome"]["resource"]["issue"], parameters["bundle"]["resource"], ack
 
@@ -100,6 +103,12 @@ def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(server: Any
     assert doc["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
     assert doc["resource"]["content"][0]["attachment"]["url"] == f"Binary/{binary_id}"
     assert planned[f"Patient/{patient_id}"]["resource"]["identifier"]
+    # The outcome informs, it refuses nothing; each write it announces points at its entry of `bundle`.
+    assert all(i["code"] == "informational" and i["severity"] in ("information", "warning") for i in issues)
+    written = [i for i in issues if " would be " in i["diagnostics"]]
+    assert [i["severity"] for i in [issues[0], *written]] == ["information"] * (len(written) + 1)
+    assert [i["expression"] for i in written] == [[f"Bundle.entry[{n}]"] for n in range(len(bundle["entry"]))]
+    assert [i["diagnostics"].split()[0] for i in written] == list(planned)
 
     # Nothing of it is in the record: no search finds it, no id answers, nothing has a history.
     assert total(fhir, "/DocumentReference", **by_master) == 0
@@ -123,8 +132,12 @@ def test_cda_dry_run_answers_what_would_be_stored_and_stores_nothing(server: Any
     assert stored.status_code == 201, stored.text
     assert total(fhir, "/DocumentReference", **by_master) == 1
     # Once stored, a dry run of it sees the duplicate: the document is already in the record.
-    again, _, _ = answer_parts(root.post("/ingest/cda", params=DRY, content=document, headers=CDA))
+    again, again_bundle, _ = answer_parts(root.post("/ingest/cda", params=DRY, content=document, headers=CDA))
     assert would(again, "DocumentReference", "already in the record") and not would(again, "DocumentReference", "would be created")
+    # What storing would leave unchanged has no entry in the bundle to point at.
+    unchanged = [i for i in again if "already in the record" in i["diagnostics"]]
+    assert unchanged and all(i["severity"] == "information" and "expression" not in i for i in unchanged)
+    assert not any(e["fullUrl"].endswith(f"/{i['diagnostics'].split()[0]}") for e in again_bundle["entry"] for i in unchanged)
     assert total(fhir, "/DocumentReference", **by_master) == 1
 
 
@@ -168,6 +181,30 @@ def test_hl7v2_dry_run_answers_what_would_be_stored_and_stores_nothing(root: htt
     [patient] = fhir.get("/Patient", params=patient_search).json()["entry"]
     assert total(fhir, "/DocumentReference", subject=f"Patient/{patient['resource']['id']}") == 1
     assert fhir.get(f"/Provenance/{provenance_id}").status_code == 200
+
+
+def test_hl7v2_dry_run_of_an_update_says_what_would_change_and_changes_nothing(root: httpx.Client,
+                                                                             fhir: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:8]
+    started = (datetime.now(timezone.utc) - timedelta(seconds=2)).isoformat(timespec="seconds")
+    registered = root.post("/ingest/hl7v2", content=personalised("adt_a04.hl7", tag), headers=HL7)
+    assert registered.status_code == 200 and er7.parse(registered.content).text("MSA-1") == "AA", registered.text
+    [found] = fhir.get("/Patient", params={"identifier": f"urn:oid:1.2.250.1.999.1.1.1|IPP{tag}-0042"}).json()["entry"]
+    patient = found["resource"]
+    # A08 moves the patient from 12 to 14 rue des Lilas.
+    issues, bundle, _ = answer_parts(root.post("/ingest/hl7v2", params=DRY, content=personalised("adt_a08.hl7", tag),
+                                               headers=HL7))
+    assert would(issues, "Patient", "would be updated") == [patient["id"]]
+    [planned] = [e for e in bundle["entry"] if e["fullUrl"].endswith(f"/Patient/{patient['id']}")]
+    assert planned["request"] == {"method": "PUT", "url": f"Patient/{patient['id']}"}
+    assert "14 rue des Lilas" in str(planned["resource"]["address"])
+    now = fhir.get(f"/Patient/{patient['id']}").json()
+    assert now["meta"]["versionId"] == patient["meta"]["versionId"] and "12 rue des Lilas" in str(now["address"])
+    # The patient exists: the dry run's audit trail names them (only patients it would create are left out).
+    trail = fhir.get("/AuditEvent", params={"date": f"ge{started}", "_count": "200"}).json()
+    [event] = [e["resource"] for e in trail.get("entry", [])
+               if "POST /ingest/hl7v2?_dryRun=true: dry run" in e["resource"].get("outcomeDesc", "")
+               and f"Patient/{patient['id']}" in str(e["resource"])]
 
 
 def test_hl7v2_dry_run_refuses_with_the_real_ack(root: httpx.Client, fhir: httpx.Client) -> None:
