@@ -5,14 +5,27 @@ is used from the next document on."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+
+import pytest
 
 from fhir_server.cli import main
 from tests.hl7v2.conftest import personalised_cda
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, dedicated_server
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 # The custodian the fixture's CDA names (urn:oid:1.2.250.1.71.4.2.2, "1" + FINESS).
 FIXTURE_CUSTODIAN = b"1999000001"
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of one process: the registration is written and used by the same process (other
+    workers use it within facilities.REMEMBERED_SECONDS, which `make test-all`'s four workers would
+    make this test wait for)."""
+    process = dedicated_server(tmp_path_factory.mktemp("facility-change") / "data", workers=1).start()
+    yield process
+    process.stop()
 
 
 def _facility_type(server: ServerProcess, letter: bytes) -> str:
@@ -21,7 +34,8 @@ def _facility_type(server: ServerProcess, letter: bytes) -> str:
     return answer.json()["context"]["facilityType"]["coding"][0]["code"]
 
 
-def test_a_facility_changed_through_the_server_is_used_for_the_next_document(server: ServerProcess) -> None:
+def test_a_facility_changed_through_the_server_is_used_for_the_next_document(one_process: ServerProcess) -> None:
+    server = one_process
     finess = f"99{random.randrange(10**7):07d}"
 
     def register(facility_type: str) -> None:
