@@ -11,6 +11,7 @@ import pymongo
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from fhir_server import facilities
 from fhir_server.api import (
     auth_routes,
     compartment_routes,
@@ -139,6 +140,7 @@ async def open_repository(settings: Settings, store_url: str,
                             SearchEngine(search_registry, resource_types))
     await repository.ids_table.backfill(resource_types)
     register_write_rules(repository)
+    facilities.register_write_rules(repository)
     opposition.register_write_rules(repository)
     records.register_write_rules(repository)
     # After the rules' summary: a death's closure and a purge are written on top of it.

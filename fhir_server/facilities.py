@@ -26,14 +26,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cda.datatypes import ii_identifier
 from fhir_server.config import PROJECT_ROOT, Settings
 from fhir_server.errors import FhirError
-from fhir_server.security.callers import PLATFORM
+from fhir_server.security.callers import PLATFORM, Caller
 from fhir_server.storage.embedded import StoreUnavailable
+
+if TYPE_CHECKING:
+    from fhir_server.storage.documents import Stored
+    from fhir_server.storage.repository import Repository
 
 IDNAT_STRUCT = "urn:oid:1.2.250.1.71.4.2.2"
 ROLE = {"system": "https://fhir-server.example.org/CodeSystem/organization-role", "code": "sending-facility"}
@@ -114,6 +118,15 @@ class Remembered:
         """An Organization is written: a registration changed here is used from the next document on."""
         self.generation += 1
         self._found.clear()
+
+
+async def forget_on_write(repository: Repository, session: Any, caller: Caller, stored: Stored) -> None:
+    """A write rule of Organization: a registration written by this process is used from its next document on."""
+    repository.facilities.forget()
+
+
+def register_write_rules(repository: Repository) -> None:
+    repository.write_rules.setdefault("Organization", []).append(forget_on_write)
 
 
 async def find(search: Search, identifiers: list[dict[str, Any]], remembered: Remembered | None = None) -> Facility | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 import uvicorn
 
 from fhir_server.app import create_app
@@ -237,3 +238,20 @@ def dedicated_server(data_dir: Path, env: dict[str, str] | None = None,
     if IN_PROCESS:
         return InProcessServer(data_dir, env=dict(env or {}))
     return ServerProcess(data_dir, env=dict(env or {}), workers=workers)
+
+
+@contextmanager
+def recording_server(root: Path) -> Iterator[tuple[ServerProcess | InProcessServer, Path]]:
+    """A server of a test's own that records every store command (FHIR_COMMAND_LOG,
+    fhir_server/storage/command_log.py) to `root/commands.jsonl`: the server and the log."""
+    log = root / "commands.jsonl"
+    server = dedicated_server(root / "data", env={"FHIR_COMMAND_LOG": str(log)}).start()
+    try:
+        yield server, log
+    finally:
+        server.stop()
+
+
+def recorded_commands(log: Path, start: int = 0) -> list[dict[str, object]]:
+    """The commands a recording server logged from byte `start` of its log on."""
+    return [orjson.loads(line) for line in log.read_bytes()[start:].splitlines() if line.strip()]

@@ -121,7 +121,7 @@ class GroupCommit:
         try:
             while self._queue:
                 group, self._queue = self._queue[:MOST], self._queue[MOST:]
-                await self._run([m for m in group if not m.withdrawn])
+                await self._run(group)
                 group = []
         except BaseException as exc:
             # Cancelled (the store closes) or broken: nobody may wait for ever.
@@ -172,9 +172,9 @@ class GroupCommit:
             # A lone transaction's end is its caller's, as it was before groups.
             return await asyncio.create_task(self._run_group([group[0].work], exclude_readers),
                                              context=group[0].context)
-        size = metrics.current()
-        if size is not None:
-            size.group_commit_size.observe(len(group))
+        observed = metrics.current()
+        if observed is not None:
+            observed.group_commit_size.observe(len(group))
         context = contextvars.copy_context()
         context.run(command_log.attribute, GROUP_COMMIT)
         return await asyncio.create_task(self._run_group([in_context(m) for m in group], exclude_readers),

@@ -823,8 +823,6 @@ class Repository:
         known = self.known.of(session)
         if known is not None and resource_type in RECORD_TYPES:
             known.forget()
-        if resource_type == "Organization":
-            self.facilities.forget()
         body: dict[str, Any] | None = None
         ix: dict[str, Any] = {}
         sk: dict[str, Any] = {}
@@ -1095,8 +1093,6 @@ class Repository:
     async def _stage(self, session: Session, caller: Caller, resource_type: str, resource_id: str,
                      resource: dict[str, Any], current: Stored | None, stamp: str) -> tuple[Stored, dict[str, Any]]:
         """The version `_write` would store, once the record-write hook let it: (version, current document)."""
-        if resource_type == "Organization":
-            self.facilities.forget()
         version = (current.version + 1) if current else 1
         body = dict(resource)
         body["id"] = resource_id

@@ -9,28 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from fhir_server.audit.writer import GROUP_COMMIT
-from tests.server_process import ServerProcess, dedicated_server
+from tests.server_process import ServerProcess, recorded_commands, recording_server
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
-    root = tmp_path_factory.mktemp("audit-round-trips")
-    log = root / "commands.jsonl"
-    server = dedicated_server(root / "data", env={"FHIR_COMMAND_LOG": str(log)})
-    server.start()
-    try:
-        yield server, log
-    finally:
-        server.stop()
+    with recording_server(tmp_path_factory.mktemp("audit-round-trips")) as recorded:
+        yield recorded
 
 
 def _audit_commands(log: Path, start: int) -> list[tuple[str, Any]]:
-    lines = [orjson.loads(line) for line in log.read_bytes()[start:].splitlines() if line.strip()]
-    return [(line["command"], line["collection"]) for line in lines if line["request"] == GROUP_COMMIT]
+    return [(line["command"], line["collection"]) for line in recorded_commands(log, start)
+            if line["request"] == GROUP_COMMIT]
 
 
 def test_a_request_alone_is_audited_with_one_insert(recorded: tuple[ServerProcess, Path]) -> None:

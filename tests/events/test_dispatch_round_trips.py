@@ -16,41 +16,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.mhd.documents import patient, provide_bundle
-from tests.server_process import ServerProcess, dedicated_server
+from tests.server_process import ServerProcess, recorded_commands, recording_server
 
 TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
-    root = tmp_path_factory.mktemp("dispatch")
-    log = root / "commands.jsonl"
-    server = dedicated_server(root / "data", env={"FHIR_COMMAND_LOG": str(log)})
-    server.start()
-    try:
-        yield server, log
-    finally:
-        server.stop()
-
-
-def _lines(log: Path, start: int) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in log.read_bytes()[start:].splitlines() if line.strip()]
+    with recording_server(tmp_path_factory.mktemp("dispatch")) as recorded:
+        yield recorded
 
 
 def _delivered(log: Path, start: int, events: int) -> list[dict[str, Any]]:
     """The commands recorded from `start` once `events` events have left the outbox."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        lines = _lines(log, start)
+        lines = recorded_commands(log, start)
         removed = sum(len(line.get("deletes") or []) for line in lines
                       if line["command"] == "delete" and line["collection"] == "outbox")
         if removed >= events:
             time.sleep(0.3)  # what the round does after its delete (the deliveries' wake-up)
-            return _lines(log, start)
+            return recorded_commands(log, start)
         time.sleep(0.05)
     raise AssertionError(f"{events} events not delivered within {TIMEOUT} s")
 
@@ -105,7 +94,7 @@ def test_the_lease_is_not_renewed_at_every_round(recorded: tuple[ServerProcess, 
         created = server.post(f"{server.base_url}/Patient", json=patient(str(uuid.uuid4().int)[:13]))
         assert created.status_code == 201, created.text
         _delivered(log, offset, 1)
-    lines = _lines(log, start)
+    lines = recorded_commands(log, start)
     assert time.monotonic() - began < 5.0, "the three rounds must fall within half a lease"
     # Three rounds in under half a lease (10 s): at most one renewal, not one per round.
     assert _background(lines, "update", "leases", "events/dispatcher.py") <= 1

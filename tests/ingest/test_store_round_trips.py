@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import orjson
 
 from fhir_server.cli import main as cli
 from tests.hl7v2.conftest import FACILITY, personalised_cda
-from tests.server_process import dedicated_server
+from tests.server_process import dedicated_server, recorded_commands
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 REQUEST = "POST /ingest/cda"
@@ -37,7 +36,7 @@ def test_a_letter_for_a_known_patient_is_written_once_per_collection_at_its_comm
             assert answer.status_code == 201, answer.text
     finally:
         server.stop()
-    lines = [orjson.loads(line) for line in log.read_bytes()[offset:].splitlines() if line.strip()]
+    lines = recorded_commands(log, offset)
     own = [line for line in lines if line["request"] == REQUEST and line["command"] not in ("hello", "endSessions")]
     commands = [(line["command"], line["collection"]) for line in own if line["collection"] not in OUTSIDE]
     commits = [i for i, (command, _) in enumerate(commands) if command == "commitTransaction"]
