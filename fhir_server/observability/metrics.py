@@ -62,6 +62,10 @@ class Metrics:
                                            "store commit, when more than one", buckets=GROUP_BUCKETS)
         self.group_commit_reruns = Counter("fhir_store_group_commit_reruns", "Transactions run again after "
                                            "their group was aborted, by cause", ["cause"])
+        # storage/gate.py: embedded-store transactions left open by a process that died in them, rolled back.
+        self.abandoned_transactions = Counter("fhir_store_abandoned_transactions", "Embedded-store "
+                                              "transactions left open by a process that ended in them, "
+                                              "rolled back")
         self.jobs = Counter("fhir_job_runs", "Rounds of background jobs, by outcome", ["job", "outcome"])
         self.job_seconds = Histogram("fhir_job_run_duration_seconds", "Time a background job round took", ["job"])
         self.outbox = Gauge("fhir_outbox_pending_events", "Events committed and not yet dispatched",

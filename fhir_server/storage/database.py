@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bson.binary import UUID_SUBTYPE, Binary
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, PyMongoError
+from pymongo.errors import CollectionInvalid, ConnectionFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from fhir_server.observability import metrics
+from fhir_server.observability.metrics import StoreTiming
 from fhir_server.search.lookup import LOOKUP
 from fhir_server.storage.binaries import BLOBS
-from fhir_server.observability.metrics import StoreTiming
 from fhir_server.storage.command_log import listeners as command_log_listeners
 from fhir_server.storage.claims import CLAIMS
 from fhir_server.storage.embedded import StoreUnavailable, serves_data_dir
@@ -24,6 +28,7 @@ from fhir_server.storage.group_commit import Failed, GroupCommit
 from fhir_server.storage.pending import PendingWrites
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 HISTORY = "history"
 # The transactional outbox (fhir_server.storage.outbox) and the dispatcher's lease.
 OUTBOX = "outbox"
@@ -93,6 +98,37 @@ def check_store(hello: dict[str, Any], build_info: dict[str, Any], data_dir: Pat
 RENAMED_COLLECTIONS = {"Group": "Group_"}
 
 
+@contextmanager
+def open_transaction(gate: Gate | None, session: AsyncClientSession) -> Iterator[None]:
+    """Around a store transaction under `gate`'s writer lock: marked open there until it ended
+    (storage/gate.py). After a lost connection or a cancellation its abort may not have reached the
+    store, so the mark stays for the next writer or reader to end it."""
+    if gate is None:
+        yield
+        return
+    with gate.transaction(bytes(session.session_id["id"]).hex()) as opened:
+        try:
+            yield
+        except BaseException as exc:
+            if _may_be_left_open(exc):
+                opened.keep()
+            raise
+
+
+def _may_be_left_open(error: BaseException) -> bool:
+    """A cancellation, or a lost connection anywhere in the error's chain."""
+    if not isinstance(error, Exception):
+        return True
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        if isinstance(found, ConnectionFailure):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
+
+
 def collection_name(name: str) -> str:
     return RENAMED_COLLECTIONS.get(name, name)
 
@@ -147,7 +183,17 @@ class Database:
         self.db = self.client.get_database(self.name, write_concern=concern)
         # The file locks live in the data dir, so they bind exactly the processes that share it.
         self.gate = Gate(enabled=not self.capabilities.isolated_transactions,
-                         lock_dir=self.data_dir if embedded else None)
+                         lock_dir=self.data_dir if embedded else None, end_session=self.end_session)
+
+    async def end_session(self, session_id: str) -> None:
+        """End the store session `session_id` (hex), which rolls back the transaction it left open:
+        a process died in it, holding the writer lock (storage/gate.py)."""
+        log.warning("rolling back a store transaction left open by a process that ended in it, or that lost "
+                    "its connection to the store in it (session %s)", session_id)
+        await self.client.admin.command({"endSessions": [{"id": Binary(bytes.fromhex(session_id), UUID_SUBTYPE)}]})
+        observed = metrics.current()
+        if observed is not None:
+            observed.abandoned_transactions.inc()
 
     async def close(self) -> None:
         await self.groups.close()
@@ -203,14 +249,15 @@ class Database:
             async with self.client.start_session() as session:
                 self.pending.start(session)
                 try:
-                    async with await session.start_transaction():
-                        results = []
-                        for index, work in enumerate(works):
-                            try:
-                                results.append(await work(session))
-                            except Exception as exc:
-                                raise Failed(index, exc) from exc
-                        await self.pending.flush(self.db, session)
+                    with open_transaction(self.gate, session):
+                        async with await session.start_transaction():
+                            results = []
+                            for index, work in enumerate(works):
+                                try:
+                                    results.append(await work(session))
+                                except Exception as exc:
+                                    raise Failed(index, exc) from exc
+                            await self.pending.flush(self.db, session)
                     return results
                 finally:
                     self.pending.discard(session)

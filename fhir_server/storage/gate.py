@@ -18,6 +18,14 @@ flock belongs to an open file description, not to a task: the readers of one pro
 shared lock (counted), and every wait for a contended lock opens its own description, so a wait
 abandoned by a cancelled task never stands in for another's hold. Writers and the readers' exclusion use separate
 files, so a bundle holding the writer lock never waits on a lock it holds itself.
+
+A process that dies holding the writer lock gives the lock back, but not its store transaction:
+the embedded store keeps a transaction open when its client's connection ends, shows its writes
+to everyone, and makes them durable with the next transaction's commit (tests/store/
+test_embedded_limits.py). So while a store transaction is open, its session id is written in the
+writer lock file (`transaction`), and cleared once it committed. A mark found with the writer lock
+free names a transaction nobody will end: the next writer, or the next process to start reading,
+ends its session first, which rolls it back (`end_session`).
 """
 
 from __future__ import annotations
@@ -25,13 +33,19 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import string
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 WRITER_LOCK = "gate-writer.lock"
 READERS_LOCK = "gate-readers.lock"
+# A store session id as the mark holds it: 16 bytes in hex, always this long, so a mark written
+# over another leaves no tail of it.
+SESSION_ID_LENGTH = 32
+
+EndSession = Callable[[str], Awaitable[None]]
 
 
 async def _flock(path: Path, operation: int) -> int:
@@ -94,10 +108,16 @@ def _wait_in_thread(fd: int, operation: int) -> asyncio.Future[None]:
 class _FileLocks:
     """The cross-process half of the gate: flock on two files in the data dir."""
 
-    def __init__(self, lock_dir: Path) -> None:
+    def __init__(self, lock_dir: Path, end_session: EndSession | None) -> None:
         lock_dir.mkdir(parents=True, exist_ok=True)
         self.writer = lock_dir / WRITER_LOCK
         self.readers = lock_dir / READERS_LOCK
+        self.end_session = end_session
+        # The descriptor holding the writer lock while this process writes: where the mark goes.
+        self.writer_fd: int | None = None
+        # Kept open to look at the mark when readers start, and to take the writer lock for a moment
+        # without waiting when it names an abandoned transaction.
+        self._writer_probe = os.open(self.writer, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         # Kept open for the uncontended shared lock: opening the file costs twice the flock calls
         # and readers come one by one as often as together. Only this thread ever locks it.
         self._readers_fd = os.open(self.readers, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -114,11 +134,45 @@ class _FileLocks:
                 except BlockingIOError:
                     # A descriptor of its own, which a wait given up on can close safely.
                     self._shared_fd = await _flock(self.readers, fcntl.LOCK_SH)
+                try:
+                    await self._readers_start()
+                except BaseException:
+                    self._release_shared()
+                    raise
             self._sharing += 1
+
+    async def _readers_start(self) -> None:
+        """Readers of this process start: a transaction abandoned since, whose writes they would
+        see, is rolled back first. A mark beside a held writer lock is that writer's own."""
+        if not os.pread(self._writer_probe, SESSION_ID_LENGTH, 0):
+            return
+        try:
+            fcntl.flock(self._writer_probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            await self.end_abandoned(self._writer_probe)
+        finally:
+            fcntl.flock(self._writer_probe, fcntl.LOCK_UN)
+
+    async def end_abandoned(self, fd: int) -> None:
+        """With the writer lock held through `fd`: the transaction its mark names, if any, ended."""
+        mark = os.pread(fd, SESSION_ID_LENGTH + 1, 0)
+        if not mark or self.end_session is None:
+            return
+        session_id = mark.decode("ascii", "replace")
+        # Only this server writes the mark; anything else in the file names no session to end.
+        if len(session_id) == SESSION_ID_LENGTH and all(c in string.hexdigits for c in session_id):
+            await self.end_session(session_id)
+        os.ftruncate(fd, 0)
 
     def unshare(self) -> None:
         self._sharing -= 1
-        if self._sharing == 0 and self._shared_fd is not None:
+        if self._sharing == 0:
+            self._release_shared()
+
+    def _release_shared(self) -> None:
+        if self._shared_fd is not None:
             fd, self._shared_fd = self._shared_fd, None
             if fd == self._readers_fd:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -126,18 +180,32 @@ class _FileLocks:
                 os.close(fd)
 
     @asynccontextmanager
-    async def exclusive(self, path: Path) -> AsyncIterator[None]:
+    async def exclusive(self, path: Path) -> AsyncIterator[int]:
         fd = await _flock(path, fcntl.LOCK_EX)
         try:
-            yield
+            yield fd
         finally:
             os.close(fd)
 
 
+class OpenTransaction:
+    """A store transaction marked open in the writer lock file."""
+
+    def __init__(self) -> None:
+        self.kept = False
+
+    def keep(self) -> None:
+        """It may still be open in the store after the block (its abort may not have reached it):
+        the mark stays, and the next writer or reader ends it."""
+        self.kept = True
+
+
 class Gate:
-    def __init__(self, enabled: bool, lock_dir: Path | None = None) -> None:
+    def __init__(self, enabled: bool, lock_dir: Path | None = None, end_session: EndSession | None = None) -> None:
+        """`end_session(id)` ends a store session, rolling back its open transaction: how a
+        transaction abandoned by a dead process is ended."""
         self.enabled = enabled
-        self._files = _FileLocks(lock_dir) if enabled and lock_dir is not None else None
+        self._files = _FileLocks(lock_dir, end_session) if enabled and lock_dir is not None else None
         self._writer = asyncio.Lock()
         self._readers = 0
         self._no_readers = asyncio.Event()
@@ -178,8 +246,30 @@ class Gate:
                 async with self._exclude_readers(exclude_readers):
                     yield
                 return
-            async with self._files.exclusive(self._files.writer), self._exclude_readers(exclude_readers):
-                yield
+            async with self._files.exclusive(self._files.writer) as fd:
+                await self._files.end_abandoned(fd)
+                self._files.writer_fd = fd
+                try:
+                    async with self._exclude_readers(exclude_readers):
+                        yield
+                finally:
+                    self._files.writer_fd = None
+
+    @contextmanager
+    def transaction(self, session_id: str) -> Iterator[OpenTransaction]:
+        """Inside `write`: the store transaction of session `session_id` is open for the block, and
+        ended (committed or aborted) when it exits, unless it calls `keep()`."""
+        opened = OpenTransaction()
+        fd = self._files.writer_fd if self._files is not None else None
+        if fd is None:
+            yield opened
+            return
+        os.pwrite(fd, session_id.encode("ascii"), 0)
+        try:
+            yield opened
+        finally:
+            if not opened.kept:
+                os.ftruncate(fd, 0)
 
     @asynccontextmanager
     async def _exclude_readers(self, exclude: bool) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson.binary import UUID_SUBTYPE, Binary
 from gridfs import GridFSBucket
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
@@ -468,6 +469,38 @@ def test_gridfs_beside_an_open_transaction_is_refused(client: MongoClient[Doc], 
     if not refused:
         pytest.fail(fixed("GridFS while another transaction is open") + " (storage/binaries.py holds the gate)")
     assert "Safety level may not be changed inside a transaction" in refused, refused
+
+
+ABANDON = """
+import os, sys
+from pymongo import MongoClient
+client = MongoClient(sys.argv[1])
+session = client.start_session()
+session.start_transaction()
+client[sys.argv[2]]["tx"].insert_one({"_id": "abandoned"}, session=session)
+print(session.session_id["id"].hex(), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_transaction_whose_client_died_stays_open_until_its_session_ends(
+        store: str, client: MongoClient[Doc], tx: Collection[Doc]) -> None:
+    died = subprocess.run([sys.executable, "-c", ABANDON, store, tx.database.name], capture_output=True, text=True,
+                          timeout=60)
+    session_id = died.stdout.strip()
+    assert died.returncode == -9 and len(session_id) == 32, died.stderr
+    seen = tx.find_one({"_id": "abandoned"})
+    # Another client's transaction runs inside it (a savepoint) and its commit leaves it open.
+    with client.start_session() as session:
+        session.start_transaction()
+        tx.insert_one({"_id": "after-abandoned"}, session=session)
+        session.commit_transaction()
+    client.admin.command({"endSessions": [{"id": Binary(bytes.fromhex(session_id), UUID_SUBTYPE)}]})
+    after_end = (tx.find_one({"_id": "abandoned"}), tx.find_one({"_id": "after-abandoned"}))
+    pin_wrong(seen, {"_id": "abandoned"}, None,
+              "a transaction whose client died (storage/gate.py marks open transactions and ends abandoned ones)")
+    # Ending the dead client's session rolls back all of it, and what ran inside it.
+    pin_right(after_end, (None, None), "endSessions of a session with an open transaction")
 
 
 def test_collection_created_by_aborted_transaction_is_lost(client: MongoClient[Doc], db: Database[Doc]) -> None:
