@@ -23,6 +23,7 @@ from fhir_server.errors import FhirError, information, operation_outcome
 from fhir_server.export import kickoff
 from fhir_server.export.jobs import COMPLETED, ClientBusy, ExportJobs
 from fhir_server.export.runner import Exporter
+from fhir_server.search.compartment import patient_id
 
 router = APIRouter()
 # What a client waits before polling again, and before asking again when it has an export running.
@@ -46,11 +47,11 @@ def _members(group: dict[str, Any]) -> list[str]:
     """The Patient ids a Group lists as active members (R4 Group.member.entity)."""
     found: list[str] = []
     for member in group.get("member") or []:
-        reference = ((member or {}).get("entity") or {}).get("reference")
-        if member.get("inactive") is not True and isinstance(reference, str) and reference.startswith("Patient/"):
-            patient = reference.split("/", 1)[1]
-            if patient not in found:
-                found.append(patient)
+        if not isinstance(member, dict) or member.get("inactive") is True:
+            continue
+        patient = patient_id(member.get("entity"))
+        if patient is not None and patient not in found:
+            found.append(patient)
     return found
 
 

@@ -19,7 +19,7 @@ from fhir_server.search.normalize.reference import RELATIVE_REFERENCE
 from fhir_server.search.parameters import SearchParameterRegistry
 
 
-def _patient_id(reference: Any) -> str | None:
+def patient_id(reference: Any) -> str | None:
     """The id of the Patient of this server a reference names (`Patient/1`, `Patient/1/_history/2`);
     None for anything else: another type, a contained or logical reference, or an absolute URL,
     which names a patient of another server (`http://hl7.org/fhir/Patient/proband`)."""
@@ -53,7 +53,7 @@ class PatientCompartment:
             if param is None:
                 continue
             for _, value in param.evaluate(resource):
-                patient = _patient_id(value)
+                patient = patient_id(value)
                 if patient is not None and patient not in found:
                     found.append(patient)
         return found

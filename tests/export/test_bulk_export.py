@@ -124,11 +124,12 @@ def test_an_establishment_exports_only_what_it_may_see(world: World) -> None:
 
 
 def test_a_group_export_takes_the_group_s_active_patients_only(world: World) -> None:
-    """Group.member.inactive (R4) takes a member out; a member that is not a Patient exports no record."""
+    """Group.member.inactive (R4) takes a member out; a member that is not a Patient exports no record;
+    a member named by a version of its Patient (R4 references.html#literal) is that Patient."""
     patients = world.patients
     group = world.create({
         "resourceType": "Group", "type": "person", "actual": True,
-        "member": [{"entity": {"reference": f"Patient/{patients['P1']}"}},
+        "member": [{"entity": {"reference": f"Patient/{patients['P1']}/_history/1"}},
                    {"entity": {"reference": f"Patient/{patients['P2']}"}, "inactive": True},
                    # The same id as P3's record, under another type.
                    {"entity": {"reference": f"Group/{patients['P3']}"}}]})
