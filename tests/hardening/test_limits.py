@@ -3,6 +3,7 @@ counted as, windows, and two openers of one counter file sharing its counts (as 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,40 @@ def test_two_openers_of_one_file_share_one_budget(tmp_path: Path) -> None:
     with pytest.raises(Exceeded):
         other.check("token-failures", "a")
     Limiter(Counters(tmp_path / "counts"), {"api-client": None}).take("api-client", "a")  # off: no limit
+
+
+def test_a_budget_far_from_spent_is_counted_a_few_requests_at_a_time(tmp_path: Path) -> None:
+    counters = Counters(tmp_path / "counts")
+    limiter = Limiter(counters, {"api-client": Budget(1000, 3600)})
+
+    def shared() -> int:
+        now = time.time()
+        return counters.add("api-client a", (int(now) // 3600 + 1) * 3600, 0, now)
+
+    limiter.take("api-client", "a")
+    # The first request of a window is counted alone: nothing is known of the others yet.
+    assert shared() == 1
+    limiter.take("api-client", "a")
+    # Then 1/64 of what was left, at most 16: this request and the next 14 are counted already.
+    assert shared() == 16
+    for _ in range(14):
+        limiter.take("api-client", "a")
+    assert shared() == 16
+    limiter.take("api-client", "a")
+    assert shared() == 31
+
+
+def test_processes_counting_ahead_serve_the_budget_and_not_one_request_more(tmp_path: Path) -> None:
+    budgets: dict[str, Budget | None] = {"api-client": Budget(300, 3600)}
+    workers = [Limiter(Counters(tmp_path / "counts"), budgets) for _ in range(3)]
+    served, first_refusal = 0, None
+    for turn in range(400):
+        try:
+            workers[turn % 3].take("api-client", "a")
+            served += 1
+        except Exceeded:
+            first_refusal = served if first_refusal is None else first_refusal
+    # The first refusal comes when the others still hold what they counted ahead, at most 300//64
+    # each; they go on serving it, and the budget is served whole, never more.
+    assert first_refusal is not None and 300 - 2 * (300 // 64) <= first_refusal <= 300
+    assert served == 300
