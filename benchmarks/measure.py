@@ -44,6 +44,8 @@ class Result:
     driver: str = "asyncio + httpx"
     limits: dict[str, str] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
+    # The ratio to the bare route in each round measured in pairs (benchmarks.run.paired_with_bare).
+    paired_ratios: list[float] = field(default_factory=list)
     # With --profile: the server's hottest functions, as shares of py-spy samples (see benchmarks.profile).
     hot_spots: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +42,11 @@ DEFAULT_SCALES = "10k,50k"
 # the first scale (where every path is measured) the run waits for it, this long at most; after
 # the larger ones (searches only, each beside its bare route in the same minute) it does not.
 SETTLE_SECONDS = 300.0
+# A path's throughput against its bare route's is the ratio of two 5-second runs taken minutes
+# apart, on two cores the load generator shares: the same build gave a read 80 % and 87 % of the
+# bare route in two runs (2026-12-06). Measured in pairs, each path run right after a bare run,
+# the load of the machine is alike on both sides of each ratio; the median of the rounds is kept.
+PAIRS = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="DocumentReference counts, comma-separated (10k,100k,1m): every path at the first, "
                              "searches again at each larger one (default %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of measurement per path")
+    parser.add_argument("--pairs", type=int, default=PAIRS,
+                        help="rounds of a path measured right after its bare route, for its ratio to it "
+                             "(the median round's ratio; 0: the two single measurements; default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per path (asyncio driver)")
     parser.add_argument("--driver", choices=("wrk", "asyncio"), default="wrk",
                         help="what drives the GET paths: wrk (1 thread, --connections; default) or the asyncio loop")
@@ -129,6 +138,22 @@ async def measure(scenario: Scenario, bench: Bench, server: Server, bare: BareEn
     return result
 
 
+async def paired_with_bare(scenario: Scenario, result: Result, bench: Bench, server: Server, bare: BareEndpoint,
+                           scale: int, args: argparse.Namespace) -> None:
+    """`result`'s ratio to its bare route: the median of `--pairs` rounds, each the bare route's run
+    and then the path's (see PAIRS)."""
+    limit = next(s for s in ALL if s.name == scenario.limits["bare"])
+    ratios = []
+    for _ in range(args.pairs):
+        alone = await measure(limit, bench, server, bare, scale, args)
+        path = await measure(scenario, bench, server, bare, scale, args)
+        if alone.status != "ok" or path.status != "ok" or not alone.throughput:
+            return
+        ratios.append(round(path.throughput / alone.throughput, 3))
+    result.ratios["bare"] = statistics.median(ratios)
+    result.paired_ratios = ratios
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     scales = [datagen.parse_scale(s) for s in args.scales.split(",") if s.strip()]
     if scales != sorted(scales):
@@ -173,13 +198,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for scenario in ALL:
                     if _selected(scenario, index == 0, only):
                         result = await measure(scenario, bench, server, bare, scale, args)
+                        if "bare" in scenario.limits and result.status == "ok" and args.pairs > 0:
+                            await paired_with_bare(scenario, result, bench, server, bare, scale, args)
                         print(report.line(result), flush=True)
                         results.append(result)
         report.add_ratios(results)
         return {
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
-            "settings": {"scales": scales, "duration": args.duration, "concurrency": args.concurrency,
+            "settings": {"scales": scales, "duration": args.duration, "pairs": args.pairs, "concurrency": args.concurrency,
                          "load_concurrency": args.load_concurrency, "driver": args.driver,
                          "connections": args.connections},
             "machine": machine,

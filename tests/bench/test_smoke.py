@@ -21,7 +21,7 @@ RUN = ["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-con
        "--round-trips", "1"]
 RESULT_KEYS = {"name", "group", "scale", "status", "note", "requests", "errors", "seconds", "throughput", "p50_ms",
                "p95_ms", "p99_ms", "cpu_ms_per_request", "store_cpu_ms_per_request", "peak_rss_mb", "limits",
-               "ratios", "hot_spots", "client_cpu_ms_per_request", "driver"}
+               "ratios", "paired_ratios", "hot_spots", "client_cpu_ms_per_request", "driver"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_results_are_written_with_every_key(figures: dict[str, Any]) -> None:
     assert set(figures) == {"started", "seconds", "settings", "machine", "loads", "results", "targets", "targets_18",
                             "round_trips", "document"}
-    assert figures["settings"] == {"scales": [200], "duration": 0.3, "concurrency": 2, "load_concurrency": 2,
+    assert figures["settings"] == {"scales": [200], "duration": 0.3, "pairs": 3, "concurrency": 2, "load_concurrency": 2,
                                    "driver": "wrk", "connections": 4}
     assert figures["seconds"] > 0
     for result in figures["results"]:
@@ -77,6 +77,11 @@ def test_paths_are_compared_to_their_limits(figures: dict[str, Any]) -> None:
     for name in ("search patient.identifier", "search _include", "search deep page", "vread", "create"):
         assert "store" in by_name[name]["ratios"], name
     assert all(v > 0 for r in figures["results"] for v in r["ratios"].values())
+    # A ratio to the bare route is the median of the rounds measured in pairs, each listed.
+    for name in ("read", "vread", "search patient+type"):
+        rounds = by_name[name]["paired_ratios"]
+        assert len(rounds) == 3 and by_name[name]["ratios"]["bare"] == sorted(rounds)[1], name
+    assert by_name["create"]["paired_ratios"] == []
 
 
 def test_load_throughput_and_machine_are_recorded(figures: dict[str, Any]) -> None:
