@@ -46,6 +46,8 @@ class Result:
     ratios: dict[str, float] = field(default_factory=dict)
     # The ratio to the bare route in each round measured in pairs (benchmarks.run.paired_with_bare).
     paired_ratios: list[float] = field(default_factory=list)
+    # The p50 of the path and of its bare route in each of those rounds, ms.
+    paired_p50_ms: list[list[float]] = field(default_factory=list)
     # With --profile: the server's hottest functions, as shares of py-spy samples (see benchmarks.profile).
     hot_spots: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 

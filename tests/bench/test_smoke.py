@@ -21,7 +21,7 @@ RUN = ["--scales", "200", "--duration", "0.3", "--concurrency", "2", "--load-con
        "--round-trips", "1"]
 RESULT_KEYS = {"name", "group", "scale", "status", "note", "requests", "errors", "seconds", "throughput", "p50_ms",
                "p95_ms", "p99_ms", "cpu_ms_per_request", "store_cpu_ms_per_request", "peak_rss_mb", "limits",
-               "ratios", "paired_ratios", "hot_spots", "client_cpu_ms_per_request", "driver"}
+               "ratios", "paired_ratios", "paired_p50_ms", "hot_spots", "client_cpu_ms_per_request", "driver"}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,7 @@ def test_paths_are_compared_to_their_limits(figures: dict[str, Any]) -> None:
     for name in ("read", "vread", "search patient+type"):
         rounds = by_name[name]["paired_ratios"]
         assert len(rounds) == 3 and by_name[name]["ratios"]["bare"] == sorted(rounds)[1], name
+        assert len(by_name[name]["paired_p50_ms"]) == 3 and all(p > 0 and b > 0 for p, b in by_name[name]["paired_p50_ms"])
     assert by_name["create"]["paired_ratios"] == []
 
 
