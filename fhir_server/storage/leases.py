@@ -125,15 +125,25 @@ def reloading(every: float, reload: Callable[[], Awaitable[None]], log: logging.
     return asyncio.create_task(loop())
 
 
+# How long a stop waits for a cancelled background task to end.
+CANCEL_WAIT_SECONDS = 5.0
+
+
 async def cancel(task: asyncio.Task[None] | None) -> None:
-    """Stop a background task and wait until it has stopped."""
+    """Stop a background task and wait until it has stopped (at most CANCEL_WAIT_SECONDS)."""
     if task is None:
         return
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    done, _ = await asyncio.wait([task], timeout=CANCEL_WAIT_SECONDS)
+    if not done:
+        # Seen with the store gone: a wait inside the driver took the cancellation for its own and
+        # the task went on to wait again. A stop must not hang on it; the process is ending.
+        logging.getLogger("fhir_server").warning("a background task did not end within %s s of its cancellation; "
+                                                 "left behind", CANCEL_WAIT_SECONDS)
+        return
+    failure = None if task.cancelled() else task.exception()
+    if failure is not None:
+        raise failure
 
 
 async def stop_rounds(task: asyncio.Task[None], lease: Lease, seconds: float,
