@@ -168,6 +168,12 @@ RESERVE_SHARE = 64
 RESERVATIONS_KEPT = 4096
 
 
+def _window(budget: Budget) -> tuple[float, int]:
+    """Now, and the end of the budget's window holding it (windows aligned on the clock)."""
+    now = time.time()
+    return now, (int(now) // budget.seconds + 1) * budget.seconds
+
+
 class Limiter:
     def __init__(self, counters: Counters, budgets: dict[str, Budget | None]) -> None:
         self.counters = counters
@@ -185,8 +191,7 @@ class Limiter:
         budget = self.budgets.get(rule)
         if budget is None:
             return None
-        now = time.time()
-        window_end = (int(now) // budget.seconds + 1) * budget.seconds
+        now, window_end = _window(budget)
         count = self.counters.add(f"{rule} {key}", window_end, amount, now)
         if count + (0 if amount else 1) > budget.requests:
             return Exceeded(rule, max(1, math.ceil(window_end - now)))
@@ -197,8 +202,7 @@ class Limiter:
         budget = self.budgets.get(rule)
         if budget is None:
             return
-        now = time.time()
-        window_end = (int(now) // budget.seconds + 1) * budget.seconds
+        now, window_end = _window(budget)
         held = self._reserved.get((rule, key))
         if held is not None and held[0] == window_end and held[1] > 0:
             self._reserved[(rule, key)] = (window_end, held[1] - 1, held[2])

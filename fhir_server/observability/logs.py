@@ -12,6 +12,7 @@ the rest of the server logs messages written for operators, which name resources
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import sys
@@ -76,7 +77,7 @@ def _timestamp(created: float) -> str:
     return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Lines(logging.Formatter):
+class _Lines(logging.Formatter, abc.ABC):
     """A line from what a record holds: `format` makes a record's, `line` one without a record."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -84,9 +85,10 @@ class _Lines(logging.Formatter):
                          getattr(record, FIELDS, None) or {},
                          self.formatException(record.exc_info) if record.exc_info else None)
 
+    @abc.abstractmethod
     def line(self, created: float, level: int, name: str, message: str, fields: dict[str, Any],
              exception: str | None = None) -> str:
-        raise NotImplementedError
+        """The line of an event, in this formatter's format."""
 
 
 class JsonFormatter(_Lines):

@@ -166,7 +166,7 @@ class _FileLocks:
         # Only this server writes the mark; anything else in the file names no session to end.
         if len(session_id) == SESSION_ID_LENGTH and all(c in string.hexdigits for c in session_id):
             await self.end_session(session_id)
-        os.ftruncate(fd, 0)
+        os.pwrite(fd, CLEARED, 0)
 
     def unshare(self) -> None:
         self._sharing -= 1
