@@ -92,3 +92,30 @@ def test_processes_counting_ahead_serve_the_budget_and_not_one_request_more(tmp_
     # each; they go on serving it, and the budget is served whole, never more.
     assert first_refusal is not None and 300 - 2 * (300 // 64) <= first_refusal <= 300
     assert served == 300
+
+
+def test_a_reservation_sized_on_an_old_count_never_serves_past_the_budget(tmp_path: Path) -> None:
+    budgets: dict[str, Budget | None] = {"api-client": Budget(1000, 3600)}
+    slow, busy = (Limiter(Counters(tmp_path / "counts"), budgets) for _ in range(2))
+    slow.take("api-client", "a")
+    slow.take("api-client", "a")  # counts 15 ahead, having seen 1
+    served = 2
+    for _ in range(14):
+        slow.take("api-client", "a")
+        served += 1
+    # Meanwhile another worker brings the count to 10 below the budget (it counts one at a time there).
+    counters = Counters(tmp_path / "counts")
+    now = time.time()
+    window_end = (int(now) // 3600 + 1) * 3600
+    while counters.add("api-client a", window_end, 0, now) < 990:
+        busy.take("api-client", "a")
+        served += 1
+    # The slow one last saw 16 and counts 15 ahead again, past the budget: it may serve only what
+    # was left below it, and then refuses.
+    for _ in range(20):
+        try:
+            slow.take("api-client", "a")
+            served += 1
+        except Exceeded:
+            pass
+    assert served == 1000
